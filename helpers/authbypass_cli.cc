@@ -1,0 +1,279 @@
+// `authbypass`: the security team's tool for the policy (DESIGN §6).
+// Exit codes: 0 ok, 1 policy or test failure, 2 usage error.
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "authbypass/explain.h"
+#include "authbypass/policy.h"
+#include "authbypass/policy_check.h"
+
+namespace {
+
+using namespace authbypass;
+
+constexpr int kOk = 0;
+constexpr int kFailure = 1;
+constexpr int kUsage = 2;
+
+constexpr std::string_view kUsageText =
+    R"(usage: authbypass COMMAND [options]
+
+Commands:
+  check POLICY [--strict] [--date YYYY-MM-DD]
+        Load and validate the policy, run its tests:, print warnings.
+        --strict turns warnings into a failure (for CI gates).
+  test POLICY [--verbose] [--date YYYY-MM-DD]
+        Run the policy's tests: only; prints "N passed, M failed".
+  explain POLICY --url URL [--method M] [--user-agent UA] [--src IP] [--date YYYY-MM-DD]
+        Show the decision for one request, the deciding rule, and for the
+        nearest other rules which criterion failed.
+
+Options:
+  --date YYYY-MM-DD   evaluate as on that day (UTC) instead of today
+  -h, --help          this text
+  --version           print the version
+
+Exit status: 0 ok, 1 policy or test failure, 2 usage error.
+)";
+
+int usage_error(const std::string& msg) {
+  std::cerr << "authbypass: " << msg << "\n"
+            << "Run 'authbypass --help' for usage.\n";
+  return kUsage;
+}
+
+// Parsed command line: positional arguments and --options (with values where declared).
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> options;
+  std::string error;
+};
+
+Args parse_args(int argc, char** argv, int first, const std::vector<std::string>& with_value,
+                const std::vector<std::string>& flags) {
+  Args a;
+  for (int i = first; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.size() > 2 && arg.starts_with("--")) {
+      std::string value;
+      bool has_inline = false;
+      if (auto eq = arg.find('='); eq != std::string::npos) {
+        value = arg.substr(eq + 1);
+        arg = arg.substr(0, eq);
+        has_inline = true;
+      }
+      bool takes_value = std::find(with_value.begin(), with_value.end(), arg) != with_value.end();
+      bool is_flag = std::find(flags.begin(), flags.end(), arg) != flags.end();
+      if (!takes_value && !is_flag) {
+        a.error = "unknown option '" + arg + "'";
+        return a;
+      }
+      if (takes_value && !has_inline) {
+        if (i + 1 >= argc) {
+          a.error = "option '" + arg + "' needs a value";
+          return a;
+        }
+        value = argv[++i];
+      }
+      if (is_flag && has_inline) {
+        a.error = "option '" + arg + "' takes no value";
+        return a;
+      }
+      a.options[arg] = value;
+    } else {
+      a.positional.push_back(arg);
+    }
+  }
+  return a;
+}
+
+std::optional<Date> date_option(const Args& a, std::string* error) {
+  auto it = a.options.find("--date");
+  if (it == a.options.end()) return today_utc();
+  auto d = parse_date(it->second);
+  if (!d) *error = "bad --date '" + it->second + "' (expected YYYY-MM-DD)";
+  return d;
+}
+
+std::shared_ptr<const Policy> load_or_report(const std::string& path) {
+  LoadResult r = load_policy_file(path);
+  if (!r.ok()) {
+    for (const auto& e : r.errors) std::cerr << e << "\n";
+    std::cerr << "authbypass: " << path << ": policy not loaded (" << r.errors.size()
+              << (r.errors.size() == 1 ? " error" : " errors")
+              << "); fix the file and run 'authbypass check " << path << "' again\n";
+  }
+  return r.policy;
+}
+
+void print_test_results(const TestReport& report, bool verbose) {
+  for (const auto& res : report.results) {
+    if (!res.passed) {
+      std::cout << res.test->where.to_string() << ": FAIL " << res.test->name << ": "
+                << res.failure << "\n";
+    } else if (verbose) {
+      std::cout << res.test->where.to_string() << ": ok   " << res.test->name << "\n";
+    }
+  }
+  std::cout << report.passed << " passed, " << report.failed << " failed\n";
+}
+
+int cmd_check(int argc, char** argv) {
+  Args a = parse_args(argc, argv, 2, {"--date"}, {"--strict", "--verbose"});
+  if (!a.error.empty()) return usage_error(a.error);
+  if (a.positional.size() != 1) return usage_error("check needs exactly one POLICY file");
+  std::string err;
+  auto today = date_option(a, &err);
+  if (!today) return usage_error(err);
+
+  auto policy = load_or_report(a.positional[0]);
+  if (!policy) return kFailure;
+  std::size_t shadow = 0;
+  for (const auto& r : policy->rules()) shadow += r.mode == Mode::kShadow;
+  std::cout << policy->file() << ": " << policy->rules().size() << " rules (" << shadow
+            << " shadow), " << policy->tests().size() << " tests, sha256 " << policy->sha256()
+            << "\n";
+  auto warnings = lint_policy(*policy, *today);
+  for (const auto& w : warnings) std::cout << w.to_string() << "\n";
+  TestReport report = run_policy_tests(*policy, *today);
+  print_test_results(report, a.options.contains("--verbose"));
+  const bool strict_fail = a.options.contains("--strict") && !warnings.empty();
+  if (report.failed > 0 || strict_fail) {
+    std::cout << "FAILED: " << report.failed << " failing tests, " << warnings.size()
+              << " warnings" << (strict_fail ? " (--strict)" : "") << "\n";
+    return kFailure;
+  }
+  std::cout << "OK: policy valid, " << warnings.size() << " warnings\n";
+  return kOk;
+}
+
+int cmd_test(int argc, char** argv) {
+  Args a = parse_args(argc, argv, 2, {"--date"}, {"--verbose"});
+  if (!a.error.empty()) return usage_error(a.error);
+  if (a.positional.size() != 1) return usage_error("test needs exactly one POLICY file");
+  std::string err;
+  auto today = date_option(a, &err);
+  if (!today) return usage_error(err);
+  auto policy = load_or_report(a.positional[0]);
+  if (!policy) return kFailure;
+  TestReport report = run_policy_tests(*policy, *today);
+  print_test_results(report, a.options.contains("--verbose"));
+  return report.failed > 0 ? kFailure : kOk;
+}
+
+std::string describe_rule(const Rule& r) {
+  std::string s = "'" + r.id + "' (" + r.where.to_string() + ")";
+  return s;
+}
+
+int cmd_explain(int argc, char** argv) {
+  Args a = parse_args(argc, argv, 2, {"--url", "--method", "--user-agent", "--src", "--date"}, {});
+  if (!a.error.empty()) return usage_error(a.error);
+  if (a.positional.size() != 1) return usage_error("explain needs exactly one POLICY file");
+  if (!a.options.contains("--url")) return usage_error("explain needs --url URL");
+  std::string err;
+  auto today = date_option(a, &err);
+  if (!today) return usage_error(err);
+  auto policy = load_or_report(a.positional[0]);
+  if (!policy) return kFailure;
+
+  const std::string method = a.options.contains("--method") ? a.options["--method"] : "GET";
+  Request req;
+  req.parse(RequestInput{method, a.options["--url"], a.options["--user-agent"], a.options["--src"]});
+
+  std::cout << "request:  " << method << " " << a.options["--url"] << "\n";
+  if (req.ok()) {
+    std::cout << "          host " << req.host << ", port " << req.port;
+    if (!req.is_connect) {
+      std::cout << ", path " << (req.match_path_ok ? req.match_path : "(unmatchable: " + req.path + ")");
+    }
+    std::cout << ", User-Agent "
+              << (req.user_agent.empty() ? std::string("(none)") : "'" + req.user_agent + "'")
+              << ", client " << (req.src ? req.src->to_string() : std::string("(unknown)")) << "\n";
+  }
+
+  Explanation ex = explain(*policy, req, *today);
+  const Decision& d = ex.decision;
+  if (d.bypass()) {
+    std::cout << "decision: BYPASS (no proxy authentication) by rule " << describe_rule(*d.rule)
+              << ", verify " << to_string(d.rule->verify) << "\n";
+    if (!d.rule->owner.empty() || !d.rule->ticket.empty())
+      std::cout << "          owner " << (d.rule->owner.empty() ? "-" : d.rule->owner) << ", ticket "
+                << (d.rule->ticket.empty() ? "-" : d.rule->ticket) << "\n";
+  } else if (!req.ok()) {
+    std::cout << "decision: AUTHENTICATE: the request is malformed (" << req.error()
+              << "); a malformed request never bypasses\n";
+  } else {
+    std::cout << "decision: AUTHENTICATE: " << d.reason << "\n";
+  }
+  if (d.regex_fault)
+    std::cout << "note:     a regex gave up on this input (too complex); counted as no match\n";
+  for (std::size_t i = 0; i < d.shadow_count; ++i) {
+    std::cout << "shadow:   rule " << describe_rule(*d.shadow[i])
+              << " matches (shadow mode: logged as 'would bypass', never changes the answer)\n";
+  }
+  if (!req.ok()) return kOk;
+
+  auto show = [](const RuleExplanation& re) {
+    for (const auto& c : re.checks)
+      std::cout << "    " << (c.ok ? "ok   " : "FAIL ") << c.criterion << ": " << c.detail << "\n";
+  };
+  if (d.bypass()) {
+    for (const auto& re : ex.rules)
+      if (re.rule == d.rule) {
+        std::cout << "why " << d.rule->id << " matches:\n";
+        show(re);
+      }
+  }
+  auto nearest = ex.nearest(3);
+  if (!nearest.empty()) {
+    std::cout << "nearest other rules:\n";
+    for (const RuleExplanation* re : nearest) {
+      std::string status;
+      if (re->matched && re->rule->mode == Mode::kEnforce)
+        status = "also matches (an earlier rule decided)";
+      else if (re->failed() == 0)
+        status = "matches";
+      else
+        status = std::to_string(re->failed()) + " of " + std::to_string(re->checks.size()) +
+                 " criteria failed";
+      std::cout << "  " << describe_rule(*re->rule)
+                << (re->rule->mode == Mode::kShadow ? " [shadow]" : "") << ": " << status << "\n";
+      show(*re);
+    }
+  }
+  return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (argc < 2) {
+      std::cerr << kUsageText;
+      return kUsage;
+    }
+    std::string_view cmd = argv[1];
+    if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+      std::cout << kUsageText;
+      return kOk;
+    }
+    if (cmd == "--version") {
+      std::cout << "authbypass " AUTHBYPASS_VERSION "\n";
+      return kOk;
+    }
+    if (cmd == "check") return cmd_check(argc, argv);
+    if (cmd == "test") return cmd_test(argc, argv);
+    if (cmd == "explain") return cmd_explain(argc, argv);
+    return usage_error("unknown command '" + std::string(cmd) + "'");
+  } catch (const std::exception& e) {
+    std::cerr << "authbypass: internal error: " << e.what() << "\n";
+    return kFailure;
+  }
+}

@@ -1,0 +1,79 @@
+// The request model: one HTTP request as the engine sees it, parsed and normalized for
+// matching. Adapters (Squid helper, ICAP service, CLI) fill a RequestInput from their wire
+// format and call Request::parse; the engine never sees raw wire data.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "authbypass/ip.h"
+
+namespace authbypass {
+
+// Limits on request data. Longer values make the request malformed (it never matches).
+inline constexpr std::size_t kMaxUrlLength = 8192;        // Squid's own MAX_URL
+inline constexpr std::size_t kMaxUserAgentLength = 4096;
+inline constexpr std::size_t kMaxMethodLength = 32;
+
+// Raw request data, already unescaped from the transport (e.g. Squid's %# tokens decoded
+// once). Empty `user_agent` or `src` means "not known".
+struct RequestInput {
+  std::string_view method;
+  std::string_view url;  // absolute-form "http://host[:port]/path?query"; "host:port" for CONNECT
+  std::string_view user_agent;
+  std::string_view src;  // client address, IPv4 or IPv6 text
+};
+
+enum class HostKind : std::uint8_t {
+  kName,  // a DNS name, ASCII (non-ASCII labels converted to punycode), lower-case
+  kIpv4,  // a dotted-quad IPv4 literal
+  kIpv6,  // a bracketed IPv6 literal
+};
+
+// A parsed, normalized request. Parsing reuses the object's buffers, so a Request that is
+// parsed again and again does not allocate once warm (except for non-ASCII host names).
+//
+// Fields are valid only when ok() is true. A malformed request never matches any rule.
+struct Request {
+  // Parses `in` into this object. Returns ok(); on failure error() says why.
+  bool parse(const RequestInput& in);
+
+  bool ok() const { return error_.empty(); }
+  std::string_view error() const { return error_; }
+
+  std::string method;      // as sent (HTTP methods are case-sensitive)
+  bool is_connect = false;
+  std::string scheme;      // "http" or "https", lower-case; empty for CONNECT
+  std::string host;        // normalized: lower-case, one trailing dot dropped, punycode;
+                           // IPv6 without brackets, canonical text
+  HostKind host_kind = HostKind::kName;
+  IpAddress host_ip;       // when host_kind is kIpv4 / kIpv6
+  std::uint16_t port = 0;  // explicit port, or the scheme's default (80 / 443)
+  std::string path;        // path as sent (no query, no ;params); "/" when absent
+  std::string params;      // ";params" part of the path, without the ';' (may be empty)
+  std::string query;       // query without the '?' (may be empty)
+
+  // The path used for matching: percent-decoded once, dot-segments removed, ASCII
+  // lower-cased. Empty and match_path_ok false when the path cannot be matched safely
+  // (%00, malformed escapes, a decoded control byte, '?', '#', ';' or '\').
+  std::string match_path;
+  bool match_path_ok = false;
+
+  std::string user_agent;        // as sent
+  std::string user_agent_lower;  // ASCII lower-cased copy for literal matching
+  std::optional<IpAddress> src;  // client address, when given
+
+  std::string url;  // the URL as given, for logs
+
+ private:
+  std::string error_;
+};
+
+// Helpers also used by the policy loader, so that policy hosts and request hosts are
+// normalized the same way. Each returns false (and sets *error) on input that is not a
+// valid host name.
+bool normalize_host_name(std::string_view in, std::string& out, std::string* error);
+
+}  // namespace authbypass

@@ -1,0 +1,625 @@
+// YAML policy loader, schema version 1 (DESIGN §2). All-or-nothing: every error found is
+// collected as "file:line:column: message" and no policy is returned if there is any.
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <unordered_map>
+
+#include "authbypass/policy.h"
+#include "host_matcher.h"
+#include "regex.h"
+#include "text.h"
+
+namespace authbypass {
+
+namespace {
+
+constexpr std::size_t kMaxErrors = 50;
+constexpr std::size_t kMaxListEntries = 1'000'000;  // over all lists of a policy
+constexpr std::size_t kMaxIdLength = 64;
+constexpr std::size_t kMaxTextLength = 1024;
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr) != 1) return {};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(len * 2);
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 15];
+  }
+  return out;
+}
+
+bool valid_id(std::string_view id) {
+  if (id.empty() || id.size() > kMaxIdLength) return false;
+  auto ok_first = [](char c) { return (c >= 'a' && c <= 'z') || text::is_digit(c); };
+  if (!ok_first(id[0])) return false;
+  for (char c : id)
+    if (!(ok_first(c) || c == '.' || c == '_' || c == '-')) return false;
+  return true;
+}
+
+// Same test as the request parser: a last label that is a number (or 0x-hex).
+bool ends_in_number(std::string_view host) {
+  std::size_t dot = host.rfind('.');
+  std::string_view last = dot == std::string_view::npos ? host : host.substr(dot + 1);
+  if (last.empty()) return false;
+  if (last.size() >= 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X')) return true;
+  for (char c : last)
+    if (!text::is_digit(c)) return false;
+  return true;
+}
+
+}  // namespace
+
+class PolicyLoader {
+ public:
+  explicit PolicyLoader(std::string file) : file_(std::move(file)) {}
+
+  LoadResult load(std::string_view text);
+
+ private:
+  using Node = YAML::Node;
+
+  SourceLocation where(const Node& n) const {
+    YAML::Mark m = n.Mark();
+    if (m.is_null()) return {file_, 1, 1};
+    return {file_, m.line + 1, m.column + 1};
+  }
+  void error_at(const SourceLocation& loc, const std::string& msg) {
+    if (errors_.size() < kMaxErrors) errors_.push_back(loc.to_string() + ": " + msg);
+    ++error_count_;
+  }
+  void error(const Node& n, const std::string& msg) { error_at(where(n), msg); }
+
+  // Checks that `n` is a mapping whose keys are unique scalars from `allowed`.
+  bool check_map(const Node& n, const std::string& what, std::initializer_list<const char*> allowed);
+  std::optional<std::string> scalar(const Node& n, const std::string& what);
+  std::optional<std::vector<Node>> list(const Node& n, const std::string& what);
+
+  void load_rule(const Node& n, std::uint32_t index);
+  bool load_match(const Node& n, Rule& rule);
+  void load_test(const Node& n);
+  void load_hosts(const Node& n, Rule& rule);
+  void load_strings(const Node& n, const std::string& key, std::vector<std::string>& out,
+                    bool path_text);
+  void load_regexes(const Node& n, const std::string& key, std::vector<RegexPattern>& out);
+
+  std::string file_;
+  std::vector<std::string> errors_;
+  std::size_t error_count_ = 0;
+  std::size_t list_entries_ = 0;
+  std::unique_ptr<Policy> policy_;
+  std::unordered_map<std::string, SourceLocation> ids_;
+};
+
+bool PolicyLoader::check_map(const Node& n, const std::string& what,
+                             std::initializer_list<const char*> allowed) {
+  if (!n.IsMap()) {
+    error(n, what + " must be a mapping (key: value)");
+    return false;
+  }
+  std::set<std::string> seen;
+  bool ok = true;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    const Node& key = it->first;
+    if (!key.IsScalar()) {
+      error(key, "keys in " + what + " must be plain words");
+      ok = false;
+      continue;
+    }
+    const std::string& k = key.Scalar();
+    bool known = false;
+    for (const char* a : allowed) known = known || k == a;
+    if (!known) {
+      std::string list;
+      for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+      error(key, "unknown key '" + k + "' in " + what + " (allowed: " + list + ")");
+      ok = false;
+    } else if (!seen.insert(k).second) {
+      error(key, "duplicate key '" + k + "' in " + what);
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+std::optional<std::string> PolicyLoader::scalar(const Node& n, const std::string& what) {
+  if (!n.IsScalar()) {
+    error(n, what + " must be a single value, not " +
+                 (n.IsNull() ? "empty" : n.IsSequence() ? "a list" : "a mapping"));
+    return std::nullopt;
+  }
+  if (n.Scalar().size() > kMaxTextLength) {
+    error(n, what + " is longer than " + std::to_string(kMaxTextLength) + " characters");
+    return std::nullopt;
+  }
+  return n.Scalar();
+}
+
+std::optional<std::vector<YAML::Node>> PolicyLoader::list(const Node& n, const std::string& what) {
+  if (!n.IsSequence()) {
+    error(n, what + " must be a list, e.g. " + what + ": [a, b]");
+    return std::nullopt;
+  }
+  if (n.size() == 0) {
+    error(n, what + " is an empty list: remove the key or list at least one entry");
+    return std::nullopt;
+  }
+  list_entries_ += n.size();
+  if (list_entries_ > kMaxListEntries) {
+    error(n, "policy has more than " + std::to_string(kMaxListEntries) + " list entries");
+    return std::nullopt;
+  }
+  std::vector<Node> out;
+  out.reserve(n.size());
+  for (const Node& e : n) out.push_back(e);
+  return out;
+}
+
+void PolicyLoader::load_strings(const Node& n, const std::string& key,
+                                std::vector<std::string>& out, bool path_text) {
+  auto entries = list(n, key);
+  if (!entries) return;
+  for (const Node& e : *entries) {
+    auto s = scalar(e, key + " entry");
+    if (!s) continue;
+    if (s->empty()) {
+      error(e, key + " entry is empty");
+      continue;
+    }
+    if (path_text) {
+      if (key == "path_prefix" && (*s)[0] != '/') {
+        error(e, "path_prefix '" + *s + "' must start with '/'");
+        continue;
+      }
+      bool bad = false;
+      for (char c : *s) {
+        bad = bad || text::is_ctl(static_cast<unsigned char>(c)) || c == '?' || c == '#' ||
+              c == ';' || c == '%' || c == '\\';
+      }
+      if (bad) {
+        error(e, key + " '" + *s +
+                     "' contains ?, #, ;, %, \\ or a control character: paths are matched "
+                     "decoded, without query or ;params");
+        continue;
+      }
+    }
+    out.push_back(text::to_lower(*s));
+  }
+}
+
+void PolicyLoader::load_regexes(const Node& n, const std::string& key,
+                                std::vector<RegexPattern>& out) {
+  auto entries = list(n, key);
+  if (!entries) return;
+  for (const Node& e : *entries) {
+    auto s = scalar(e, key + " entry");
+    if (!s) continue;
+    if (s->size() > kMaxRegexLength) {
+      error(e, key + " entry is longer than " + std::to_string(kMaxRegexLength) + " characters");
+      continue;
+    }
+    std::string why;
+    auto re = Regex::compile(*s, &why);
+    if (!re) {
+      error(e, "bad regular expression '" + *s + "': " + why);
+      continue;
+    }
+    out.push_back(RegexPattern{*s, std::move(re)});
+  }
+}
+
+void PolicyLoader::load_hosts(const Node& n, Rule& rule) {
+  auto entries = list(n, "hosts");
+  if (!entries) return;
+  for (const Node& e : *entries) {
+    auto s = scalar(e, "hosts entry");
+    if (!s) continue;
+    std::string_view t = *s;
+    HostPattern p;
+    p.text = *s;
+    if (t.starts_with("*.")) {
+      error(e, "hosts entry '" + *s + "': write '" + std::string(t.substr(1)) +
+                   "' for a domain and all its subdomains");
+      continue;
+    }
+    if (t.starts_with("[")) {
+      error(e, "hosts entry '" + *s + "': write IPv6 addresses without brackets");
+      continue;
+    }
+    if (t.find('/') != std::string_view::npos || IpAddress::parse(t)) {
+      std::string why;
+      auto c = Cidr::parse(t, &why);
+      if (!c) {
+        error(e, "bad CIDR in hosts: " + why);
+        continue;
+      }
+      p.kind = HostPattern::Kind::kCidr;
+      p.cidr = *c;
+    } else {
+      if (t.find(':') != std::string_view::npos) {
+        error(e, "hosts entry '" + *s + "' has a port or is not an IP address; use 'ports' for ports");
+        continue;
+      }
+      p.kind = HostPattern::Kind::kExact;
+      if (t.starts_with(".")) {
+        p.kind = HostPattern::Kind::kSuffix;
+        t.remove_prefix(1);
+      }
+      std::string why;
+      if (!normalize_host_name(t, p.name, &why)) {
+        error(e, "bad host name '" + *s + "': " + why);
+        continue;
+      }
+      if (ends_in_number(p.name)) {
+        error(e, "hosts entry '" + *s +
+                     "' is a numeric form that never matches; write IPv4 addresses as four "
+                     "decimal octets (192.0.2.7)");
+        continue;
+      }
+    }
+    rule.match.hosts.push_back(std::move(p));
+  }
+}
+
+bool PolicyLoader::load_match(const Node& n, Rule& rule) {
+  if (n.IsNull() || (n.IsMap() && n.size() == 0)) {
+    error(n, "rule '" + rule.id +
+                 "': empty 'match' would match every request; list at least one criterion");
+    return false;
+  }
+  if (!check_map(n, "match", {"methods", "ports", "hosts", "path_prefix", "path_suffix",
+                              "path_regex", "user_agent", "user_agent_regex", "src"}))
+    return false;
+  Match& m = rule.match;
+  bool narrows = false;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    const std::string& k = it->first.Scalar();
+    const Node& v = it->second;
+    if (k == "methods") {
+      auto entries = list(v, "methods");
+      if (!entries) continue;
+      for (const Node& e : *entries) {
+        auto s = scalar(e, "methods entry");
+        if (!s) continue;
+        std::string up;
+        bool ok = !s->empty() && s->size() <= kMaxMethodLength;
+        for (char c : *s) {
+          ok = ok && text::is_alpha(c);
+          up += text::upper(c);
+        }
+        if (!ok) {
+          error(e, "bad method '" + *s + "' (expected an HTTP method such as GET)");
+          continue;
+        }
+        m.methods.push_back(up);
+      }
+    } else if (k == "ports") {
+      auto entries = list(v, "ports");
+      if (!entries) continue;
+      for (const Node& e : *entries) {
+        unsigned long port = 0;
+        if (!e.IsScalar() || e.Tag() != "?" || !text::parse_decimal(e.Scalar(), 65535, port) ||
+            port == 0) {
+          error(e, "bad port '" + (e.IsScalar() ? e.Scalar() : std::string("?")) +
+                       "' (expected a number 1-65535)");
+          continue;
+        }
+        m.ports.push_back(static_cast<std::uint16_t>(port));
+      }
+    } else if (k == "hosts") {
+      narrows = true;
+      load_hosts(v, rule);
+    } else if (k == "path_prefix") {
+      narrows = true;
+      load_strings(v, k, m.path_prefix, true);
+    } else if (k == "path_suffix") {
+      narrows = true;
+      load_strings(v, k, m.path_suffix, true);
+    } else if (k == "path_regex") {
+      narrows = true;
+      load_regexes(v, k, m.path_regex);
+    } else if (k == "user_agent") {
+      narrows = true;
+      load_strings(v, k, m.user_agent, false);
+    } else if (k == "user_agent_regex") {
+      narrows = true;
+      load_regexes(v, k, m.user_agent_regex);
+    } else if (k == "src") {
+      narrows = true;
+      auto entries = list(v, "src");
+      if (!entries) continue;
+      for (const Node& e : *entries) {
+        auto s = scalar(e, "src entry");
+        if (!s) continue;
+        std::string why;
+        auto c = Cidr::parse(*s, &why);
+        if (!c) {
+          error(e, "bad CIDR in src: " + why);
+          continue;
+        }
+        m.src.push_back(*c);
+      }
+    }
+  }
+  if (!narrows) {
+    error(n, "rule '" + rule.id +
+                 "': 'match' has only methods/ports, so it would match every host; add hosts, "
+                 "path_*, user_agent* or src");
+  }
+  if (m.methods.empty() && !n["methods"]) {
+    m.methods = {"GET", "HEAD"};
+    m.methods_defaulted = true;
+  }
+  if (m.ports.empty() && !n["ports"]) {
+    m.ports = {80};
+    m.ports_defaulted = true;
+  }
+  return true;
+}
+
+void PolicyLoader::load_rule(const Node& n, std::uint32_t index) {
+  if (!check_map(n, "a rule", {"id", "description", "owner", "ticket", "mode", "expires",
+                               "match", "verify"}))
+    return;
+  Rule rule;
+  rule.where = where(n);
+  rule.index = index;
+
+  if (const Node id = n["id"]; !id) {
+    error(n, "rule has no 'id'");
+  } else if (auto s = scalar(id, "id")) {
+    if (!valid_id(*s)) {
+      error(id, "bad rule id '" + *s + "' (use lower-case letters, digits, '.', '_', '-'; " +
+                    "start with a letter or digit; at most 64 characters)");
+    } else if (auto [it, fresh] = ids_.emplace(*s, where(id)); !fresh) {
+      error(id, "duplicate rule id '" + *s + "' (first defined at " + it->second.to_string() + ")");
+    }
+    rule.id = *s;
+  }
+  for (const auto& [key, field] :
+       {std::pair{"description", &rule.description}, std::pair{"owner", &rule.owner},
+        std::pair{"ticket", &rule.ticket}}) {
+    if (const Node v = n[key]) {
+      if (auto s = scalar(v, key)) *field = *s;
+    }
+  }
+  if (const Node v = n["mode"]) {
+    if (auto s = scalar(v, "mode")) {
+      if (*s == "enforce") {
+        rule.mode = Mode::kEnforce;
+      } else if (*s == "shadow") {
+        rule.mode = Mode::kShadow;
+      } else {
+        error(v, "unknown mode '" + *s + "' (expected enforce or shadow)");
+      }
+    }
+  }
+  if (const Node v = n["verify"]) {
+    if (auto s = scalar(v, "verify")) {
+      static const std::pair<const char*, Verify> kVerify[] = {
+          {"none", Verify::kNone}, {"crl", Verify::kCrl}, {"ocsp", Verify::kOcsp},
+          {"cert", Verify::kCert}, {"ctl", Verify::kCtl}, {"revocation", Verify::kRevocation}};
+      bool found = false;
+      for (const auto& [name, value] : kVerify) {
+        if (*s == name) {
+          rule.verify = value;
+          found = true;
+        }
+      }
+      if (!found)
+        error(v, "unknown verify '" + *s + "' (expected none, crl, ocsp, cert, ctl or revocation)");
+    }
+  }
+  if (const Node v = n["expires"]) {
+    if (auto s = scalar(v, "expires")) {
+      rule.expires = parse_date(*s);
+      if (!rule.expires) error(v, "bad date '" + *s + "' (expected YYYY-MM-DD)");
+    }
+  }
+  if (const Node v = n["match"]; !v) {
+    error(n, "rule '" + rule.id + "' has no 'match'");
+  } else {
+    load_match(v, rule);
+  }
+  policy_->rules_.push_back(std::move(rule));
+}
+
+void PolicyLoader::load_test(const Node& n) {
+  if (!check_map(n, "a test", {"name", "request", "expect", "rule", "shadow", "date"})) return;
+  PolicyTest t;
+  t.where = where(n);
+  if (const Node v = n["name"]; !v) {
+    error(n, "test has no 'name'");
+  } else if (auto s = scalar(v, "name")) {
+    t.name = *s;
+  }
+  if (const Node req = n["request"]; !req) {
+    error(n, "test '" + t.name + "' has no 'request'");
+  } else if (check_map(req, "request", {"method", "url", "user_agent", "src"})) {
+    for (const auto& [key, field] :
+         {std::pair{"method", &t.method}, std::pair{"url", &t.url},
+          std::pair{"user_agent", &t.user_agent}, std::pair{"src", &t.src}}) {
+      if (const Node v = req[key]) {
+        if (auto s = scalar(v, key)) *field = *s;
+      }
+    }
+    if (!req["url"]) error(req, "test '" + t.name + "': request has no 'url'");
+  }
+  if (const Node v = n["expect"]; !v) {
+    error(n, "test '" + t.name + "' has no 'expect' (bypass or authenticate)");
+  } else if (auto s = scalar(v, "expect")) {
+    if (*s == "bypass") {
+      t.expect_bypass = true;
+    } else if (*s != "authenticate") {
+      error(v, "unknown expect '" + *s + "' (expected bypass or authenticate)");
+    }
+  }
+  if (const Node v = n["rule"]) {
+    if (auto s = scalar(v, "rule")) {
+      t.expect_rule = *s;
+      if (!ids_.contains(*s)) error(v, "test '" + t.name + "' names unknown rule '" + *s + "'");
+    }
+  }
+  if (const Node v = n["shadow"]) {
+    if (v.IsSequence() && v.size() == 0) {
+      t.expect_shadow.emplace();  // "no shadow rule may match"
+    } else if (auto entries = list(v, "shadow")) {
+      t.expect_shadow.emplace();
+      for (const Node& e : *entries) {
+        auto s = scalar(e, "shadow entry");
+        if (!s) continue;
+        if (!ids_.contains(*s)) error(e, "test '" + t.name + "' names unknown rule '" + *s + "'");
+        t.expect_shadow->push_back(*s);
+      }
+    }
+  }
+  if (const Node v = n["date"]) {
+    if (auto s = scalar(v, "date")) {
+      t.date = parse_date(*s);
+      if (!t.date) error(v, "bad date '" + *s + "' (expected YYYY-MM-DD)");
+    }
+  }
+  policy_->tests_.push_back(std::move(t));
+}
+
+LoadResult PolicyLoader::load(std::string_view text) {
+  LoadResult result;
+  policy_.reset(new Policy());
+  policy_->file_ = file_;
+  const SourceLocation start{file_, 1, 1};
+
+  if (text.size() > kMaxPolicyFileBytes) {
+    result.errors.push_back(start.to_string() + ": policy file is larger than " +
+                            std::to_string(kMaxPolicyFileBytes >> 20) + " MiB");
+    return result;
+  }
+  if (std::size_t nul = text.find('\0'); nul != std::string_view::npos) {
+    int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + nul, '\n'));
+    result.errors.push_back(SourceLocation{file_, line, 1}.to_string() +
+                            ": policy file contains a NUL byte; it must be a YAML text file");
+    return result;
+  }
+  policy_->sha256_ = sha256_hex(text);
+
+  std::vector<Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(text));
+  } catch (const YAML::DeepRecursion& e) {
+    result.errors.push_back(SourceLocation{file_, e.mark.line + 1, e.mark.column + 1}.to_string() +
+                            ": YAML nested too deeply");
+    return result;
+  } catch (const YAML::Exception& e) {
+    SourceLocation loc = e.mark.is_null() ? start
+                                          : SourceLocation{file_, e.mark.line + 1, e.mark.column + 1};
+    result.errors.push_back(loc.to_string() + ": not valid YAML: " + e.msg);
+    return result;
+  } catch (const std::exception& e) {
+    result.errors.push_back(start.to_string() + ": cannot parse YAML: " + e.what());
+    return result;
+  }
+
+  try {
+    if (docs.empty() || docs[0].IsNull()) {
+      error_at(start, "policy is empty (expected 'version: 1' and 'rules:')");
+    } else if (docs.size() > 1) {
+      error(docs[1], "policy file holds more than one YAML document");
+    } else if (const Node& root = docs[0]; check_map(root, "the policy", {"version", "rules", "tests"})) {
+      if (const Node v = root["version"]; !v) {
+        error_at(start, "missing 'version: 1'");
+      } else if (!v.IsScalar() || v.Tag() != "?" || v.Scalar() != "1") {
+        error(v, "unsupported version '" + (v.IsScalar() ? v.Scalar() : std::string("?")) +
+                     "' (this authbypass reads policy schema version 1)");
+      }
+      if (const Node rules = root["rules"]; !rules) {
+        error_at(start, "missing 'rules:'");
+      } else if (!rules.IsSequence()) {
+        error(rules, "'rules' must be a list of rules");
+      } else {
+        std::uint32_t index = 0;
+        for (const Node& r : rules) load_rule(r, index++);
+      }
+      if (const Node tests = root["tests"]) {
+        if (!tests.IsSequence()) {
+          error(tests, "'tests' must be a list of test cases");
+        } else {
+          for (const Node& t : tests) load_test(t);
+        }
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    // yaml-cpp throws on conversions it cannot make; report it where it happened.
+    error_at(e.mark.is_null() ? start : SourceLocation{file_, e.mark.line + 1, e.mark.column + 1},
+             e.msg);
+  }
+
+  if (error_count_ > 0) {
+    if (error_count_ > errors_.size()) {
+      errors_.push_back(file_ + ": ... and " + std::to_string(error_count_ - errors_.size()) +
+                        " more errors");
+    }
+    result.errors = std::move(errors_);
+    return result;
+  }
+
+  // Compile the host index and the scan lists.
+  Policy& p = *policy_;
+  for (const Rule& r : p.rules_) {
+    if (r.match.hosts.empty()) {
+      p.hostless_.push_back(r.index);
+    } else {
+      for (const HostPattern& h : r.match.hosts) p.index_->add(h, r.index);
+    }
+    if (r.mode == Mode::kShadow) p.last_shadow_ = r.index;
+  }
+  p.index_->finish();
+  result.policy = std::shared_ptr<const Policy>(policy_.release());
+  return result;
+}
+
+LoadResult load_policy_text(std::string_view text, const std::string& name) {
+  return PolicyLoader(name).load(text);
+}
+
+LoadResult load_policy_file(const std::string& path) {
+  LoadResult result;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    result.errors.push_back(path + ": cannot read policy: " + std::strerror(errno));
+    return result;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    result.errors.push_back(path + ": cannot read policy: not a regular file");
+    return result;
+  }
+  if (static_cast<std::size_t>(st.st_size) > kMaxPolicyFileBytes) {
+    result.errors.push_back(path + ":1:1: policy file is larger than " +
+                            std::to_string(kMaxPolicyFileBytes >> 20) + " MiB");
+    return result;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    result.errors.push_back(path + ": cannot read policy: " + std::strerror(errno));
+    return result;
+  }
+  std::string text(kMaxPolicyFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) {
+    result.errors.push_back(path + ": cannot read policy: read error");
+    return result;
+  }
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  return load_policy_text(text, path);
+}
+
+}  // namespace authbypass

@@ -1,0 +1,243 @@
+#include "authbypass/request.h"
+
+#include <cstring>
+
+#include "text.h"
+
+namespace authbypass {
+
+namespace {
+
+// True iff `host` is a name whose last label is numeric ("ends in a number" in WHATWG
+// terms): browsers and some resolvers read such names as IPv4 addresses (3221225991,
+// 0xc0.0.2.7, 0300.0.2.7, 192.0.2).
+bool ends_in_number(std::string_view host) {
+  std::size_t dot = host.rfind('.');
+  std::string_view last = dot == std::string_view::npos ? host : host.substr(dot + 1);
+  if (last.empty()) return false;
+  if (last.size() >= 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X')) {
+    for (char c : last.substr(2))
+      if (text::hex_value(c) < 0) return false;
+    return true;
+  }
+  for (char c : last)
+    if (!text::is_digit(c)) return false;
+  return true;
+}
+
+bool is_token_char(char c) {
+  return text::is_alpha(c) || text::is_digit(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+
+// Percent-decodes `in` once into `out`. False on a malformed escape or %00.
+bool percent_decode(std::string_view in, std::string& out) {
+  out.resize(in.size());
+  std::size_t w = 0;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      int hi = text::hex_value(in[i + 1]);
+      int lo = text::hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      c = static_cast<char>(hi * 16 + lo);
+      if (c == '\0') return false;
+      i += 2;
+    }
+    out[w++] = c;
+  }
+  out.resize(w);
+  return true;
+}
+
+// RFC 3986 §5.2.4 on an absolute path, in place.
+void remove_dot_segments(std::string& p) {
+  std::size_t w = 0;
+  std::size_t i = 0;
+  const std::size_t n = p.size();
+  while (i < n) {
+    std::size_t j = p.find('/', i + 1);
+    if (j == std::string::npos) j = n;
+    const std::size_t seg_len = j - i - 1;
+    const bool last = j == n;
+    const char* seg = p.data() + i + 1;
+    if (seg_len == 1 && seg[0] == '.') {
+      if (last) p[w++] = '/';
+    } else if (seg_len == 2 && seg[0] == '.' && seg[1] == '.') {
+      while (w > 0 && p[w - 1] != '/') --w;
+      if (w > 0) --w;
+      if (last) p[w++] = '/';
+    } else {
+      p[w++] = '/';
+      std::memmove(p.data() + w, seg, seg_len);
+      w += seg_len;
+    }
+    i = j;
+  }
+  if (w == 0) p[w++] = '/';
+  p.resize(w);
+}
+
+}  // namespace
+
+bool Request::parse(const RequestInput& in) {
+  error_.clear();
+  method.clear();
+  is_connect = false;
+  scheme.clear();
+  host.clear();
+  host_kind = HostKind::kName;
+  host_ip = IpAddress{};
+  port = 0;
+  path.clear();
+  params.clear();
+  query.clear();
+  match_path.clear();
+  match_path_ok = false;
+  user_agent.clear();
+  user_agent_lower.clear();
+  src.reset();
+  url.assign(in.url.substr(0, kMaxUrlLength));
+
+  auto fail = [this](const char* msg) {
+    error_ = msg;
+    return false;
+  };
+
+  // Method: an HTTP token, compared case-sensitively.
+  if (in.method.empty()) return fail("missing method");
+  if (in.method.size() > kMaxMethodLength) return fail("method too long");
+  for (char c : in.method)
+    if (!is_token_char(c)) return fail("method is not an HTTP token");
+  method.assign(in.method);
+  is_connect = method == "CONNECT";
+
+  // URL.
+  std::string_view u = in.url;
+  if (u.empty()) return fail("missing URL");
+  if (u.size() > kMaxUrlLength) return fail("URL longer than 8192 bytes");
+  for (char c : u) {
+    auto uc = static_cast<unsigned char>(c);
+    if (uc <= 0x20 || uc == 0x7f) return fail("URL contains a space or control character");
+  }
+
+  std::string_view authority;
+  std::string_view rest;
+  if (is_connect) {
+    authority = u;  // authority-form: host:port
+    if (authority.find_first_of("/?#@") != std::string_view::npos)
+      return fail("CONNECT target is not host:port");
+  } else {
+    std::size_t colon = u.find("://");
+    if (colon == std::string_view::npos) return fail("URL is not absolute (no scheme://)");
+    std::string_view sch = u.substr(0, colon);
+    if (text::iequals(sch, "http")) {
+      scheme = "http";
+      port = 80;
+    } else if (text::iequals(sch, "https")) {
+      scheme = "https";
+      port = 443;
+    } else {
+      return fail("URL scheme is not http or https");
+    }
+    u.remove_prefix(colon + 3);
+    std::size_t end = u.find_first_of("/?#");
+    authority = u.substr(0, end);
+    rest = end == std::string_view::npos ? std::string_view{} : u.substr(end);
+    std::size_t at = authority.rfind('@');
+    if (at != std::string_view::npos) authority.remove_prefix(at + 1);  // drop userinfo
+  }
+  if (authority.empty()) return fail("URL has no host");
+
+  // Host and port.
+  std::string_view host_text;
+  std::string_view port_text;
+  bool has_port = false;
+  if (authority.front() == '[') {
+    std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) return fail("unterminated IPv6 literal");
+    host_text = authority.substr(1, close - 1);
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return fail("garbage after IPv6 literal");
+      port_text = after.substr(1);
+      has_port = true;
+    }
+    auto ip = IpAddress::parse(host_text);
+    if (!ip || !ip->v6) return fail("bad IPv6 literal");
+    host_kind = HostKind::kIpv6;
+    host_ip = *ip;
+    host = ip->to_string();
+  } else {
+    std::size_t colon = authority.rfind(':');
+    host_text = authority.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      port_text = authority.substr(colon + 1);
+      has_port = true;
+    }
+    if (host_text.find_first_of(":[]%") != std::string_view::npos)
+      return fail("bad character in host");
+    if (!normalize_host_name(host_text, host, &error_)) return false;
+    if (ends_in_number(host)) {
+      auto ip = IpAddress::parse(host);
+      if (!ip) return fail("host is a numeric form other than a dotted-quad IPv4 address");
+      host_kind = HostKind::kIpv4;
+      host_ip = *ip;
+    }
+  }
+  if (has_port && !port_text.empty()) {
+    unsigned long p = 0;
+    if (!text::parse_decimal(port_text, 65535, p) || p == 0) return fail("bad port");
+    port = static_cast<std::uint16_t>(p);
+  } else if (is_connect) {
+    return fail("CONNECT target has no port");
+  }
+
+  // Path, params, query. The fragment is dropped.
+  if (!is_connect) {
+    std::size_t hash = rest.find('#');
+    if (hash != std::string_view::npos) rest = rest.substr(0, hash);
+    std::size_t qmark = rest.find('?');
+    std::string_view p = rest.substr(0, qmark);
+    if (qmark != std::string_view::npos) query.assign(rest.substr(qmark + 1));
+    std::size_t semi = p.find(';');
+    if (semi != std::string_view::npos) {
+      params.assign(p.substr(semi + 1));
+      p = p.substr(0, semi);
+    }
+    if (p.empty()) {
+      path.assign("/");
+    } else {
+      path.assign(p);
+    }
+    // The matching form: decode once, refuse anything that could be read two ways.
+    if (percent_decode(path, match_path)) {
+      match_path_ok = true;
+      for (char& c : match_path) {
+        auto uc = static_cast<unsigned char>(c);
+        if (text::is_ctl(uc) || c == '?' || c == '#' || c == ';' || c == '\\') {
+          match_path_ok = false;
+          break;
+        }
+        c = text::lower(c);
+      }
+    }
+    if (match_path_ok) {
+      remove_dot_segments(match_path);
+    } else {
+      match_path.clear();
+    }
+  }
+
+  // User agent and client address.
+  if (in.user_agent.size() > kMaxUserAgentLength) return fail("User-Agent longer than 4096 bytes");
+  user_agent.assign(in.user_agent);
+  text::lower_into(user_agent, user_agent_lower);
+  if (!in.src.empty()) {
+    src = IpAddress::parse(in.src);
+    if (!src) return fail("client address is not an IP address");
+  }
+  return true;
+}
+
+}  // namespace authbypass
