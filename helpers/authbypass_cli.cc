@@ -213,7 +213,7 @@ int cmd_explain(int argc, char** argv) {
     std::cout << "decision: AUTHENTICATE: " << d.reason << "\n";
   }
   if (d.regex_fault)
-    std::cout << "note:     a regex gave up on this input (too complex); counted as no match\n";
+    std::cout << "note:     a regex gave up on this input (over 1024 bytes, or too complex); counted as no match\n";
   for (std::size_t i = 0; i < d.shadow_count; ++i) {
     std::cout << "shadow:   rule " << describe_rule(*d.shadow[i])
               << " matches (shadow mode: logged as 'would bypass', never changes the answer)\n";

@@ -73,26 +73,34 @@ Explanation explain(const Policy& policy, const Request& req, Date today) {
 
     {
       bool ok = policy.methods_match(r, req);
-      std::string allowed = join(m.methods) + (m.methods_defaulted ? " (the default when 'methods' is absent)" : "");
+      std::string allowed =
+          join(m.methods) + (m.methods_defaulted ? ", the default when 'methods' is absent" : "");
       add("method", ok,
-          ok ? "method " + req.method + " is allowed (" + allowed + ")"
+          ok ? "method " + req.method + " is allowed (this rule allows " + allowed + ")"
              : "method " + req.method + " is not allowed; this rule allows " + allowed);
     }
     {
       bool ok = policy.ports_match(r, req);
       std::string allowed =
           join_map(m.ports, [](std::uint16_t p) { return std::to_string(p); }) +
-          (m.ports_defaulted ? " (the default when 'ports' is absent)" : "");
+          (m.ports_defaulted ? ", the default when 'ports' is absent" : "");
       add("port", ok,
-          ok ? "port " + std::to_string(req.port) + " is allowed (" + allowed + ")"
+          ok ? "port " + std::to_string(req.port) + " is allowed (this rule allows " + allowed + ")"
              : "port " + std::to_string(req.port) + " is not allowed; this rule allows " + allowed);
     }
     if (!m.hosts.empty()) {
       const HostPattern* hit = nullptr;
       for (const auto& h : m.hosts)
         if (!hit && h.matches(req)) hit = &h;
-      std::string entries = join_map(m.hosts, [](const HostPattern& h) { return h.text; });
-      if (entries.size() > 200) entries = entries.substr(0, 200) + ", ...";
+      // Whole entries only, so a shortened list never shows an entry that is not there.
+      std::string entries;
+      for (const HostPattern& h : m.hosts) {
+        if (entries.size() > 200) {
+          entries += ", ... (" + std::to_string(m.hosts.size()) + " entries)";
+          break;
+        }
+        entries += (entries.empty() ? "" : ", ") + h.text;
+      }
       add("host", hit != nullptr,
           hit ? "host " + req.host + " matches " + quoted(hit->text)
               : "host " + req.host + " is not in hosts [" + entries + "]" +
@@ -114,7 +122,10 @@ Explanation explain(const Policy& policy, const Request& req, Date today) {
       if (!m.path_regex.empty())
         what += " path_regex [" + join_map(m.path_regex, [](const RegexPattern& p) { return p.text; }) + "]";
       std::string detail;
-      if (!req.match_path_ok) {
+      if (req.is_connect) {
+        detail = "a CONNECT request has no path (it opens a tunnel to " + req.host + ":" +
+                 std::to_string(req.port) + ")";
+      } else if (!req.match_path_ok) {
         detail = "path " + quoted(req.path) +
                  " cannot be matched safely (%00, a bad escape, or an encoded ?, #, ; or \\)";
       } else {
@@ -123,7 +134,7 @@ Explanation explain(const Policy& policy, const Request& req, Date today) {
         if (!req.query.empty() || !req.params.empty())
           detail += "; the query and ;params are never matched";
       }
-      if (fault) detail += "; a regex gave up (too complex) and counts as no match";
+      if (fault) detail += "; a regex gave up (input over 1024 bytes, or too complex) and counts as no match";
       add("path", ok, detail);
     }
     if (!m.user_agent.empty() || !m.user_agent_regex.empty()) {
@@ -137,7 +148,7 @@ Explanation explain(const Policy& policy, const Request& req, Date today) {
                 join_map(m.user_agent_regex, [](const RegexPattern& p) { return p.text; }) + "]";
       std::string ua = req.user_agent.empty() ? std::string("(none)") : quoted(req.user_agent);
       std::string detail = "User-Agent " + ua + (ok ? " matches" : " does not match") + what;
-      if (fault) detail += "; a regex gave up (too complex) and counts as no match";
+      if (fault) detail += "; a regex gave up (input over 1024 bytes, or too complex) and counts as no match";
       add("user_agent", ok, detail);
     }
     re.matched = re.failed() == 0;

@@ -57,7 +57,7 @@ std::vector<Warning> lint_policy(const Policy& policy, Date today) {
     if (client_data && m.hosts.empty()) {
       warn("matches on client-controlled data alone (user_agent/path without hosts): any "
            "client can send it to any server" +
-           std::string(r.verify == Verify::kNone ? "; consider 'verify' so the ICAP service "
+           std::string(r.verify == Verify::kNone && r.mode == Mode::kEnforce ? "; consider 'verify' so the ICAP service "
                                                    "checks what comes back"
                                                  : ""));
     }

@@ -76,12 +76,13 @@ class PolicyLoader {
     return {file_, m.line + 1, m.column + 1};
   }
   void error_at(const SourceLocation& loc, const std::string& msg) {
-    if (errors_.size() < kMaxErrors) errors_.push_back(loc.to_string() + ": " + msg);
+    if (errors_.size() < kMaxErrors) errors_.push_back({loc, msg});
     ++error_count_;
   }
   void error(const Node& n, const std::string& msg) { error_at(where(n), msg); }
 
-  // Checks that `n` is a mapping whose keys are unique scalars from `allowed`.
+  // Checks that `n` is a mapping (false if not) and reports keys that are not unique
+// scalars from `allowed`; the caller goes on with the known keys either way.
   bool check_map(const Node& n, const std::string& what, std::initializer_list<const char*> allowed);
   std::optional<std::string> scalar(const Node& n, const std::string& what);
   std::optional<std::vector<Node>> list(const Node& n, const std::string& what);
@@ -95,7 +96,7 @@ class PolicyLoader {
   void load_regexes(const Node& n, const std::string& key, std::vector<RegexPattern>& out);
 
   std::string file_;
-  std::vector<std::string> errors_;
+  std::vector<std::pair<SourceLocation, std::string>> errors_;
   std::size_t error_count_ = 0;
   std::size_t list_entries_ = 0;
   std::unique_ptr<Policy> policy_;
@@ -109,12 +110,10 @@ bool PolicyLoader::check_map(const Node& n, const std::string& what,
     return false;
   }
   std::set<std::string> seen;
-  bool ok = true;
   for (auto it = n.begin(); it != n.end(); ++it) {
     const Node& key = it->first;
     if (!key.IsScalar()) {
       error(key, "keys in " + what + " must be plain words");
-      ok = false;
       continue;
     }
     const std::string& k = key.Scalar();
@@ -124,13 +123,11 @@ bool PolicyLoader::check_map(const Node& n, const std::string& what,
       std::string list;
       for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
       error(key, "unknown key '" + k + "' in " + what + " (allowed: " + list + ")");
-      ok = false;
     } else if (!seen.insert(k).second) {
       error(key, "duplicate key '" + k + "' in " + what);
-      ok = false;
     }
   }
-  return ok;
+  return true;
 }
 
 std::optional<std::string> PolicyLoader::scalar(const Node& n, const std::string& what) {
@@ -284,6 +281,7 @@ bool PolicyLoader::load_match(const Node& n, Rule& rule) {
   Match& m = rule.match;
   bool narrows = false;
   for (auto it = n.begin(); it != n.end(); ++it) {
+    if (!it->first.IsScalar()) continue;
     const std::string& k = it->first.Scalar();
     const Node& v = it->second;
     if (k == "methods") {
@@ -312,7 +310,7 @@ bool PolicyLoader::load_match(const Node& n, Rule& rule) {
         if (!e.IsScalar() || e.Tag() != "?" || !text::parse_decimal(e.Scalar(), 65535, port) ||
             port == 0) {
           error(e, "bad port '" + (e.IsScalar() ? e.Scalar() : std::string("?")) +
-                       "' (expected a number 1-65535)");
+                       "' (expected an unquoted number 1-65535)");
           continue;
         }
         m.ports.push_back(static_cast<std::uint16_t>(port));
@@ -564,11 +562,14 @@ LoadResult PolicyLoader::load(std::string_view text) {
   }
 
   if (error_count_ > 0) {
+    std::stable_sort(errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
+      return std::pair(a.first.line, a.first.column) < std::pair(b.first.line, b.first.column);
+    });
+    for (const auto& [loc, msg] : errors_) result.errors.push_back(loc.to_string() + ": " + msg);
     if (error_count_ > errors_.size()) {
-      errors_.push_back(file_ + ": ... and " + std::to_string(error_count_ - errors_.size()) +
-                        " more errors");
+      result.errors.push_back(file_ + ": ... and " +
+                              std::to_string(error_count_ - errors_.size()) + " more errors");
     }
-    result.errors = std::move(errors_);
     return result;
   }
 

@@ -19,6 +19,7 @@ std::shared_ptr<const Regex> Regex::compile(std::string_view pattern, std::strin
 }
 
 Regex::Result Regex::full_match(std::string_view s) const {
+  if (s.size() > kMaxRegexSubject) return Result::kFault;
   try {
     return boost::regex_match(s.begin(), s.end(), re_) ? Result::kMatch : Result::kNoMatch;
   } catch (const std::runtime_error&) {
@@ -27,6 +28,7 @@ Regex::Result Regex::full_match(std::string_view s) const {
 }
 
 Regex::Result Regex::search(std::string_view s) const {
+  if (s.size() > kMaxRegexSubject) return Result::kFault;
   try {
     return boost::regex_search(s.begin(), s.end(), re_) ? Result::kMatch : Result::kNoMatch;
   } catch (const std::runtime_error&) {

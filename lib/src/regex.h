@@ -8,6 +8,11 @@
 
 namespace authbypass {
 
+// Longest input a regex is run on. Boost's backtracking budget grows with the square of
+// the input length (8 KB of "aaa...b" against (a+)+$ takes ~0.4 s before Boost gives up);
+// at 1 KiB the worst case is a few milliseconds. Longer input is a fault (no match).
+inline constexpr std::size_t kMaxRegexSubject = 1024;
+
 class Regex {
  public:
   // Compiles `pattern`; on error returns nullptr and sets *error.
@@ -16,7 +21,8 @@ class Regex {
   enum class Result { kNoMatch, kMatch, kFault };
 
   // Whole-string match (path_regex) / search anywhere (user_agent_regex). kFault when Boost
-  // gives up on a runaway match (std::runtime_error): callers treat it as no match.
+  // gives up on a runaway match (std::runtime_error), or when `s` is longer than
+  // kMaxRegexSubject: callers treat it as no match.
   Result full_match(std::string_view s) const;
   Result search(std::string_view s) const;
 
