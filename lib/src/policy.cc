@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "host_matcher.h"
-#include "regex.h"
+#include "compiled_regex.h"
 
 namespace authbypass {
 

@@ -13,7 +13,7 @@
 
 #include "authbypass/policy.h"
 #include "host_matcher.h"
-#include "regex.h"
+#include "compiled_regex.h"
 #include "text.h"
 
 namespace authbypass {

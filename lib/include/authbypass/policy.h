@@ -59,7 +59,7 @@ struct HostPattern {
   bool matches(const Request& req) const;
 };
 
-class Regex;  // a compiled Boost.Regex (perl syntax, case-insensitive); see regex.h
+class Regex;  // a compiled Boost.Regex (perl syntax, case-insensitive); see compiled_regex.h
 
 struct RegexPattern {
   std::string text;

@@ -1,4 +1,4 @@
-#include "regex.h"
+#include "compiled_regex.h"
 
 #include <stdexcept>
 
