@@ -13,6 +13,7 @@ namespace authbypass {
 // at 1 KiB the worst case is a few milliseconds. Longer input is a fault (no match).
 inline constexpr std::size_t kMaxRegexSubject = 1024;
 
+// `^` and `$` anchor at the subject's start and end only (Perl without /m).
 class Regex {
  public:
   // Compiles `pattern`; on error returns nullptr and sets *error.
@@ -26,8 +27,14 @@ class Regex {
   Result full_match(std::string_view s) const;
   Result search(std::string_view s) const;
 
+  // Literal text (lower case) every match starts with, empty if none is known; a subject
+  // that does not start with it is answered without running Boost.
+  const std::string& required_prefix() const { return prefix_; }
+
  private:
   boost::regex re_;
+  std::string prefix_;
+  bool anchored_ = false;  // the pattern starts with ^, so search() may use prefix_ too
 };
 
 }  // namespace authbypass

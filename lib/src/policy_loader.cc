@@ -2,8 +2,6 @@
 // collected as "file:line:column: message" and no policy is returned if there is any.
 #include <openssl/evp.h>
 #include <sys/stat.h>
-#include <yaml-cpp/depthguard.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cerrno>
 #include <cstring>
@@ -12,9 +10,10 @@
 #include <unordered_map>
 
 #include "authbypass/policy.h"
-#include "host_matcher.h"
 #include "compiled_regex.h"
+#include "host_matcher.h"
 #include "text.h"
+#include "yaml_tree.h"
 
 namespace authbypass {
 
@@ -24,6 +23,7 @@ constexpr std::size_t kMaxErrors = 50;
 constexpr std::size_t kMaxListEntries = 1'000'000;  // over all lists of a policy
 constexpr std::size_t kMaxIdLength = 64;
 constexpr std::size_t kMaxTextLength = 1024;
+constexpr int kMaxYamlDepth = 64;  // a policy needs 6 levels
 
 std::string sha256_hex(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -68,10 +68,10 @@ class PolicyLoader {
   LoadResult load(std::string_view text);
 
  private:
-  using Node = YAML::Node;
+  using Node = yaml::Node;
 
   SourceLocation where(const Node& n) const {
-    YAML::Mark m = n.Mark();
+    yaml::Mark m = n.Mark();
     if (m.is_null()) return {file_, 1, 1};
     return {file_, m.line + 1, m.column + 1};
   }
@@ -82,8 +82,9 @@ class PolicyLoader {
   void error(const Node& n, const std::string& msg) { error_at(where(n), msg); }
 
   // Checks that `n` is a mapping (false if not) and reports keys that are not unique
-// scalars from `allowed`; the caller goes on with the known keys either way.
-  bool check_map(const Node& n, const std::string& what, std::initializer_list<const char*> allowed);
+  // scalars from `allowed`; the caller goes on with the known keys either way.
+  bool check_map(const Node& n, const std::string& what,
+                 std::initializer_list<const char*> allowed);
   std::optional<std::string> scalar(const Node& n, const std::string& what);
   std::optional<std::vector<Node>> list(const Node& n, const std::string& what);
 
@@ -110,8 +111,8 @@ bool PolicyLoader::check_map(const Node& n, const std::string& what,
     return false;
   }
   std::set<std::string> seen;
-  for (auto it = n.begin(); it != n.end(); ++it) {
-    const Node& key = it->first;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    const Node key = n.key_at(i);
     if (!key.IsScalar()) {
       error(key, "keys in " + what + " must be plain words");
       continue;
@@ -133,7 +134,9 @@ bool PolicyLoader::check_map(const Node& n, const std::string& what,
 std::optional<std::string> PolicyLoader::scalar(const Node& n, const std::string& what) {
   if (!n.IsScalar()) {
     error(n, what + " must be a single value, not " +
-                 (n.IsNull() ? "empty" : n.IsSequence() ? "a list" : "a mapping"));
+                 (n.IsNull()       ? "empty"
+                  : n.IsSequence() ? "a list"
+                                   : "a mapping"));
     return std::nullopt;
   }
   if (n.Scalar().size() > kMaxTextLength) {
@@ -143,7 +146,7 @@ std::optional<std::string> PolicyLoader::scalar(const Node& n, const std::string
   return n.Scalar();
 }
 
-std::optional<std::vector<YAML::Node>> PolicyLoader::list(const Node& n, const std::string& what) {
+std::optional<std::vector<yaml::Node>> PolicyLoader::list(const Node& n, const std::string& what) {
   if (!n.IsSequence()) {
     error(n, what + " must be a list, e.g. " + what + ": [a, b]");
     return std::nullopt;
@@ -159,7 +162,7 @@ std::optional<std::vector<YAML::Node>> PolicyLoader::list(const Node& n, const s
   }
   std::vector<Node> out;
   out.reserve(n.size());
-  for (const Node& e : n) out.push_back(e);
+  for (std::size_t i = 0; i < n.size(); ++i) out.push_back(n.at(i));
   return out;
 }
 
@@ -245,7 +248,8 @@ void PolicyLoader::load_hosts(const Node& n, Rule& rule) {
       p.cidr = *c;
     } else {
       if (t.find(':') != std::string_view::npos) {
-        error(e, "hosts entry '" + *s + "' has a port or is not an IP address; use 'ports' for ports");
+        error(e,
+              "hosts entry '" + *s + "' has a port or is not an IP address; use 'ports' for ports");
         continue;
       }
       p.kind = HostPattern::Kind::kExact;
@@ -275,15 +279,16 @@ bool PolicyLoader::load_match(const Node& n, Rule& rule) {
                  "': empty 'match' would match every request; list at least one criterion");
     return false;
   }
-  if (!check_map(n, "match", {"methods", "ports", "hosts", "path_prefix", "path_suffix",
-                              "path_regex", "user_agent", "user_agent_regex", "src"}))
+  if (!check_map(n, "match",
+                 {"methods", "ports", "hosts", "path_prefix", "path_suffix", "path_regex",
+                  "user_agent", "user_agent_regex", "src"}))
     return false;
   Match& m = rule.match;
   bool narrows = false;
-  for (auto it = n.begin(); it != n.end(); ++it) {
-    if (!it->first.IsScalar()) continue;
-    const std::string& k = it->first.Scalar();
-    const Node& v = it->second;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    if (!n.key_at(i).IsScalar()) continue;
+    const std::string& k = n.key_at(i).Scalar();
+    const Node v = n.value_at(i);
     if (k == "methods") {
       auto entries = list(v, "methods");
       if (!entries) continue;
@@ -367,8 +372,8 @@ bool PolicyLoader::load_match(const Node& n, Rule& rule) {
 }
 
 void PolicyLoader::load_rule(const Node& n, std::uint32_t index) {
-  if (!check_map(n, "a rule", {"id", "description", "owner", "ticket", "mode", "expires",
-                               "match", "verify"}))
+  if (!check_map(n, "a rule",
+                 {"id", "description", "owner", "ticket", "mode", "expires", "match", "verify"}))
     return;
   Rule rule;
   rule.where = where(n);
@@ -510,29 +515,25 @@ LoadResult PolicyLoader::load(std::string_view text) {
   }
   policy_->sha256_ = sha256_hex(text);
 
-  std::vector<Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(text));
-  } catch (const YAML::DeepRecursion& e) {
-    result.errors.push_back(SourceLocation{file_, e.mark.line + 1, e.mark.column + 1}.to_string() +
-                            ": YAML nested too deeply");
-    return result;
-  } catch (const YAML::Exception& e) {
-    SourceLocation loc = e.mark.is_null() ? start
-                                          : SourceLocation{file_, e.mark.line + 1, e.mark.column + 1};
-    result.errors.push_back(loc.to_string() + ": not valid YAML: " + e.msg);
-    return result;
-  } catch (const std::exception& e) {
-    result.errors.push_back(start.to_string() + ": cannot parse YAML: " + e.what());
+  std::optional<yaml::ParseError> parse_error;
+  std::unique_ptr<yaml::Tree> tree = yaml::Tree::parse(text, parse_error, kMaxYamlDepth);
+  if (!tree) {
+    const yaml::ParseError& e = *parse_error;
+    SourceLocation loc =
+        e.mark.is_null() ? start : SourceLocation{file_, e.mark.line + 1, e.mark.column + 1};
+    result.errors.push_back(loc.to_string() + ": " + (e.too_deep ? "" : "not valid YAML: ") +
+                            e.message);
     return result;
   }
+  const std::vector<Node>& docs = tree->documents();
 
-  try {
+  {
     if (docs.empty() || docs[0].IsNull()) {
       error_at(start, "policy is empty (expected 'version: 1' and 'rules:')");
     } else if (docs.size() > 1) {
       error(docs[1], "policy file holds more than one YAML document");
-    } else if (const Node& root = docs[0]; check_map(root, "the policy", {"version", "rules", "tests"})) {
+    } else if (const Node& root = docs[0];
+               check_map(root, "the policy", {"version", "rules", "tests"})) {
       if (const Node v = root["version"]; !v) {
         error_at(start, "missing 'version: 1'");
       } else if (!v.IsScalar() || v.Tag() != "?" || v.Scalar() != "1") {
@@ -545,20 +546,16 @@ LoadResult PolicyLoader::load(std::string_view text) {
         error(rules, "'rules' must be a list of rules");
       } else {
         std::uint32_t index = 0;
-        for (const Node& r : rules) load_rule(r, index++);
+        for (std::size_t i = 0; i < rules.size(); ++i) load_rule(rules.at(i), index++);
       }
       if (const Node tests = root["tests"]) {
         if (!tests.IsSequence()) {
           error(tests, "'tests' must be a list of test cases");
         } else {
-          for (const Node& t : tests) load_test(t);
+          for (std::size_t i = 0; i < tests.size(); ++i) load_test(tests.at(i));
         }
       }
     }
-  } catch (const YAML::Exception& e) {
-    // yaml-cpp throws on conversions it cannot make; report it where it happened.
-    error_at(e.mark.is_null() ? start : SourceLocation{file_, e.mark.line + 1, e.mark.column + 1},
-             e.msg);
   }
 
   if (error_count_ > 0) {
@@ -567,8 +564,8 @@ LoadResult PolicyLoader::load(std::string_view text) {
     });
     for (const auto& [loc, msg] : errors_) result.errors.push_back(loc.to_string() + ": " + msg);
     if (error_count_ > errors_.size()) {
-      result.errors.push_back(file_ + ": ... and " +
-                              std::to_string(error_count_ - errors_.size()) + " more errors");
+      result.errors.push_back(file_ + ": ... and " + std::to_string(error_count_ - errors_.size()) +
+                              " more errors");
     }
     return result;
   }

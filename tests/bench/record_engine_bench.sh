@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Records the engine benchmarks: Release build in build-bench/, 5 repetitions, medians.
+# Records the engine benchmarks: Release build in build-bench/, 10 repetitions in random
+# interleaved order (so machine noise hits every benchmark alike), medians.
 # Writes build-bench/engine_bench.json and prints a Markdown table for docs/performance.md.
 #
 #   tests/bench/record_engine_bench.sh [extra benchmark flags, e.g. --benchmark_filter=Host]
@@ -15,7 +16,8 @@ cmake --build "$build_dir" --target authbypass_engine_bench -j "$(nproc)" >&2
 
 status=0
 "$build_dir/tests/bench/authbypass_engine_bench" \
-  --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+  --benchmark_repetitions=10 --benchmark_enable_random_interleaving=true \
+  --benchmark_report_aggregates_only=true \
   --benchmark_format=json "$@" >"$json" || status=$?
 echo "wrote $json" >&2
 if [[ $status -ne 0 ]]; then

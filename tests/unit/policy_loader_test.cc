@@ -137,7 +137,7 @@ TEST(PolicyLoader, ExactErrorMessages) {
        "p.yaml:4:12: rule 'r': empty 'match' would match every request; list at least one "
        "criterion"},
       {kHead + "  - id: r\n    match:\n    verify: crl\n",
-       "p.yaml:5:5: rule 'r': empty 'match' would match every request; list at least one "
+       "p.yaml:4:11: rule 'r': empty 'match' would match every request; list at least one "
        "criterion"},
       {kHead + "  - id: r\n    match: {methods: [GET], ports: [80]}\n",
        "p.yaml:4:12: rule 'r': 'match' has only methods/ports, so it would match every host; add "
@@ -204,7 +204,7 @@ TEST(PolicyLoader, ExactErrorMessages) {
       {kHead + "  - id: r\n    match: {hosts: [a.com]}\ntests:\n  - name: t\n"
                "    request: {method: GET}\n    expect: bypass\n",
        "p.yaml:7:14: test 't': request has no 'url'"},
-      {"version: 1\nrules: [\n", "p.yaml:3:1: not valid YAML: end of sequence flow not found"},
+      {"version: 1\nrules: [\n", "p.yaml:3:1: not valid YAML: did not find expected node content while parsing a flow node"},
       {"version: 1\n---\nversion: 1\n",
        "p.yaml:3:1: policy file holds more than one YAML document"},
       {std::string("version: 1\nrules: []\n# \0\n", 24),
@@ -236,6 +236,30 @@ TEST(PolicyLoader, DeepNestingIsAnErrorNotACrash) {
   std::string block = "version: 1\nrules:\n";
   for (int i = 0; i < 2000; ++i) block += std::string(2 * i + 2, ' ') + "- \n";
   EXPECT_FALSE(load_policy_text(block, "p.yaml").ok());
+}
+
+TEST(PolicyLoader, AliasesResolveToTheAnchoredList) {
+  LoadResult r = load_policy_text(kHead +
+                                      "  - id: a\n    match: {hosts: &ca [crl.example.com, .ca.test]}\n"
+                                      "  - id: b\n    match: {hosts: *ca, path_suffix: [.crl]}\n",
+                                  "p.yaml");
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(r.errors);
+  EXPECT_EQ(r.policy->rules().at(1).match.hosts.size(), 2u);
+}
+
+TEST(PolicyLoader, AliasToAnUnfinishedAnchorIsAnError) {
+  // A self-reference would make a cycle; it is refused before the loader ever walks it.
+  EXPECT_EQ(one_error("version: 1\nrules: &r [*r]\n"),
+            "p.yaml:2:12: not valid YAML: alias '*r' refers to no complete anchor before it");
+  EXPECT_EQ(one_error("version: 1\nrules: *nope\n"),
+            "p.yaml:2:8: not valid YAML: alias '*nope' refers to no complete anchor before it");
+}
+
+TEST(PolicyLoader, QuotedOrNullValuesAreNotNumbersOrLists) {
+  EXPECT_EQ(one_error("version: '1'\nrules: []\n"),
+            "p.yaml:1:10: unsupported version '1' (this authbypass reads policy schema version 1)");
+  EXPECT_EQ(one_error(kHead + "  - id: r\n    match: {hosts: ~}\n"),
+            "p.yaml:4:20: hosts must be a list, e.g. hosts: [a, b]");
 }
 
 TEST(PolicyLoader, OversizedTextIsRejectedBeforeParsing) {
