@@ -1,0 +1,409 @@
+// ext_authbypass_acl: Squid external ACL helper (DESIGN §3). Reads request lines on stdin,
+// asks the engine, answers OK/ERR on stdout, writes audit events. Never exits on its own
+// except at end of input: a helper that exits makes Squid die.
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "authbypass/audit.h"
+#include "authbypass/policy.h"
+#include "authbypass/policy_source.h"
+#include "authbypass/request.h"
+#include "authbypass/squid_helper.h"
+
+namespace {
+
+using authbypass::AuditEvent;
+using authbypass::AuditLog;
+using authbypass::Decision;
+using authbypass::Policy;
+using authbypass::PolicySource;
+using authbypass::Request;
+namespace squid = authbypass::squid;
+
+volatile sig_atomic_t g_hup = 0;
+extern "C" void on_hup(int) {
+  g_hup = 1;
+}
+
+constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kEchoPrefix = 64;  // bytes of an over-long line kept to find its id
+
+const char kUsage[] =
+    "usage: ext_authbypass_acl --policy FILE [--format TOKENS] [--channel-id auto|yes|no]\n"
+    "                          [--audit-log FILE] [--syslog] [--check-interval MS] [-d]\n"
+    "\n"
+    "Squid external ACL helper: answers OK for requests the authbypass policy lets skip\n"
+    "proxy authentication, ERR otherwise. See ext_authbypass_acl(8).\n"
+    "\n"
+    "  --policy FILE        the policy (reloaded when it changes and on SIGHUP)\n"
+    "  --format TOKENS      the external_acl_type format, default\n"
+    "                       \"%SRC %METHOD %#URI %#>ha{User-Agent}\"\n"
+    "  --channel-id MODE    lines start with a concurrency channel id: auto (default), yes, no\n"
+    "  --audit-log FILE     append JSON audit events (reopened on SIGHUP)\n"
+    "  --syslog             send audit events to syslog (authpriv.info) too\n"
+    "  --check-interval MS  how often to look at the policy file (default 1000)\n"
+    "  -d, --debug          diagnostics on stderr for every bad line\n";
+
+struct Options {
+  std::string policy;
+  squid::Format format = squid::Format::default_format();
+  squid::ChannelMode channel = squid::ChannelMode::kAuto;
+  std::string audit_log;
+  bool syslog = false;
+  bool debug = false;
+  long check_interval_ms = 1000;
+};
+
+void say(const std::string& msg) {
+  std::string line = "ext_authbypass_acl: " + msg + "\n";
+  ssize_t ignored = ::write(2, line.data(), line.size());
+  (void)ignored;
+}
+
+// Parses argv; on error returns false with *error set (the helper then answers ERR to
+// everything instead of exiting, so that Squid keeps running).
+bool parse_args(int argc, char** argv, Options& o, std::string* error, bool* done) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    auto value = [&](std::string_view name) -> const char* {
+      if (i + 1 >= argc) {
+        *error = "option '" + std::string(name) + "' needs a value";
+        return nullptr;
+      }
+      return argv[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      *done = true;
+      return true;
+    } else if (a == "--version") {
+      std::printf("ext_authbypass_acl %s\n", AUTHBYPASS_VERSION);
+      *done = true;
+      return true;
+    } else if (a == "--policy") {
+      const char* v = value(a);
+      if (!v) return false;
+      o.policy = v;
+    } else if (a == "--format") {
+      const char* v = value(a);
+      if (!v) return false;
+      auto f = squid::Format::parse(v, error);
+      if (!f) return false;
+      o.format = *f;
+    } else if (a == "--channel-id") {
+      const char* v = value(a);
+      if (!v) return false;
+      std::string_view m = v;
+      if (m == "auto") {
+        o.channel = squid::ChannelMode::kAuto;
+      } else if (m == "yes") {
+        o.channel = squid::ChannelMode::kYes;
+      } else if (m == "no") {
+        o.channel = squid::ChannelMode::kNo;
+      } else {
+        *error = "--channel-id must be auto, yes or no";
+        return false;
+      }
+    } else if (a == "--audit-log") {
+      const char* v = value(a);
+      if (!v) return false;
+      o.audit_log = v;
+    } else if (a == "--syslog") {
+      o.syslog = true;
+    } else if (a == "--check-interval") {
+      const char* v = value(a);
+      if (!v) return false;
+      char* end = nullptr;
+      long ms = std::strtol(v, &end, 10);
+      if (end == v || *end != '\0' || ms < 0 || ms > 3'600'000) {
+        *error = "--check-interval needs milliseconds 0-3600000";
+        return false;
+      }
+      o.check_interval_ms = ms;
+    } else if (a == "-d" || a == "--debug") {
+      o.debug = true;
+    } else {
+      *error = "unknown option '" + std::string(a) + "' (see ext_authbypass_acl --help)";
+      return false;
+    }
+  }
+  if (o.policy.empty()) {
+    *error = "--policy FILE is required";
+    return false;
+  }
+  return true;
+}
+
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+class Helper {
+ public:
+  explicit Helper(const Options& o)
+      : opts_(o),
+        source_(o.policy, std::chrono::milliseconds(o.check_interval_ms)),
+        parser_(o.format, o.channel) {
+    out_.reserve(kReadChunk);
+    audit_buf_.reserve(kReadChunk);
+    pending_.reserve(4096);
+  }
+
+  void start(const std::string& startup_error) {
+    startup_error_ = startup_error;
+    if (!startup_error_.empty()) {
+      say("configuration error: " + startup_error_ +
+          "; answering ERR to every request until restarted");
+      return;
+    }
+    if (!opts_.audit_log.empty()) {
+      std::string err;
+      if (!audit_.open_file(opts_.audit_log, &err)) say(err + " (audit events are lost)");
+    }
+    if (opts_.syslog) audit_.enable_syslog("ext_authbypass_acl");
+    report(source_.reload());
+    flush_audit();
+  }
+
+  // Serves stdin until EOF. Returns the exit status.
+  int run() {
+    char buf[kReadChunk];
+    for (;;) {
+      ssize_t n = ::read(0, buf, sizeof buf);
+      if (n < 0) {
+        if (errno == EINTR) {
+          housekeeping();
+          flush_audit();
+          continue;
+        }
+        say(std::string("cannot read stdin: ") + std::strerror(errno));
+        return 1;
+      }
+      if (n == 0) break;
+      housekeeping();
+      today_ = authbypass::today_utc();
+      policy_ = source_.current();
+      consume(std::string_view(buf, static_cast<std::size_t>(n)));
+      // Audit lines first: a bypass is on record before Squid acts on it.
+      flush_audit();
+      if (!write_all(1, out_)) return 1;
+      out_.clear();
+    }
+    if (!pending_.empty() || discarding_) {  // a last line without LF
+      if (discarding_) {
+        squid::append_error(out_, parser_.channel_of_prefix(prefix_), "line too long");
+      } else {
+        answer(pending_);
+      }
+      flush_audit();
+      write_all(1, out_);
+    }
+    return 0;
+  }
+
+ private:
+  void housekeeping() {
+    if (g_hup) {
+      g_hup = 0;
+      std::string err;
+      if (!audit_.reopen(&err)) say(err);
+      if (startup_error_.empty()) report(source_.reload());
+      return;
+    }
+    if (!startup_error_.empty()) return;
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    auto now = std::chrono::steady_clock::time_point(std::chrono::seconds(ts.tv_sec) +
+                                                     std::chrono::nanoseconds(ts.tv_nsec));
+    report(source_.check(now));
+  }
+
+  void report(const PolicySource::Outcome& o) {
+    using Kind = PolicySource::Outcome::Kind;
+    if (o.kind == Kind::kUnchanged) return;
+    auto p = source_.current();
+    AuditEvent e;
+    e.component = "helper";
+    e.file = source_.path();
+    if (o.kind == Kind::kLoaded) {
+      e.event = "policy_loaded";
+      e.policy_sha256 = p->sha256();
+      say("policy " + source_.path() + " loaded (" + std::to_string(p->rules().size()) +
+          " rules, sha256 " + p->sha256().substr(0, 12) + ")");
+    } else {
+      e.event = "policy_rejected";
+      std::string why;
+      for (const std::string& err : o.errors) {
+        say(err);
+        if (!why.empty()) why += "; ";
+        why += err;
+      }
+      say(p ? "policy not reloaded: the last good policy (sha256 " + p->sha256().substr(0, 12) +
+                  ") stays in force"
+            : "no valid policy: answering ERR to every request");
+      e.reason = why;
+      if (p) e.policy_sha256 = p->sha256();
+      append_audit(e);
+    }
+    if (o.kind == Kind::kLoaded) append_audit(e);
+  }
+
+  void append_audit(const AuditEvent& e) {
+    if (!audit_.enabled()) return;
+    authbypass::append_audit_json(audit_buf_, e, std::chrono::system_clock::now());
+  }
+
+  void flush_audit() {
+    if (audit_buf_.empty()) return;
+    if (!audit_.write(audit_buf_) && !audit_warned_) {
+      say(std::string("cannot write the audit log: ") + std::strerror(errno));
+      audit_warned_ = true;
+    }
+    audit_buf_.clear();
+  }
+
+  // Splits a chunk into lines; over-long lines are skipped to their LF and answered ERR.
+  void consume(std::string_view chunk) {
+    while (!chunk.empty()) {
+      std::size_t nl = chunk.find('\n');
+      std::string_view part = chunk.substr(0, nl);
+      if (discarding_) {
+        if (nl == std::string_view::npos) return;
+        squid::append_error(out_, parser_.channel_of_prefix(prefix_), "line too long");
+        if (opts_.debug)
+          say("line too long (over " + std::to_string(squid::kMaxLineBytes) + " bytes)");
+        discarding_ = false;
+      } else if (pending_.size() + part.size() > squid::kMaxLineBytes) {
+        prefix_.assign(pending_.empty() ? part.substr(0, kEchoPrefix)
+                                        : std::string_view(pending_).substr(0, kEchoPrefix));
+        pending_.clear();
+        discarding_ = true;
+        continue;  // re-examine this part in discarding mode
+      } else if (nl == std::string_view::npos) {
+        pending_.append(part);
+        return;
+      } else if (!pending_.empty()) {
+        pending_.append(part);
+        answer(pending_);
+        pending_.clear();
+      } else {
+        answer(part);
+      }
+      chunk.remove_prefix(nl + 1);
+    }
+  }
+
+  void answer(std::string_view line) {
+    const squid::ParsedLine* parsed = nullptr;
+    try {
+      parsed = &parser_.parse(line);
+      if (!parsed->error.empty()) {
+        squid::append_error(out_, parsed->channel, parsed->error);
+        if (opts_.debug) say("bad line: " + std::string(parsed->error));
+        return;
+      }
+      if (!startup_error_.empty()) {
+        squid::append_error(out_, parsed->channel, "helper misconfigured, see cache.log");
+        return;
+      }
+      if (!policy_) {
+        squid::append_error(out_, parsed->channel, "no valid policy, see cache.log");
+        return;
+      }
+      if (!request_.parse(parsed->input)) {
+        squid::append_error(out_, parsed->channel, request_.error());
+        if (opts_.debug) say("malformed request: " + std::string(request_.error()));
+        return;
+      }
+      Decision d = policy_->decide(request_, today_);
+      squid::append_decision(out_, parsed->channel, d);
+      if (audit_.enabled() && (d.bypass() || d.shadow_count > 0)) audit_decision(d);
+    } catch (const std::exception& e) {
+      squid::append_broken(out_, parsed ? parsed->channel : std::string_view(), "internal error");
+      say(std::string("internal error: ") + e.what());
+    }
+  }
+
+  void audit_decision(const Decision& d) {
+    AuditEvent e;
+    e.component = "helper";
+    e.policy_sha256 = policy_->sha256();
+    e.src = parser_src();
+    e.method = request_.method;
+    e.url = request_.url;
+    e.host = request_.host;
+    e.user_agent = request_.user_agent;
+    if (d.bypass()) {
+      e.event = "bypass";
+      e.rule = d.rule->id;
+      e.owner = d.rule->owner;
+      e.ticket = d.rule->ticket;
+      append_audit(e);
+    }
+    for (std::size_t i = 0; i < d.shadow_count; ++i) {
+      e.event = "shadow";
+      e.rule = d.shadow[i]->id;
+      e.owner = d.shadow[i]->owner;
+      e.ticket = d.shadow[i]->ticket;
+      append_audit(e);
+    }
+  }
+
+  std::string_view parser_src() {
+    src_text_.clear();
+    if (request_.src) src_text_ = request_.src->to_string();
+    return src_text_;
+  }
+
+  const Options& opts_;
+  PolicySource source_;
+  squid::LineParser parser_;
+  AuditLog audit_;
+  std::string startup_error_;
+  std::shared_ptr<const Policy> policy_;
+  authbypass::Date today_{};
+  Request request_;
+  std::string out_, audit_buf_, pending_, prefix_, src_text_;
+  bool discarding_ = false;
+  bool audit_warned_ = false;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opts;
+  std::string error;
+  bool done = false;
+  if (!parse_args(argc, argv, opts, &error, &done)) {
+    // Fall through: serve ERR (an exiting helper makes Squid die).
+  } else if (done) {
+    return 0;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_hup;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a blocked read() returns EINTR and we reload at once
+  sigaction(SIGHUP, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  Helper helper(opts);
+  helper.start(error);
+  return helper.run();
+}

@@ -1,0 +1,71 @@
+// Audit events (DESIGN §5): one JSON object per line, and the sinks that write them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace authbypass {
+
+// One audit event. Empty strings and negative numbers are left out of the JSON line.
+struct AuditEvent {
+  std::string_view component;  // "helper" | "icap"
+  std::string_view event;  // bypass | shadow | verified | blocked | policy_loaded | policy_rejected
+  std::string_view rule;
+  std::string_view owner;
+  std::string_view ticket;
+  std::string_view policy_sha256;
+  std::string_view src;
+  std::string_view method;
+  std::string_view url;
+  std::string_view host;
+  std::string_view user_agent;
+  int status = -1;  // ICAP: HTTP status of the response
+  std::string_view content_type;
+  std::int64_t bytes = -1;
+  std::string_view verdict;
+  std::string_view reason;
+  std::string_view file;  // policy events: the policy file
+};
+
+// Appends `e` as one JSON line (with LF) to `out`, stamped `ts` (RFC 3339 UTC, ms). Every
+// string is escaped per RFC 8259; control bytes, U+2028/2029 and invalid UTF-8 (as
+// U+FFFD) never reach the line raw, so no client-sent byte can split or forge it.
+void append_audit_json(std::string& out, const AuditEvent& e,
+                       std::chrono::system_clock::time_point ts);
+
+// Appends `s` as a JSON string literal (with quotes), escaped as above.
+void append_json_string(std::string& out, std::string_view s);
+
+// Where audit lines go: a file (O_APPEND; reopen() after logrotate) and/or syslog
+// (LOG_AUTHPRIV, one message per line). Not thread-safe; one per process or thread.
+class AuditLog {
+ public:
+  AuditLog() = default;
+  ~AuditLog();
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
+
+  // Opens (creating, mode 0640) `path`; false and *error on failure. The path is kept for
+  // reopen(), which retries a failed open too.
+  bool open_file(const std::string& path, std::string* error);
+  // Also sends each line to syslog with this ident.
+  void enable_syslog(const char* ident);
+  // Closes and opens the file again (after logrotate moved it). False and *error on failure.
+  bool reopen(std::string* error);
+
+  bool enabled() const { return !path_.empty() || syslog_; }
+
+  // Writes complete lines (each ending in LF) with as few system calls as possible.
+  // False if the file write failed (the caller reports it; lines are not retried).
+  bool write(std::string_view lines);
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool syslog_ = false;
+};
+
+}  // namespace authbypass

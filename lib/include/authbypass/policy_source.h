@@ -1,0 +1,55 @@
+// A policy file kept in force: loaded at start, reloaded when it changes or on demand.
+// The policy in force is an immutable snapshot swapped atomically; a file that fails to
+// load never replaces the last good one (DESIGN §3, §4).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "authbypass/policy.h"
+
+namespace authbypass {
+
+class PolicySource {
+ public:
+  // What a (re)load attempt did.
+  struct Outcome {
+    enum class Kind { kUnchanged, kLoaded, kRejected } kind = Kind::kUnchanged;
+    std::vector<std::string> errors;  // kRejected: why ("file:line:column: message")
+  };
+
+  // Nothing is loaded until reload() or check() is called.
+  explicit PolicySource(std::string path,
+                        std::chrono::milliseconds check_interval = std::chrono::seconds(1));
+
+  // Loads the file now, whatever its state.
+  Outcome reload();
+  // Looks at the file (one stat) if `check_interval` has passed since the last look, and
+  // reloads it if its identity, size or times changed. A file that stays broken is
+  // reported once, not at every look.
+  Outcome check(std::chrono::steady_clock::time_point now);
+
+  // The policy in force; nullptr until a load succeeded. Thread-safe.
+  std::shared_ptr<const Policy> current() const { return current_.load(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  struct Stamp {
+    bool exists = false;
+    unsigned long long dev = 0, ino = 0, size = 0;
+    long long mtime_ns = 0, ctime_ns = 0;
+    bool operator==(const Stamp&) const = default;
+  };
+  Stamp stamp() const;
+
+  std::string path_;
+  std::chrono::milliseconds interval_;
+  std::chrono::steady_clock::time_point last_check_{};
+  Stamp last_stamp_;
+  std::atomic<std::shared_ptr<const Policy>> current_;
+};
+
+}  // namespace authbypass

@@ -1,0 +1,386 @@
+#include "authbypass/squid_helper.h"
+
+#include "authbypass/policy.h"
+#include "text.h"
+
+namespace authbypass::squid {
+
+namespace {
+
+constexpr std::size_t kMaxChannelIdDigits = 20;
+
+struct TokenName {
+  std::string_view text;
+  Token token;
+};
+constexpr TokenName kTokenNames[] = {
+    {"%SRC", Token::kSrc},
+    {"%METHOD", Token::kMethod},
+    {"%URI", Token::kUri},
+    {"%#URI", Token::kUriEsc},
+    {"%>ha{User-Agent}", Token::kUserAgent},
+    {"%#>ha{User-Agent}", Token::kUserAgentEsc},
+    {"%PATH", Token::kPath},
+    {"%>rd", Token::kDomain},
+    {"%>rP", Token::kPort},
+};
+
+bool all_digits(std::string_view s) {
+  if (s.empty() || s.size() > kMaxChannelIdDigits) return false;
+  for (char c : s)
+    if (!text::is_digit(c)) return false;
+  return true;
+}
+
+// Squid's channel ids are decimal; anything else is echoed only if it cannot break the
+// answer line (then Squid at least sees the error for the right request).
+bool safe_to_echo(std::string_view s) {
+  if (s.empty() || s.size() > kMaxChannelIdDigits) return false;
+  for (char c : s)
+    if (!(text::is_digit(c) || text::is_alpha(c))) return false;
+  return true;
+}
+
+void split_fields(std::string_view line, std::vector<std::string_view>& out) {
+  out.clear();
+  std::size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && line[i] == ' ') ++i;
+    if (i >= line.size()) break;
+    std::size_t j = line.find(' ', i);
+    if (j == std::string_view::npos) j = line.size();
+    out.push_back(line.substr(i, j - i));
+    i = j;
+  }
+}
+
+void append_message(std::string& out, std::string_view message) {
+  out += " message=\"";
+  std::size_t n = 0;
+  for (char c : message) {
+    if (++n > 200) break;
+    auto u = static_cast<unsigned char>(c);
+    out += (u >= 0x20 && u < 0x7f && c != '"' && c != '\\') ? c : '?';
+  }
+  out += '"';
+}
+
+void append_channel(std::string& out, std::string_view channel) {
+  if (!channel.empty()) {
+    out += channel;
+    out += ' ';
+  }
+}
+
+}  // namespace
+
+Format Format::default_format() {
+  return Format{{Token::kSrc, Token::kMethod, Token::kUriEsc, Token::kUserAgentEsc}};
+}
+
+std::optional<Format> Format::parse(std::string_view spec, std::string* error) {
+  Format f;
+  std::vector<std::string_view> words;
+  split_fields(spec, words);
+  bool seen[std::size(kTokenNames)] = {};
+  for (std::string_view w : words) {
+    std::size_t k = 0;
+    while (k < std::size(kTokenNames) && kTokenNames[k].text != w) ++k;
+    if (k == std::size(kTokenNames)) {
+      if (error) {
+        *error = "unknown format token '" + std::string(w) +
+                 "' (known: %SRC %METHOD %URI %#URI %>ha{User-Agent} %#>ha{User-Agent} "
+                 "%PATH %>rd %>rP)";
+      }
+      return std::nullopt;
+    }
+    if (seen[k]) {
+      if (error) *error = "format token '" + std::string(w) + "' given twice";
+      return std::nullopt;
+    }
+    seen[k] = true;
+    f.tokens.push_back(kTokenNames[k].token);
+  }
+  auto has = [&](Token t) {
+    for (Token x : f.tokens)
+      if (x == t) return true;
+    return false;
+  };
+  const bool uri = has(Token::kUri) || has(Token::kUriEsc);
+  if (!has(Token::kMethod)) {
+    if (error) *error = "format needs %METHOD";
+    return std::nullopt;
+  }
+  if (!uri && !has(Token::kDomain)) {
+    if (error) *error = "format needs %#URI (or %>rd with %>rP and %PATH)";
+    return std::nullopt;
+  }
+  if (has(Token::kUri) && has(Token::kUriEsc)) {
+    if (error) *error = "format has both %URI and %#URI";
+    return std::nullopt;
+  }
+  if (has(Token::kUserAgent) && has(Token::kUserAgentEsc)) {
+    if (error) *error = "format has both %>ha{User-Agent} and %#>ha{User-Agent}";
+    return std::nullopt;
+  }
+  return f;
+}
+
+std::string Format::to_string() const {
+  std::string s;
+  for (Token t : tokens) {
+    for (const TokenName& n : kTokenNames) {
+      if (n.token == t) {
+        if (!s.empty()) s += ' ';
+        s += n.text;
+      }
+    }
+  }
+  return s;
+}
+
+bool rfc1738_unescape(std::string_view in, std::string& out) {
+  out.resize(in.size());
+  std::size_t w = 0;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      int hi = text::hex_value(in[i + 1]);
+      int lo = text::hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      c = static_cast<char>(hi * 16 + lo);
+      i += 2;
+    }
+    out[w++] = c;
+  }
+  out.resize(w);
+  return true;
+}
+
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  const std::size_t n = s.size();
+  while (i < n) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    std::uint32_t cp = 0;
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+LineParser::LineParser(Format format, ChannelMode mode) : format_(std::move(format)), mode_(mode) {
+  fields_.reserve(16);
+  for (std::string& s : decoded_) s.reserve(1024);
+}
+
+std::string_view LineParser::channel_of_prefix(std::string_view line_start) {
+  if (mode_ == ChannelMode::kNo) return {};
+  std::size_t sp = line_start.find(' ');
+  if (sp == std::string_view::npos) return {};
+  std::string_view first = line_start.substr(0, sp);
+  if (mode_ == ChannelMode::kAuto ? all_digits(first) : safe_to_echo(first)) {
+    channel_.assign(first);
+    return channel_;
+  }
+  return {};
+}
+
+const ParsedLine& LineParser::parse(std::string_view line) {
+  out_ = ParsedLine{};
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  split_fields(line, fields_);
+  const std::size_t n = format_.tokens.size();
+
+  // The channel id, then exactly the format's tokens, then at most one %DATA token.
+  std::size_t first = 0;
+  switch (mode_) {
+    case ChannelMode::kYes:
+      if (fields_.empty()) {
+        out_.error = "empty line";
+        return out_;
+      }
+      if (safe_to_echo(fields_[0])) out_.channel = fields_[0];
+      if (!all_digits(fields_[0])) {
+        out_.error = "channel id is not a number";
+        return out_;
+      }
+      first = 1;
+      break;
+    case ChannelMode::kAuto:
+      // An all-digit first token is an id, unless the format itself may start with one
+      // (%>rP); then only when the line has a token to spare.
+      if (!fields_.empty() && all_digits(fields_[0]) &&
+          (format_.tokens.front() != Token::kPort || fields_.size() >= n + 1)) {
+        out_.channel = fields_[0];
+        first = 1;
+      }
+      break;
+    case ChannelMode::kNo:
+      break;
+  }
+  const std::size_t have = fields_.size() - first;
+  if (line.find('\0') != std::string_view::npos) {
+    out_.error = "line contains a NUL byte";
+    return out_;
+  }
+  if (have < n) {
+    out_.error = fields_.empty() ? "empty line" : "missing tokens for the helper's --format";
+    return out_;
+  }
+  if (have > n + 1) {
+    out_.error = "extra tokens after the helper's --format and %DATA";
+    return out_;
+  }
+
+  std::string_view method, uri, ua, path, domain, port, src;
+  bool uri_escaped = false;
+  for (std::size_t k = 0; k < n; ++k) {
+    std::string_view v = fields_[first + k];
+    switch (format_.tokens[k]) {
+      case Token::kSrc:
+        src = v;
+        break;
+      case Token::kMethod:
+        method = v;
+        break;
+      case Token::kUri:
+        uri = v;
+        break;
+      case Token::kUriEsc:
+        uri = v;
+        uri_escaped = true;
+        break;
+      case Token::kUserAgent:  // both UA forms are decoded once (see the header)
+      case Token::kUserAgentEsc:
+        ua = v;
+        break;
+      case Token::kPath:
+        path = v;
+        break;
+      case Token::kDomain:
+        domain = v;
+        break;
+      case Token::kPort:
+        port = v;
+        break;
+    }
+  }
+  if (method == "-" || method.empty()) {
+    out_.error = "no method";
+    return out_;
+  }
+  if (src == "-") src = {};
+  if (ua == "-") ua = {};
+
+  std::string& uri_buf = decoded_[0];
+  std::string& ua_buf = decoded_[1];
+  std::string& path_buf = decoded_[2];
+  std::string& url_buf = decoded_[3];
+
+  if (!uri.empty() && uri != "-") {
+    if (uri_escaped) {
+      if (!rfc1738_unescape(uri, uri_buf)) {
+        out_.error = "invalid % escape in URI";
+        return out_;
+      }
+      uri = uri_buf;
+    }
+  } else if (!domain.empty() && domain != "-") {
+    // Rebuild an absolute URL from %>rd, %>rP and %PATH.
+    if (!path.empty() && path != "-" && !rfc1738_unescape(path, path_buf)) {
+      out_.error = "invalid % escape in PATH";
+      return out_;
+    }
+    if (path.empty() || path == "-") path_buf.clear();
+    url_buf.clear();
+    if (method == "CONNECT") {
+      url_buf.append(domain);
+    } else {
+      url_buf.append("http://").append(domain);
+    }
+    if (!port.empty() && port != "-") url_buf.append(":").append(port);
+    if (method != "CONNECT") url_buf.append(path_buf.empty() ? std::string_view("/") : path_buf);
+    uri = url_buf;
+  } else {
+    out_.error = "no URI";
+    return out_;
+  }
+  if (!ua.empty()) {
+    if (!rfc1738_unescape(ua, ua_buf)) {
+      out_.error = "invalid % escape in User-Agent";
+      return out_;
+    }
+    ua = ua_buf;
+  }
+  for (std::string_view s : {uri, ua}) {
+    for (char c : s) {
+      if (text::is_ctl(static_cast<unsigned char>(c))) {
+        out_.error = "control byte in URI or User-Agent";
+        return out_;
+      }
+    }
+    if (!valid_utf8(s)) {
+      out_.error = "invalid UTF-8 in URI or User-Agent";
+      return out_;
+    }
+  }
+  out_.input = RequestInput{method, uri, ua, src};
+  return out_;
+}
+
+void append_decision(std::string& out, std::string_view channel, const Decision& d) {
+  append_channel(out, channel);
+  if (d.bypass() && d.rule != nullptr) {
+    out += "OK log=";
+    out += d.rule->id;
+    out += " tag=authbypass/";
+    out += d.rule->id;
+    out += '\n';
+  } else {
+    out += "ERR\n";
+  }
+}
+
+void append_error(std::string& out, std::string_view channel, std::string_view message) {
+  append_channel(out, channel);
+  out += "ERR";
+  append_message(out, message);
+  out += '\n';
+}
+
+void append_broken(std::string& out, std::string_view channel, std::string_view message) {
+  append_channel(out, channel);
+  out += "BH";
+  append_message(out, message);
+  out += '\n';
+}
+
+}  // namespace authbypass::squid
