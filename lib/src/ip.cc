@@ -10,17 +10,24 @@ namespace authbypass {
 
 namespace {
 
+// A strict dotted quad: four decimal octets 0-255, no leading zeros, no sign. One pass.
 bool parse_ipv4(std::string_view s, IpAddress& out) {
   out = IpAddress{};
-  int part = 0;
-  while (true) {
-    std::size_t dot = s.find('.');
-    std::string_view octet = s.substr(0, dot);
-    unsigned long v = 0;
-    if (part > 3 || !text::parse_decimal(octet, 255, v)) return false;
-    out.bytes[static_cast<std::size_t>(part++)] = static_cast<std::uint8_t>(v);
-    if (dot == std::string_view::npos) break;
-    s.remove_prefix(dot + 1);
+  std::size_t part = 0;
+  unsigned v = 0;
+  int digits = 0;
+  for (std::size_t i = 0; i <= s.size(); ++i) {
+    if (i == s.size() || s[i] == '.') {
+      if (digits == 0 || part > 3) return false;
+      out.bytes[part++] = static_cast<std::uint8_t>(v);
+      v = 0;
+      digits = 0;
+      continue;
+    }
+    char c = s[i];
+    if (!text::is_digit(c) || (digits == 1 && v == 0)) return false;
+    v = v * 10 + static_cast<unsigned>(c - '0');
+    if (++digits > 3 || v > 255) return false;
   }
   return part == 4;
 }
@@ -79,12 +86,14 @@ std::optional<Cidr> Cidr::parse(std::string_view text, std::string* error) {
   for (unsigned bit = c.prefix; bit < max_prefix; ++bit) {
     if (c.base.bytes[bit / 8] & (0x80u >> (bit % 8)))
       return fail("'" + std::string(text) + "' has bits set past the /" + std::to_string(prefix) +
-                  " prefix (did you mean " + [&] {
+                  " prefix (did you mean " +
+                  [&] {
                     Cidr fixed = c;
                     for (unsigned b = c.prefix; b < max_prefix; ++b)
                       fixed.base.bytes[b / 8] &= static_cast<std::uint8_t>(~(0x80u >> (b % 8)));
                     return fixed.to_string();
-                  }() + "?)");
+                  }() +
+                  "?)");
   }
   return c;
 }

@@ -8,6 +8,10 @@ namespace authbypass {
 
 namespace {
 
+constexpr text::ByteSet kConnectBad("/?#@");
+constexpr text::ByteSet kAuthorityEnd("/?#");
+constexpr text::ByteSet kHostBad(":[]%");
+
 // True iff `host` is a name whose last label is numeric ("ends in a number" in WHATWG
 // terms): browsers and some resolvers read such names as IPv4 addresses (3221225991,
 // 0xc0.0.2.7, 0300.0.2.7, 192.0.2).
@@ -94,8 +98,6 @@ bool Request::parse(const RequestInput& in) {
   query.clear();
   match_path.clear();
   match_path_ok = false;
-  user_agent.clear();
-  user_agent_lower.clear();
   src.reset();
   url.assign(in.url.substr(0, kMaxUrlLength));
 
@@ -116,16 +118,13 @@ bool Request::parse(const RequestInput& in) {
   std::string_view u = in.url;
   if (u.empty()) return fail("missing URL");
   if (u.size() > kMaxUrlLength) return fail("URL longer than 8192 bytes");
-  for (char c : u) {
-    auto uc = static_cast<unsigned char>(c);
-    if (uc <= 0x20 || uc == 0x7f) return fail("URL contains a space or control character");
-  }
+  if (text::has_space_or_control(u)) return fail("URL contains a space or control character");
 
   std::string_view authority;
   std::string_view rest;
   if (is_connect) {
     authority = u;  // authority-form: host:port
-    if (authority.find_first_of("/?#@") != std::string_view::npos)
+    if (kConnectBad.find_in(authority) != std::string_view::npos)
       return fail("CONNECT target is not host:port");
   } else {
     std::size_t colon = u.find("://");
@@ -141,7 +140,7 @@ bool Request::parse(const RequestInput& in) {
       return fail("URL scheme is not http or https");
     }
     u.remove_prefix(colon + 3);
-    std::size_t end = u.find_first_of("/?#");
+    std::size_t end = kAuthorityEnd.find_in(u);
     authority = u.substr(0, end);
     rest = end == std::string_view::npos ? std::string_view{} : u.substr(end);
     std::size_t at = authority.rfind('@');
@@ -175,8 +174,7 @@ bool Request::parse(const RequestInput& in) {
       port_text = authority.substr(colon + 1);
       has_port = true;
     }
-    if (host_text.find_first_of(":[]%") != std::string_view::npos)
-      return fail("bad character in host");
+    if (kHostBad.find_in(host_text) != std::string_view::npos) return fail("bad character in host");
     if (!normalize_host_name(host_text, host, &error_)) return false;
     if (ends_in_number(host)) {
       auto ip = IpAddress::parse(host);
@@ -231,8 +229,10 @@ bool Request::parse(const RequestInput& in) {
 
   // User agent and client address.
   if (in.user_agent.size() > kMaxUserAgentLength) return fail("User-Agent longer than 4096 bytes");
-  user_agent.assign(in.user_agent);
-  text::lower_into(user_agent, user_agent_lower);
+  if (in.user_agent != user_agent) {  // a warm Request often sees the same UA again
+    user_agent.assign(in.user_agent);
+    text::lower_into(user_agent, user_agent_lower);
+  }
   if (!in.src.empty()) {
     src = IpAddress::parse(in.src);
     if (!src) return fail("client address is not an IP address");

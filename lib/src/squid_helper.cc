@@ -1,5 +1,8 @@
 #include "authbypass/squid_helper.h"
 
+#include <array>
+#include <cstring>
+
 #include "authbypass/policy.h"
 #include "text.h"
 
@@ -52,6 +55,54 @@ void split_fields(std::string_view line, std::vector<std::string_view>& out) {
     out.push_back(line.substr(i, j - i));
     i = j;
   }
+}
+
+enum class TokenError : std::uint8_t { kNone, kEscape, kControl, kUtf8 };
+
+// Byte classes for decode_token: 0 plain, 1 '%', 2 control (< 0x20, 0x7f), 3 non-ASCII.
+constexpr std::array<std::uint8_t, 256> kByteClass = [] {
+  std::array<std::uint8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    t[c] = c == '%' ? 1 : (c < 0x20 || c == 0x7f) ? 2 : c >= 0x80 ? 3 : 0;
+  }
+  return t;
+}();
+
+// One pass over a token: decodes %XX once (if `unescape`), refuses control bytes (raw or
+// decoded) and, when non-ASCII bytes occur, invalid UTF-8. `out` views `buf`.
+TokenError decode_token(std::string_view in, bool unescape, std::string& buf,
+                        std::string_view& out) {
+  if (buf.size() < in.size()) buf.resize(in.size());  // grows only: no fill once warm
+  char* w = buf.data();
+  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+  const auto* const e = p + in.size();
+  bool non_ascii = false;
+  while (p < e) {
+    unsigned char c = *p;
+    std::uint8_t k = kByteClass[c];
+    if (k == 0) {
+      *w++ = static_cast<char>(c);
+      ++p;
+      continue;
+    }
+    if (k == 1 && unescape) {
+      if (e - p < 3) return TokenError::kEscape;
+      int hi = text::hex_value(static_cast<char>(p[1]));
+      int lo = text::hex_value(static_cast<char>(p[2]));
+      if (hi < 0 || lo < 0) return TokenError::kEscape;
+      c = static_cast<unsigned char>(hi * 16 + lo);
+      k = kByteClass[c] == 1 ? 0 : kByteClass[c];
+      p += 3;
+    } else {
+      ++p;
+    }
+    if (k == 2) return TokenError::kControl;
+    non_ascii = non_ascii || k == 3;
+    *w++ = static_cast<char>(c);
+  }
+  out = std::string_view(buf.data(), static_cast<std::size_t>(w - buf.data()));
+  if (non_ascii && !valid_utf8(out)) return TokenError::kUtf8;
+  return TokenError::kNone;
 }
 
 void append_message(std::string& out, std::string_view message) {
@@ -304,53 +355,51 @@ const ParsedLine& LineParser::parse(std::string_view line) {
   std::string& ua_buf = decoded_[1];
   std::string& path_buf = decoded_[2];
   std::string& url_buf = decoded_[3];
+  auto fail = [this](TokenError e, const char* what) -> const ParsedLine& {
+    static constexpr const char* kEscapeMsg[] = {"", "invalid % escape in ", "control byte in ",
+                                                 "invalid UTF-8 in "};
+    error_text_.assign(kEscapeMsg[static_cast<int>(e)]).append(what);
+    out_.error = error_text_;
+    return out_;
+  };
 
   if (!uri.empty() && uri != "-") {
-    if (uri_escaped) {
-      if (!rfc1738_unescape(uri, uri_buf)) {
-        out_.error = "invalid % escape in URI";
-        return out_;
-      }
-      uri = uri_buf;
-    }
+    if (TokenError e = decode_token(uri, uri_escaped, uri_buf, uri); e != TokenError::kNone)
+      return fail(e, "URI");
   } else if (!domain.empty() && domain != "-") {
     // Rebuild an absolute URL from %>rd, %>rP and %PATH.
-    if (!path.empty() && path != "-" && !rfc1738_unescape(path, path_buf)) {
-      out_.error = "invalid % escape in PATH";
-      return out_;
+    std::string_view p;
+    if (!path.empty() && path != "-") {
+      if (TokenError e = decode_token(path, true, path_buf, p); e != TokenError::kNone)
+        return fail(e, "PATH");
     }
-    if (path.empty() || path == "-") path_buf.clear();
-    url_buf.clear();
-    if (method == "CONNECT") {
-      url_buf.append(domain);
-    } else {
-      url_buf.append("http://").append(domain);
-    }
+    const bool connect = method == "CONNECT";
+    url_buf.assign(connect ? "" : "http://").append(domain);
     if (!port.empty() && port != "-") url_buf.append(":").append(port);
-    if (method != "CONNECT") url_buf.append(path_buf.empty() ? std::string_view("/") : path_buf);
-    uri = url_buf;
+    if (!connect) url_buf.append(p.empty() ? std::string_view("/") : p);
+    if (TokenError e = decode_token(url_buf, false, uri_buf, uri); e != TokenError::kNone)
+      return fail(e, "URI");
   } else {
     out_.error = "no URI";
     return out_;
   }
   if (!ua.empty()) {
-    if (!rfc1738_unescape(ua, ua_buf)) {
-      out_.error = "invalid % escape in User-Agent";
-      return out_;
+    // A proxy sees few distinct User-Agents: decode each once and keep the last few.
+    UaCacheEntry* hit = nullptr;
+    for (UaCacheEntry& c : ua_cache_) {
+      if (c.used && c.raw == ua) hit = &c;
     }
-    ua = ua_buf;
-  }
-  for (std::string_view s : {uri, ua}) {
-    for (char c : s) {
-      if (text::is_ctl(static_cast<unsigned char>(c))) {
-        out_.error = "control byte in URI or User-Agent";
-        return out_;
-      }
+    if (hit == nullptr) {
+      hit = &ua_cache_[ua_cache_next_];
+      ua_cache_next_ = (ua_cache_next_ + 1) % kUaCacheSize;
+      std::string_view decoded;
+      hit->error = static_cast<std::uint8_t>(decode_token(ua, true, ua_buf, decoded));
+      hit->raw.assign(ua);
+      hit->decoded.assign(decoded);
+      hit->used = true;
     }
-    if (!valid_utf8(s)) {
-      out_.error = "invalid UTF-8 in URI or User-Agent";
-      return out_;
-    }
+    if (hit->error != 0) return fail(static_cast<TokenError>(hit->error), "User-Agent");
+    ua = hit->decoded;
   }
   out_.input = RequestInput{method, uri, ua, src};
   return out_;

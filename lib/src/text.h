@@ -1,27 +1,97 @@
 // ASCII helpers shared by the engine's parsers. Locale-independent.
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
 namespace authbypass::text {
 
-constexpr char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-constexpr char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c; }
-constexpr bool is_digit(char c) { return c >= '0' && c <= '9'; }
-constexpr bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+constexpr char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
+constexpr char upper(char c) {
+  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+}
+constexpr bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+constexpr bool is_alpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
 constexpr int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
-constexpr bool is_ctl(unsigned char c) { return c < 0x20 || c == 0x7f; }
+constexpr bool is_ctl(unsigned char c) {
+  return c < 0x20 || c == 0x7f;
+}
+
+// A set of bytes for one-pass searches (std::string_view::find_first_of calls memchr
+// once per input byte).
+class ByteSet {
+ public:
+  constexpr explicit ByteSet(std::string_view chars) {
+    for (char c : chars) bits_[static_cast<unsigned char>(c)] = true;
+  }
+  constexpr bool has(char c) const { return bits_[static_cast<unsigned char>(c)]; }
+  // Index of the first byte of `s` in the set, or npos.
+  constexpr std::size_t find_in(std::string_view s) const {
+    for (std::size_t i = 0; i < s.size(); ++i)
+      if (has(s[i])) return i;
+    return std::string_view::npos;
+  }
+
+ private:
+  std::array<bool, 256> bits_{};
+};
+
+// ASCII lower-casing of 8 bytes at once; bytes >= 0x80 are left alone.
+inline std::uint64_t lower8(std::uint64_t x) {
+  constexpr std::uint64_t ones = 0x0101010101010101ull;
+  constexpr std::uint64_t high = 0x8080808080808080ull;
+  std::uint64_t low7 = x & ~high;
+  std::uint64_t ge_a = low7 + (0x80 - 'A') * ones;  // high bit: byte >= 'A'
+  std::uint64_t gt_z = low7 + (0x7f - 'Z') * ones;  // high bit: byte > 'Z'
+  std::uint64_t upper = (ge_a ^ gt_z) & ~x & high;
+  return x | (upper >> 2);
+}
+
+// True iff `s` holds a byte <= 0x20 or 0x7f. Eight bytes per step.
+inline bool has_space_or_control(std::string_view s) {
+  constexpr std::uint64_t ones = 0x0101010101010101ull;
+  constexpr std::uint64_t high = 0x8080808080808080ull;
+  std::size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t x;
+    std::memcpy(&x, s.data() + i, 8);
+    std::uint64_t y = x ^ (0x7f * ones);
+    // bytes < 0x21 (high bit clear) or == 0x7f; non-ASCII bytes are excluded by ~x.
+    if ((((x - 0x21 * ones) | (y - ones)) & ~x & high) != 0) break;
+  }
+  for (; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c <= 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
 
 inline void lower_into(std::string_view in, std::string& out) {
   out.resize(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) out[i] = lower(in[i]);
+  const std::size_t n = in.size();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t x;
+    std::memcpy(&x, in.data() + i, 8);
+    x = lower8(x);
+    std::memcpy(out.data() + i, &x, 8);
+  }
+  for (; i < n; ++i) out[i] = lower(in[i]);
 }
 
 inline std::string to_lower(std::string_view in) {

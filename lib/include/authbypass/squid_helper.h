@@ -76,6 +76,15 @@ class LineParser {
   std::vector<std::string_view> fields_;
   std::string decoded_[4];  // URI, User-Agent, path, built URL
   std::string channel_;
+  std::string error_text_;
+  static constexpr std::size_t kUaCacheSize = 16;
+  struct UaCacheEntry {
+    std::string raw, decoded;
+    std::uint8_t error = 0;
+    bool used = false;
+  };
+  UaCacheEntry ua_cache_[kUaCacheSize];
+  std::size_t ua_cache_next_ = 0;
 };
 
 // Appends one answer line (with LF) to `out`:
