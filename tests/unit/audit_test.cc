@@ -1,0 +1,93 @@
+// Audit events: exact JSON, and no client byte can split or forge a line.
+#include "authbypass/audit.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace authbypass {
+namespace {
+
+std::chrono::system_clock::time_point at_ms(long long ms) {
+  return std::chrono::system_clock::time_point(std::chrono::milliseconds(ms));
+}
+
+TEST(Audit, ExactLine) {
+  AuditEvent e;
+  e.component = "helper";
+  e.event = "bypass";
+  e.rule = "crl-files";
+  e.owner = "secops@example.com";
+  e.src = "10.1.2.3";
+  e.method = "GET";
+  e.url = "http://crl.verisign.com/pca3.crl";
+  e.host = "crl.verisign.com";
+  e.user_agent = "Microsoft-CryptoAPI/6.1";
+  e.status = 200;
+  e.bytes = 0;
+  std::string out;
+  append_audit_json(out, e, at_ms(1795000000123));
+  EXPECT_EQ(out,
+            "{\"ts\":\"2026-11-18T11:06:40.123Z\",\"component\":\"helper\",\"event\":\"bypass\","
+            "\"rule\":\"crl-files\",\"owner\":\"secops@example.com\",\"src\":\"10.1.2.3\","
+            "\"method\":\"GET\",\"url\":\"http://crl.verisign.com/pca3.crl\","
+            "\"host\":\"crl.verisign.com\",\"user_agent\":\"Microsoft-CryptoAPI/6.1\","
+            "\"status\":200,\"bytes\":0}\n");
+}
+
+TEST(Audit, ClientBytesCannotSplitOrForgeALine) {
+  std::string out;
+  append_json_string(out, "a\"b\\c\nd\re\tf\x01g\x7fh");
+  EXPECT_EQ(out, "\"a\\\"b\\\\c\\nd\\re\\tf\\u0001g\\u007fh\"");
+  out.clear();
+  append_json_string(out, "x\xe2\x80\xa8y\xc2\x85z");  // U+2028 and C1 NEL
+  EXPECT_EQ(out, "\"x\\u2028y\\u0085z\"");
+  out.clear();
+  append_json_string(out, "bad\xff\xc3(utf8 \xc3\xbc");
+  EXPECT_EQ(out, "\"bad\\ufffd\\ufffd(utf8 \xc3\xbc\"");
+
+  AuditEvent e;
+  e.event = "bypass";
+  e.user_agent = "UA\n{\"event\":\"forged\"}";
+  out.clear();
+  append_audit_json(out, e, at_ms(0));
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1);
+  EXPECT_EQ(out.back(), '\n');
+}
+
+TEST(Audit, FileSinkAppendsAndReopens) {
+  char tmpl[] = "/tmp/authbypass-audit-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string path = std::string(tmpl) + "/audit.log";
+  AuditLog log;
+  std::string err;
+  ASSERT_TRUE(log.open_file(path, &err)) << err;
+  EXPECT_TRUE(log.write("one\n"));
+  std::string rotated = path + ".1";
+  ASSERT_EQ(std::rename(path.c_str(), rotated.c_str()), 0);  // what logrotate does
+  EXPECT_TRUE(log.write("two\n"));                           // still the old file
+  ASSERT_TRUE(log.reopen(&err)) << err;
+  EXPECT_TRUE(log.write("three\n"));
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  EXPECT_EQ(slurp(rotated), "one\ntwo\n");
+  EXPECT_EQ(slurp(path), "three\n");
+  std::remove(rotated.c_str());
+  std::remove(path.c_str());
+  rmdir(tmpl);
+  AuditLog bad;
+  EXPECT_FALSE(bad.open_file("/nonexistent-dir/audit.log", &err));
+  EXPECT_NE(err.find("cannot open audit log /nonexistent-dir/audit.log"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace authbypass
