@@ -334,18 +334,19 @@ class Helper {
       }
       Decision d = policy_->decide(request_, today_);
       squid::append_decision(out_, parsed->channel, d);
-      if (audit_.enabled() && (d.bypass() || d.shadow_count > 0)) audit_decision(d);
+      if (audit_.enabled() && (d.bypass() || d.shadow_count > 0))
+        audit_decision(d, parsed->input.src);
     } catch (const std::exception& e) {
       squid::append_broken(out_, parsed ? parsed->channel : std::string_view(), "internal error");
       say(std::string("internal error: ") + e.what());
     }
   }
 
-  void audit_decision(const Decision& d) {
+  void audit_decision(const Decision& d, std::string_view src) {
     AuditEvent e;
     e.component = "helper";
     e.policy_sha256 = policy_->sha256();
-    e.src = parser_src();
+    e.src = src;  // as Squid sent it (Request::parse checked it is an IP address)
     e.method = request_.method;
     e.url = request_.url;
     e.host = request_.host;
@@ -366,12 +367,6 @@ class Helper {
     }
   }
 
-  std::string_view parser_src() {
-    src_text_.clear();
-    if (request_.src) src_text_ = request_.src->to_string();
-    return src_text_;
-  }
-
   const Options& opts_;
   PolicySource source_;
   squid::LineParser parser_;
@@ -380,7 +375,7 @@ class Helper {
   std::shared_ptr<const Policy> policy_;
   authbypass::Date today_{};
   Request request_;
-  std::string out_, audit_buf_, pending_, prefix_, src_text_;
+  std::string out_, audit_buf_, pending_, prefix_;
   bool discarding_ = false;
   bool audit_warned_ = false;
 };

@@ -4,6 +4,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -83,8 +84,21 @@ bool write_all(int fd, std::string_view data) {
 }  // namespace
 
 void append_json_string(std::string& out, std::string_view s) {
+  // Bytes that need attention: '"', '\\', controls, and everything non-ASCII.
+  static constexpr auto kPlain = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0x20; c < 0x7f; ++c) t[c] = c != '"' && c != '\\';
+    return t;
+  }();
   out += '"';
   for (std::size_t i = 0; i < s.size();) {
+    std::size_t run = i;
+    while (run < s.size() && kPlain[static_cast<unsigned char>(s[run])]) ++run;
+    if (run > i) {
+      out.append(s.substr(i, run - i));
+      i = run;
+      if (i == s.size()) break;
+    }
     auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
       switch (c) {
@@ -104,11 +118,7 @@ void append_json_string(std::string& out, std::string_view s) {
           out += "\\t";
           break;
         default:
-          if (c < 0x20 || c == 0x7f) {
-            append_u_escape(out, c);
-          } else {
-            out += static_cast<char>(c);
-          }
+          append_u_escape(out, c);  // other controls and DEL
       }
       ++i;
       continue;
@@ -133,15 +143,26 @@ void append_audit_json(std::string& out, const AuditEvent& e,
                        std::chrono::system_clock::time_point ts) {
   using namespace std::chrono;
   auto ms = duration_cast<milliseconds>(ts.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char stamp[96];
-  std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
+  // "YYYY-MM-DDTHH:MM:SS" changes once a second: format it once per second per thread.
+  thread_local long long cached_second = -1;
+  thread_local char cached[32];
+  long long second = ms / 1000;
+  if (second != cached_second) {
+    std::time_t secs = static_cast<std::time_t>(second);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d",
+                  (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100, tm.tm_mday % 100,
+                  tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100);
+    cached_second = second;
+  }
+  const int milli = static_cast<int>(ms % 1000);
+  const char stamp[] = {'.', static_cast<char>('0' + milli / 100),
+                        static_cast<char>('0' + milli / 10 % 10),
+                        static_cast<char>('0' + milli % 10), 'Z'};
   out += "{\"ts\":\"";
-  out += stamp;
+  out += cached;
+  out.append(stamp, sizeof stamp);
   out += '"';
   field(out, "component", e.component);
   field(out, "event", e.event);

@@ -1,0 +1,314 @@
+#!/usr/bin/python3
+"""The real ext_authbypass_acl binary over pipes: protocol, bad input, reload, signals.
+
+usage: helper_test.py CASE HELPER POLICY
+Each case starts the helper, talks to it like Squid does, and checks every answer.
+"""
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+CASE, HELPER, POLICY = sys.argv[1], sys.argv[2], sys.argv[3]
+CRL = "10.1.2.3 GET http%3A%2F%2Fcrl.verisign.com%2Fpca3.crl Microsoft-CryptoAPI%2F6.1 -"
+WWW = "10.1.2.3 GET http%3A%2F%2Fwww.example.com%2F Mozilla%2F5.0 -"
+OK_CRL = "OK log=ca-revocation-hosts tag=authbypass/ca-revocation-hosts"
+
+
+def fail(msg):
+    print(f"FAIL [{CASE}]: {msg}")
+    sys.exit(1)
+
+
+class Helper:
+    def __init__(self, *args, policy=None, tmp=None):
+        self.tmp = tmp or tempfile.mkdtemp(prefix="ab-helper-")
+        self.policy = policy or os.path.join(self.tmp, "policy.yaml")
+        if policy is None:
+            shutil.copy(POLICY, self.policy)
+        self.err_path = os.path.join(self.tmp, "stderr")
+        self.err = open(self.err_path, "wb")
+        self.p = subprocess.Popen([HELPER, "--policy", self.policy, *args],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=self.err)
+        self.buf = b""
+
+    def send(self, data: bytes):
+        self.p.stdin.write(data)
+        self.p.stdin.flush()
+
+    def readline(self, timeout=5.0):
+        deadline = time.time() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.time()
+            if left <= 0:
+                fail(f"no answer within {timeout}s (have {self.buf!r}); stderr: {self.stderr()}")
+            r, _, _ = select.select([self.p.stdout], [], [], left)
+            if r:
+                chunk = os.read(self.p.stdout.fileno(), 65536)
+                if not chunk:
+                    fail(f"helper closed stdout (exit {self.p.poll()}); stderr: {self.stderr()}")
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def ask(self, line, expect, timeout=5.0):
+        self.send(line.encode() + b"\n" if isinstance(line, str) else line + b"\n")
+        got = self.readline(timeout)
+        if got != expect:
+            fail(f"line {line[:120]!r}: expected {expect!r}, got {got!r}")
+
+    def alive(self):
+        if self.p.poll() is not None:
+            fail(f"helper exited ({self.p.returncode}); stderr: {self.stderr()}")
+
+    def stderr(self):
+        self.err.flush()
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def close(self, expect_rc=0):
+        self.p.stdin.close()
+        try:
+            rc = self.p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            fail("helper did not exit at EOF")
+        if rc != expect_rc:
+            fail(f"exit code {rc}, expected {expect_rc}; stderr: {self.stderr()}")
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def write_policy(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def audit_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def case_protocol():
+    h = Helper()
+    try:
+        h.ask("1 " + CRL, "1 " + OK_CRL)
+        h.ask("2 " + WWW, "2 ERR")
+        h.ask(CRL, OK_CRL)  # no concurrency id
+        h.ask("3 10.1.2.3 CONNECT login.microsoftonline.com%3A443 "
+              "Mozilla%2F4.0%20(compatible%3B%20MSIE%206.0%3B%20MSOIDCRL%207.250) -",
+              "3 OK log=msoidcrl-signin tag=authbypass/msoidcrl-signin")
+        # Many lines in one write: every answer comes back, in order, with its id.
+        batch = b"".join(f"{i} {CRL if i % 2 else WWW}\n".encode() for i in range(100, 600))
+        h.send(batch)
+        for i in range(100, 600):
+            want = f"{i} {OK_CRL}" if i % 2 else f"{i} ERR"
+            got = h.readline()
+            if got != want:
+                fail(f"batch line {i}: expected {want!r}, got {got!r}")
+        h.close(0)
+    finally:
+        h.kill()
+
+
+def case_bad_input():
+    h = Helper("-d")
+    try:
+        cases = [
+            (b"", "ERR message=\"empty line\""),
+            (b"5 10.1.2.3 GET", "5 ERR message=\"missing tokens for the helper's --format\""),
+            (b"5 " + CRL.encode() + b" extra", "5 ERR message=\"extra tokens after the helper's --format and %DATA\""),
+            (b"5 10.1.2.3 GET http%3A%2F%2Fcrl.verisign.com%2Fx\x00.crl ua -", "5 ERR message=\"line contains a NUL byte\""),
+            (b"5 10.1.2.3 GET http%3A%2F%2Fcrl.verisign.com%2F%C3%28.crl ua -", "5 ERR message=\"invalid UTF-8 in URI\""),
+            (b"5 10.1.2.3 GET http%3A%2F%2Fcrl.verisign.com%2F%zz.crl ua -", "5 ERR message=\"invalid % escape in URI\""),
+            (b"5 10.1.2.3 GET http%3A%2F%2Fcrl.verisign.com%2Fa.crl ua%0A -", "5 ERR message=\"control byte in User-Agent\""),
+            (b"5 10.1.2.3 GET http%3A%2F%2F3221225991%2Fa.crl ua -",
+             "5 ERR message=\"host is a numeric form other than a dotted-quad IPv4 address\""),
+            (b"5 not-an-ip GET http%3A%2F%2Fcrl.verisign.com%2Fa.crl ua -",
+             "5 ERR message=\"client address is not an IP address\""),
+            (b"x7 " + WWW.encode(), "ERR message=\"extra tokens after the helper's --format and %DATA\""),
+            (b"\xff\xfe\xfd", "ERR message=\"missing tokens for the helper's --format\""),
+        ]
+        for line, want in cases:
+            h.ask(line, want)
+            h.ask("6 " + CRL, "6 " + OK_CRL)  # still serving, still in sync
+        # 1 MB line: answered ERR with its id, memory bounded, stream stays in sync.
+        big = b"9 10.1.2.3 GET http%3A%2F%2Fcrl.verisign.com%2F" + b"a" * (1 << 20) + b".crl ua -"
+        h.ask(big, "9 ERR message=\"line too long\"")
+        h.ask("10 " + CRL, "10 " + OK_CRL)
+        # A long line split across many writes.
+        h.send(b"11 10.1.2.3 GET http%3A%2F%2Fcrl.verisign.com%2F")
+        for _ in range(40):
+            h.send(b"b" * 4096)
+        h.ask(b".crl ua -", "11 ERR message=\"line too long\"")
+        h.ask("12 " + CRL, "12 " + OK_CRL)
+        # A long but bounded line is parsed; its URL is over Squid's 8 KiB and never matches.
+        h.ask(b"13 10.1.2.3 GET http%3A%2F%2Fwww.example.com%2F" + b"c" * 9000 + b" ua -", "13 ERR message=\"URL longer than 8192 bytes\"")
+        with open(f"/proc/{h.p.pid}/status") as f:
+            rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
+        if rss > 64 * 1024:
+            fail(f"RSS {rss} kB after a 1 MB line")
+        h.alive()
+        if "bad line" not in h.stderr():
+            fail("no diagnostics on stderr with -d")
+        h.close(0)
+    finally:
+        h.kill()
+
+
+def case_empty_stdin():
+    h = Helper()
+    try:
+        h.close(0)
+        # A last line without LF is still answered.
+        h2 = Helper()
+        h2.send(("4 " + CRL).encode())
+        h2.p.stdin.close()
+        out = h2.p.stdout.read().decode()
+        if out != "4 " + OK_CRL + "\n":
+            fail(f"unterminated last line: got {out!r}")
+        h2.p.wait(timeout=5)
+    finally:
+        h.kill()
+
+
+def case_no_policy():
+    tmp = tempfile.mkdtemp(prefix="ab-helper-")
+    h = Helper(policy=os.path.join(tmp, "missing.yaml"), tmp=tmp)
+    try:
+        h.ask("1 " + CRL, "1 ERR message=\"no valid policy, see cache.log\"")
+        h.alive()
+        if "cannot read policy" not in h.stderr():
+            fail(f"stderr does not say why: {h.stderr()}")
+        # The file appears: the helper picks it up without a restart.
+        write_policy(h.policy, open(POLICY).read())
+        time.sleep(1.3)
+        h.ask("2 " + CRL, "2 " + OK_CRL)
+        h.close(0)
+    finally:
+        h.kill()
+    # Garbage at start: same.
+    tmp = tempfile.mkdtemp(prefix="ab-helper-")
+    path = os.path.join(tmp, "p.yaml")
+    with open(path, "wb") as f:
+        f.write(os.urandom(5000))
+    h = Helper(policy=path, tmp=tmp)
+    try:
+        h.ask("1 " + CRL, "1 ERR message=\"no valid policy, see cache.log\"")
+        h.close(0)
+    finally:
+        h.kill()
+    # Usage errors: no exit (Squid would die), ERR to all.
+    h = Helper("--bogus")
+    try:
+        h.ask("1 " + CRL, "1 ERR message=\"helper misconfigured, see cache.log\"")
+        h.alive()
+        if "unknown option '--bogus'" not in h.stderr():
+            fail(f"stderr: {h.stderr()}")
+        h.close(0)
+    finally:
+        h.kill()
+
+
+def case_reload():
+    h = None
+    try:
+        tmp = tempfile.mkdtemp(prefix="ab-helper-")
+        audit = os.path.join(tmp, "audit.log")
+        h = Helper("--audit-log", audit, "--check-interval", "200", tmp=tmp)
+        new = "http%3A%2F%2Fnewca.example.test%2Froot.crt"
+        h.ask(f"1 10.1.2.3 GET {new} - -", "1 ERR")
+        base = open(POLICY).read()
+        added = base.replace("rules:\n", "rules:\n  - id: new-ca\n    match: {hosts: [newca.example.test], path_suffix: [.crt]}\n", 1)
+        write_policy(h.policy, added)
+        time.sleep(0.5)
+        h.ask(f"2 10.1.2.3 GET {new} - -", "2 OK log=new-ca tag=authbypass/new-ca")
+        # Broken edits: the last good policy stays in force, the helper keeps serving.
+        for broken in ["version: 1\nrules: [\n", "", "\x00\x01binary", added.replace("(6\\.[0-3]|10\\.0)", "(unclosed")]:
+            write_policy(h.policy, broken)
+            time.sleep(0.5)
+            h.ask(f"3 10.1.2.3 GET {new} - -", "3 OK log=new-ca tag=authbypass/new-ca")
+        os.unlink(h.policy)
+        time.sleep(0.5)
+        h.ask(f"4 10.1.2.3 GET {new} - -", "4 OK log=new-ca tag=authbypass/new-ca")
+        write_policy(h.policy, base)
+        time.sleep(0.5)
+        h.ask(f"5 10.1.2.3 GET {new} - -", "5 ERR")
+        err = h.stderr()
+        if "not valid YAML" not in err or "stays in force" not in err:
+            fail(f"stderr lacks the reload errors: {err}")
+        events = [e["event"] for e in audit_lines(audit)]
+        if events.count("policy_rejected") < 4 or events.count("policy_loaded") < 3:
+            fail(f"audit events: {events}")
+        # SIGHUP: reload now (no waiting for the interval) and reopen the audit log.
+        os.rename(audit, audit + ".1")
+        write_policy(h.policy, added)
+        h.p.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        h.ask(f"6 10.1.2.3 GET {new} - -", "6 OK log=new-ca tag=authbypass/new-ca")
+        h.ask("7 " + CRL, "7 " + OK_CRL)
+        fresh = audit_lines(audit)
+        if not any(e["event"] == "bypass" and e["rule"] == "new-ca" for e in fresh):
+            fail(f"reopened audit log lacks the bypass: {fresh}")
+        h.close(0)
+    finally:
+        if h:
+            h.kill()
+
+
+def case_audit():
+    tmp = tempfile.mkdtemp(prefix="ab-helper-")
+    audit = os.path.join(tmp, "audit.log")
+    h = Helper("--audit-log", audit, tmp=tmp)
+    try:
+        evil_ua = "Microsoft-CryptoAPI%2F10.0%22%2C%22event%22%3A%22forged%22%7D%E2%80%A8x"
+        h.ask(f"1 10.9.8.7 GET http%3A%2F%2Fcrl.verisign.com%2Fpca3.crl {evil_ua} -", "1 " + OK_CRL)
+        h.ask("2 " + WWW, "2 ERR")
+        h.ask("3 10.9.8.7 GET http%3A%2F%2Fevil.test%2Fx.bin Microsoft-CryptoAPI%2F10.0 -", "3 ERR")
+        h.close(0)
+        raw = open(audit, "rb").read().decode("utf-8")
+        lines = raw.splitlines()
+        ev = [json.loads(l) for l in lines]
+        kinds = [(e["event"], e.get("rule")) for e in ev]
+        want = [("policy_loaded", None), ("bypass", "ca-revocation-hosts"), ("shadow", "cryptoapi-ua-observe")]
+        if kinds != want:
+            fail(f"audit events {kinds}, expected {want} (shadow only for the CryptoAPI UA "
+                 "that is not exactly the regex; the forged one has extra text)")
+        b = ev[1]
+        for k, v in [("component", "helper"), ("src", "10.9.8.7"), ("method", "GET"),
+                     ("url", "http://crl.verisign.com/pca3.crl"), ("host", "crl.verisign.com"),
+                     ("owner", "secops@example.com")]:
+            if b.get(k) != v:
+                fail(f"bypass event {k}={b.get(k)!r}, expected {v!r}")
+        if b["user_agent"] != 'Microsoft-CryptoAPI/10.0","event":"forged"}\u2028x':
+            fail(f"user_agent not kept verbatim: {b['user_agent']!r}")
+        if "\u2028" in raw or len(b["policy_sha256"]) != 64:
+            fail("raw U+2028 in the log, or no policy hash")
+    finally:
+        h.kill()
+
+
+CASES = {
+    "protocol": case_protocol,
+    "bad_input": case_bad_input,
+    "empty_stdin": case_empty_stdin,
+    "no_policy": case_no_policy,
+    "reload": case_reload,
+    "audit": case_audit,
+}
+if CASE not in CASES:
+    print(f"unknown case {CASE}")
+    sys.exit(2)
+CASES[CASE]()
+print(f"ok [{CASE}]")
