@@ -1,0 +1,624 @@
+"""squidlab: a throw-away Squid 5.7 + ext_authbypass_acl + loopback origin, for tests and demos.
+
+Standard library only; run with /usr/bin/python3 (the pyenv python under /root is not
+readable by user `proxy`). Facts it relies on: /work/shared/TESTING.md.
+
+    from squidlab import SquidLab
+    with SquidLab(helper="build/test/helpers/ext_authbypass_acl",
+                  policy="config/policy.yaml") as lab:
+        lab.get("http://crl.verisign.com/pca3.crl", ua="Microsoft-CryptoAPI/6.1")  # -> 200
+        lab.get("http://www.example.com/")                                         # -> 407
+        lab.get("http://www.example.com/", user=lab.USER)                          # -> 200
+        lab.connect("login.microsoftonline.com:443", ua="... MSOIDCRL ...")        # -> 200
+
+What it sets up, in a fresh temporary directory that user `proxy` owns (Squid drops
+privileges to `cache_effective_user proxy`, so everything it or its helpers read or write
+lives there; /work may not be traversable by proxy, so the helper binary and the policy
+are copied in):
+  * an htpasswd file (openssl passwd -apr1) for /usr/lib/squid/basic_ncsa_auth;
+  * an origin HTTP server on 127.0.0.1:<free port> (a thread of this process) that
+    answers 200 to any GET/HEAD/POST and records every request that reaches it;
+  * squid.conf: its own http_port 127.0.0.1:<free port>, every request forwarded to the
+    origin through `cache_peer ... originserver` (real host names in URLs, no DNS), the
+    authbypass external ACL before proxy_auth, access log with %un %ea %et;
+  * `squid -N -f squid.conf` as a child process, ready when an authenticated request
+    through it returns 200.
+Everything is stopped by PID (squid -k shutdown, wait, then SIGTERM/SIGKILL of the PID;
+leftover helper processes started from the lab's own copy of the binary) in stop(), which
+also runs at interpreter exit and on SIGTERM/SIGINT. Nothing but 127.0.0.1 is contacted.
+Set SQUIDLAB_KEEP=1 to keep the directory after stop() (its path is printed).
+"""
+
+from __future__ import annotations
+
+import atexit
+import http.server
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+SQUID = shutil.which("squid") or "/usr/sbin/squid"
+NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"
+CURL = shutil.which("curl") or "/usr/bin/curl"
+
+ORIGIN_BODY = b"squidlab origin: hello\n"
+
+# Access log: one line per request, fields separated by single spaces, every field that
+# may hold spaces URL-encoded (%#...), so that split() parses it.
+LOGFORMAT = ("%ts.%03tu %>a %Ss/%03>Hs %rm %#ru %#un %#ea %#et %#{User-Agent}>h")
+ACCESS_FIELDS = ("time", "client", "status", "method", "url", "user", "ea", "et", "ua")
+
+
+def squid_available() -> bool:
+    """True when Squid, its basic_ncsa_auth, curl and openssl are installed."""
+    return (os.access(SQUID, os.X_OK) and os.access(NCSA_AUTH, os.X_OK)
+            and os.access(CURL, os.X_OK) and shutil.which("openssl") is not None)
+
+
+class LabError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------------------
+# Origin server
+# --------------------------------------------------------------------------------------
+
+class _OriginHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"  # one request per connection (server_persistent_connections off)
+    server_version = "squidlab-origin"
+
+    def handle_one_request(self):
+        # A CONNECT tunnel that Squid let through arrives here as a raw TLS ClientHello.
+        try:
+            first = self.rfile.peek(1)[:1]
+        except Exception:  # noqa: BLE001 - connection reset etc.
+            first = b""
+        if first == b"\x16":
+            self.server.record({"method": "TLS", "host": None, "path": None, "body": b""})
+            self.close_connection = True
+            return
+        super().handle_one_request()
+
+    def _answer(self, send_body: bool):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        self.server.record({"method": self.command, "host": self.headers.get("Host"),
+                            "path": self.path, "user_agent": self.headers.get("User-Agent"),
+                            "body": body})
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(ORIGIN_BODY)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if send_body:
+            self.wfile.write(ORIGIN_BODY)
+
+    def do_GET(self):  # noqa: N802
+        self._answer(True)
+
+    def do_POST(self):  # noqa: N802
+        self._answer(True)
+
+    def do_HEAD(self):  # noqa: N802
+        self._answer(False)
+
+    def do_CONNECT(self):  # noqa: N802 - only the "tunnel" peer gets these
+        self.server.record({"method": "CONNECT", "host": self.path, "path": None,
+                            "user_agent": self.headers.get("User-Agent"), "body": b""})
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.wfile.flush()
+        # The client now starts TLS inside the tunnel; note it and hang up (no TLS here).
+        self.connection.settimeout(5)
+        try:
+            first = self.rfile.read(1)
+        except OSError:
+            first = b""
+        if first == b"\x16":
+            self.server.record({"method": "TLS", "host": self.path, "path": None, "body": b""})
+        self.close_connection = True
+
+    def log_message(self, fmt, *args):  # keep the test output clean
+        pass
+
+
+class OriginServer(http.server.ThreadingHTTPServer):
+    """HTTP server on 127.0.0.1 (free port) in a daemon thread; records requests.
+
+    Squid never tunnels CONNECT to an `originserver` peer ("found 0 destinations", 500
+    ERR_CANNOT_FORWARD), so a second instance plays a parent proxy for CONNECT only: it
+    answers "200 Connection established", records the TLS ClientHello that follows, and
+    hangs up. The client thus sees 200 for an allowed CONNECT, then a TLS failure."""
+
+    daemon_threads = True
+
+    def __init__(self, name: str = "origin"):
+        self.name = name
+        super().__init__(("127.0.0.1", 0), _OriginHandler)
+        self.port = self.server_address[1]
+        self._lock = threading.Lock()
+        self._requests: list[dict] = []
+        self._thread = threading.Thread(target=self.serve_forever, name=f"squidlab-{name}",
+                                        kwargs={"poll_interval": 0.1}, daemon=True)
+
+    def record(self, req: dict):
+        req["time"] = time.time()
+        with self._lock:
+            self._requests.append(req)
+
+    @property
+    def requests(self) -> list[dict]:
+        with self._lock:
+            return list(self._requests)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        if self._thread.is_alive():
+            self.shutdown()
+            self._thread.join(5)
+        self.server_close()
+
+
+# --------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (never 3128)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port != 3128:
+            return port
+
+
+def _curl_env() -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    env["HOME"] = "/nonexistent"  # ignore any ~/.curlrc
+    return env
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    hashed = subprocess.run(["openssl", "passwd", "-apr1", password], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    return f"{user}:{hashed}\n"
+
+
+def _proxy_ids() -> tuple[int, int] | None:
+    try:
+        pw = pwd.getpwnam("proxy")
+        return pw.pw_uid, pw.pw_gid
+    except KeyError:
+        return None
+
+
+class SquidLab:
+    """One Squid + authbypass helper + origin on loopback. Use as a context manager."""
+
+    USER = "alice"
+    PASSWORD = "s3cret-lab"
+
+    def __init__(self, helper: str, policy: str, *, helper_args: list[str] | None = None,
+                 check_interval_ms: int | None = None, extra_conf: str = "",
+                 verbose: bool = False):
+        self.helper_src = os.path.abspath(helper)
+        self.policy_src = os.path.abspath(policy)
+        self.helper_args = list(helper_args or [])
+        if check_interval_ms is not None:
+            self.helper_args += ["--check-interval", str(check_interval_ms)]
+        self.extra_conf = extra_conf
+        self.verbose = verbose
+        self.dir: str | None = None
+        self.origin: OriginServer | None = None   # GET/HEAD/POST (originserver peer)
+        self.tunnel: OriginServer | None = None   # CONNECT (parent-proxy peer)
+        self.squid: subprocess.Popen | None = None
+        self.port: int | None = None
+        self._stopped = True
+        self._old_handlers: dict = {}
+        self.leftover_pids: list[int] = []  # helpers still running after Squid stopped
+
+    # ---- paths -----------------------------------------------------------------------
+    def path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    @property
+    def conf(self):
+        return self.path("squid.conf")
+
+    @property
+    def policy(self):
+        """The lab's own copy of the policy: the helper watches this file."""
+        return self.path("policy.yaml")
+
+    @property
+    def helper(self):
+        return self.path("ext_authbypass_acl")
+
+    @property
+    def audit_log(self):
+        return self.path("audit.log")
+
+    @property
+    def access_log(self):
+        return self.path("access.log")
+
+    @property
+    def cache_log(self):
+        return self.path("cache.log")
+
+    @property
+    def proxy_url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self, msg: str):
+        if self.verbose:
+            print(f"squidlab: {msg}", file=sys.stderr, flush=True)
+
+    # ---- life cycle --------------------------------------------------------------------
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def start(self, ready_timeout: float = 30.0):
+        if not squid_available():
+            raise LabError(f"squid ({SQUID}), {NCSA_AUTH}, curl or openssl missing: run scripts/setup")
+        for f in (self.helper_src, self.policy_src):
+            if not os.path.isfile(f):
+                raise LabError(f"not found: {f}")
+        self._stopped = False
+        atexit.register(self.stop)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            try:
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread
+                pass
+        try:
+            self._make_dir()
+            self.origin = OriginServer("origin")
+            self.origin.start()
+            self.tunnel = OriginServer("tunnel")
+            self.tunnel.start()
+            self.log(f"origin on 127.0.0.1:{self.origin.port}, CONNECT peer on "
+                     f"127.0.0.1:{self.tunnel.port}, dir {self.dir}")
+            last = None
+            for _attempt in range(5):  # a free port may be taken before Squid binds it
+                self.port = free_port()
+                self._write_conf()
+                self._parse_conf()
+                try:
+                    self._start_squid(ready_timeout)
+                    return self
+                except LabError as e:
+                    last = e
+                    if "bind" not in str(e).lower() and "address already in use" not in str(e).lower():
+                        raise
+                    self._stop_squid()
+            raise last
+        except BaseException:
+            self.stop()
+            raise
+
+    def _on_signal(self, signum, _frame):
+        self.stop()
+        raise SystemExit(128 + signum)
+
+    def _make_dir(self):
+        base = os.environ.get("SQUIDLAB_TMPDIR", "/tmp")
+        self.dir = tempfile.mkdtemp(prefix="squidlab-", dir=base)
+        os.chmod(self.dir, 0o755)
+        shutil.copy(self.helper_src, self.helper)
+        os.chmod(self.helper, 0o755)
+        shutil.copy(self.policy_src, self.policy)
+        os.chmod(self.policy, 0o644)
+        with open(self.path("htpasswd"), "w") as f:
+            f.write(htpasswd_line(self.USER, self.PASSWORD))
+        os.chmod(self.path("htpasswd"), 0o644)
+        ids = _proxy_ids()
+        if os.geteuid() == 0 and ids:
+            os.chown(self.dir, *ids)  # Squid (as proxy) writes its pid file and logs here
+            # proxy must reach the directory: every ancestor needs o+x
+            d = os.path.dirname(self.dir)
+            while d and d != "/":
+                if not os.stat(d).st_mode & 0o001:
+                    raise LabError(f"{d} is not traversable by user proxy: set SQUIDLAB_TMPDIR")
+                d = os.path.dirname(d)
+            runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+            if os.access(runuser, os.X_OK):
+                r = subprocess.run([runuser, "-u", "proxy", "--", "test", "-x", self.helper,
+                                    "-a", "-r", self.policy, "-a", "-r", self.path("htpasswd"),
+                                    "-a", "-w", self.dir], capture_output=True)
+                if r.returncode != 0:
+                    raise LabError(f"user proxy cannot use {self.dir}")
+
+    def _write_conf(self):
+        helper_cmd = " ".join([self.helper, "--policy", self.policy, "--audit-log",
+                               self.audit_log, *self.helper_args])
+        conf = f"""# squidlab: generated, isolated Squid for authbypass integration tests
+http_port 127.0.0.1:{self.port}
+visible_hostname squidlab
+cache_effective_user proxy
+pid_filename {self.path('squid.pid')}
+cache_log {self.cache_log}
+logformat squidlab {LOGFORMAT}
+access_log stdio:{self.access_log} squidlab
+cache_store_log none
+netdb_filename none
+coredump_dir {self.dir}
+pinger_enable off
+shutdown_lifetime 1 seconds
+dns_nameservers 127.0.0.1
+cache deny all
+cache_mem 8 MB
+icp_port 0
+htcp_port 0
+logfile_rotate 0
+
+acl SSL_ports port 443
+acl Safe_ports port 80 21 443 70 210 280 488 591 777 1025-65535
+acl CONNECT method CONNECT
+
+# Every request goes to the loopback origin: real host names in URLs, no DNS. Squid never
+# tunnels CONNECT to an originserver peer, so CONNECT goes to a loopback parent "proxy"
+# that answers 200 Connection established.
+cache_peer 127.0.0.1 parent {self.origin.port} 0 no-query no-digest originserver default name=origin
+cache_peer 127.0.0.1 parent {self.tunnel.port} 0 no-query no-digest name=tunnel
+cache_peer_access origin deny CONNECT
+cache_peer_access origin allow all
+cache_peer_access tunnel allow CONNECT
+cache_peer_access tunnel deny all
+never_direct allow all
+server_persistent_connections off
+
+auth_param basic program {NCSA_AUTH} {self.path('htpasswd')}
+auth_param basic children 5 startup=0 idle=1
+auth_param basic realm squidlab
+
+external_acl_type authbypass ttl=0 negative_ttl=0 children-max=4 children-startup=0 concurrency=100 queue-size=1000 %SRC %METHOD %#URI %#>ha{{User-Agent}} {helper_cmd}
+acl authbypass external authbypass
+acl authenticated proxy_auth REQUIRED
+
+# Debian's default port rules first (CONNECT only to 443), then the bypass, then auth.
+http_access deny !Safe_ports
+http_access deny CONNECT !SSL_ports
+http_access allow localhost manager
+http_access deny manager
+http_access allow authbypass
+http_access allow authenticated
+http_access deny all
+{self.extra_conf}
+"""
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        os.chmod(self.conf, 0o644)
+
+    def _parse_conf(self):
+        r = subprocess.run([SQUID, "-k", "parse", "-f", self.conf], capture_output=True,
+                           text=True, timeout=60)
+        out = r.stdout + r.stderr
+        if r.returncode != 0 or re.search(r"FATAL|ERROR", out):
+            raise LabError(f"squid -k parse -f {self.conf} failed (rc {r.returncode}):\n{out}")
+
+    def _start_squid(self, ready_timeout: float):
+        self.log(f"starting squid on 127.0.0.1:{self.port}")
+        out = open(self.path("squid.stdout"), "wb")
+        self.squid = subprocess.Popen([SQUID, "-N", "-f", self.conf], stdin=subprocess.DEVNULL,
+                                      stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        out.close()
+        deadline = time.monotonic() + ready_timeout
+        code = None
+        while time.monotonic() < deadline:
+            if self.squid.poll() is not None:
+                raise LabError(f"squid exited with {self.squid.returncode} at start:\n"
+                               + self.tail(self.cache_log) + self.tail(self.path("squid.stdout")))
+            code = self.get("http://www.example.com/squidlab-ready", user=self.USER,
+                            ua="squidlab-readiness", timeout=3)
+            if code == 200:
+                self.log("squid ready")
+                return
+            time.sleep(0.2)
+        raise LabError(f"squid not ready after {ready_timeout}s (last answer {code}):\n"
+                       + self.tail(self.cache_log))
+
+    def stop(self):
+        """Stops Squid (and its helpers) and the origin by PID; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self._stop_squid()
+        finally:
+            for srv in (self.origin, self.tunnel):
+                if srv:
+                    srv.stop()
+            self.origin = self.tunnel = None
+            for sig, h in self._old_handlers.items():
+                try:
+                    signal.signal(sig, h)
+                except (ValueError, TypeError):
+                    pass
+            self._old_handlers.clear()
+            try:
+                atexit.unregister(self.stop)
+            except Exception:  # noqa: BLE001
+                pass
+            if self.dir and os.path.isdir(self.dir):
+                if os.environ.get("SQUIDLAB_KEEP"):
+                    print(f"squidlab: kept {self.dir}", file=sys.stderr)
+                else:
+                    shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _stop_squid(self):
+        p = self.squid
+        if p is None:
+            return
+        if p.poll() is None:
+            subprocess.run([SQUID, "-k", "shutdown", "-f", self.conf], capture_output=True,
+                           timeout=20)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+        self.squid = None
+        self._reap_helpers()
+
+    def _reap_helpers(self):
+        """Helpers exit at stdin EOF; kill by PID any still running from our copy."""
+        if not self.dir:
+            return
+        deadline = time.monotonic() + 5
+        while True:
+            pids = []
+            for d in os.listdir("/proc"):
+                if not d.isdigit():
+                    continue
+                try:
+                    exe = os.readlink(f"/proc/{d}/exe")
+                except OSError:
+                    continue
+                if exe.startswith(self.dir + "/"):
+                    pids.append(int(d))
+            if not pids:
+                return
+            if time.monotonic() > deadline:
+                self.leftover_pids += pids
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                return
+            time.sleep(0.1)
+
+    # ---- requests --------------------------------------------------------------------
+    def _curl(self, args: list[str], timeout: float) -> tuple[str, int]:
+        cmd = [CURL, "-s", "-q", "-o", "/dev/null", "-x", self.proxy_url,
+               "--connect-timeout", "3", "--max-time", str(timeout), *args]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=_curl_env(),
+                           timeout=timeout + 5)
+        return r.stdout.strip(), r.returncode
+
+    def get(self, url: str, *, ua: str | None = None, method: str = "GET",
+            user: str | None = None, password: str | None = None, data: str | None = None,
+            timeout: float = 10) -> int:
+        """An HTTP request through the proxy; returns the HTTP status (0 if none)."""
+        args = ["-w", "%{http_code}", "-A", ua if ua is not None else "squidlab-curl"]
+        if user:
+            args += ["--proxy-user", f"{user}:{password or self.PASSWORD}"]
+        if method == "HEAD":
+            args += ["-I"]
+        elif method == "POST":
+            args += ["--data-binary", data if data is not None else "x"]
+        elif method != "GET":
+            args += ["-X", method]
+        out, _rc = self._curl(args + ["--", url], timeout)
+        return int(out) if out.isdigit() else 0
+
+    def connect(self, hostport: str, *, ua: str | None = None, user: str | None = None,
+                password: str | None = None, timeout: float = 10) -> int:
+        """CONNECT host:port through the proxy; returns the proxy's answer to the CONNECT
+        (200 = tunnel set up, 407 = authentication required, 0 = none)."""
+        args = ["-p", "-k", "-w", "%{http_connect}",
+                "-A", ua if ua is not None else "squidlab-curl"]
+        if user:
+            args += ["--proxy-user", f"{user}:{password or self.PASSWORD}"]
+        out, _rc = self._curl(args + ["--", f"https://{hostport}/"], timeout)
+        return int(out) if out.isdigit() else 0
+
+    # ---- policy --------------------------------------------------------------------------
+    def write_policy(self, text: str):
+        """Replaces the lab's policy file atomically (write + rename), readable by proxy."""
+        tmp = self.policy + ".new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.policy)
+
+    def read_policy(self) -> str:
+        with open(self.policy) as f:
+            return f.read()
+
+    # ---- logs ----------------------------------------------------------------------------
+    @staticmethod
+    def read(path: str) -> str:
+        try:
+            with open(path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def tail(self, path: str, n: int = 30) -> str:
+        lines = self.read(path).splitlines()[-n:]
+        return f"--- last {len(lines)} lines of {path}:\n" + "\n".join(lines) + "\n"
+
+    def audit_events(self) -> list[dict]:
+        events = []
+        for line in self.read(self.audit_log).splitlines():
+            if line.strip():
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise LabError(f"audit log line is not JSON ({e}): {line!r}") from e
+        return events
+
+    def access_entries(self) -> list[dict]:
+        entries = []
+        for line in self.read(self.access_log).splitlines():
+            parts = line.split(" ")
+            if len(parts) != len(ACCESS_FIELDS):
+                continue
+            e = dict(zip(ACCESS_FIELDS, parts))
+            for k in ("url", "user", "ea", "et", "ua"):
+                e[k] = urllib.parse.unquote(e[k])
+            e["code"] = int(e["status"].split("/")[1]) if "/" in e["status"] else 0
+            e["line"] = line
+            entries.append(e)
+        return entries
+
+    def wait_for(self, predicate, timeout: float = 5.0, interval: float = 0.1):
+        """Polls predicate() until it returns something truthy; returns it (or the last
+        falsy value at the timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = predicate()
+            if v or time.monotonic() > deadline:
+                return v
+            time.sleep(interval)
+
+
+if __name__ == "__main__":  # manual use: start a lab and keep it up until Ctrl-C
+    import argparse
+    ap = argparse.ArgumentParser(description="Start Squid + ext_authbypass_acl + origin on loopback")
+    ap.add_argument("--helper", required=True)
+    ap.add_argument("--policy", required=True)
+    a = ap.parse_args()
+    with SquidLab(a.helper, a.policy, verbose=True) as lab:
+        print(f"proxy {lab.proxy_url} (user {lab.USER}:{lab.PASSWORD}), dir {lab.dir}; Ctrl-C stops")
+        try:
+            while lab.squid and lab.squid.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
