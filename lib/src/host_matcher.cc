@@ -31,6 +31,7 @@ void HostIndex::add(const HostPattern& p, std::uint32_t rule_index) {
       break;
     case HostPattern::Kind::kSuffix:
       names_[p.name].suffix.push_back(rule_index);
+      suffix_labels_ |= label_bit(p.name);
       break;
     case HostPattern::Kind::kCidr: {
       auto it = std::find_if(cidr_levels_.begin(), cidr_levels_.end(), [&](const CidrLevel& l) {
@@ -46,10 +47,52 @@ void HostIndex::add(const HostPattern& p, std::uint32_t rule_index) {
   }
 }
 
+std::uint64_t HostIndex::hash_name(std::string_view s) {
+  constexpr std::uint64_t k = 0x9E3779B97F4A7C15ull;
+  std::uint64_t h = s.size() * k;
+  std::size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    h = (h ^ w) * k;
+    h ^= h >> 29;
+  }
+  std::uint64_t tail = 0;
+  std::memcpy(&tail, s.data() + i, s.size() - i);
+  h = (h ^ tail) * k;
+  return h ^ (h >> 32);
+}
+
+const HostIndex::NameEntry* HostIndex::find_name(std::string_view name) const {
+  if (slots_.empty()) return nullptr;
+  const std::uint64_t h = hash_name(name);
+  const auto tag = static_cast<std::uint32_t>(h >> 32);
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+    const Slot& s = slots_[i];
+    if (s.entry == 0) return nullptr;
+    if (s.tag == tag && keys_[s.entry - 1] == name) return entries_[s.entry - 1];
+  }
+}
+
 void HostIndex::finish() {
   for (auto& [name, entry] : names_) {
     sort_unique(entry.exact);
     sort_unique(entry.suffix);
+  }
+  std::size_t cap = 16;
+  while (cap < names_.size() * 2) cap *= 2;  // load factor <= 1/2
+  slots_.assign(cap, Slot{});
+  keys_.clear();
+  entries_.clear();
+  for (const auto& [name, entry] : names_) {
+    keys_.push_back(name);
+    entries_.push_back(&entry);
+    const std::uint64_t h = hash_name(name);
+    std::size_t i = h & (cap - 1);
+    while (slots_[i].entry != 0) i = (i + 1) & (cap - 1);
+    slots_[i] =
+        Slot{static_cast<std::uint32_t>(entries_.size()), static_cast<std::uint32_t>(h >> 32)};
   }
   for (auto& level : cidr_levels_) {
     for (auto& [key, rules] : level.blocks) sort_unique(rules);
@@ -71,15 +114,17 @@ std::size_t HostIndex::lookup(const Request& req, std::uint32_t* out, std::size_
 
   if (req.host_kind == HostKind::kName) {
     std::string_view h = req.host;
-    if (auto it = names_.find(h); it != names_.end()) {
-      append(it->second.exact);
-      append(it->second.suffix);
+    if (const NameEntry* e = find_name(h)) {
+      append(e->exact);
+      append(e->suffix);
     }
     // Parent domains, at label boundaries only: "a.b.c" -> "b.c" -> "c".
+    // Only parents with a label count some suffix entry has can match: skip the others.
     for (std::size_t dot = h.find('.'); dot != std::string_view::npos && !overflow;
          dot = h.find('.')) {
       h.remove_prefix(dot + 1);
-      if (auto it = names_.find(h); it != names_.end()) append(it->second.suffix);
+      if ((suffix_labels_ & label_bit(h)) == 0) continue;
+      if (const NameEntry* e = find_name(h)) append(e->suffix);
     }
   } else {
     for (const CidrLevel& level : cidr_levels_) {

@@ -41,7 +41,8 @@ class HostIndex {
   using Key = std::array<std::uint64_t, 2>;
   struct KeyHash {
     std::size_t operator()(const Key& k) const {
-      return static_cast<std::size_t>(k[0] * 0x9E3779B97F4A7C15ull ^ (k[1] + 0x632BE59BD9B4E019ull));
+      return static_cast<std::size_t>(k[0] * 0x9E3779B97F4A7C15ull ^
+                                      (k[1] + 0x632BE59BD9B4E019ull));
     }
   };
   struct CidrLevel {
@@ -51,7 +52,29 @@ class HostIndex {
   };
   static Key masked_key(const IpAddress& a, std::uint8_t prefix);
 
-  std::unordered_map<std::string, NameEntry, StringHash, std::equal_to<>> names_;
+  // Bit min(labels, 63) of a name: which label counts the suffix entries have.
+  static std::uint64_t label_bit(std::string_view name) {
+    std::size_t labels = 1;
+    for (char c : name) labels += c == '.';
+    return std::uint64_t{1} << (labels < 63 ? labels : 63);
+  }
+
+  // Word-at-a-time hash for short host names.
+  static std::uint64_t hash_name(std::string_view s);
+  // The name's entry in the flat table, or nullptr.
+  const NameEntry* find_name(std::string_view name) const;
+
+  std::unordered_map<std::string, NameEntry, StringHash, std::equal_to<>> names_;  // build
+  // Lookup form, built by finish(): open addressing, power-of-two slots holding
+  // entry index + 1 (0 = empty) and the hash's high bits to skip most key compares.
+  struct Slot {
+    std::uint32_t entry = 0;
+    std::uint32_t tag = 0;
+  };
+  std::vector<Slot> slots_;
+  std::vector<std::string_view> keys_;  // views into names_' keys (stable: node-based map)
+  std::vector<const NameEntry*> entries_;
+  std::uint64_t suffix_labels_ = 0;
   std::vector<CidrLevel> cidr_levels_;
 };
 

@@ -209,7 +209,12 @@ bool Request::parse(const RequestInput& in) {
       path.assign(p);
     }
     // The matching form: decode once, refuse anything that could be read two ways.
-    if (percent_decode(path, match_path)) {
+    if (path.find('%') == std::string::npos) {
+      // Common case: nothing to decode. The URL has no control bytes and the path no
+      // '?', '#' or ';' (split off above), so only '\\' can make it unmatchable.
+      match_path_ok = path.find('\\') == std::string::npos;
+      if (match_path_ok) text::lower_into(path, match_path);
+    } else if (percent_decode(path, match_path)) {
       match_path_ok = true;
       for (char& c : match_path) {
         auto uc = static_cast<unsigned char>(c);
@@ -220,10 +225,10 @@ bool Request::parse(const RequestInput& in) {
         c = text::lower(c);
       }
     }
-    if (match_path_ok) {
-      remove_dot_segments(match_path);
-    } else {
+    if (!match_path_ok) {
       match_path.clear();
+    } else if (match_path.find("/.") != std::string::npos) {
+      remove_dot_segments(match_path);  // only a "/." can start a dot-segment
     }
   }
 

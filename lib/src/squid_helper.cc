@@ -44,6 +44,7 @@ bool safe_to_echo(std::string_view s) {
   return true;
 }
 
+// Splits on spaces (memchr per field: fields are long, and memchr is vectorized).
 void split_fields(std::string_view line, std::vector<std::string_view>& out) {
   out.clear();
   std::size_t i = 0;
