@@ -42,7 +42,7 @@ class Helper:
         self.p.stdin.write(data)
         self.p.stdin.flush()
 
-    def readline(self, timeout=5.0):
+    def readline(self, timeout=30.0):
         deadline = time.time() + timeout
         while b"\n" not in self.buf:
             left = deadline - time.time()
@@ -57,7 +57,7 @@ class Helper:
         line, self.buf = self.buf.split(b"\n", 1)
         return line.decode("utf-8", "replace")
 
-    def ask(self, line, expect, timeout=5.0):
+    def ask(self, line, expect, timeout=30.0):
         self.send(line.encode() + b"\n" if isinstance(line, str) else line + b"\n")
         got = self.readline(timeout)
         if got != expect:
