@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "host_matcher.h"
 #include "compiled_regex.h"
+#include "host_matcher.h"
 
 namespace authbypass {
 
@@ -27,7 +27,8 @@ std::optional<Date> parse_date(std::string_view s) {
       d = d * 10 + digit;
     }
   }
-  std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{static_cast<unsigned>(m)},
+  std::chrono::year_month_day ymd{std::chrono::year{y},
+                                  std::chrono::month{static_cast<unsigned>(m)},
                                   std::chrono::day{static_cast<unsigned>(d)}};
   if (!ymd.ok()) return std::nullopt;
   return Date{ymd};
@@ -45,16 +46,24 @@ std::string SourceLocation::to_string() const {
   return file + ":" + std::to_string(line) + ":" + std::to_string(column);
 }
 
-std::string_view to_string(Mode m) { return m == Mode::kShadow ? "shadow" : "enforce"; }
+std::string_view to_string(Mode m) {
+  return m == Mode::kShadow ? "shadow" : "enforce";
+}
 
 std::string_view to_string(Verify v) {
   switch (v) {
-    case Verify::kNone: return "none";
-    case Verify::kCrl: return "crl";
-    case Verify::kOcsp: return "ocsp";
-    case Verify::kCert: return "cert";
-    case Verify::kCtl: return "ctl";
-    case Verify::kRevocation: return "revocation";
+    case Verify::kNone:
+      return "none";
+    case Verify::kCrl:
+      return "crl";
+    case Verify::kOcsp:
+      return "ocsp";
+    case Verify::kCert:
+      return "cert";
+    case Verify::kCtl:
+      return "ctl";
+    case Verify::kRevocation:
+      return "revocation";
   }
   return "none";
 }
@@ -113,11 +122,13 @@ template <typename Eval>
 bool any_regex(const std::vector<RegexPattern>& patterns, bool* fault, Eval eval) {
   for (const RegexPattern& p : patterns) {
     switch (eval(*p.regex)) {
-      case Regex::Result::kMatch: return true;
+      case Regex::Result::kMatch:
+        return true;
       case Regex::Result::kFault:
         if (fault) *fault = true;
         break;
-      case Regex::Result::kNoMatch: break;
+      case Regex::Result::kNoMatch:
+        break;
     }
   }
   return false;
@@ -134,9 +145,8 @@ bool Policy::path_match(const Rule& r, const Request& req, bool* regex_fault) co
       std::none_of(m.path_prefix.begin(), m.path_prefix.end(),
                    [&](const std::string& s) { return p.starts_with(s); }))
     return false;
-  if (!m.path_suffix.empty() &&
-      std::none_of(m.path_suffix.begin(), m.path_suffix.end(),
-                   [&](const std::string& s) { return p.ends_with(s); }))
+  if (!m.path_suffix.empty() && std::none_of(m.path_suffix.begin(), m.path_suffix.end(),
+                                             [&](const std::string& s) { return p.ends_with(s); }))
     return false;
   if (!m.path_regex.empty()) {
     bool fault = false;
@@ -159,8 +169,19 @@ bool Policy::user_agent_match(const Rule& r, const Request& req, bool* regex_fau
     return false;
   if (!m.user_agent_regex.empty()) {
     bool fault = false;
-    bool ok = any_regex(m.user_agent_regex, &fault,
-                        [&](const Regex& re) { return re.search(req.user_agent); });
+    bool ok = any_regex(m.user_agent_regex, &fault, [&](const Regex& re) {
+      for (const Request::UaRegexMemo& memo : req.ua_regex_memo) {
+        if (memo.regex == &re && memo.policy == generation_) {
+          return memo.match ? Regex::Result::kMatch : Regex::Result::kNoMatch;
+        }
+      }
+      Regex::Result res = re.search(req.user_agent);
+      if (res != Regex::Result::kFault) {  // faults are counted every time, never kept
+        req.ua_regex_memo[req.ua_regex_memo_next++ % req.ua_regex_memo.size()] =
+            Request::UaRegexMemo{&re, generation_, res == Regex::Result::kMatch};
+      }
+      return res;
+    });
     if (fault) {
       regex_faults_.fetch_add(1, std::memory_order_relaxed);
       if (regex_fault) *regex_fault = true;

@@ -514,6 +514,8 @@ LoadResult PolicyLoader::load(std::string_view text) {
     return result;
   }
   policy_->sha256_ = sha256_hex(text);
+  static std::atomic<std::uint64_t> generations{0};
+  policy_->generation_ = ++generations;
 
   std::optional<yaml::ParseError> parse_error;
   std::unique_ptr<yaml::Tree> tree = yaml::Tree::parse(text, parse_error, kMaxYamlDepth);

@@ -237,6 +237,7 @@ bool Request::parse(const RequestInput& in) {
   if (in.user_agent != user_agent) {  // a warm Request often sees the same UA again
     user_agent.assign(in.user_agent);
     text::lower_into(user_agent, user_agent_lower);
+    ua_regex_memo = {};
   }
   if (!in.src.empty()) {
     src = IpAddress::parse(in.src);

@@ -1102,3 +1102,39 @@ TEST_F(DecisionLint, WarningFormat) {
 
 }  // namespace
 }  // namespace authbypass
+
+namespace authbypass {
+namespace {
+
+// The per-Request memo of User-Agent regex outcomes never carries an answer across
+// policies or User-Agents.
+TEST(DecisionUaRegexMemo, NeverCrossesPoliciesOrUserAgents) {
+  auto load = [](const std::string& re) {
+    LoadResult r = load_policy_text(
+        "version: 1\nrules:\n  - id: r\n    match: {hosts: [a.test], user_agent_regex: ['" + re +
+            "']}\n",
+        "p.yaml");
+    EXPECT_TRUE(r.ok()) << ::testing::PrintToString(r.errors);
+    return r.policy;
+  };
+  auto yes = load("^Agent/1$");
+  auto no = load("^Agent/2$");
+  Request req;
+  ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/1", ""}));
+  const Date today = today_utc();
+  EXPECT_TRUE(yes->decide(req, today).bypass());
+  EXPECT_TRUE(yes->decide(req, today).bypass());  // from the memo
+  EXPECT_FALSE(no->decide(req, today).bypass());  // another policy: evaluated afresh
+  ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/2", ""}));
+  EXPECT_FALSE(yes->decide(req, today).bypass());
+  EXPECT_TRUE(no->decide(req, today).bypass());
+  ASSERT_TRUE(req.parse({"GET", "http://a.test/x", "Agent/2", ""}));  // same UA, kept
+  EXPECT_TRUE(no->decide(req, today).bypass());
+  // A policy freed and another loaded (possibly at the same address) never reuses it.
+  no.reset();
+  auto again = load("^Agent/1$");
+  EXPECT_FALSE(again->decide(req, today).bypass());
+}
+
+}  // namespace
+}  // namespace authbypass

@@ -126,6 +126,8 @@ class Policy {
   const std::vector<PolicyTest>& tests() const { return tests_; }
   const std::string& file() const { return file_; }
   const std::string& sha256() const { return sha256_; }  // hex digest of the file bytes
+  // Unique per loaded policy in this process (never reused), for per-request memos.
+  std::uint64_t generation() const { return generation_; }
   const Rule* find_rule(std::string_view id) const;
 
   // The decision for one request on `today` (DESIGN §2). Thread-safe, no I/O, and no
@@ -150,6 +152,7 @@ class Policy {
 
   std::string file_;
   std::string sha256_;
+  std::uint64_t generation_ = 0;
   std::vector<Rule> rules_;
   std::vector<PolicyTest> tests_;
   std::unique_ptr<HostIndex> index_;

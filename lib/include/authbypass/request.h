@@ -3,6 +3,7 @@
 // format and call Request::parse; the engine never sees raw wire data.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -13,7 +14,7 @@
 namespace authbypass {
 
 // Limits on request data. Longer values make the request malformed (it never matches).
-inline constexpr std::size_t kMaxUrlLength = 8192;        // Squid's own MAX_URL
+inline constexpr std::size_t kMaxUrlLength = 8192;  // Squid's own MAX_URL
 inline constexpr std::size_t kMaxUserAgentLength = 4096;
 inline constexpr std::size_t kMaxMethodLength = 32;
 
@@ -43,11 +44,11 @@ struct Request {
   bool ok() const { return error_.empty(); }
   std::string_view error() const { return error_; }
 
-  std::string method;      // as sent (HTTP methods are case-sensitive)
+  std::string method;  // as sent (HTTP methods are case-sensitive)
   bool is_connect = false;
-  std::string scheme;      // "http" or "https", lower-case; empty for CONNECT
-  std::string host;        // normalized: lower-case, one trailing dot dropped, punycode;
-                           // IPv6 without brackets, canonical text
+  std::string scheme;  // "http" or "https", lower-case; empty for CONNECT
+  std::string host;    // normalized: lower-case, one trailing dot dropped, punycode;
+                       // IPv6 without brackets, canonical text
   HostKind host_kind = HostKind::kName;
   IpAddress host_ip;       // when host_kind is kIpv4 / kIpv6
   std::uint16_t port = 0;  // explicit port, or the scheme's default (80 / 443)
@@ -66,6 +67,17 @@ struct Request {
   std::optional<IpAddress> src;  // client address, when given
 
   std::string url;  // the URL as given, for logs
+
+  // Engine-internal: outcomes of `user_agent_regex` on this user_agent, kept while
+  // parse() sees the same User-Agent again (a proxy sees few distinct ones). Like every
+  // field, written by the thread that owns this Request; never share one between threads.
+  struct UaRegexMemo {
+    const void* regex = nullptr;
+    std::uint64_t policy = 0;  // Policy::generation() of the policy that owns `regex`
+    bool match = false;
+  };
+  mutable std::array<UaRegexMemo, 4> ua_regex_memo{};
+  mutable std::uint8_t ua_regex_memo_next = 0;
 
  private:
   std::string error_;
