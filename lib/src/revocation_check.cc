@@ -53,9 +53,6 @@ constexpr std::uint8_t kSeq = 0x30, kSet = 0x31, kInt = 0x02, kBits = 0x03, kOct
 // AlgorithmIdentifier: OID, then anything.
 constexpr Item kAlgItems[] = {{kOid, 0, false, nullptr, Check::kNone, false, false}};
 constexpr Pattern kAlg = {kAlgItems, 1, false};
-constexpr Item kAnySeqItem[] = {{kSeq, 0, false, nullptr, Check::kNone, false, false}};
-constexpr Pattern kSeqOfSeq = {kAnySeqItem, 1, true};
-constexpr Item kTimeItem[] = {{kUtc, kGen, false, nullptr, Check::kNone, false, false}};
 constexpr Item kValidityItems[] = {{kUtc, kGen, false, nullptr, Check::kNone, false, false},
                                    {kUtc, kGen, false, nullptr, Check::kNone, false, false}};
 constexpr Pattern kValidity = {kValidityItems, 2, false};
