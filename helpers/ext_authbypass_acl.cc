@@ -34,7 +34,7 @@ extern "C" void on_hup(int) {
   g_hup = 1;
 }
 
-constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 constexpr std::size_t kEchoPrefix = 64;  // bytes of an over-long line kept to find its id
 
 const char kUsage[] =

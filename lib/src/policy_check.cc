@@ -51,7 +51,7 @@ std::vector<Warning> lint_policy(const Policy& policy, Date today) {
   std::vector<Warning> out;
   for (const Rule& r : policy.rules()) {
     const Match& m = r.match;
-    auto warn = [&](std::string msg) { out.push_back(Warning{r.where, "rule '" + r.id + "': " + msg}); };
+    auto warn = [&](const std::string& msg) { out.push_back(Warning{r.where, "rule '" + r.id + "': " + msg}); };
     bool client_data = !m.user_agent.empty() || !m.user_agent_regex.empty() ||
                        !m.path_prefix.empty() || !m.path_suffix.empty() || !m.path_regex.empty();
     if (client_data && m.hosts.empty()) {

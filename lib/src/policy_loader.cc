@@ -31,7 +31,7 @@ std::string sha256_hex(std::string_view data) {
   if (EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr) != 1) return {};
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  out.reserve(len * 2);
+  out.reserve(std::size_t{len} * 2);
   for (unsigned int i = 0; i < len; ++i) {
     out += kHex[digest[i] >> 4];
     out += kHex[digest[i] & 15];
@@ -498,7 +498,7 @@ void PolicyLoader::load_test(const Node& n) {
 
 LoadResult PolicyLoader::load(std::string_view text) {
   LoadResult result;
-  policy_.reset(new Policy());
+  policy_.reset(new Policy());  // NOLINT(cppcoreguidelines-owning-memory): private ctor
   policy_->file_ = file_;
   const SourceLocation start{file_, 1, 1};
 

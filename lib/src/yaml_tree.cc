@@ -55,7 +55,7 @@ bool is_null_word(std::string_view s) {
 std::unique_ptr<Tree> Tree::parse(std::string_view text, std::optional<ParseError>& error,
                                   int max_depth) {
   error.reset();
-  auto tree = std::unique_ptr<Tree>(new Tree());
+  auto tree = std::make_unique<Tree>();
   Parser parser(text);
   if (!parser.ok()) {
     error = ParseError{{}, "cannot start the YAML parser (out of memory)"};

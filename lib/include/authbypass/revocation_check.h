@@ -32,8 +32,8 @@ std::string_view to_string(
 
 // Size caps per kind (bytes). Defaults from DESIGN §4; Windows itself stops at 100 MiB.
 struct RevocationLimits {
-  std::uint64_t ocsp = 64 * 1024;            // OCSP responses and requests
-  std::uint64_t cert = 100 * 1000;           // certificates and PKCS#7 bundles
+  std::uint64_t ocsp = 64ull * 1024;           // OCSP responses and requests
+  std::uint64_t cert = 100ull * 1000;          // certificates and PKCS#7 bundles
   std::uint64_t crl = 100ull * 1024 * 1024;  // CRLs
   std::uint64_t ctl = 100ull * 1024 * 1024;  // CAB trust lists
 };

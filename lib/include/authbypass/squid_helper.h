@@ -16,7 +16,7 @@ namespace authbypass::squid {
 
 // Longest request line accepted (bytes, without LF). Squid's URL limit is 8 KiB and a
 // %#-escaped URL or User-Agent can triple; longer lines are answered ERR.
-inline constexpr std::size_t kMaxLineBytes = 64 * 1024;
+inline constexpr std::size_t kMaxLineBytes = std::size_t{64} * 1024;
 
 // One format token of the external_acl_type line.
 enum class Token : std::uint8_t {
