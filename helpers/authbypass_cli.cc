@@ -12,6 +12,7 @@
 #include "authbypass/explain.h"
 #include "authbypass/policy.h"
 #include "authbypass/policy_check.h"
+#include "authbypass/squid_config.h"
 
 namespace {
 
@@ -33,6 +34,11 @@ Commands:
   explain POLICY --url URL [--method M] [--user-agent UA] [--src IP] [--date YYYY-MM-DD]
         Show the decision for one request, the deciding rule, and for the
         nearest other rules which criterion failed.
+  squid-config POLICY [--helper PATH] [--policy-path PATH] [--audit-log FILE|--no-audit]
+               [--icap URL|--no-icap] [--ttl S] [--children N]
+        Print the squid.conf drop-in for this policy: the helper, a built-in
+        prefilter derived from the policy (only candidate requests reach the
+        helper), the http_access order and the ICAP services.
 
 Options:
   --date YYYY-MM-DD   evaluate as on that day (UTC) instead of today
@@ -115,8 +121,8 @@ std::shared_ptr<const Policy> load_or_report(const std::string& path) {
 void print_test_results(const TestReport& report, bool verbose) {
   for (const auto& res : report.results) {
     if (!res.passed) {
-      std::cout << res.test->where.to_string() << ": FAIL " << res.test->name << ": "
-                << res.failure << "\n";
+      std::cout << res.test->where.to_string() << ": FAIL " << res.test->name << ": " << res.failure
+                << "\n";
     } else if (verbose) {
       std::cout << res.test->where.to_string() << ": ok   " << res.test->name << "\n";
     }
@@ -145,8 +151,8 @@ int cmd_check(int argc, char** argv) {
   print_test_results(report, a.options.contains("--verbose"));
   const bool strict_fail = a.options.contains("--strict") && !warnings.empty();
   if (report.failed > 0 || strict_fail) {
-    std::cout << "FAILED: " << report.failed << " failing tests, " << warnings.size()
-              << " warnings" << (strict_fail ? " (--strict)" : "") << "\n";
+    std::cout << "FAILED: " << report.failed << " failing tests, " << warnings.size() << " warnings"
+              << (strict_fail ? " (--strict)" : "") << "\n";
     return kFailure;
   }
   std::cout << "OK: policy valid, " << warnings.size() << " warnings\n";
@@ -185,13 +191,15 @@ int cmd_explain(int argc, char** argv) {
 
   const std::string method = a.options.contains("--method") ? a.options["--method"] : "GET";
   Request req;
-  req.parse(RequestInput{method, a.options["--url"], a.options["--user-agent"], a.options["--src"]});
+  req.parse(
+      RequestInput{method, a.options["--url"], a.options["--user-agent"], a.options["--src"]});
 
   std::cout << "request:  " << method << " " << a.options["--url"] << "\n";
   if (req.ok()) {
     std::cout << "          host " << req.host << ", port " << req.port;
     if (!req.is_connect) {
-      std::cout << ", path " << (req.match_path_ok ? req.match_path : "(unmatchable: " + req.path + ")");
+      std::cout << ", path "
+                << (req.match_path_ok ? req.match_path : "(unmatchable: " + req.path + ")");
     }
     std::cout << ", User-Agent "
               << (req.user_agent.empty() ? std::string("(none)") : "'" + req.user_agent + "'")
@@ -204,8 +212,8 @@ int cmd_explain(int argc, char** argv) {
     std::cout << "decision: BYPASS (no proxy authentication) by rule " << describe_rule(*d.rule)
               << ", verify " << to_string(d.rule->verify) << "\n";
     if (!d.rule->owner.empty() || !d.rule->ticket.empty())
-      std::cout << "          owner " << (d.rule->owner.empty() ? "-" : d.rule->owner) << ", ticket "
-                << (d.rule->ticket.empty() ? "-" : d.rule->ticket) << "\n";
+      std::cout << "          owner " << (d.rule->owner.empty() ? "-" : d.rule->owner)
+                << ", ticket " << (d.rule->ticket.empty() ? "-" : d.rule->ticket) << "\n";
   } else if (!req.ok()) {
     std::cout << "decision: AUTHENTICATE: the request is malformed (" << req.error()
               << "); a malformed request never bypasses\n";
@@ -213,7 +221,8 @@ int cmd_explain(int argc, char** argv) {
     std::cout << "decision: AUTHENTICATE: " << d.reason << "\n";
   }
   if (d.regex_fault)
-    std::cout << "note:     a regex gave up on this input (over 1024 bytes, or too complex); counted as no match\n";
+    std::cout << "note:     a regex gave up on this input (over 1024 bytes, or too complex); "
+                 "counted as no match\n";
   for (std::size_t i = 0; i < d.shadow_count; ++i) {
     std::cout << "shadow:   rule " << describe_rule(*d.shadow[i])
               << " matches (shadow mode: logged as 'would bypass', never changes the answer)\n";
@@ -253,6 +262,50 @@ int cmd_explain(int argc, char** argv) {
 
 }  // namespace
 
+int cmd_squid_config(int argc, char** argv) {
+  Args a = parse_args(argc, argv, 2,
+                      {"--helper", "--policy-path", "--audit-log", "--icap", "--ttl", "--children"},
+                      {"--no-audit", "--no-icap"});
+  if (!a.error.empty()) return usage_error(a.error);
+  if (a.positional.size() != 1) return usage_error("squid-config needs exactly one POLICY file");
+  SquidConfigOptions o;
+  auto opt = [&](const char* name, std::string& field) {
+    if (auto it = a.options.find(name); it != a.options.end()) field = it->second;
+  };
+  opt("--helper", o.helper);
+  opt("--policy-path", o.policy_path);
+  opt("--audit-log", o.audit_log);
+  opt("--icap", o.icap_url);
+  if (a.options.count("--no-audit")) o.audit_log.clear();
+  if (a.options.count("--no-icap")) o.icap_url.clear();
+  auto number = [&](const char* name, int lo, int hi, int& field) {
+    auto it = a.options.find(name);
+    if (it == a.options.end()) return true;
+    try {
+      std::size_t used = 0;
+      int v = std::stoi(it->second, &used);
+      if (used != it->second.size() || v < lo || v > hi) throw std::out_of_range("range");
+      field = v;
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  if (!number("--ttl", 0, 86400, o.ttl)) return usage_error("--ttl needs seconds 0-86400");
+  if (!number("--children", 1, 1000, o.children_max))
+    return usage_error("--children needs a number 1-1000");
+  for (const std::string* path : {&o.helper, &o.policy_path, &o.audit_log}) {
+    if (path->find_first_of(" \t\"#") != std::string::npos)
+      return usage_error("paths in squid.conf cannot hold spaces, quotes or '#': " + *path);
+  }
+  auto policy = load_or_report(a.positional[0]);
+  if (!policy) return kFailure;
+  SquidConfig cfg = squid_config(*policy, o);
+  std::cout << cfg.text;
+  for (const std::string& w : cfg.warnings) std::cerr << "authbypass: warning: " << w << "\n";
+  return kOk;
+}
+
 int main(int argc, char** argv) {
   try {
     if (argc < 2) {
@@ -271,6 +324,7 @@ int main(int argc, char** argv) {
     if (cmd == "check") return cmd_check(argc, argv);
     if (cmd == "test") return cmd_test(argc, argv);
     if (cmd == "explain") return cmd_explain(argc, argv);
+    if (cmd == "squid-config") return cmd_squid_config(argc, argv);
     return usage_error("unknown command '" + std::string(cmd) + "'");
   } catch (const std::exception& e) {
     std::cerr << "authbypass: internal error: " << e.what() << "\n";

@@ -73,6 +73,18 @@ explain_authenticate)
 explain_malformed)
   run explain "$policy" --url http://3221225991/x.crl
   expect_rc 0; expect_out "decision: AUTHENTICATE: the request is malformed (host is a numeric form" ;;
+squid_config)
+  run squid-config "$policy"; expect_rc 0
+  expect_out "external_acl_type authbypass ttl=60"; expect_out "children-startup=0"
+  expect_out "http_access allow authbypass_candidates authbypass"
+  expect_out "acl ab_crl-files_path urlpath_regex -i \.crl"
+  run squid-config "$policy" --no-icap --no-audit; expect_rc 0
+  grep -q icap_service "$tmp/out" && fail "ICAP lines despite --no-icap"
+  grep -q -- "--audit-log" "$tmp/out" && fail "--audit-log despite --no-audit"
+  run squid-config; expect_rc 2; expect_err "squid-config needs exactly one POLICY file"
+  run squid-config "$policy" --ttl x; expect_rc 2; expect_err "--ttl needs seconds 0-86400"
+  run squid-config "$policy" --helper "/a b"; expect_rc 2; expect_err "cannot hold spaces"
+  run squid-config "$tmp/nope.yaml"; expect_rc 1; expect_err "cannot read policy" ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
 echo "ok [$case_name]"

@@ -1,0 +1,37 @@
+// The squid.conf lines that wire a policy into Squid (DESIGN §6 `squid-config`): the
+// helper, a built-in prefilter derived from the policy so that only candidate requests
+// reach the helper, the http_access order, and the ICAP services.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "authbypass/policy.h"
+
+namespace authbypass {
+
+struct SquidConfigOptions {
+  std::string helper = "/usr/lib/squid/ext_authbypass_acl";
+  std::string policy_path = "/etc/authbypass/policy.yaml";   // as the helper will read it
+  std::string audit_log = "/var/log/authbypass/helper.log";  // empty: no --audit-log
+  int ttl = 60;
+  int children_max = 4;
+  int concurrency = 100;
+  int queue_size = 1000;
+  std::string icap_url = "icap://127.0.0.1:1344/authbypass";  // empty: no ICAP lines
+};
+
+struct SquidConfig {
+  std::string text;                   // the drop-in, ready for /etc/squid/conf.d/
+  std::vector<std::string> warnings;  // e.g. a rule the prefilter cannot narrow
+};
+
+// The prefilter is a superset of what the policy can bypass for requests as Windows sends
+// them: for each rule, the Squid ACLs its criteria translate to (dstdomain, dst -n,
+// method, port, src, urlpath_regex -i, browser -i); criteria with no safe translation
+// (path_regex, most user_agent_regex) are left out, which only widens it. Paths are matched
+// by Squid on the raw URL, so a percent-encoded path may miss the prefilter and simply be
+// authenticated: the prefilter can narrow what bypasses, never widen it.
+SquidConfig squid_config(const Policy& policy, const SquidConfigOptions& options);
+
+}  // namespace authbypass
