@@ -17,7 +17,9 @@ lives there; /work may not be traversable by proxy, so the helper binary and the
 are copied in):
   * an htpasswd file (openssl passwd -apr1) for /usr/lib/squid/basic_ncsa_auth;
   * an origin HTTP server on 127.0.0.1:<free port> (a thread of this process) that
-    answers 200 to any GET/HEAD/POST and records every request that reaches it;
+    answers 200 to any GET/HEAD/POST and records every request that reaches it; paths
+    registered with lab.origin.serve(path, ...) get a given body (bytes or a file,
+    streamed), Content-Type and headers instead (the ICAP tests serve CRLs that way);
   * squid.conf: its own http_port 127.0.0.1:<free port>, every request forwarded to the
     origin through `cache_peer ... originserver` (real host names in URLs, no DNS), the
     authbypass external ACL before proxy_auth, access log with %un %ea %et;
@@ -94,7 +96,12 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         self.server.record({"method": self.command, "host": self.headers.get("Host"),
                             "path": self.path, "user_agent": self.headers.get("User-Agent"),
-                            "body": body})
+                            "body": body if len(body) <= 65536 else body[:65536],
+                            "body_len": len(body)})
+        route = self.server.route(self.path)
+        if route is not None:
+            self._answer_route(route, send_body)
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(ORIGIN_BODY)))
@@ -102,6 +109,26 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if send_body:
             self.wfile.write(ORIGIN_BODY)
+
+    def _answer_route(self, route: "Route", send_body: bool):
+        self.send_response(route.status)
+        if route.content_type is not None:
+            self.send_header("Content-Type", route.content_type)
+        length = route.length() if route.content_length == "auto" else route.content_length
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        for k, v in route.headers:
+            self.send_header(k, v)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if not send_body:
+            return
+        try:
+            for chunk in route.chunks():
+                self.wfile.write(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the proxy gave up on this body (e.g. Squid aborted it): fine
+        self.close_connection = True
 
     def do_GET(self):  # noqa: N802
         self._answer(True)
@@ -132,6 +159,39 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class Route:
+    """What the origin answers for one registered path."""
+
+    def __init__(self, data: bytes | None = None, file: str | None = None,
+                 content_type: str | None = "application/octet-stream", status: int = 200,
+                 headers: list[tuple[str, str]] | None = None,
+                 content_length: int | str | None = "auto"):
+        if (data is None) == (file is None):
+            raise ValueError("give data or file")
+        self.data, self.file = data, file
+        self.content_type = content_type
+        self.status = status
+        self.headers = list(headers or [])
+        # "auto": the body's real size; None: no Content-Length (the body ends when the
+        # connection closes, HTTP/1.0); an int: that value, true or not.
+        self.content_length = content_length
+
+    def length(self) -> int:
+        return len(self.data) if self.data is not None else os.path.getsize(self.file)
+
+    def chunks(self, size: int = 64 * 1024):
+        if self.data is not None:
+            for i in range(0, len(self.data), size):
+                yield self.data[i:i + size]
+            return
+        with open(self.file, "rb") as f:
+            while True:
+                b = f.read(size)
+                if not b:
+                    return
+                yield b
+
+
 class OriginServer(http.server.ThreadingHTTPServer):
     """HTTP server on 127.0.0.1 (free port) in a daemon thread; records requests.
 
@@ -148,6 +208,7 @@ class OriginServer(http.server.ThreadingHTTPServer):
         self.port = self.server_address[1]
         self._lock = threading.Lock()
         self._requests: list[dict] = []
+        self._routes: dict[str, Route] = {}
         self._thread = threading.Thread(target=self.serve_forever, name=f"squidlab-{name}",
                                         kwargs={"poll_interval": 0.1}, daemon=True)
 
@@ -155,6 +216,24 @@ class OriginServer(http.server.ThreadingHTTPServer):
         req["time"] = time.time()
         with self._lock:
             self._requests.append(req)
+
+    def serve(self, path: str, data: bytes | None = None, *, file: str | None = None,
+              content_type: str | None = "application/octet-stream", status: int = 200,
+              headers: list[tuple[str, str]] | None = None,
+              content_length: int | str | None = "auto") -> Route:
+        """Answers requests for `path` (the request-target's path, query ignored) with
+        this body (bytes, or a file streamed from disk), Content-Type (None: no header),
+        status and extra headers. content_length: "auto" (the real size), None (no
+        Content-Length: the body ends when the connection closes) or a given number."""
+        r = Route(data, file, content_type, status, headers, content_length)
+        with self._lock:
+            self._routes[path] = r
+        return r
+
+    def route(self, target: str) -> Route | None:
+        path = urllib.parse.urlsplit(target).path if "://" in target else target.split("?", 1)[0]
+        with self._lock:
+            return self._routes.get(path)
 
     @property
     def requests(self) -> list[dict]:
@@ -536,6 +615,32 @@ http_access deny all
             args += ["-X", method]
         out, _rc = self._curl(args + ["--", url], timeout)
         return int(out) if out.isdigit() else 0
+
+    def download(self, url: str, out: str, *, ua: str | None = None, method: str = "GET",
+                 user: str | None = None, password: str | None = None,
+                 data_file: str | None = None, content_type: str | None = None,
+                 timeout: float = 60) -> dict:
+        """An HTTP request through the proxy that keeps the body in `out`. Returns
+        {"status": HTTP status (0 if none), "curl_rc": curl's exit code (0 = the transfer
+        completed; 18 partial file, 56 receive failure...), "size": bytes received}.
+        data_file: POST this file's bytes (--data-binary @file) with `content_type`."""
+        args = ["-w", "%{http_code}", "-A", ua if ua is not None else "squidlab-curl"]
+        if user:
+            args += ["--proxy-user", f"{user}:{password or self.PASSWORD}"]
+        if data_file is not None:
+            args += ["--data-binary", "@" + data_file]
+            if content_type:
+                args += ["-H", f"Content-Type: {content_type}"]
+        if method not in ("GET", "POST"):
+            args += ["-X", method]
+        cmd = [CURL, "-s", "-q", "-o", out, "-x", self.proxy_url, "--connect-timeout", "3",
+               "--max-time", str(timeout), *args, "--", url]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=_curl_env(),
+                           timeout=timeout + 5)
+        code = r.stdout.strip()
+        size = os.path.getsize(out) if os.path.exists(out) else 0
+        return {"status": int(code) if code.isdigit() else 0, "curl_rc": r.returncode,
+                "size": size}
 
     def connect(self, hostport: str, *, ua: str | None = None, user: str | None = None,
                 password: str | None = None, timeout: float = 10) -> int:

@@ -1,0 +1,1008 @@
+// srv_authbypass.so: the c-icap service of DESIGN §4. A thin adapter: it translates the
+// ICAP transaction (ICAP headers, the encapsulated HTTP request and response) into a
+// RequestInput, asks the engine (Policy::decide on a PolicySource snapshot), and for a
+// bypassed request whose rule has `verify` runs RevocationCheck on the body while it
+// streams. Everything it decides ends in one audit event (AuditLog, JSON lines).
+//
+// How a transaction goes (docs/icap-service.md has the long form):
+//   * X-Authenticated-User present, or no enforce rule bypasses: 204 at once, no event.
+//   * RESPMOD, rule with verify: the body is fed to the checker as it arrives. While the
+//     service holds the body (up to kHoldLimit bytes) a rejection becomes a short 403
+//     page and a genuine end becomes a 204. Past kHoldLimit it streams the body on,
+//     always keeping the last kTail bytes back until the checker's final verdict; a late
+//     rejection closes the ICAP connection (Squid aborts the client's transfer), so the
+//     client never receives the whole impostor. Verify preview: 204 inside the preview
+//     when the preview identifies the object.
+//   * REQMOD, bypassed request with a body: the whole body (at most the OCSP cap) is held
+//     and must be a DER OCSPRequest sent as application/ocsp-request; else 403.
+//
+// c-icap facts this relies on (TESTING.md): mod_init_request_data also runs for OPTIONS;
+// the preview handler is called with (NULL, 0) when there is no preview; service_io must
+// take all of rbuf (it does, up to a hard per-transaction bound it never reaches while
+// output is pending); ci_debug_printf is a bare `if`, always braced here.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "authbypass/audit.h"
+#include "authbypass/policy.h"
+#include "authbypass/policy_source.h"
+#include "authbypass/request.h"
+#include "authbypass/revocation_check.h"
+
+extern "C" {
+#include "c-icap.h"
+#include "debug.h"
+#include "header.h"
+#include "module.h"
+#include "request.h"
+#include "service.h"
+#include "simple_api.h"
+}
+
+namespace {
+
+using authbypass::AuditEvent;
+using authbypass::AuditLog;
+using authbypass::Decision;
+using authbypass::Policy;
+using authbypass::PolicySource;
+using authbypass::Request;
+using authbypass::RequestInput;
+using authbypass::RevocationCheck;
+using authbypass::RevocationKind;
+using authbypass::RevocationLimits;
+using authbypass::Rule;
+using authbypass::Verify;
+
+// Bytes held (nothing sent yet) before the service starts streaming a response body.
+// Below Squid's 64 KB: Squid offers "Allow: 204" outside the preview only for bodies
+// under 64 KB, and a service that keeps data locked stalls it on larger bodies (Squid
+// bug 5352). Bodies up to this size get a 403 page or a 204, never a cut transfer.
+constexpr std::size_t kHoldLimit = 32 * 1024;
+// While streaming, the last bytes stay back until the checker's final verdict.
+constexpr std::size_t kTail = 16 * 1024;
+// Hard bound on the bytes one transaction buffers. Past it, service_io takes less of
+// rbuf (only ever while output is pending, so c-icap keeps going).
+constexpr std::size_t kMaxBuffered = 256 * 1024;
+// Preview size advertised in OPTIONS (Squid: icap_preview_size 1024).
+constexpr int kPreviewSize = 1024;
+
+// ---------------------------------------------------------------------------------------
+// Logging to c-icap's server log.
+
+void log_msg(int level, const std::string& msg) {
+  // ci_debug_printf is a bare `if`: keep the braces.
+  if (level <= CI_DEBUG_LEVEL) {
+    ci_debug_printf(level, "srv_authbypass: %s\n", msg.c_str());
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Configuration (c-icap directives authbypass.*), filled while c-icap reads its config.
+
+enum class VerifyMode { kFull, kPreview };
+
+struct Config {
+  std::string policy;
+  std::string audit_file;
+  bool audit_syslog = false;
+  VerifyMode mode = VerifyMode::kFull;
+  RevocationLimits limits;
+};
+
+Config g_config;
+
+// Parses "123", "64K", "100M", "1G" (binary multiples; a trailing B or iB is allowed).
+std::optional<std::uint64_t> parse_size(std::string_view s) {
+  std::uint64_t v = 0;
+  std::size_t i = 0;
+  if (s.empty()) return std::nullopt;
+  for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
+    if (v > (UINT64_MAX - 9) / 10) return std::nullopt;
+    v = v * 10 + static_cast<unsigned>(s[i] - '0');
+  }
+  if (i == 0) return std::nullopt;
+  std::string_view unit = s.substr(i);
+  std::uint64_t mul = 1;
+  if (!unit.empty()) {
+    switch (unit[0]) {
+      case 'k': case 'K': mul = 1024; break;
+      case 'm': case 'M': mul = 1024 * 1024; break;
+      case 'g': case 'G': mul = 1024ull * 1024 * 1024; break;
+      case 'b': case 'B': mul = 1; unit = unit.substr(0, 0); break;
+      default: return std::nullopt;
+    }
+    if (!unit.empty()) unit.remove_prefix(1);
+    if (unit == "iB" || unit == "ib" || unit == "B" || unit == "b") unit = {};
+    if (!unit.empty()) return std::nullopt;
+  }
+  if (v != 0 && mul > UINT64_MAX / v) return std::nullopt;
+  return v * mul;
+}
+
+int argc_of(const char** argv) {
+  int n = 0;
+  while (argv && argv[n]) ++n;
+  return n;
+}
+
+extern "C" int cfg_policy(const char* directive, const char** argv, void*) {
+  if (argc_of(argv) != 1) {
+    log_msg(1, std::string(directive) + " needs one argument: the policy file");
+    return 0;
+  }
+  g_config.policy = argv[0];
+  return 1;
+}
+
+extern "C" int cfg_audit_log(const char* directive, const char** argv, void*) {
+  if (argc_of(argv) != 1) {
+    log_msg(1, std::string(directive) + " needs one argument: a file or 'syslog'");
+    return 0;
+  }
+  if (std::string_view(argv[0]) == "syslog") {
+    g_config.audit_syslog = true;
+  } else {
+    g_config.audit_file = argv[0];
+  }
+  return 1;
+}
+
+extern "C" int cfg_verify(const char* directive, const char** argv, void*) {
+  std::string_view v = argc_of(argv) == 1 ? argv[0] : "";
+  if (v == "full") {
+    g_config.mode = VerifyMode::kFull;
+  } else if (v == "preview") {
+    g_config.mode = VerifyMode::kPreview;
+  } else {
+    log_msg(1, std::string(directive) + " must be 'full' or 'preview'");
+    return 0;
+  }
+  return 1;
+}
+
+// authbypass.MaxBodySize SIZE          every kind's cap (OCSP, certificates, CRLs, CTLs)
+// authbypass.MaxBodySize KIND SIZE     one kind: crl, ocsp, cert (also PKCS#7), ctl
+extern "C" int cfg_max_body_size(const char* directive, const char** argv, void*) {
+  int n = argc_of(argv);
+  if (n != 1 && n != 2) {
+    log_msg(1, std::string(directive) + " needs [crl|ocsp|cert|ctl] SIZE");
+    return 0;
+  }
+  auto size = parse_size(argv[n - 1]);
+  if (!size || *size == 0) {
+    log_msg(1, std::string(directive) + ": bad size '" + argv[n - 1] + "' (e.g. 64K, 100M)");
+    return 0;
+  }
+  RevocationLimits& l = g_config.limits;
+  if (n == 1) {
+    l.ocsp = l.cert = l.crl = l.ctl = *size;
+    return 1;
+  }
+  std::string_view kind = argv[0];
+  if (kind == "crl") {
+    l.crl = *size;
+  } else if (kind == "ocsp") {
+    l.ocsp = *size;
+  } else if (kind == "cert" || kind == "pkcs7") {
+    l.cert = *size;
+  } else if (kind == "ctl") {
+    l.ctl = *size;
+  } else {
+    log_msg(1, std::string(directive) + ": unknown kind '" + argv[0] +
+                   "' (crl, ocsp, cert, ctl)");
+    return 0;
+  }
+  return 1;
+}
+
+ci_conf_entry g_conf_table[] = {
+    {"Policy", nullptr, cfg_policy, "The authbypass policy file (reloaded when it changes)"},
+    {"AuditLog", nullptr, cfg_audit_log, "Audit log file (JSON lines), or 'syslog'"},
+    {"Verify", nullptr, cfg_verify, "full (check every byte) or preview (decide on the preview)"},
+    {"MaxBodySize", nullptr, cfg_max_body_size, "[crl|ocsp|cert|ctl] SIZE: size caps"},
+    {nullptr, nullptr, nullptr, nullptr}};
+
+// ---------------------------------------------------------------------------------------
+// Service state: built after c-icap switched to its run user (post_init), shared by every
+// thread of the process (and copied into each child by fork). Transactions hold a
+// shared_ptr, so a reconfigure never frees it under a running transaction.
+
+class State {
+ public:
+  explicit State(const Config& c) : config_(c), source_(c.policy) {}
+
+  void start() {
+    if (!config_.audit_file.empty()) {
+      std::string err;
+      if (!audit_.open_file(config_.audit_file, &err)) {
+        log_msg(1, err + " (audit events are lost until it can be opened)");
+      }
+      remember_audit_identity();
+    }
+    if (config_.audit_syslog) audit_.enable_syslog("srv_authbypass");
+    if (config_.policy.empty()) {
+      log_msg(1, "authbypass.Policy is not set: every bypassed request is blocked");
+    } else {
+      report(source_.reload());
+    }
+    next_check_ns_.store(now_ns() + kCheckIntervalNs, std::memory_order_relaxed);
+  }
+
+  // At most once a second, from whichever thread gets there first: the policy file
+  // (reloaded when it changed) and the audit log (reopened when logrotate moved it).
+  void housekeeping() {
+    std::int64_t now = now_ns();
+    if (now < next_check_ns_.load(std::memory_order_relaxed)) return;
+    std::unique_lock<std::mutex> lk(check_mu_, std::try_to_lock);
+    if (!lk.owns_lock()) return;
+    if (now < next_check_ns_.load(std::memory_order_relaxed)) return;
+    next_check_ns_.store(now + kCheckIntervalNs, std::memory_order_relaxed);
+    if (!config_.policy.empty()) {
+      report(source_.check(std::chrono::steady_clock::now()));
+    }
+    if (!config_.audit_file.empty()) {
+      struct stat st {};
+      bool moved = ::stat(config_.audit_file.c_str(), &st) != 0 ||
+                   st.st_ino != audit_ino_ || st.st_dev != audit_dev_;
+      if (moved) {
+        std::lock_guard<std::mutex> alk(audit_mu_);
+        std::string err;
+        if (!audit_.reopen(&err)) {
+          if (!audit_reopen_warned_) log_msg(1, err);
+          audit_reopen_warned_ = true;
+        } else {
+          audit_reopen_warned_ = false;
+        }
+        remember_audit_identity();
+      }
+    }
+  }
+
+  std::shared_ptr<const Policy> policy() const { return source_.current(); }
+  const Config& config() const { return config_; }
+
+  void audit(const AuditEvent& e) {
+    if (!audit_.enabled()) return;
+    std::string line;
+    authbypass::append_audit_json(line, e, std::chrono::system_clock::now());
+    std::lock_guard<std::mutex> lk(audit_mu_);
+    if (!audit_.write(line)) {
+      if (!audit_write_warned_) {
+        log_msg(1, std::string("cannot write the audit log: ") + std::strerror(errno));
+      }
+      audit_write_warned_ = true;
+    } else {
+      audit_write_warned_ = false;
+    }
+  }
+
+ private:
+  static constexpr std::int64_t kCheckIntervalNs = 1'000'000'000;
+
+  static std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
+  void remember_audit_identity() {
+    struct stat st {};
+    if (::stat(config_.audit_file.c_str(), &st) == 0) {
+      audit_ino_ = st.st_ino;
+      audit_dev_ = st.st_dev;
+    } else {
+      audit_ino_ = 0;
+      audit_dev_ = 0;
+    }
+  }
+
+  void report(const PolicySource::Outcome& o) {
+    using Kind = PolicySource::Outcome::Kind;
+    if (o.kind == Kind::kUnchanged) return;
+    auto p = source_.current();
+    AuditEvent e;
+    e.component = "icap";
+    e.file = source_.path();
+    std::string why;
+    if (o.kind == Kind::kLoaded) {
+      e.event = "policy_loaded";
+      e.policy_sha256 = p->sha256();
+      log_msg(1, "policy " + source_.path() + " loaded (" + std::to_string(p->rules().size()) +
+                     " rules, sha256 " + p->sha256().substr(0, 12) + ")");
+    } else {
+      e.event = "policy_rejected";
+      for (const std::string& err : o.errors) {
+        log_msg(1, err);
+        if (!why.empty()) why += "; ";
+        why += err;
+      }
+      log_msg(1, p ? "policy not reloaded: the last good policy (sha256 " +
+                         p->sha256().substr(0, 12) + ") stays in force"
+                   : "no valid policy: every bypassed request is blocked");
+      e.reason = why;
+      if (p) e.policy_sha256 = p->sha256();
+    }
+    audit(e);
+  }
+
+  Config config_;
+  PolicySource source_;
+  std::mutex check_mu_;
+  std::atomic<std::int64_t> next_check_ns_{0};
+  std::mutex audit_mu_;
+  AuditLog audit_;
+  ino_t audit_ino_ = 0;
+  dev_t audit_dev_ = 0;
+  bool audit_write_warned_ = false;
+  bool audit_reopen_warned_ = false;
+};
+
+std::atomic<std::shared_ptr<State>> g_state;
+
+// ---------------------------------------------------------------------------------------
+// Wire helpers.
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||
+                        s.back() == '\n'))
+    s.remove_suffix(1);
+  return s;
+}
+
+// The value of a header (first occurrence), trimmed; nullopt when absent.
+std::optional<std::string> header(ci_headers_list_t* h, const char* name) {
+  if (!h) return std::nullopt;
+  const char* v = ci_headers_value(h, name);
+  if (!v) return std::nullopt;
+  return std::string(trim(v));
+}
+
+std::string first_line(ci_headers_list_t* h) {
+  if (!h) return {};
+  std::size_t n = 0;
+  const char* l = ci_headers_first_line2(h, &n);
+  if (!l) return {};
+  std::string_view s(l, n);
+  std::size_t eol = s.find_first_of("\r\n");
+  if (eol != std::string_view::npos) s = s.substr(0, eol);
+  return std::string(s);
+}
+
+// Content-Length: -1 when absent; nullopt when malformed (not all digits, or too big).
+std::optional<std::int64_t> content_length(const std::optional<std::string>& v) {
+  if (!v) return -1;
+  if (v->empty() || v->size() > 18) return std::nullopt;
+  std::int64_t n = 0;
+  for (char c : *v) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + (c - '0');
+  }
+  return n;
+}
+
+// "HTTP/1.1 200 OK" -> 200; -1 if it is not a status line.
+int status_of(std::string_view line) {
+  if (line.substr(0, 5) != "HTTP/") return -1;
+  std::size_t sp = line.find(' ');
+  if (sp == std::string_view::npos || line.size() < sp + 4) return -1;
+  int code = 0;
+  for (std::size_t i = sp + 1; i < sp + 4; ++i) {
+    if (line[i] < '0' || line[i] > '9') return -1;
+    code = code * 10 + (line[i] - '0');
+  }
+  return code;
+}
+
+std::string media_type(std::string_view ct) {
+  std::string_view m = trim(ct.substr(0, ct.find(';')));
+  std::string out(m);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// One ICAP transaction.
+
+enum class Action : std::uint8_t {
+  kAllow,       // 204, no check
+  kCheck,       // check the body (RESPMOD: the response; REQMOD: the OCSP request)
+  kBlock,       // 403 at once
+};
+
+enum class Phase : std::uint8_t {
+  kHold,       // buffering the body, nothing sent
+  kStream,     // streaming the origin's response, holding back the tail
+  kRelease,    // verdict genuine: send everything that is left
+  kBlockPage,  // sending the 403 page; input is read and dropped
+  kDone,       // 204 answered, or aborted
+};
+
+struct Txn {
+  std::shared_ptr<State> state;
+  std::shared_ptr<const Policy> policy;
+  bool respmod = false;
+  bool has_body = false;
+  Action action = Action::kAllow;
+  Phase phase = Phase::kHold;
+  std::optional<RevocationCheck> check;
+  bool finished = false;  // finish() was called
+
+  // Body bytes not yet sent: buf[off..].
+  std::string buf;
+  std::size_t off = 0;
+  std::uint64_t seen = 0;  // body bytes received from Squid
+
+  std::string page;  // the 403 page
+  std::size_t page_off = 0;
+
+  // The audit event (one per bypassed request), written when the transaction ends.
+  bool audit = false;
+  bool audit_written = false;
+  std::string event, rule, owner, ticket, sha, src, method, url, host, ua, content_type;
+  std::string verdict, reason;
+  int status = -1;
+
+  std::size_t buffered() const { return buf.size() - off; }
+
+  void append(const char* p, std::size_t n) {
+    if (off > 0 && off >= buf.size() / 2) {
+      buf.erase(0, off);
+      off = 0;
+    }
+    buf.append(p, n);
+  }
+
+  std::size_t take(char* out, std::size_t max) {
+    std::size_t n = std::min(max, buffered());
+    std::memcpy(out, buf.data() + off, n);
+    off += n;
+    if (off == buf.size()) {
+      buf.clear();
+      off = 0;
+    }
+    return n;
+  }
+
+  void drop_buffer() {
+    std::string().swap(buf);
+    off = 0;
+  }
+
+  void set_outcome(std::string_view ev, std::string_view v, std::string_view why = {}) {
+    event = ev;
+    verdict = v;
+    reason = why;
+  }
+
+  void write_audit() {
+    if (!audit || audit_written || !state) return;
+    audit_written = true;
+    AuditEvent e;
+    e.component = "icap";
+    e.event = event;
+    e.rule = rule;
+    e.owner = owner;
+    e.ticket = ticket;
+    e.policy_sha256 = sha;
+    e.src = src;
+    e.method = method;
+    e.url = url;
+    e.host = host;
+    e.user_agent = ua;
+    e.status = status;
+    e.content_type = content_type;
+    e.bytes = static_cast<std::int64_t>(seen);
+    e.verdict = verdict;
+    e.reason = reason;
+    state->audit(e);
+  }
+};
+
+Txn* txn_of(ci_request_t* req) { return static_cast<Txn*>(ci_service_data(req)); }
+
+// True iff some active enforce rule restricts `src`: without X-Client-IP such a rule
+// cannot be re-evaluated, so "no match" is not trustworthy.
+bool policy_uses_src(const Policy& p, authbypass::Date today) {
+  for (const Rule& r : p.rules())
+    if (r.mode == authbypass::Mode::kEnforce && r.active(today) && !r.match.src.empty())
+      return true;
+  return false;
+}
+
+void block(Txn& t, std::string reason) {
+  t.action = Action::kBlock;
+  t.audit = true;
+  t.set_outcome("blocked", "blocked (403)", reason);
+}
+
+// Fills the transaction from the ICAP and HTTP headers and decides what to do.
+void classify(ci_request_t* req, Txn& t) {
+  ci_headers_list_t* icap = req->request_header;
+  // Squid sends X-Authenticated-User (base64 with icap_client_username_encode on) only
+  // for a user it authenticated: such requests never went through the hole.
+  if (header(icap, "X-Authenticated-User")) {
+    t.action = Action::kAllow;
+    return;
+  }
+  t.src = header(icap, "X-Client-IP").value_or("");
+
+  ci_headers_list_t* hreq = ci_http_request_headers(req);
+  ci_headers_list_t* hres = t.respmod ? ci_http_response_headers(req) : nullptr;
+  if (hres) {
+    t.status = status_of(first_line(hres));
+    t.content_type = header(hres, "Content-Type").value_or("");
+  }
+  if (!hreq) {
+    t.method = "-";
+    block(t, "no encapsulated HTTP request headers");
+    return;
+  }
+  std::string line = first_line(hreq);
+  std::string_view l = line;
+  std::size_t sp1 = l.find(' ');
+  std::size_t sp2 = sp1 == std::string_view::npos ? sp1 : l.find(' ', sp1 + 1);
+  if (sp1 == std::string_view::npos || sp1 == 0 || sp2 == std::string_view::npos ||
+      sp2 == sp1 + 1) {
+    t.url = line.substr(0, 512);
+    block(t, "malformed encapsulated request line");
+    return;
+  }
+  t.method = std::string(l.substr(0, sp1));
+  std::string target(l.substr(sp1 + 1, sp2 - sp1 - 1));
+  if (!target.empty() && target[0] == '/') {
+    // Origin-form: Squid sends absolute URLs; a client of c-icap might not. Rebuild from
+    // Host (there is nothing else to go by).
+    auto host = header(hreq, "Host");
+    if (!host || host->empty()) {
+      t.url = target.substr(0, 512);
+      block(t, "origin-form request target without a Host header");
+      return;
+    }
+    target = "http://" + *host + target;
+  }
+  t.url = target;
+  t.ua = header(hreq, "User-Agent").value_or("");
+
+  t.policy = t.state ? t.state->policy() : nullptr;
+  if (!t.state) {
+    block(t, "service not initialized");
+    return;
+  }
+  if (!t.policy) {
+    block(t, "no valid policy loaded");
+    return;
+  }
+  t.sha = t.policy->sha256();
+
+  Request r;
+  RequestInput in{t.method, t.url, t.ua, t.src};
+  if (!r.parse(in)) {
+    block(t, "malformed request: " + std::string(r.error()));
+    return;
+  }
+  t.host = r.host;
+  authbypass::Date today = authbypass::today_utc();
+  Decision d = t.policy->decide(r, today);
+  if (!d.bypass()) {
+    if (t.src.empty() && policy_uses_src(*t.policy, today)) {
+      block(t, "no X-Client-IP (icap_send_client_ip on): rules with src cannot be re-evaluated");
+      return;
+    }
+    t.action = Action::kAllow;  // not through the hole (Squid authenticated it)
+    return;
+  }
+  const Rule& rule = *d.rule;
+  t.rule = rule.id;
+  t.owner = rule.owner;
+  t.ticket = rule.ticket;
+  t.audit = true;
+  const Config& cfg = t.state->config();
+
+  if (!t.respmod) {
+    if (!t.has_body) {
+      // Bodyless request: nothing to check here; the response's event is the record.
+      t.audit = false;
+      t.action = Action::kAllow;
+      return;
+    }
+    // A bypassed request with a body: only an OCSP request may go up the hole.
+    std::string ct = header(hreq, "Content-Type").value_or("");
+    t.content_type = ct;
+    auto cl = content_length(header(hreq, "Content-Length"));
+    if (media_type(ct) != "application/ocsp-request") {
+      block(t, "request body with Content-Type '" + ct.substr(0, 100) +
+                   "', not application/ocsp-request");
+      return;
+    }
+    if (!cl) {
+      block(t, "malformed Content-Length in the request");
+      return;
+    }
+    t.check.emplace(RevocationCheck::for_ocsp_request(cfg.limits));
+    t.check->begin(ct, header(hreq, "Content-Encoding").value_or(""), *cl);
+    t.action = Action::kCheck;
+    return;
+  }
+
+  if (rule.verify == Verify::kNone) {
+    t.action = Action::kAllow;
+    t.set_outcome("verified", "not checked (verify: none)");
+    return;
+  }
+  if (!hres) {
+    block(t, "no encapsulated HTTP response headers");
+    return;
+  }
+  if (!t.has_body) {
+    // HEAD, 304, 204...: no body goes through the hole.
+    t.action = Action::kAllow;
+    t.set_outcome("verified", "no body");
+    return;
+  }
+  auto cl = content_length(header(hres, "Content-Length"));
+  if (!cl) {
+    block(t, "malformed Content-Length in the response");
+    return;
+  }
+  t.check.emplace(RevocationCheck::for_response(rule.verify, cfg.limits));
+  t.check->begin(t.content_type, header(hres, "Content-Encoding").value_or(""), *cl);
+  t.action = Action::kCheck;
+}
+
+std::string html_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+// Replaces the HTTP message with a short 403 page (nothing has been sent yet).
+void start_block_page(ci_request_t* req, Txn& t) {
+  t.phase = Phase::kBlockPage;
+  t.drop_buffer();
+  t.page =
+      "<!DOCTYPE html>\n<html><head><title>403 Forbidden</title></head><body>\n"
+      "<h1>Forbidden</h1>\n<p>This request was allowed without proxy authentication "
+      "(authbypass rule <code>" +
+      html_escape(t.rule.empty() ? "-" : t.rule) +
+      "</code>), but what came back is not the certificate or revocation data that rule "
+      "allows. The event is in the proxy's audit log.</p>\n</body></html>\n";
+  t.page_off = 0;
+  ci_http_response_create(req, 1, 1);
+  ci_http_response_reset_headers(req);
+  ci_http_response_add_header(req, "HTTP/1.1 403 Forbidden");
+  ci_http_response_add_header(req, "Content-Type: text/html; charset=utf-8");
+  std::string cl = "Content-Length: " + std::to_string(t.page.size());
+  ci_http_response_add_header(req, cl.c_str());
+  ci_http_response_add_header(req, "Cache-Control: no-store");
+  ci_http_response_add_header(req, "X-Authbypass: blocked");
+  ci_req_unlock_data(req);
+  t.audit = true;
+  t.event = "blocked";
+  t.verdict = "blocked (403)";
+  if (t.reason.empty()) t.reason = "blocked";
+  t.status = 403;  // what the client gets
+}
+
+std::string reason_of(const Txn& t) {
+  std::string r = t.check ? std::string(t.check->reason()) : std::string();
+  return r.empty() ? "not revocation data" : r;
+}
+
+std::string kind_text(const Txn& t) {
+  return t.check ? std::string(authbypass::to_string(t.check->kind())) : std::string("?");
+}
+
+// Feeds body bytes to the checker and buffers them (unless the body is being dropped).
+void consume(Txn& t, const char* p, std::size_t n) {
+  t.seen += n;
+  if (t.phase == Phase::kBlockPage || t.phase == Phase::kDone) return;
+  if (t.check && t.check->state() != RevocationCheck::State::kRejected)
+    t.check->feed(std::string_view(p, n));
+  t.append(p, n);
+}
+
+bool rejected(const Txn& t) {
+  return t.check && t.check->state() == RevocationCheck::State::kRejected;
+}
+
+void mark_genuine(Txn& t, bool preview_only) {
+  // A request body that passes writes no event: the response's event is the record of
+  // the request (one event per bypassed request).
+  if (!t.respmod) t.audit = false;
+  if (preview_only) {
+    t.set_outcome("verified", "identified " + kind_text(t) + " (preview)");
+  } else {
+    t.set_outcome("verified", "genuine " + kind_text(t));
+  }
+}
+
+// The body is bigger than the service may hold: send the headers and stream on.
+void start_streaming(ci_request_t* req, Txn& t) {
+  t.phase = Phase::kStream;
+  ci_req_unlock_data(req);
+}
+
+// ---------------------------------------------------------------------------------------
+// c-icap callbacks.
+
+extern "C" int svc_init_service(ci_service_xdata_t* srv_xdata, struct ci_server_conf*) {
+  g_config = Config{};
+  ci_service_set_preview(srv_xdata, kPreviewSize);
+  ci_service_enable_204(srv_xdata);
+  ci_service_set_transfer_preview(srv_xdata, "*");
+  ci_service_set_xopts(srv_xdata, CI_XCLIENTIP | CI_XAUTHENTICATEDUSER);
+  return CI_OK;
+}
+
+extern "C" int svc_post_init_service(ci_service_xdata_t*, struct ci_server_conf*) {
+  try {
+    auto s = std::make_shared<State>(g_config);
+    s->start();
+    g_state.store(std::move(s));
+    log_msg(2, std::string("ready (verify ") +
+                   (g_config.mode == VerifyMode::kFull ? "full" : "preview") + ")");
+    return CI_OK;
+  } catch (const std::exception& e) {
+    log_msg(1, std::string("initialization failed: ") + e.what());
+    return CI_ERROR;
+  }
+}
+
+extern "C" void svc_close_service() {
+  g_state.store(nullptr);
+}
+
+extern "C" void* svc_init_request_data(ci_request_t* req) {
+  int type = ci_req_type(req);
+  if (type != ICAP_REQMOD && type != ICAP_RESPMOD) return nullptr;  // OPTIONS
+  Txn* t = nullptr;
+  try {
+    t = new Txn;
+    t->state = g_state.load();
+    if (t->state) t->state->housekeeping();
+    t->respmod = type == ICAP_RESPMOD;
+    t->has_body = ci_req_hasbody(req) != 0;
+    classify(req, *t);
+    if (t->action == Action::kCheck && rejected(*t)) {
+      // begin() refused (content type, encoding, declared length)
+      t->action = Action::kBlock;
+      t->set_outcome("blocked", "blocked (403)", reason_of(*t));
+    }
+  } catch (const std::exception& e) {
+    log_msg(1, std::string("internal error: ") + e.what());
+    if (t) {
+      t->action = Action::kBlock;
+      t->audit = true;
+      t->set_outcome("blocked", "blocked (403)", "internal error");
+    }
+  }
+  return t;
+}
+
+extern "C" void svc_release_request_data(void* data) {
+  Txn* t = static_cast<Txn*>(data);
+  if (!t) return;
+  try {
+    if (t->audit && !t->audit_written) {
+      if (t->action == Action::kCheck && t->event.empty()) {
+        // Ended before a verdict: Squid (client or origin) closed the transaction.
+        t->set_outcome("blocked", "incomplete",
+                       "ICAP transaction ended before the end of the body");
+      }
+      if (t->event.empty()) t->set_outcome("blocked", "blocked (403)", "no verdict");
+      t->write_audit();
+    }
+  } catch (const std::exception& e) {
+    log_msg(1, std::string("internal error writing the audit event: ") + e.what());
+  }
+  delete t;
+}
+
+extern "C" int svc_check_preview(char* data, int len, ci_request_t* req) {
+  Txn* t = txn_of(req);
+  if (!t) return CI_ERROR;  // c-icap answers 500: Squid (bypass=0) fails closed
+  try {
+    if (t->action == Action::kAllow) {
+      t->phase = Phase::kDone;
+      return CI_MOD_ALLOW204;
+    }
+    if (t->action == Action::kBlock) {
+      start_block_page(req, *t);
+      return CI_MOD_CONTINUE;
+    }
+    if (data && len > 0) consume(*t, data, static_cast<std::size_t>(len));
+    if (rejected(*t)) {
+      t->set_outcome("blocked", "blocked (403)", reason_of(*t));
+      start_block_page(req, *t);
+      return CI_MOD_CONTINUE;
+    }
+    if (ci_req_hasalldata(req)) {  // the whole body was in the preview
+      t->finished = true;
+      if (t->check->finish() == RevocationCheck::State::kGenuine) {
+        mark_genuine(*t, false);
+        t->phase = Phase::kDone;
+        t->drop_buffer();
+        return CI_MOD_ALLOW204;
+      }
+      t->set_outcome("blocked", "blocked (403)", reason_of(*t));
+      start_block_page(req, *t);
+      return CI_MOD_CONTINUE;
+    }
+    if (t->respmod && t->state->config().mode == VerifyMode::kPreview && len > 0 &&
+        t->check->identified()) {
+      mark_genuine(*t, true);
+      t->phase = Phase::kDone;
+      t->drop_buffer();
+      return CI_MOD_ALLOW204;
+    }
+    // Full check (or a preview that did not identify the object): keep the data locked
+    // and read on; service_io decides when to stream.
+    return CI_MOD_CONTINUE;
+  } catch (const std::exception& e) {
+    log_msg(1, std::string("internal error: ") + e.what());
+    return CI_ERROR;
+  }
+}
+
+extern "C" int svc_end_of_data(ci_request_t* req) {
+  Txn* t = txn_of(req);
+  if (!t) return CI_ERROR;
+  try {
+    if (t->phase == Phase::kBlockPage) return CI_MOD_DONE;
+    if (t->action != Action::kCheck || t->phase == Phase::kDone) return CI_MOD_DONE;
+    if (!t->finished) {
+      t->finished = true;
+      t->check->finish();
+    }
+    if (t->check->state() == RevocationCheck::State::kGenuine) {
+      mark_genuine(*t, false);
+      if (t->phase == Phase::kHold) {
+        if (ci_req_allow204(req) && !ci_req_sent_data(req)) {
+          t->phase = Phase::kDone;
+          t->drop_buffer();
+          return CI_MOD_ALLOW204;
+        }
+        ci_req_unlock_data(req);
+      }
+      t->phase = Phase::kRelease;
+      return CI_MOD_DONE;
+    }
+    t->set_outcome("blocked", "blocked (403)", reason_of(*t));
+    if (t->phase == Phase::kHold) {
+      start_block_page(req, *t);
+      return CI_MOD_DONE;
+    }
+    // Late failure while streaming: close the ICAP connection without the last chunk.
+    // Squid aborts the client's transfer; the held-back tail is never sent.
+    t->verdict = "aborted after " + std::to_string(t->seen - t->buffered()) + " bytes";
+    t->phase = Phase::kDone;
+    t->drop_buffer();
+    return CI_ERROR;
+  } catch (const std::exception& e) {
+    log_msg(1, std::string("internal error: ") + e.what());
+    return CI_ERROR;
+  }
+}
+
+extern "C" int svc_io(char* wbuf, int* wlen, char* rbuf, int* rlen, int iseof,
+                      ci_request_t* req) {
+  (void)iseof;
+  Txn* t = txn_of(req);
+  if (!t) return CI_ERROR;
+  try {
+    if (rbuf && rlen && *rlen > 0) {
+      std::size_t n = static_cast<std::size_t>(*rlen);
+      if (t->phase == Phase::kBlockPage || t->phase == Phase::kDone ||
+          t->action != Action::kCheck) {
+        consume(*t, rbuf, n);  // dropped
+      } else {
+        std::size_t room = kMaxBuffered > t->buffered() ? kMaxBuffered - t->buffered() : 0;
+        if (t->phase == Phase::kHold) room = n;  // bounded by kHoldLimit / the caps below
+        n = std::min(n, room);
+        *rlen = static_cast<int>(n);
+        consume(*t, rbuf, n);
+        if (!rejected(*t) && !t->respmod &&
+            t->buffered() > t->state->config().limits.ocsp) {
+          // Belt and braces: an upload never grows past the OCSP cap here.
+          t->phase = Phase::kHold;
+          t->drop_buffer();
+          t->set_outcome("blocked", "blocked (403)", "request body over the OCSP size cap");
+          start_block_page(req, *t);
+        } else if (rejected(*t)) {
+          t->set_outcome("blocked", "blocked (403)", reason_of(*t));
+          if (t->phase == Phase::kHold) {
+            start_block_page(req, *t);
+          } else {
+            t->verdict = "aborted after " + std::to_string(t->seen - t->buffered()) + " bytes";
+            t->phase = Phase::kDone;
+            t->drop_buffer();
+            return CI_ERROR;  // closes the ICAP connection: Squid aborts the transfer
+          }
+        } else if (t->phase == Phase::kHold && t->respmod && t->buffered() >= kHoldLimit) {
+          start_streaming(req, *t);
+        }
+      }
+    }
+    if (wbuf && wlen) {
+      int max = *wlen;
+      int out = 0;
+      switch (t->phase) {
+        case Phase::kBlockPage: {
+          std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(max),
+                                                t->page.size() - t->page_off);
+          std::memcpy(wbuf, t->page.data() + t->page_off, n);
+          t->page_off += n;
+          out = n > 0 ? static_cast<int>(n) : CI_EOF;
+          break;
+        }
+        case Phase::kStream: {
+          std::size_t avail = t->buffered() > kTail ? t->buffered() - kTail : 0;
+          out = static_cast<int>(t->take(wbuf, std::min<std::size_t>(avail, max)));
+          break;
+        }
+        case Phase::kRelease: {
+          std::size_t n = t->take(wbuf, static_cast<std::size_t>(max));
+          out = n > 0 ? static_cast<int>(n) : CI_EOF;
+          break;
+        }
+        case Phase::kHold:
+          out = 0;
+          break;
+        case Phase::kDone:
+          out = CI_EOF;
+          break;
+      }
+      *wlen = out;
+    }
+    return CI_OK;
+  } catch (const std::exception& e) {
+    log_msg(1, std::string("internal error: ") + e.what());
+    return CI_ERROR;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+CI_MOD_DISABLE_FORCE_UNLOAD();
+
+CI_DECLARE_MOD_DATA ci_service_module_t service = {
+    "authbypass",
+    "authbypass: checks what passes through the proxy-authentication bypass",
+    ICAP_RESPMOD | ICAP_REQMOD,
+    svc_init_service,
+    svc_post_init_service,
+    svc_close_service,
+    svc_init_request_data,
+    svc_release_request_data,
+    svc_check_preview,
+    svc_end_of_data,
+    svc_io,
+    g_conf_table,
+    nullptr};
+
+}  // extern "C"

@@ -1,0 +1,140 @@
+#!/usr/bin/python3
+"""Makes the ICAP tests' data at test time with openssl: genuine revocation objects and
+impostors. usage: testdata.py DIR   (idempotent: a complete DIR is left as it is)
+
+Genuine: a CA (ca.pem, ca.der: a DER certificate), a leaf certificate, a small CRL
+(crl.der, a few revocations), a ~20 MB CRL (big.crl: the CA database's index file is
+written directly with 560,000 revoked serials, then `openssl ca -gencrl`), its PEM form
+(crl.pem), an OCSP request and response for the leaf (ocsp-req.der, ocsp-resp.der,
+`openssl ocsp`), a certs-only PKCS#7 bundle (ca.p7c, `openssl crl2pkcs7 -nocrl`).
+Impostors: page.html, app.exe (MZ header), junk20m.bin (20 MB of random bytes),
+junk1m.bin (1 MB), big-truncated.crl (the 20 MB CRL without its last 100 KB), crl.der.gz
+(the CRL gzip-compressed), crl-appended.crl (the CRL with bytes after it).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+import time
+
+BIG_REVOCATIONS = 560_000
+
+FILES = ["ca.pem", "ca.der", "leaf.pem", "crl.der", "crl.pem", "big.crl", "ocsp-req.der",
+         "ocsp-resp.der", "ca.p7c", "page.html", "app.exe", "junk20m.bin", "junk1m.bin",
+         "big-truncated.crl", "crl.der.gz", "crl-appended.crl"]
+
+
+def run(*cmd, cwd):
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"testdata: {' '.join(cmd)} failed:\n{r.stdout}{r.stderr}")
+    return r
+
+
+CA_CNF = """[ca]
+default_ca = lab
+[lab]
+database = {db}
+crlnumber = {crlnumber}
+default_md = sha256
+default_crl_days = 30
+[v3_ca]
+basicConstraints = critical, CA:true
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+"""
+
+
+def gencrl(d: str, index_lines: list[str] | None, index_file: str, out_der: str):
+    with open(os.path.join(d, index_file), "w") as f:
+        if index_lines is not None:
+            f.writelines(index_lines)
+    with open(os.path.join(d, index_file + ".crlnumber"), "w") as f:
+        f.write("1000\n")
+    cnf = os.path.join(d, index_file + ".cnf")
+    with open(cnf, "w") as f:
+        f.write(CA_CNF.format(db=index_file, crlnumber=index_file + ".crlnumber"))
+    run("openssl", "ca", "-batch", "-config", cnf, "-gencrl", "-keyfile", "ca.key", "-cert",
+        "ca.pem", "-out", out_der + ".pem", cwd=d)
+    run("openssl", "crl", "-in", out_der + ".pem", "-outform", "DER", "-out", out_der, cwd=d)
+
+
+def make(d: str):
+    t0 = time.monotonic()
+    os.makedirs(d, exist_ok=True)
+    if all(os.path.exists(os.path.join(d, f)) for f in FILES):
+        return
+    with open(os.path.join(d, "ca.cnf"), "w") as f:
+        f.write(CA_CNF.format(db="index.txt", crlnumber="crlnumber"))
+    # EC P-256 keys (like tests/unit/revocation_check_test.cc). NOTE: RSA-signed objects
+    # (AlgorithmIdentifier with NULL parameters) are rejected by the checker as of
+    # 460a2eb ("unexpected tag 0x05"); reported, not worked around here.
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", "ca.key",
+        "-out", "ca.pem", "-subj", "/CN=authbypass test CA", "-days", "30",
+        "-config", "ca.cnf", "-extensions", "v3_ca", cwd=d)
+    run("openssl", "x509", "-in", "ca.pem", "-outform", "DER", "-out", "ca.der", cwd=d)
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "leaf.key", "-out",
+        "leaf.csr", "-subj", "/CN=leaf.example.test", cwd=d)
+    run("openssl", "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-set_serial", "4660", "-days", "30", "-out", "leaf.pem", cwd=d)
+    # small CRL: a few revocations
+    few = [f"R\t301231235959Z\t241201000000Z,keyCompromise\t{0x2000 + i:04X}\tunknown\t/CN=r{i}\n"
+           for i in range(5)]
+    gencrl(d, few, "index-small.txt", "crl.der")
+    os.replace(os.path.join(d, "crl.der.pem"), os.path.join(d, "crl.pem"))
+    # ~20 MB CRL: the index file written directly
+    lines = [f"R\t301231235959Z\t241201000000Z,keyCompromise\t{0x100000 + i:032X}\tunknown\t/CN=r{i}\n"
+             for i in range(BIG_REVOCATIONS)]
+    gencrl(d, lines, "index-big.txt", "big.crl")
+    os.remove(os.path.join(d, "big.crl.pem"))
+    # OCSP request and response for the leaf (the leaf is "good": index has it valid)
+    with open(os.path.join(d, "index.txt"), "w") as f:
+        f.write("V\t301231235959Z\t\t1234\tunknown\t/CN=leaf.example.test\n")
+    with open(os.path.join(d, "crlnumber"), "w") as f:
+        f.write("01\n")
+    run("openssl", "ocsp", "-issuer", "ca.pem", "-cert", "leaf.pem", "-no_nonce", "-reqout",
+        "ocsp-req.der", cwd=d)
+    run("openssl", "ocsp", "-index", "index.txt", "-rsigner", "ca.pem", "-rkey", "ca.key",
+        "-CA", "ca.pem", "-reqin", "ocsp-req.der", "-respout", "ocsp-resp.der", cwd=d)
+    run("openssl", "crl2pkcs7", "-nocrl", "-certfile", "ca.pem", "-outform", "DER", "-out",
+        "ca.p7c", cwd=d)
+    # impostors
+    with open(os.path.join(d, "page.html"), "wb") as f:
+        f.write(b"<!DOCTYPE html>\n<html><head><title>Totally a CRL</title></head>"
+                b"<body><script>alert(1)</script></body></html>\n")
+    with open(os.path.join(d, "app.exe"), "wb") as f:
+        f.write(b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + os.urandom(200_000))
+    with open(os.path.join(d, "junk20m.bin"), "wb") as f:
+        for _ in range(20):
+            f.write(os.urandom(1 << 20))
+    with open(os.path.join(d, "junk1m.bin"), "wb") as f:
+        f.write(os.urandom(1 << 20))
+    big = os.path.join(d, "big.crl")
+    size = os.path.getsize(big)
+    with open(big, "rb") as fi, open(os.path.join(d, "big-truncated.crl"), "wb") as fo:
+        fo.write(fi.read(size - 100_000))
+    with open(os.path.join(d, "crl.der"), "rb") as f:
+        crl = f.read()
+    with open(os.path.join(d, "crl.der.gz"), "wb") as f:
+        f.write(gzip.compress(crl))
+    with open(os.path.join(d, "crl-appended.crl"), "wb") as f:
+        f.write(crl + b"MZ appended payload" + os.urandom(4000))
+    for f in os.listdir(d):
+        if f.startswith("index-big.txt"):
+            os.remove(os.path.join(d, f))  # 54 MB, only needed for gencrl
+        else:
+            os.chmod(os.path.join(d, f), 0o644)
+    print(f"testdata: made {len(FILES)} files in {d} in {time.monotonic() - t0:.1f}s "
+          f"(big.crl {size} bytes)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    make(sys.argv[1])
