@@ -457,18 +457,16 @@ def icap_request(port: int, method: str = "RESPMOD", *, service: str = "authbypa
                 sender = threading.Thread(target=send_rest, daemon=True)
                 sender.start()
         s.settimeout(timeout)
-        while True:
+        buf = bytearray(data)
+        while not _icap_answer_complete(buf):
             try:
-                b = s.recv(65536)
-            except socket.timeout:
-                break
-            except OSError:
+                b = s.recv(1 << 20)
+            except (socket.timeout, OSError):
                 break
             if not b:
                 break
-            data += b
-            if _icap_answer_complete(data):
-                break
+            buf += b
+        data = bytes(buf)
         if sender is not None:
             sender.join(timeout)
     if b"\r\n\r\n" not in data:
@@ -479,19 +477,22 @@ def icap_request(port: int, method: str = "RESPMOD", *, service: str = "authbypa
     return (int(m.group(1)) if m else 0), lines, rest
 
 
-def _icap_answer_complete(data: bytes) -> bool:
-    if b"\r\n\r\n" not in data:
+def _icap_answer_complete(data: bytes | bytearray) -> bool:
+    end = data.find(b"\r\n\r\n", 0, 65536)
+    if end < 0:
         return False
-    hdr, rest = data.split(b"\r\n\r\n", 1)
-    text = hdr.decode("latin-1")
+    text = bytes(data[:end]).decode("latin-1")
+    if not text.startswith("ICAP/"):
+        return True
     m = re.search(r"^Encapsulated: (.*)$", text, re.M | re.I)
-    if not m or "null-body" in m.group(1):
-        # no body: complete once the encapsulated headers are in
-        if not m:
-            return True
-        offs = [int(x.split("=")[1]) for x in m.group(1).split(",")]
-        return len(rest) >= max(offs)
-    return rest.endswith(b"0\r\n\r\n")
+    if m and "null-body" not in m.group(1):
+        return data.endswith(b"0\r\n\r\n")
+    rest = data[end + 4:]
+    if not m:
+        return True
+    # no body: complete once the encapsulated headers are in
+    offs = [int(x.split("=")[1]) for x in m.group(1).split(",") if "=" in x]
+    return len(rest) >= max(offs or [0])
 
 
 def decode_icap_body(rest: bytes, lines: list[str]) -> tuple[list[str], bytes, bool]:
@@ -505,21 +506,23 @@ def decode_icap_body(rest: bytes, lines: list[str]) -> tuple[list[str], bytes, b
     http = [l for l in http if l]
     if body_key in (None, "null-body"):
         return http, b"", True
-    data = rest[body_off:]
-    out = b""
+    out = bytearray()
     complete = False
-    while data:
-        nl = data.find(b"\r\n")
+    pos = body_off
+    while pos < len(rest):
+        nl = rest.find(b"\r\n", pos)
         if nl < 0:
             break
-        size_txt = data[:nl].split(b";")[0].strip()
         try:
-            size = int(size_txt, 16)
+            size = int(rest[pos:nl].split(b";")[0].strip(), 16)
         except ValueError:
             break
         if size == 0:
             complete = True
             break
-        out += data[nl + 2:nl + 2 + size]
-        data = data[nl + 2 + size + 2:]
-    return http, out, complete
+        chunk = rest[nl + 2:nl + 2 + size]
+        out += chunk
+        if len(chunk) < size:
+            break
+        pos = nl + 2 + size + 2
+    return http, bytes(out), complete
