@@ -182,6 +182,7 @@ def main(argv) -> int:
         loaded = [e for e in ic.audit_events() if e.get("event") == "policy_loaded"]
         checks.expect(len(loaded) == 1 and loaded[0].get("component") == "icap",
                       "audit: policy_loaded at start")
+        mem_start = ic.children_memory()
 
         print("== c-icap-client")
         out = os.path.join(ic.dir, "out.bin")
@@ -315,6 +316,14 @@ def main(argv) -> int:
         ev = one_event(url, "blocked", "lab-crl", "truncated CRL: blocked (aborted)")
         checks.expect(str(ev.get("verdict", "")).startswith("aborted"),
                       "audit: verdict says the transfer was aborted", str(ev))
+
+        mem = ic.children_memory()
+        grew = max((hwm - mem_start.get(pid, (rss, 0))[0] for pid, (rss, hwm) in mem.items()),
+                   default=-1)
+        checks.expect(0 <= grew < 16 << 20,
+                      f"memory: after 20 MB bodies (streamed, blocked, cut) the c-icap children "
+                      f"peaked {grew / 1048576:.1f} MiB above their start (< 16 MiB)",
+                      str({p: (mem_start.get(p), m) for p, m in mem.items()}))
 
         print("== RESPMOD: bad input")
         url = "http://crl.lab.test/noreq.crl"

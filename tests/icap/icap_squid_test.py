@@ -92,6 +92,10 @@ def sha(path: str) -> str:
 GENUINE = [
     ("small CRL (crl-files)", "http://crl.lab-ca.test/pki/lab.crl", "crl.der",
      "application/pkix-crl", "auto", "crl-files", "crl"),
+    ("40 KB CRL (past the 32 KiB hold window)", "http://crl.lab-ca.test/pki/40k.crl",
+     "crl-40k.crl", "application/pkix-crl", "auto", "crl-files", "crl"),
+    ("70 KB CRL (past Squid's 64 KB Allow-204 limit)", "http://crl.lab-ca.test/pki/70k.crl",
+     "crl-70k.crl", "application/pkix-crl", "auto", "crl-files", "crl"),
     ("20 MB CRL (crl-files)", "http://crl.lab-ca.test/pki/big.crl", "big.crl",
      "application/pkix-crl", "auto", "crl-files", "crl"),
     ("PEM CRL from a CA host", "http://crl.verisign.com/lab/pem.crl", "crl.pem",

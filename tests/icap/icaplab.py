@@ -315,6 +315,22 @@ Include {include}
                 return
             time.sleep(0.1)
 
+    def children_memory(self) -> dict[int, tuple[int, int]]:
+        """{pid: (VmRSS, VmHWM) in bytes} for the lab's c-icap children (not the main
+        process, which serves no requests)."""
+        out = {}
+        main = self.proc.pid if self.proc else None
+        for pid in _lab_pids(self.conf):
+            if pid == main:
+                continue
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    st = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+                out[pid] = (int(st["VmRSS"].split()[0]) * 1024, int(st["VmHWM"].split()[0]) * 1024)
+            except (OSError, KeyError, ValueError):
+                pass
+        return out
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

@@ -3,7 +3,7 @@
 impostors. usage: testdata.py DIR   (idempotent: a complete DIR is left as it is)
 
 Genuine: a CA (ca.pem, ca.der: a DER certificate), a leaf certificate, a small CRL
-(crl.der, a few revocations), a ~20 MB CRL (big.crl: the CA database's index file is
+(crl.der, a few revocations), CRLs of about 40 and 70 KB, a ~20 MB CRL (big.crl: the CA database's index file is
 written directly with 560,000 revoked serials, then `openssl ca -gencrl`), its PEM form
 (crl.pem), an OCSP request and response for the leaf (ocsp-req.der, ocsp-resp.der,
 `openssl ocsp`), a certs-only PKCS#7 bundle (ca.p7c, `openssl crl2pkcs7 -nocrl`).
@@ -22,7 +22,7 @@ import time
 
 BIG_REVOCATIONS = 560_000
 
-FILES = ["ca.pem", "ca.der", "leaf.pem", "crl.der", "crl.pem", "big.crl", "ocsp-req.der",
+FILES = ["ca.pem", "ca.der", "leaf.pem", "crl.der", "crl.pem", "crl-40k.crl", "crl-70k.crl", "big.crl", "ocsp-req.der",
          "ocsp-resp.der", "ca.p7c", "page.html", "app.exe", "junk20m.bin", "junk1m.bin",
          "big-truncated.crl", "crl.der.gz", "crl-appended.crl"]
 
@@ -87,6 +87,13 @@ def make(d: str):
            for i in range(5)]
     gencrl(d, few, "index-small.txt", "crl.der")
     os.replace(os.path.join(d, "crl.der.pem"), os.path.join(d, "crl.pem"))
+    # around Squid's 64 KB limits (Allow: 204 outside the preview, bug 5352) and the
+    # service's 32 KiB hold window
+    for name, n in (("crl-40k.crl", 1100), ("crl-70k.crl", 1950)):
+        lines = [f"R\t301231235959Z\t241201000000Z,keyCompromise\t{0x30000 + i:032X}\tunknown\t/CN=m{i}\n"
+                 for i in range(n)]
+        gencrl(d, lines, "index-" + name + ".txt", name)
+        os.remove(os.path.join(d, name + ".pem"))
     # ~20 MB CRL: the index file written directly
     lines = [f"R\t301231235959Z\t241201000000Z,keyCompromise\t{0x100000 + i:032X}\tunknown\t/CN=r{i}\n"
              for i in range(BIG_REVOCATIONS)]
