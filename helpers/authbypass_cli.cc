@@ -2,16 +2,19 @@
 // Exit codes: 0 ok, 1 policy or test failure, 2 usage error.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "authbypass/explain.h"
 #include "authbypass/policy.h"
 #include "authbypass/policy_check.h"
+#include "authbypass/report.h"
 #include "authbypass/squid_config.h"
 
 namespace {
@@ -34,6 +37,12 @@ Commands:
   explain POLICY --url URL [--method M] [--user-agent UA] [--src IP] [--date YYYY-MM-DD]
         Show the decision for one request, the deciding rule, and for the
         nearest other rules which criterion failed.
+  report LOG... [--policy POLICY] [--since T] [--until T] [--format text|json|csv]
+         [--hours HH-HH] [--top N] [--burst N]
+        For auditors: bypasses per rule, client and host, blocked responses and
+        reasons, shadow hits, rules never hit, expiring rules, anomalies. Reads
+        helper and ICAP audit logs (plain or .gz) and Squid access logs with %ea.
+        T is RFC 3339 (2026-12-01T08:00:00Z) or a date (2026-12-01, UTC).
   squid-config POLICY [--helper PATH] [--policy-path PATH] [--audit-log FILE|--no-audit]
                [--icap URL|--no-icap] [--ttl S] [--children N]
         Print the squid.conf drop-in for this policy: the helper, a built-in
@@ -262,6 +271,73 @@ int cmd_explain(int argc, char** argv) {
 
 }  // namespace
 
+int cmd_report(int argc, char** argv) {
+  Args a = parse_args(
+      argc, argv, 2,
+      {"--policy", "--since", "--until", "--format", "--hours", "--top", "--burst", "--date"}, {});
+  if (!a.error.empty()) return usage_error(a.error);
+  if (a.positional.empty()) return usage_error("report needs at least one LOG file");
+  ReportOptions o;
+  std::string err;
+  auto today = date_option(a, &err);
+  if (!today) return usage_error(err);
+  o.today = *today;
+  for (const char* name : {"--since", "--until"}) {
+    if (auto it = a.options.find(name); it != a.options.end()) {
+      auto t = parse_time_ms(it->second);
+      if (!t) {
+        return usage_error("bad " + std::string(name) + " '" + it->second +
+                           "' (expected 2026-12-01 or 2026-12-01T08:00:00Z)");
+      }
+      (std::string_view(name) == "--since" ? o.since_ms : o.until_ms) = *t;
+    }
+  }
+  if (auto it = a.options.find("--hours"); it != a.options.end()) {
+    int from = -1, to = -1;
+    char dash = 0;
+    if (std::sscanf(it->second.c_str(), "%d%c%d", &from, &dash, &to) != 3 || dash != '-' ||
+        from < 0 || from > 23 || to < 0 || to > 24 || from == to) {
+      return usage_error("bad --hours '" + it->second + "' (expected e.g. 07-20)");
+    }
+    o.hours = std::pair{from, to};
+  }
+  auto number = [&](const char* name, int lo, int hi, auto& field) {
+    auto it = a.options.find(name);
+    if (it == a.options.end()) return true;
+    char* end = nullptr;
+    long v = std::strtol(it->second.c_str(), &end, 10);
+    if (end == it->second.c_str() || *end != '\0' || v < lo || v > hi) return false;
+    field = static_cast<std::remove_reference_t<decltype(field)>>(v);
+    return true;
+  };
+  if (!number("--top", 1, 100000, o.top)) return usage_error("--top needs a number 1-100000");
+  if (!number("--burst", 1, 1000000, o.burst_per_minute))
+    return usage_error("--burst needs a number of events per minute");
+  std::string format = "text";
+  if (auto it = a.options.find("--format"); it != a.options.end()) format = it->second;
+  if (format != "text" && format != "json" && format != "csv")
+    return usage_error("--format must be text, json or csv");
+  if (auto it = a.options.find("--policy"); it != a.options.end()) {
+    o.policy = load_or_report(it->second);
+    if (!o.policy) return kFailure;
+  }
+  ReportBuilder report(std::move(o));
+  int rc = kOk;
+  for (const std::string& path : a.positional) {
+    std::string ferr;
+    if (!report.add_file(path, &ferr)) {
+      std::cerr << "authbypass: " << ferr << "\n";
+      rc = kFailure;
+    }
+  }
+  std::cout << (format == "json" ? report.json() : format == "csv" ? report.csv() : report.text());
+  if (report.malformed() > 0) {
+    std::cerr << "authbypass: " << report.malformed() << " malformed line"
+              << (report.malformed() == 1 ? "" : "s") << " skipped (see the report)\n";
+  }
+  return rc;
+}
+
 int cmd_squid_config(int argc, char** argv) {
   Args a = parse_args(argc, argv, 2,
                       {"--helper", "--policy-path", "--audit-log", "--icap", "--ttl", "--children"},
@@ -325,6 +401,7 @@ int main(int argc, char** argv) {
     if (cmd == "test") return cmd_test(argc, argv);
     if (cmd == "explain") return cmd_explain(argc, argv);
     if (cmd == "squid-config") return cmd_squid_config(argc, argv);
+    if (cmd == "report") return cmd_report(argc, argv);
     return usage_error("unknown command '" + std::string(cmd) + "'");
   } catch (const std::exception& e) {
     std::cerr << "authbypass: internal error: " << e.what() << "\n";

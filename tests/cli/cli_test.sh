@@ -85,6 +85,25 @@ squid_config)
   run squid-config "$policy" --ttl x; expect_rc 2; expect_err "--ttl needs seconds 0-86400"
   run squid-config "$policy" --helper "/a b"; expect_rc 2; expect_err "cannot hold spaces"
   run squid-config "$tmp/nope.yaml"; expect_rc 1; expect_err "cannot read policy" ;;
+report)
+  cat >"$tmp/a.log" <<'LOG'
+{"ts":"2026-11-02T10:00:00.000Z","component":"helper","event":"bypass","rule":"crl-files","owner":"secops@example.com","src":"10.0.0.1","method":"GET","url":"http://crl.verisign.com/pca3.crl","host":"crl.verisign.com","user_agent":"Microsoft-CryptoAPI/10.0"}
+{"ts":"2026-11-02T10:00:01.000Z","component":"icap","event":"blocked","rule":"crl-files","src":"10.0.0.2","url":"http://evil.test/x.crl","host":"evil.test","reason":"not revocation data: HTML/XML"}
+garbage
+LOG
+  gzip -c "$tmp/a.log" >"$tmp/a.log.gz"
+  run report "$tmp/a.log" "$tmp/a.log.gz" --policy "$policy"; expect_rc 0
+  expect_out "time range: 2026-11-02T10:00:00.000Z .. 2026-11-02T10:00:01.000Z"
+  expect_out "not revocation data: HTML/XML"; expect_out "Rules never hit"
+  expect_err "2 malformed lines skipped"
+  run report "$tmp/a.log" --format json; expect_rc 0
+  /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["events"]["helper/bypass"]==1, d' "$tmp/out" || fail "JSON output"
+  run report "$tmp/a.log" --format csv; expect_rc 0; expect_out "rule,crl-files,2,"
+  run report; expect_rc 2; expect_err "report needs at least one LOG file"
+  run report "$tmp/a.log" --since yesterday; expect_rc 2; expect_err "bad --since 'yesterday'"
+  run report "$tmp/a.log" --hours 7; expect_rc 2; expect_err "bad --hours '7'"
+  run report "$tmp/a.log" --format xml; expect_rc 2
+  run report "$tmp/nope.log"; expect_rc 1; expect_err "nope.log: cannot open" ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
 echo "ok [$case_name]"
