@@ -10,7 +10,6 @@ mkdir -p "$dir"
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-bench -j"$(nproc)" --target authbypass_cli ext_authbypass_acl >/dev/null
 if [ ! -s "$dir/seed.log" ]; then
-  /usr/bin/python3 tests/bench/helper_gen_lines.py 200000 >/dev/null 2>&1 || true
   OUT="$dir" /usr/bin/python3 tests/bench/helper_gen_lines.py 200000 >/dev/null
   build-bench/helpers/ext_authbypass_acl --policy config/policy.yaml --audit-log "$dir/seed.log" \
     <"$dir/authbypass.txt" >/dev/null 2>&1
