@@ -316,6 +316,17 @@ def main(argv) -> int:
         ev = one_event(url, "blocked", "lab-crl", "truncated CRL: blocked (aborted)")
         checks.expect(str(ev.get("verdict", "")).startswith("aborted"),
                       "audit: verdict says the transfer was aborted", str(ev))
+        # mid-stream failure: junk at 10 MB inside a 20 MB CRL
+        url = "http://crl.lab.test/corrupt.crl"
+        corrupt = read(d["big-corrupt.crl"])
+        st, lines, rest = respmod(ic, url, corrupt, allow204=False, timeout=60)
+        sl, body, complete = http_status(rest, lines)
+        checks.expect(st == 200 and not complete and len(body) < 10_000_000 + 65536,
+                      f"20 MB CRL with junk at 10 MB: cut mid-stream after {len(body)} bytes",
+                      f"ICAP {st} {sl} complete={complete}")
+        ev = one_event(url, "blocked", "lab-crl", "corrupt CRL: blocked (aborted)")
+        checks.expect(str(ev.get("verdict", "")).startswith("aborted"),
+                      "audit: verdict 'aborted after N bytes'", str(ev))
 
         mem = ic.children_memory()
         grew = max((hwm - mem_start.get(pid, (rss, 0))[0] for pid, (rss, hwm) in mem.items()),

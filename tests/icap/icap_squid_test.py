@@ -126,6 +126,13 @@ IMPOSTORS = [
      "big-truncated.crl", "application/pkix-crl", None),
 ]
 
+# Caught by `full` only: its first 1024 bytes are a genuine CRL's of the declared size, so
+# `preview` answers 204 and the rest streams past unchecked (docs/icap-service.md).
+FULL_ONLY = [
+    ("20 MB CRL with junk at 10 MB", "http://evil.example.test/corrupt.crl",
+     "big-corrupt.crl", "application/pkix-crl", "auto"),
+]
+
 
 def run_mode(mode: str, helper: str, module: str, policy: str, data: str, checks: Checks,
              started: list[int]):
@@ -148,7 +155,7 @@ def run_mode(mode: str, helper: str, module: str, policy: str, data: str, checks
                         and e.get("event") in ("verified", "blocked")]
             return lab.wait_for(find, timeout) or []
 
-        for _label, url, name, ct, cl, *_ in GENUINE + IMPOSTORS:
+        for _label, url, name, ct, cl, *_ in GENUINE + IMPOSTORS + FULL_ONLY:
             lab.origin.serve("/" + url.split("/", 3)[3], file=f[name], content_type=ct,
                              content_length=cl)
 
@@ -167,7 +174,15 @@ def run_mode(mode: str, helper: str, module: str, policy: str, data: str, checks
             checks.expect(ok, f"[{mode}] audit: one verified event, rule {rule}", str(evs))
 
         print("== impostors")
-        for label, url, name, _ct, _cl in IMPOSTORS:
+        if mode == "preview":
+            for label, url, name, _ct, _cl in FULL_ONLY:
+                r = lab.download(url, out("dl"), ua=CRYPTOAPI)
+                evs = event_for(url)
+                checks.expect(r["status"] == 200 and len(evs) == 1
+                              and evs[0].get("verdict") == "identified crl (preview)",
+                              f"[{mode}] {label}: passes in preview mode, as documented "
+                              "(identified from the preview)", str((r, evs)))
+        for label, url, name, _ct, _cl in IMPOSTORS + (FULL_ONLY if mode == "full" else []):
             size = os.path.getsize(f[name])
             r = lab.download(url, out("dl"), ua=CRYPTOAPI)
             got = open(out("dl"), "rb").read() if os.path.exists(out("dl")) else b""
@@ -237,7 +252,7 @@ def run_mode(mode: str, helper: str, module: str, policy: str, data: str, checks
 
         print("== one event per bypassed request")
         evs = [e for e in ic.audit_events() if e.get("event") in ("verified", "blocked")]
-        want = len(GENUINE) + len(IMPOSTORS) + 2 + 40
+        want = len(GENUINE) + len(IMPOSTORS) + len(FULL_ONLY) + 2 + 40
         checks.expect(len(evs) == want, f"[{mode}] {len(evs)} ICAP events for {want} bypassed requests")
 
         print("== c-icap stopped: fail closed")

@@ -8,7 +8,8 @@ written directly with 560,000 revoked serials, then `openssl ca -gencrl`), its P
 (crl.pem), an OCSP request and response for the leaf (ocsp-req.der, ocsp-resp.der,
 `openssl ocsp`), a certs-only PKCS#7 bundle (ca.p7c, `openssl crl2pkcs7 -nocrl`).
 Impostors: page.html, app.exe (MZ header), junk20m.bin (20 MB of random bytes),
-junk1m.bin (1 MB), big-truncated.crl (the 20 MB CRL without its last 100 KB), crl.der.gz
+junk1m.bin (1 MB), big-truncated.crl (the 20 MB CRL without its last 100 KB),
+big-corrupt.crl (the 20 MB CRL with 64 KB of random bytes at 10 MB), crl.der.gz
 (the CRL gzip-compressed), crl-appended.crl (the CRL with bytes after it).
 """
 
@@ -24,7 +25,7 @@ BIG_REVOCATIONS = 560_000
 
 FILES = ["ca.pem", "ca.der", "leaf.pem", "crl.der", "crl.pem", "crl-40k.crl", "crl-70k.crl", "big.crl", "ocsp-req.der",
          "ocsp-resp.der", "ca.p7c", "page.html", "app.exe", "junk20m.bin", "junk1m.bin",
-         "big-truncated.crl", "crl.der.gz", "crl-appended.crl"]
+         "big-truncated.crl", "big-corrupt.crl", "crl.der.gz", "crl-appended.crl"]
 
 
 def run(*cmd, cwd):
@@ -125,6 +126,11 @@ def make(d: str):
     size = os.path.getsize(big)
     with open(big, "rb") as fi, open(os.path.join(d, "big-truncated.crl"), "wb") as fo:
         fo.write(fi.read(size - 100_000))
+    # the 20 MB CRL with 64 KB of junk in the middle (same size): fails mid-stream
+    with open(big, "rb") as fi, open(os.path.join(d, "big-corrupt.crl"), "wb") as fo:
+        b = bytearray(fi.read())
+        b[10_000_000:10_000_000 + 65536] = os.urandom(65536)
+        fo.write(b)
     with open(os.path.join(d, "crl.der"), "rb") as f:
         crl = f.read()
     with open(os.path.join(d, "crl.der.gz"), "wb") as f:
