@@ -440,6 +440,24 @@ def main(argv) -> int:
         rej = [e for e in ic.audit_events() if e.get("event") == "policy_rejected"]
         checks.expect(len(rej) >= 1 and rej[0].get("reason"), "audit: policy_rejected with the error")
 
+        print("== logrotate: the audit log is reopened")
+        os.rename(ic.audit_log, ic.audit_log + ".1")
+        time.sleep(1.2)
+        url = "http://crl.lab.test/after-rotate.crl"
+        respmod(ic, url, crl)  # the first request after a second notices the move
+        respmod(ic, url + "?2", crl)
+        time.sleep(0.3)
+        new = [e.get("url") for e in ic.audit_events()]
+        checks.expect(url + "?2" in new, "after the move, events go to a new audit.log", str(new))
+        with open(ic.audit_log + ".1") as fa, open(ic.audit_log, "a") as fb:
+            old_lines = fa.read()
+        with open(ic.audit_log) as fb:
+            new_lines = fb.read()
+        with open(ic.audit_log, "w") as fb:
+            fb.write(old_lines + new_lines)  # one log again, for the checks below
+        for u in (url, url + "?2"):
+            expected_events.append(("verified", "lab-crl", u))
+
         print("== audit log as a whole")
         evs = [e for e in ic.audit_events() if e.get("event") in ("verified", "blocked")]
         checks.expect(len(evs) == len(expected_events),
@@ -472,6 +490,35 @@ def main(argv) -> int:
         lab_dir = ic.dir
         ic.stop()
         os.unlink(policy_file.name)
+
+    print("== no valid policy at start")
+    broken = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    broken.write("version: 1\nrules: [\n")
+    broken.close()
+    ic2 = CIcap(module, broken.name, verify="full", verbose=True)
+    try:
+        ic2.start()
+        pids.append(ic2.proc.pid)
+        st, lines, rest = respmod(ic2, "http://crl.lab.test/x.crl", crl)
+        checks.expect("403" in http_status(rest, lines)[0],
+                      "no valid policy: a request that may be a bypass is blocked")
+        st, _l, _r = respmod(ic2, "http://crl.lab.test/x.crl", crl,
+                             icap_headers=[f"X-Client-IP: {CLIENT}", "X-Authenticated-User: Ym9i"])
+        checks.expect(st == 204, "no valid policy: authenticated requests still get 204")
+        evs = ic2.audit_events()
+        checks.expect(any(e.get("event") == "policy_rejected" for e in evs)
+                      and any(e.get("reason") == "no valid policy loaded" for e in evs),
+                      "audit: policy_rejected at start, blocked with 'no valid policy loaded'")
+        ic2.write_policy(POLICY)
+        time.sleep(1.6)
+        res = [respmod(ic2, f"http://crl.lab.test/fixed-{i}.crl", crl)[0] for i in range(8)]
+        checks.expect(all(r == 204 for r in res),
+                      f"the fixed policy is loaded without a restart ({res})")
+    except (IcapLabError, OSError) as e:
+        checks.failures.append(f"lab error (no policy): {e}")
+    finally:
+        ic2.stop()
+        os.unlink(broken.name)
 
     print("== cleanup")
     checks.expect(not ic.leftover_pids, "c-icap children exited with the main process"
