@@ -104,29 +104,29 @@ struct Config {
 
 Config g_config;
 
-// Parses "123", "64K", "100M", "1G" (binary multiples; a trailing B or iB is allowed).
+// Parses "123", "64K", "100M", "1G" (binary multiples; "KB", "KiB" etc. also accepted).
 std::optional<std::uint64_t> parse_size(std::string_view s) {
   std::uint64_t v = 0;
   std::size_t i = 0;
-  if (s.empty()) return std::nullopt;
   for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
     if (v > (UINT64_MAX - 9) / 10) return std::nullopt;
     v = v * 10 + static_cast<unsigned>(s[i] - '0');
   }
   if (i == 0) return std::nullopt;
-  std::string_view unit = s.substr(i);
-  std::uint64_t mul = 1;
-  if (!unit.empty()) {
-    switch (unit[0]) {
-      case 'k': case 'K': mul = 1024; break;
-      case 'm': case 'M': mul = 1024 * 1024; break;
-      case 'g': case 'G': mul = 1024ull * 1024 * 1024; break;
-      case 'b': case 'B': mul = 1; unit = unit.substr(0, 0); break;
-      default: return std::nullopt;
-    }
-    if (!unit.empty()) unit.remove_prefix(1);
-    if (unit == "iB" || unit == "ib" || unit == "B" || unit == "b") unit = {};
-    if (!unit.empty()) return std::nullopt;
+  std::string unit(s.substr(i));
+  for (char& c : unit)
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  std::uint64_t mul = 0;
+  if (unit.empty() || unit == "B") {
+    mul = 1;
+  } else if (unit == "K" || unit == "KB" || unit == "KIB") {
+    mul = 1024;
+  } else if (unit == "M" || unit == "MB" || unit == "MIB") {
+    mul = 1024 * 1024;
+  } else if (unit == "G" || unit == "GB" || unit == "GIB") {
+    mul = 1024ull * 1024 * 1024;
+  } else {
+    return std::nullopt;
   }
   if (v != 0 && mul > UINT64_MAX / v) return std::nullopt;
   return v * mul;

@@ -520,6 +520,41 @@ def main(argv) -> int:
         ic2.stop()
         os.unlink(broken.name)
 
+    print("== directives")
+    policy_file2 = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    policy_file2.write(POLICY)
+    policy_file2.close()
+    ic3 = CIcap(module, policy_file2.name, verify="full",
+                extra_conf="authbypass.MaxBodySize crl 1K\nauthbypass.MaxBodySize ocsp 64KiB\n")
+    try:
+        ic3.start()
+        pids.append(ic3.proc.pid)
+        st, _l, _r = respmod(ic3, "http://crl.lab.test/small.crl", crl)
+        checks.expect(st == 204, f"MaxBodySize crl 1K: a {len(crl)}-byte CRL passes ({st})")
+        st, lines, rest = respmod(ic3, "http://crl.lab.test/40k.crl", read(d["crl-40k.crl"]))
+        checks.expect("403" in http_status(rest, lines)[0], "MaxBodySize crl 1K: a 40 KB CRL is blocked")
+        time.sleep(0.2)
+        evs = [e for e in ic3.audit_events() if e.get("url") == "http://crl.lab.test/40k.crl"]
+        checks.expect(len(evs) == 1 and "cap" in (evs[0].get("reason") or ""),
+                      "audit: the reason names the cap", str(evs))
+    except (IcapLabError, OSError) as e:
+        checks.failures.append(f"lab error (directives): {e}")
+    finally:
+        ic3.stop()
+    for bad in ("authbypass.Verify sometimes", "authbypass.MaxBodySize crl lots",
+                "authbypass.MaxBodySize pdf 1M", "authbypass.MaxBodySize crl 1M 2M"):
+        ic4 = CIcap(module, policy_file2.name, extra_conf=bad + "\n")
+        try:
+            ic4.start(ready_timeout=5)
+            pids.append(ic4.proc.pid)
+            refused = False
+        except IcapLabError:
+            refused = True
+        finally:
+            ic4.stop()
+        checks.expect(refused, f"c-icap refuses to start with '{bad}'")
+    os.unlink(policy_file2.name)
+
     print("== cleanup")
     checks.expect(not ic.leftover_pids, "c-icap children exited with the main process"
                   + (f" (killed {ic.leftover_pids})" if ic.leftover_pids else ""))
