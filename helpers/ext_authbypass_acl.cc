@@ -1,14 +1,18 @@
 // ext_authbypass_acl: Squid external ACL helper (DESIGN §3). Reads request lines on stdin,
 // asks the engine, answers OK/ERR on stdout, writes audit events. Never exits on its own
 // except at end of input: a helper that exits makes Squid die.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,7 +43,8 @@ constexpr std::size_t kEchoPrefix = 64;  // bytes of an over-long line kept to f
 
 const char kUsage[] =
     "usage: ext_authbypass_acl --policy FILE [--format TOKENS] [--channel-id auto|yes|no]\n"
-    "                          [--audit-log FILE] [--syslog] [--check-interval MS] [-d]\n"
+    "                          [--audit-log FILE] [--syslog[=FACILITY]] [--stats-file FILE]\n"
+    "                          [--check-interval MS] [-d]\n"
     "\n"
     "Squid external ACL helper: answers OK for requests the authbypass policy lets skip\n"
     "proxy authentication, ERR otherwise. See ext_authbypass_acl(8).\n"
@@ -49,7 +54,10 @@ const char kUsage[] =
     "                       \"%SRC %METHOD %#URI %#>ha{User-Agent}\"\n"
     "  --channel-id MODE    lines start with a concurrency channel id: auto (default), yes, no\n"
     "  --audit-log FILE     append JSON audit events (reopened on SIGHUP)\n"
-    "  --syslog             send audit events to syslog (authpriv.info) too\n"
+    "  --syslog[=FACILITY]  send audit events to syslog too (default authpriv; auth, daemon,\n"
+    "                       user, local0..local7)\n"
+    "  --stats-file FILE    keep counters (per-rule hits, shadow hits, errors, reloads,\n"
+    "                       policy hash) in FILE, replaced atomically at most once a second\n"
     "  --check-interval MS  how often to look at the policy file (default 1000)\n"
     "  -d, --debug          diagnostics on stderr for every bad line\n";
 
@@ -59,6 +67,8 @@ struct Options {
   squid::ChannelMode channel = squid::ChannelMode::kAuto;
   std::string audit_log;
   bool syslog = false;
+  int syslog_facility = -1;
+  std::string stats_file;
   bool debug = false;
   long check_interval_ms = 1000;
 };
@@ -117,8 +127,21 @@ bool parse_args(int argc, char** argv, Options& o, std::string* error, bool* don
       const char* v = value(a);
       if (!v) return false;
       o.audit_log = v;
-    } else if (a == "--syslog") {
+    } else if (a == "--syslog" || a.starts_with("--syslog=")) {
       o.syslog = true;
+      if (a.size() > 9) {
+        auto f = authbypass::syslog_facility(a.substr(9));
+        if (!f) {
+          *error = "unknown syslog facility '" + std::string(a.substr(9)) +
+                   "' (auth, authpriv, daemon, user, local0..local7)";
+          return false;
+        }
+        o.syslog_facility = *f;
+      }
+    } else if (a == "--stats-file") {
+      const char* v = value(a);
+      if (!v) return false;
+      o.stats_file = v;
     } else if (a == "--check-interval") {
       const char* v = value(a);
       if (!v) return false;
@@ -177,7 +200,7 @@ class Helper {
       std::string err;
       if (!audit_.open_file(opts_.audit_log, &err)) say(err + " (audit events are lost)");
     }
-    if (opts_.syslog) audit_.enable_syslog("ext_authbypass_acl");
+    if (opts_.syslog) audit_.enable_syslog("ext_authbypass_acl", opts_.syslog_facility);
     report(source_.reload());
     flush_audit();
   }
@@ -186,6 +209,7 @@ class Helper {
   int run() {
     char buf[kReadChunk];
     for (;;) {
+      wait_for_input();
       ssize_t n = ::read(0, buf, sizeof buf);
       if (n < 0) {
         if (errno == EINTR) {
@@ -205,6 +229,7 @@ class Helper {
       flush_audit();
       if (!write_all(1, out_)) return 1;
       out_.clear();
+      maybe_write_stats(false);
     }
     if (!pending_.empty() || discarding_) {  // a last line without LF
       if (discarding_) {
@@ -215,10 +240,126 @@ class Helper {
       flush_audit();
       write_all(1, out_);
     }
+    maybe_write_stats(true);
     return 0;
   }
 
  private:
+  // Counters for --stats-file. Per-rule hits are kept by rule index for the policy in
+  // force (no lookup on the hot path) and folded into `by_id` when the policy changes.
+  struct Stats {
+    std::uint64_t lines = 0, bypass = 0, authenticate = 0, bad_lines = 0, malformed_requests = 0,
+                  internal_errors = 0, reloads = 0, reloads_rejected = 0;
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> by_id;  // bypass, shadow
+  };
+
+  void count_decision(const Decision& d) {
+    if (!opts_.stats_file.empty() && hits_policy_ != policy_.get()) fold_hits();
+    if (d.bypass()) {
+      ++stats_.bypass;
+    } else {
+      ++stats_.authenticate;
+    }
+    if (opts_.stats_file.empty()) return;
+    if (d.bypass() && d.rule) ++hits_[d.rule->index].first;
+    for (std::size_t i = 0; i < d.shadow_count; ++i) ++hits_[d.shadow[i]->index].second;
+    stats_dirty_ = true;
+  }
+
+  void fold_hits() {
+    if (hits_owner_) {
+      const auto& rules = hits_owner_->rules();
+      for (std::size_t i = 0; i < hits_.size() && i < rules.size(); ++i) {
+        if (hits_[i].first == 0 && hits_[i].second == 0) continue;
+        auto& slot = stats_.by_id[rules[i].id];
+        slot.first += hits_[i].first;
+        slot.second += hits_[i].second;
+      }
+    }
+    hits_owner_ = policy_;
+    hits_policy_ = policy_.get();
+    hits_.assign(policy_ ? policy_->rules().size() : 0, {0, 0});
+  }
+
+  // Blocks until stdin is readable; when counters are waiting to be written, wakes in
+  // time to write them (so an idle helper's stats file is at most a second old).
+  void wait_for_input() {
+    if (opts_.stats_file.empty() || !stats_dirty_) return;
+    pollfd p{0, POLLIN, 0};
+    for (;;) {
+      const auto now = std::chrono::steady_clock::now();
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          last_stats_ + std::chrono::seconds(1) - now);
+      int r = ::poll(&p, 1, static_cast<int>(std::max<long long>(0, left.count())));
+      if (r != 0) return;  // input, EOF, error or a signal: let read() tell
+      maybe_write_stats(false);
+      if (!stats_dirty_) return;
+    }
+  }
+
+  // Writes the counters (atomically: a temporary file renamed over FILE) if a second has
+  // passed since the last write, or always when `force`. "%p" in FILE is the helper's PID.
+  void maybe_write_stats(bool force) {
+    if (opts_.stats_file.empty()) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (!force && (!stats_dirty_ || now - last_stats_ < std::chrono::seconds(1))) return;
+    last_stats_ = now;
+    stats_dirty_ = false;
+    fold_hits();
+    std::string path = opts_.stats_file;
+    if (auto at = path.find("%p"); at != std::string::npos)
+      path.replace(at, 2, std::to_string(::getpid()));
+    std::string j = "{\"stats\":\"ext_authbypass_acl\",\"pid\":" + std::to_string(::getpid());
+    auto num = [&](const char* k, std::uint64_t v) {
+      j += ",\"";
+      j += k;
+      j += "\":" + std::to_string(v);
+    };
+    j += ",\"ts\":";
+    authbypass::append_json_string(j, iso_now());
+    auto p = source_.current();
+    j += ",\"policy_sha256\":";
+    authbypass::append_json_string(j, p ? p->sha256() : std::string());
+    j += ",\"policy_file\":";
+    authbypass::append_json_string(j, source_.path());
+    num("lines", stats_.bypass + stats_.authenticate + stats_.bad_lines +
+                     stats_.malformed_requests + stats_.internal_errors);
+    num("bypass", stats_.bypass);
+    num("authenticate", stats_.authenticate);
+    num("bad_lines", stats_.bad_lines);
+    num("malformed_requests", stats_.malformed_requests);
+    num("internal_errors", stats_.internal_errors);
+    num("reloads", stats_.reloads);
+    num("reloads_rejected", stats_.reloads_rejected);
+    num("regex_faults", p ? p->regex_faults() : 0);
+    j += ",\"rules\":{";
+    bool first = true;
+    for (const auto& [id, h] : stats_.by_id) {
+      if (!first) j += ',';
+      first = false;
+      authbypass::append_json_string(j, id);
+      j += ":{\"bypass\":" + std::to_string(h.first) + ",\"shadow\":" + std::to_string(h.second) +
+           "}";
+    }
+    j += "}}\n";
+    const std::string tmp = path + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0 || !write_all(fd, j) || ::close(fd) != 0 ||
+        ::rename(tmp.c_str(), path.c_str()) != 0) {
+      if (!stats_warned_) say("cannot write the stats file " + path + ": " + std::strerror(errno));
+      stats_warned_ = true;
+      if (fd >= 0) ::unlink(tmp.c_str());
+    }
+  }
+
+  static std::string iso_now() {
+    std::string line;
+    authbypass::append_audit_json(line, AuditEvent{}, std::chrono::system_clock::now());
+    // {"ts":"2026-...Z"}\n -> the timestamp
+    auto q = line.find('"', 7);
+    return line.substr(7, q - 7);
+  }
+
   void housekeeping() {
     if (g_hup) {
       g_hup = 0;
@@ -243,11 +384,13 @@ class Helper {
     e.component = "helper";
     e.file = source_.path();
     if (o.kind == Kind::kLoaded) {
+      ++stats_.reloads;
       e.event = "policy_loaded";
       e.policy_sha256 = p->sha256();
       say("policy " + source_.path() + " loaded (" + std::to_string(p->rules().size()) +
           " rules, sha256 " + p->sha256().substr(0, 12) + ")");
     } else {
+      ++stats_.reloads_rejected;
       e.event = "policy_rejected";
       std::string why;
       for (const std::string& err : o.errors) {
@@ -316,6 +459,7 @@ class Helper {
       parsed = &parser_.parse(line);
       if (!parsed->error.empty()) {
         squid::append_error(out_, parsed->channel, parsed->error);
+        ++stats_.bad_lines;
         if (opts_.debug) say("bad line: " + std::string(parsed->error));
         return;
       }
@@ -329,15 +473,18 @@ class Helper {
       }
       if (!request_.parse(parsed->input)) {
         squid::append_error(out_, parsed->channel, request_.error());
+        ++stats_.malformed_requests;
         if (opts_.debug) say("malformed request: " + std::string(request_.error()));
         return;
       }
       Decision d = policy_->decide(request_, today_);
       squid::append_decision(out_, parsed->channel, d);
+      count_decision(d);
       if (audit_.enabled() && (d.bypass() || d.shadow_count > 0))
         audit_decision(d, parsed->input.src);
     } catch (const std::exception& e) {
       squid::append_broken(out_, parsed ? parsed->channel : std::string_view(), "internal error");
+      ++stats_.internal_errors;
       say(std::string("internal error: ") + e.what());
     }
   }
@@ -377,6 +524,13 @@ class Helper {
   Request request_;
   std::string out_, audit_buf_, pending_, prefix_;
   bool discarding_ = false;
+  Stats stats_;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> hits_;
+  std::shared_ptr<const Policy> hits_owner_;
+  const Policy* hits_policy_ = nullptr;
+  bool stats_dirty_ = false;
+  bool stats_warned_ = false;
+  std::chrono::steady_clock::time_point last_stats_{};
   bool audit_warned_ = false;
 };
 

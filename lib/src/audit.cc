@@ -193,8 +193,20 @@ bool AuditLog::open_file(const std::string& path, std::string* error) {
   return reopen(error);
 }
 
-void AuditLog::enable_syslog(const char* ident) {
-  ::openlog(ident, LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
+std::optional<int> syslog_facility(std::string_view name) {
+  static constexpr std::pair<std::string_view, int> kNames[] = {
+      {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"daemon", LOG_DAEMON},
+      {"user", LOG_USER},     {"local0", LOG_LOCAL0},     {"local1", LOG_LOCAL1},
+      {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},     {"local4", LOG_LOCAL4},
+      {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6},     {"local7", LOG_LOCAL7}};
+  for (const auto& [n, f] : kNames) {
+    if (n == name) return f;
+  }
+  return std::nullopt;
+}
+
+void AuditLog::enable_syslog(const char* ident, int facility) {
+  ::openlog(ident, LOG_PID | LOG_NDELAY, facility < 0 ? LOG_AUTHPRIV : facility);
   syslog_ = true;
 }
 

@@ -377,6 +377,68 @@ bool parse_event(std::string_view line, Event& ev, std::vector<std::string>& buf
   }
 }
 
+// A helper stats file (`--stats-file`): one JSON object {"stats":"ext_authbypass_acl",...}.
+struct HelperStats {
+  std::int64_t pid = 0;
+  std::int64_t ts = -1;
+  std::string policy_sha256;
+  std::map<std::string, std::int64_t, std::less<>> counters;  // lines, bypass, ...
+  std::map<std::string, std::pair<std::int64_t, std::int64_t>, std::less<>> rules;
+};
+
+bool parse_stats(std::string_view line, HelperStats& st) {
+  JsonScanner j(line);
+  std::string b1, b2;
+  if (!j.eat('{')) return false;
+  bool marker = false;
+  for (;;) {
+    std::string_view key;
+    if (!j.string(key, b1) || !j.eat(':')) return false;
+    std::string k(key);
+    if (k == "stats" || k == "ts" || k == "policy_sha256" || k == "policy_file") {
+      std::string_view v;
+      if (!j.string(v, b2)) return false;
+      if (k == "stats") marker = v == "ext_authbypass_acl";
+      if (k == "ts") st.ts = parse_time_ms(v).value_or(-1);
+      if (k == "policy_sha256") st.policy_sha256 = std::string(v);
+    } else if (k == "rules") {
+      if (!j.eat('{')) return false;
+      if (!j.eat('}')) {
+        for (;;) {
+          std::string_view id;
+          if (!j.string(id, b2) || !j.eat(':') || !j.eat('{')) return false;
+          std::string rid(id);
+          std::pair<std::int64_t, std::int64_t> h{0, 0};
+          for (;;) {
+            std::string_view hk;
+            std::int64_t n = 0;
+            if (!j.string(hk, b1) || !j.eat(':') || !j.number(n)) return false;
+            if (hk == "bypass") h.first = n;
+            if (hk == "shadow") h.second = n;
+            if (j.eat(',')) continue;
+            if (!j.eat('}')) return false;
+            break;
+          }
+          st.rules[rid] = h;
+          if (j.eat(',')) continue;
+          if (!j.eat('}')) return false;
+          break;
+        }
+      }
+    } else {
+      std::int64_t n = 0;
+      if (!j.number(n)) return false;
+      if (k == "pid") {
+        st.pid = n;
+      } else {
+        st.counters[k] = n;
+      }
+    }
+    if (j.eat(',')) continue;
+    return j.eat('}') && j.at_end() && marker;
+  }
+}
+
 // The host of an absolute URL or of a CONNECT "host:port", lower-cased into `out`.
 std::string_view host_of_url(std::string_view url, std::string& out) {
   std::size_t scheme = url.find("://");
@@ -608,6 +670,7 @@ struct ReportBuilder::State {
   Table<std::uint8_t> host_in_ca;  // 1 = in some rule's hosts, 2 = not
   std::vector<std::string> bufs;
   std::string host_buf, line_buf, key_buf;
+  std::map<std::int64_t, HelperStats> helper_stats;  // latest snapshot per helper PID
 
   // Case-insensitive search for a lower-case ASCII needle.
   static bool contains_icase(std::string_view hay, std::string_view needle) {
@@ -739,6 +802,14 @@ struct ReportBuilder::State {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     std::size_t first = line.find_first_not_of(" \t");
     if (first == std::string_view::npos) return;  // blank lines are not counted as malformed
+    if (line.substr(first, 9) == "{\"stats\":") {
+      HelperStats st;
+      if (parse_stats(line, st)) {
+        auto& slot = helper_stats[st.pid];
+        if (slot.ts <= st.ts) slot = std::move(st);
+        return;
+      }
+    }
     Event ev;
     bool ok =
         line[first] == '{' ? parse_event(line, ev, bufs) : parse_access_line(line, ev, host_buf);
@@ -924,6 +995,30 @@ std::string ReportBuilder::text() const {
     out += "\n(give --policy POLICY for rules never hit, expiring rules and CA-host checks)\n";
   }
 
+  if (!s.helper_stats.empty()) {
+    out += "\nHelper counters (" + std::to_string(s.helper_stats.size()) +
+           " stats file(s), latest snapshot each, summed)\n";
+    std::map<std::string, std::int64_t> total;
+    std::map<std::string, std::pair<std::int64_t, std::int64_t>> rules;
+    for (const auto& [pid, st] : s.helper_stats) {
+      for (const auto& [k, v] : st.counters) total[k] += v;
+      for (const auto& [id, h] : st.rules) {
+        rules[id].first += h.first;
+        rules[id].second += h.second;
+      }
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& [k, v] : total)
+      rows.push_back({k, with_commas(static_cast<std::uint64_t>(v))});
+    out += table({"counter", "value"}, rows, {false, true});
+    rows.clear();
+    for (const auto& [id, h] : rules) {
+      rows.push_back({id, with_commas(static_cast<std::uint64_t>(h.first)),
+                      with_commas(static_cast<std::uint64_t>(h.second))});
+    }
+    out += table({"rule", "bypass", "shadow"}, rows, {false, true, true});
+  }
+
   out += "\nAnomalies\n";
   simple("  CryptoAPI / Sign-In Assistant user agents to hosts outside every CA rule", "host",
          s.ua_off_ca_hosts);
@@ -1070,6 +1165,29 @@ std::string ReportBuilder::json() const {
     out += std::to_string(s.off_hours);
     simple("outside_hours_clients", s.off_hours_clients, o.top);
   }
+  key("helper_stats");
+  out += '[';
+  for (const auto& [pid, st] : s.helper_stats) {
+    if (out.back() != '[') out += ',';
+    out += '{';
+    key("pid");
+    out += std::to_string(pid);
+    key("policy_sha256");
+    str(st.policy_sha256);
+    for (const auto& [k, v] : st.counters) {
+      key(k);
+      out += std::to_string(v);
+    }
+    key("rules");
+    out += '{';
+    for (const auto& [id, h] : st.rules) {
+      key(id);
+      out += "{\"bypass\":" + std::to_string(h.first) + ",\"shadow\":" + std::to_string(h.second) +
+             "}";
+    }
+    out += "}}";
+  }
+  out += ']';
   out += "}\n";
   return out;
 }

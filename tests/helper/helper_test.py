@@ -299,7 +299,52 @@ def case_audit():
         h.kill()
 
 
+def case_stats():
+    tmp = tempfile.mkdtemp(prefix="ab-helper-")
+    stats = os.path.join(tmp, "stats-%p.json")
+    h = Helper("--stats-file", stats, tmp=tmp)
+    try:
+        for i in range(10):
+            h.ask(f"{i} " + CRL, f"{i} " + OK_CRL)
+        h.ask("20 " + WWW, "20 ERR")
+        h.ask("21 10.1.2.3 GET", "21 ERR message=\"missing tokens for the helper's --format\"")
+        # Idle: the counters reach the file within about a second, without more input.
+        path = stats.replace("%p", str(h.p.pid))
+        deadline = time.time() + 5
+        st = None
+        while time.time() < deadline:
+            if os.path.exists(path):
+                st = json.load(open(path))
+                if st.get("lines") == 12:
+                    break
+            time.sleep(0.2)
+        if not st or st.get("lines") != 12:
+            fail(f"stats file not written while idle: {st}")
+        want = {"bypass": 10, "authenticate": 1, "bad_lines": 1, "reloads": 1}
+        for k, v in want.items():
+            if st.get(k) != v:
+                fail(f"stats {k}={st.get(k)}, expected {v}: {st}")
+        if st["rules"].get("ca-revocation-hosts") != {"bypass": 10, "shadow": 0}:
+            fail(f"per-rule hits: {st['rules']}")
+        if st["rules"].get("cryptoapi-ua-observe") != {"bypass": 0, "shadow": 10}:
+            fail(f"shadow hits: {st['rules']}")
+        if len(st["policy_sha256"]) != 64 or st["stats"] != "ext_authbypass_acl":
+            fail(f"stats header: {st}")
+        if any(n.endswith(".tmp") for n in os.listdir(tmp)):
+            fail("temporary stats file left behind")
+        h.close(0)
+        # `authbypass report` reads it.
+        cli = os.path.join(os.path.dirname(HELPER), "authbypass")
+        out = subprocess.run([cli, "report", path, "--format", "json"], capture_output=True, text=True)
+        rep = json.loads(out.stdout)
+        if rep["helper_stats"][0]["bypass"] != 10:
+            fail(f"report of the stats file: {rep['helper_stats']}")
+    finally:
+        h.kill()
+
+
 CASES = {
+    "stats": case_stats,
     "protocol": case_protocol,
     "bad_input": case_bad_input,
     "empty_stdin": case_empty_stdin,

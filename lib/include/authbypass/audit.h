@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -39,6 +40,10 @@ void append_audit_json(std::string& out, const AuditEvent& e,
 // Appends `s` as a JSON string literal (with quotes), escaped as above.
 void append_json_string(std::string& out, std::string_view s);
 
+// The syslog(3) facility for a name: auth, authpriv, daemon, user, local0 ... local7.
+// nullopt for any other name.
+std::optional<int> syslog_facility(std::string_view name);
+
 // Where audit lines go: a file (O_APPEND; reopen() after logrotate) and/or syslog
 // (LOG_AUTHPRIV, one message per line). Not thread-safe; one per process or thread.
 class AuditLog {
@@ -51,8 +56,9 @@ class AuditLog {
   // Opens (creating, mode 0640) `path`; false and *error on failure. The path is kept for
   // reopen(), which retries a failed open too.
   bool open_file(const std::string& path, std::string* error);
-  // Also sends each line to syslog with this ident.
-  void enable_syslog(const char* ident);
+  // Also sends each line to syslog with this ident, at level info of `facility`
+  // (LOG_AUTHPRIV by default; see syslog_facility()).
+  void enable_syslog(const char* ident, int facility = -1);
   // Closes and opens the file again (after logrotate moved it). False and *error on failure.
   bool reopen(std::string* error);
 
