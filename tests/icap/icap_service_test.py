@@ -54,6 +54,9 @@ rules:
   - id: lab-src
     match: {hosts: [src.lab.test], src: [10.9.0.0/16]}
     verify: crl
+  - id: lab-connect
+    match: {hosts: [login.lab.test], methods: [CONNECT], ports: [443]}
+    verify: none
 """
 
 NEW_RULE = """\
@@ -401,6 +404,10 @@ def main(argv) -> int:
         sl, _b, _c = http_status(rest, lines)
         checks.expect("403" in sl, "upload through a verify-none rule: 403", f"ICAP {st} {sl}")
         one_event(u, "blocked", "lab-none", "upload through verify none blocked")
+        st, _l, _r = icap_request(ic.port, "REQMOD", icap_headers=[f"X-Client-IP: {CLIENT}"],
+                                  req_hdr=["CONNECT login.lab.test:443 HTTP/1.1",
+                                           "Host: login.lab.test:443", f"User-Agent: {UA}"])
+        checks.expect(st == 204, f"REQMOD CONNECT host:port (verify none rule): 204 ({st})")
         u = "http://ocsp.lab.test/get"
         st, _l, _r = reqmod(ic, u, None, method="GET", ct=None)
         checks.expect(st == 204 and not events_for(u), "bodyless GET: 204, no event")

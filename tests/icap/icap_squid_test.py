@@ -237,6 +237,14 @@ def run_mode(mode: str, helper: str, module: str, policy: str, data: str, checks
         checks.expect(not [e for e in ic.audit_events() if e.get("url") == url],
                       f"[{mode}] no ICAP event for the authenticated download")
 
+        print("== CONNECT (Sign-In Assistant) with the ICAP services configured")
+        msoidcrl = ("Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 6.1; MSOIDCRL 7.250.4303.0; "
+                    "App msoidsvc.exe, 6.1.7601.17514)")
+        code = lab.connect("login.microsoftonline.com:443", ua=msoidcrl)
+        checks.expect(code == 200, f"[{mode}] bypassed CONNECT (verify none): tunnel set up ({code})")
+        code = lab.connect("www.example.com:443", ua=msoidcrl)
+        checks.expect(code == 407, f"[{mode}] other CONNECT: 407 ({code})")
+
         print("== parallel")
         lab.origin.serve("/par.crl", file=f["crl.der"], content_type="application/pkix-crl")
 
