@@ -615,9 +615,13 @@ void classify(ci_request_t* req, Txn& t) {
 
   if (!t.respmod) {
     if (!t.has_body) {
-      // Bodyless request: nothing to check here; the response's event is the record.
-      t.audit = false;
       t.action = Action::kAllow;
+      if (r.is_connect) {
+        // A tunnel gets no RESPMOD: this is its one event. Its bytes are opaque.
+        t.set_outcome("verified", "not checked (CONNECT tunnel)");
+      } else {
+        t.audit = false;  // nothing to check here; the response's event is the record
+      }
       return;
     }
     // A bypassed request with a body: only an OCSP request may go up the hole.

@@ -408,6 +408,8 @@ def main(argv) -> int:
                                   req_hdr=["CONNECT login.lab.test:443 HTTP/1.1",
                                            "Host: login.lab.test:443", f"User-Agent: {UA}"])
         checks.expect(st == 204, f"REQMOD CONNECT host:port (verify none rule): 204 ({st})")
+        one_event("login.lab.test:443", "verified", "lab-connect", "a bypassed CONNECT has its event",
+                  verdict="not checked (CONNECT tunnel)")
         u = "http://ocsp.lab.test/get"
         st, _l, _r = reqmod(ic, u, None, method="GET", ct=None)
         checks.expect(st == 204 and not events_for(u), "bodyless GET: 204, no event")

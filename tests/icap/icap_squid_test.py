@@ -242,6 +242,10 @@ def run_mode(mode: str, helper: str, module: str, policy: str, data: str, checks
                     "App msoidsvc.exe, 6.1.7601.17514)")
         code = lab.connect("login.microsoftonline.com:443", ua=msoidcrl)
         checks.expect(code == 200, f"[{mode}] bypassed CONNECT (verify none): tunnel set up ({code})")
+        evs = event_for("login.microsoftonline.com:443")
+        checks.expect(len(evs) == 1 and evs[0].get("rule") == "msoidcrl-signin"
+                      and evs[0].get("method") == "CONNECT",
+                      f"[{mode}] audit: one event for the tunnel (REQMOD)", str(evs))
         code = lab.connect("www.example.com:443", ua=msoidcrl)
         checks.expect(code == 407, f"[{mode}] other CONNECT: 407 ({code})")
 
@@ -260,7 +264,7 @@ def run_mode(mode: str, helper: str, module: str, policy: str, data: str, checks
 
         print("== one event per bypassed request")
         evs = [e for e in ic.audit_events() if e.get("event") in ("verified", "blocked")]
-        want = len(GENUINE) + len(IMPOSTORS) + len(FULL_ONLY) + 2 + 40
+        want = len(GENUINE) + len(IMPOSTORS) + len(FULL_ONLY) + 2 + 1 + 40  # + the CONNECT
         checks.expect(len(evs) == want, f"[{mode}] {len(evs)} ICAP events for {want} bypassed requests")
 
         print("== c-icap stopped: fail closed")
