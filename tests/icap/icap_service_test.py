@@ -265,6 +265,14 @@ def main(argv) -> int:
         st, _l, _r = respmod(ic, url, cert2, ct="application/pkix-cert", preview=None)
         checks.expect(st == 204, "certificate without preview: 204 after the whole body", f"ICAP {st}")
         one_event(url, "verified", "lab-any", "certificate without preview verified")
+        url = "http://pki.lab.test/ca-no204.crt"
+        st, lines, rest = respmod(ic, url, read(d["ca.der"]), ct="application/pkix-cert",
+                                  preview=None, allow204=False)
+        sl, body, complete = http_status(rest, lines)
+        checks.expect(st == 200 and complete and body == read(d["ca.der"]) and "200" in sl,
+                      "certificate, no preview, no 204: held, checked, sent back whole",
+                      f"ICAP {st} {sl} {len(body)}")
+        one_event(url, "verified", "lab-any", "certificate (no 204) verified")
         url = "http://crl.lab.test/nocl.crl"
         st, _l, _r = respmod(ic, url, crl, cl=None)
         checks.expect(st == 204, "CRL without Content-Length: 204 (whole body checked)", f"ICAP {st}")
@@ -389,6 +397,16 @@ def main(argv) -> int:
         checks.expect(st == 204, "OCSP POST with a real request: 204", f"ICAP {st}")
         time.sleep(0.3)
         checks.expect(not events_for(url), "a passing OCSP request writes no event (RESPMOD does)")
+        req = read(d["ocsp-req.der"])
+        st, lines, rest = icap_request(
+            ic.port, "REQMOD", icap_headers=[f"X-Client-IP: {CLIENT}"],
+            req_hdr=[f"POST {url}?no204 HTTP/1.1", "Host: ocsp.lab.test", f"User-Agent: {UA}",
+                     "Content-Type: application/ocsp-request", f"Content-Length: {len(req)}"],
+            body=req, preview=None, allow204=False)
+        http, body, complete = decode_icap_body(rest, lines)
+        checks.expect(st == 200 and complete and body == req and http and http[0].startswith("POST"),
+                      "OCSP POST, no preview, no 204: the request is sent back unchanged",
+                      f"ICAP {st} {http[:1]} {len(body)}")
         for label, body, ct in (("junk body", read(d["junk1m.bin"]), "application/ocsp-request"),
                                 ("wrong Content-Type", read(d["ocsp-req.der"]), "text/plain"),
                                 ("an OCSP response uploaded", read(d["ocsp-resp.der"]),
