@@ -76,6 +76,9 @@ constexpr std::size_t kTail = 16 * 1024;
 // Hard bound on the bytes one transaction buffers. Past it, service_io takes less of
 // rbuf (only ever while output is pending, so c-icap keeps going).
 constexpr std::size_t kMaxBuffered = 256 * 1024;
+// A bypassed request body (an OCSP POST) is held whole: never more than this (DESIGN §4),
+// whatever authbypass.MaxBodySize says for OCSP responses.
+constexpr std::uint64_t kMaxRequestBody = 64 * 1024;
 // Preview size advertised in OPTIONS (Squid: icap_preview_size 1024).
 constexpr int kPreviewSize = 1024;
 
@@ -637,7 +640,9 @@ void classify(ci_request_t* req, Txn& t) {
       block(t, "malformed Content-Length in the request");
       return;
     }
-    t.check.emplace(RevocationCheck::for_ocsp_request(cfg.limits));
+    RevocationLimits rl = cfg.limits;
+    rl.ocsp = std::min<std::uint64_t>(rl.ocsp, kMaxRequestBody);
+    t.check.emplace(RevocationCheck::for_ocsp_request(rl));
     t.check->begin(ct, header(hreq, "Content-Encoding").value_or(""), *cl);
     t.action = Action::kCheck;
     return;
@@ -929,7 +934,8 @@ extern "C" int svc_io(char* wbuf, int* wlen, char* rbuf, int* rlen, int iseof,
         *rlen = static_cast<int>(n);
         consume(*t, rbuf, n);
         if (!rejected(*t) && !t->respmod &&
-            t->buffered() > t->state->config().limits.ocsp) {
+            t->buffered() > std::min<std::uint64_t>(t->state->config().limits.ocsp,
+                                                    kMaxRequestBody)) {
           // Belt and braces: an upload never grows past the OCSP cap here.
           t->phase = Phase::kHold;
           t->drop_buffer();
