@@ -218,7 +218,7 @@ class CIcap:
 PidFile {self.path('c-icap.pid')}
 CommandsSocket {self.path('c-icap.ctl')}
 Port 127.0.0.1:{self.port}
-User {RUN_USER}
+{f"User {RUN_USER}" if os.geteuid() == 0 else "# not root: c-icap runs as the caller"}
 Timeout 60
 KeepAliveTimeout 60
 MaxKeepAliveRequests 100
