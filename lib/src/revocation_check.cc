@@ -47,12 +47,17 @@ struct Pattern {
   bool repeated;  // every child matches items[0]
 };
 
+// A pattern item with this tag matches any element (0x00 is not a tag DER objects use
+// here: end-of-contents only appears in BER's indefinite form, which is refused).
+constexpr std::uint8_t kAnyTag = 0x00;
 constexpr std::uint8_t kSeq = 0x30, kSet = 0x31, kInt = 0x02, kBits = 0x03, kOctets = 0x04,
                        kOid = 0x06, kEnum = 0x0a, kUtc = 0x17, kGen = 0x18;
 
-// AlgorithmIdentifier: OID, then anything.
-constexpr Item kAlgItems[] = {{kOid, 0, false, nullptr, Check::kNone, false, false}};
-constexpr Pattern kAlg = {kAlgItems, 1, false};
+// AlgorithmIdentifier ::= SEQUENCE { algorithm OID, parameters ANY OPTIONAL }: RSA
+// signatures carry NULL (05 00), RSA-PSS a SEQUENCE, ECDSA nothing.
+constexpr Item kAlgItems[] = {{kOid, 0, false, nullptr, Check::kNone, false, false},
+                              {kAnyTag, 0, true, nullptr, Check::kNone, false, false}};
+constexpr Pattern kAlg = {kAlgItems, 2, false};
 constexpr Item kValidityItems[] = {{kUtc, kGen, false, nullptr, Check::kNone, false, false},
                                    {kUtc, kGen, false, nullptr, Check::kNone, false, false}};
 constexpr Pattern kValidity = {kValidityItems, 2, false};
@@ -217,12 +222,17 @@ std::string describe_start(std::string_view s) {
 
 // ---- Content-Type narrowing ----
 
-// The kinds a Content-Type allows; 0 for a type that is not revocation data.
-unsigned kinds_for_content_type(std::string_view ct, bool* known) {
-  std::size_t semi = ct.find(';');
-  ct = ct.substr(0, semi);
+// The media type of a Content-Type value: parameters and surrounding blanks dropped.
+std::string_view trim_media_type(std::string_view ct) {
+  ct = ct.substr(0, ct.find(';'));
   while (!ct.empty() && (ct.back() == ' ' || ct.back() == '\t')) ct.remove_suffix(1);
   while (!ct.empty() && (ct.front() == ' ' || ct.front() == '\t')) ct.remove_prefix(1);
+  return ct;
+}
+
+// The kinds a Content-Type allows; 0 for a type that is not revocation data.
+unsigned kinds_for_content_type(std::string_view ct, bool* known) {
+  ct = trim_media_type(ct);
   *known = true;
   const unsigned any = bit(RevocationKind::kCrl) | bit(RevocationKind::kOcspResponse) |
                        bit(RevocationKind::kCertificate) | bit(RevocationKind::kPkcs7) |
@@ -248,6 +258,7 @@ unsigned kinds_for_content_type(std::string_view ct, bool* known) {
       {"application/vnd.ms-cab-compressed", bit(RevocationKind::kCtl)},
       {"application/octet-stream", any},
       {"binary/octet-stream", any},
+      {"text/plain", any},  // some CA servers label CRLs so; the bytes decide
   };
   if (ct.empty()) return any;
   for (const Map& m : kMap) {
@@ -462,12 +473,13 @@ struct RevocationCheck::Impl {
       }
       std::size_t idx = 0;
       if (p->repeated) {
-        if (tag == p->items[0].tag_a || (p->items[0].tag_b && tag == p->items[0].tag_b))
+        if (p->items[0].tag_a == kAnyTag || tag == p->items[0].tag_a ||
+            (p->items[0].tag_b && tag == p->items[0].tag_b))
           item = &p->items[0];
       } else {
         for (std::size_t i = lv.pos; i < p->n; ++i) {
           const Item& it = p->items[i];
-          if (tag == it.tag_a || (it.tag_b != 0 && tag == it.tag_b)) {
+          if (it.tag_a == kAnyTag || tag == it.tag_a || (it.tag_b != 0 && tag == it.tag_b)) {
             item = &it;
             idx = i;
             break;
@@ -1016,6 +1028,12 @@ RevocationCheck::State RevocationCheck::begin(std::string_view content_type,
   if (!known) {
     m.reject("Content-Type '" + std::string(content_type.substr(0, 60)) +
              "' is not revocation data");
+    return m.state;
+  }
+  if (m.allowed == bit(RevocationKind::kOcspRequest) &&
+      !text::iequals(trim_media_type(content_type), "application/ocsp-request")) {
+    m.reject("Content-Type '" + std::string(content_type.substr(0, 60)) +
+             "' is not application/ocsp-request");
     return m.state;
   }
   m.allowed_now = m.allowed & by_type;

@@ -70,10 +70,9 @@ def make(d: str):
         return
     with open(os.path.join(d, "ca.cnf"), "w") as f:
         f.write(CA_CNF.format(db="index.txt", crlnumber="crlnumber"))
-    # EC P-256 keys (like tests/unit/revocation_check_test.cc). NOTE: RSA-signed objects
-    # (AlgorithmIdentifier with NULL parameters) are rejected by the checker as of
-    # 460a2eb ("unexpected tag 0x05"); reported, not worked around here.
-    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+    # An RSA CA, as real CAs (Microsoft, DigiCert, ...) have: its AlgorithmIdentifiers carry
+    # NULL parameters, which the checker once refused. The leaf key is EC (mixed chains).
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048",
         "-nodes", "-keyout", "ca.key",
         "-out", "ca.pem", "-subj", "/CN=authbypass test CA", "-days", "30",
         "-config", "ca.cnf", "-extensions", "v3_ca", cwd=d)

@@ -63,6 +63,17 @@ openssl crl2pkcs7 -nocrl -certfile ca.pem -out chain.p7b.pem
 openssl ocsp -issuer ca.pem -cert leaf.pem -no_nonce -reqout req.der 2>/dev/null
 openssl ocsp -index index.txt -rsigner ca.pem -rkey ca.key -CA ca.pem -reqin req.der \
   -respout resp.der -ndays 1 2>/dev/null
+# The same with RSA keys, as real CAs use (AlgorithmIdentifiers then carry NULL params).
+openssl req -x509 -newkey rsa:2048 -nodes -keyout rsa_ca.key -out rsa_ca.pem -subj /CN=RSA-CA \
+  -days 30 2>/dev/null
+sed -e 's/ca.pem/rsa_ca.pem/; s/ca.key/rsa_ca.key/' ca.cnf > rsa_ca.cnf
+openssl ca -config rsa_ca.cnf -gencrl -out rsa_crl.pem 2>/dev/null
+openssl crl -in rsa_crl.pem -outform DER -out rsa_crl.der
+openssl x509 -in rsa_ca.pem -outform DER -out rsa_ca.der
+openssl crl2pkcs7 -nocrl -certfile rsa_ca.pem -outform DER -out rsa_ca.p7c
+openssl ocsp -issuer rsa_ca.pem -serial 0x1234 -no_nonce -reqout rsa_req.der 2>/dev/null
+openssl ocsp -index index.txt -rsigner rsa_ca.pem -rkey rsa_ca.key -CA rsa_ca.pem \
+  -reqin rsa_req.der -respout rsa_resp.der -ndays 1 2>/dev/null
 )";
     ASSERT_EQ(std::system(script.c_str()), 0) << "openssl fixture generation failed in " << g_dir;
   }
@@ -120,6 +131,35 @@ TEST_F(RevocationCheckTest, GenuineObjectsPassInAnyChunking) {
   EXPECT_EQ(run(req, r, "application/ocsp-request", static_cast<std::int64_t>(r.size()), 5),
             State::kGenuine)
       << req.reason();
+}
+
+TEST_F(RevocationCheckTest, GenuineRsaSignedObjectsPass) {
+  std::string why;
+  EXPECT_EQ(check(Verify::kCrl, slurp("rsa_crl.der"), "application/pkix-crl", &why),
+            State::kGenuine)
+      << why;
+  EXPECT_EQ(check(Verify::kCrl, slurp("rsa_crl.pem"), "", &why), State::kGenuine) << why;
+  EXPECT_EQ(check(Verify::kCert, slurp("rsa_ca.der"), "application/pkix-cert", &why),
+            State::kGenuine)
+      << why;
+  EXPECT_EQ(check(Verify::kCert, slurp("rsa_ca.p7c"), "application/pkcs7-mime", &why),
+            State::kGenuine)
+      << why;
+  EXPECT_EQ(check(Verify::kOcsp, slurp("rsa_resp.der"), "application/ocsp-response", &why),
+            State::kGenuine)
+      << why;
+  EXPECT_EQ(check(Verify::kRevocation, slurp("rsa_crl.der"), "text/plain", &why), State::kGenuine)
+      << why;
+  auto req = RevocationCheck::for_ocsp_request();
+  const std::string r = slurp("rsa_req.der");
+  EXPECT_EQ(run(req, r, "application/ocsp-request", static_cast<std::int64_t>(r.size())),
+            State::kGenuine)
+      << req.reason();
+  auto wrong_type = RevocationCheck::for_ocsp_request();
+  EXPECT_EQ(run(wrong_type, r, "application/octet-stream", static_cast<std::int64_t>(r.size())),
+            State::kRejected);
+  EXPECT_EQ(wrong_type.reason(),
+            "Content-Type 'application/octet-stream' is not application/ocsp-request");
 }
 
 TEST_F(RevocationCheckTest, NonSuccessfulOcspStatusIsAValidResponse) {

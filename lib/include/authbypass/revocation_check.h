@@ -50,7 +50,8 @@ class RevocationCheck {
   // A check for a response body under a rule's `verify` (kNone is not a check: every
   // body is rejected with reason "rule has no verify"; callers skip the check instead).
   static RevocationCheck for_response(Verify verify, const RevocationLimits& limits = {});
-  // A check for a request body (OCSP POST): only a DER OCSPRequest, at most limits.ocsp.
+  // A check for a request body (OCSP POST): only a DER OCSPRequest sent as
+  // application/ocsp-request, at most limits.ocsp.
   static RevocationCheck for_ocsp_request(const RevocationLimits& limits = {});
 
   RevocationCheck(RevocationCheck&&) noexcept;
