@@ -49,9 +49,12 @@ extern "C" {
 #include "request.h"
 #include "service.h"
 #include "simple_api.h"
+#include "stats.h"
 }
 
 namespace {
+
+void count_stat(std::string_view event, std::string_view verdict);  // c-icap statistics
 
 using authbypass::AuditEvent;
 using authbypass::AuditLog;
@@ -204,8 +207,7 @@ extern "C" int cfg_max_body_size(const char* directive, const char** argv, void*
   } else if (kind == "ctl") {
     l.ctl = *size;
   } else {
-    log_msg(1, std::string(directive) + ": unknown kind '" + argv[0] +
-                   "' (crl, ocsp, cert, ctl)");
+    log_msg(1, std::string(directive) + ": unknown kind '" + argv[0] + "' (crl, ocsp, cert, ctl)");
     return 0;
   }
   return 1;
@@ -258,8 +260,8 @@ class State {
     }
     if (!config_.audit_file.empty()) {
       struct stat st {};
-      bool moved = ::stat(config_.audit_file.c_str(), &st) != 0 ||
-                   st.st_ino != audit_ino_ || st.st_dev != audit_dev_;
+      bool moved = ::stat(config_.audit_file.c_str(), &st) != 0 || st.st_ino != audit_ino_ ||
+                   st.st_dev != audit_dev_;
       if (moved) {
         std::lock_guard<std::mutex> alk(audit_mu_);
         std::string err;
@@ -360,8 +362,8 @@ std::atomic<std::shared_ptr<State>> g_state;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||
-                        s.back() == '\n'))
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
     s.remove_suffix(1);
   return s;
 }
@@ -422,9 +424,9 @@ std::string media_type(std::string_view ct) {
 // One ICAP transaction.
 
 enum class Action : std::uint8_t {
-  kAllow,       // 204, no check
-  kCheck,       // check the body (RESPMOD: the response; REQMOD: the OCSP request)
-  kBlock,       // 403 at once
+  kAllow,  // 204, no check
+  kCheck,  // check the body (RESPMOD: the response; REQMOD: the OCSP request)
+  kBlock,  // 403 at once
 };
 
 enum class Phase : std::uint8_t {
@@ -513,10 +515,13 @@ struct Txn {
     e.verdict = verdict;
     e.reason = reason;
     state->audit(e);
+    count_stat(event, verdict);
   }
 };
 
-Txn* txn_of(ci_request_t* req) { return static_cast<Txn*>(ci_service_data(req)); }
+Txn* txn_of(ci_request_t* req) {
+  return static_cast<Txn*>(ci_service_data(req));
+}
 
 // True iff some active enforce rule restricts `src`: without X-Client-IP such a rule
 // cannot be re-evaluated, so "no match" is not trustworthy.
@@ -677,11 +682,20 @@ std::string html_escape(std::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -755,6 +769,59 @@ void start_streaming(ci_request_t* req, Txn& t) {
 }
 
 // ---------------------------------------------------------------------------------------
+// c-icap statistics (shown by c-icap's `info` service, group "Service authbypass").
+
+enum Stat : int {
+  kStVerifiedCrl,
+  kStVerifiedOcsp,
+  kStVerifiedCert,
+  kStVerifiedPkcs7,
+  kStVerifiedCtl,
+  kStVerifiedOcspRequest,
+  kStUnchecked,
+  kStBlocked,
+  kStCount
+};
+int g_stat_ids[kStCount] = {-1, -1, -1, -1, -1, -1, -1, -1};
+
+void register_stats() {
+  static const char* const kLabels[kStCount] = {"verified crl",
+                                                "verified ocsp",
+                                                "verified cert",
+                                                "verified pkcs7",
+                                                "verified ctl",
+                                                "verified ocsp-request",
+                                                "bypassed unchecked (verify none)",
+                                                "blocked"};
+  static char group[] = "Service authbypass";
+  for (int i = 0; i < kStCount; ++i) {
+    std::string label = std::string("authbypass ") + kLabels[i];
+    g_stat_ids[i] = ci_stat_entry_register(label.data(), STAT_INT64_T, group);
+  }
+}
+
+// Counts one audit event under its kind ("genuine crl" -> verified crl).
+void count_stat(std::string_view event, std::string_view verdict) {
+  int id = -1;
+  if (event == "blocked") {
+    id = kStBlocked;
+  } else if (event == "verified") {
+    static const std::pair<std::string_view, Stat> kKinds[] = {
+        {"genuine crl", kStVerifiedCrl},     {"genuine ocsp-request", kStVerifiedOcspRequest},
+        {"genuine ocsp", kStVerifiedOcsp},   {"genuine cert", kStVerifiedCert},
+        {"genuine pkcs7", kStVerifiedPkcs7}, {"genuine ctl", kStVerifiedCtl}};
+    id = kStUnchecked;
+    for (const auto& [prefix, stat] : kKinds) {
+      if (verdict.starts_with(prefix)) {
+        id = stat;
+        break;
+      }
+    }
+  }
+  if (id >= 0 && g_stat_ids[id] >= 0) ci_stat_uint64_inc(g_stat_ids[id], 1);
+}
+
+// ---------------------------------------------------------------------------------------
 // c-icap callbacks.
 
 extern "C" int svc_init_service(ci_service_xdata_t* srv_xdata, struct ci_server_conf*) {
@@ -763,6 +830,7 @@ extern "C" int svc_init_service(ci_service_xdata_t* srv_xdata, struct ci_server_
   ci_service_enable_204(srv_xdata);
   ci_service_set_transfer_preview(srv_xdata, "*");
   ci_service_set_xopts(srv_xdata, CI_XCLIENTIP | CI_XAUTHENTICATEDUSER);
+  register_stats();
   return CI_OK;
 }
 
@@ -916,8 +984,7 @@ extern "C" int svc_end_of_data(ci_request_t* req) {
   }
 }
 
-extern "C" int svc_io(char* wbuf, int* wlen, char* rbuf, int* rlen, int iseof,
-                      ci_request_t* req) {
+extern "C" int svc_io(char* wbuf, int* wlen, char* rbuf, int* rlen, int iseof, ci_request_t* req) {
   (void)iseof;
   Txn* t = txn_of(req);
   if (!t) return CI_ERROR;
@@ -934,8 +1001,8 @@ extern "C" int svc_io(char* wbuf, int* wlen, char* rbuf, int* rlen, int iseof,
         *rlen = static_cast<int>(n);
         consume(*t, rbuf, n);
         if (!rejected(*t) && !t->respmod &&
-            t->buffered() > std::min<std::uint64_t>(t->state->config().limits.ocsp,
-                                                    kMaxRequestBody)) {
+            t->buffered() >
+                std::min<std::uint64_t>(t->state->config().limits.ocsp, kMaxRequestBody)) {
           // Belt and braces: an upload never grows past the OCSP cap here.
           t->phase = Phase::kHold;
           t->drop_buffer();
@@ -961,8 +1028,8 @@ extern "C" int svc_io(char* wbuf, int* wlen, char* rbuf, int* rlen, int iseof,
       int out = 0;
       switch (t->phase) {
         case Phase::kBlockPage: {
-          std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(max),
-                                                t->page.size() - t->page_off);
+          std::size_t n =
+              std::min<std::size_t>(static_cast<std::size_t>(max), t->page.size() - t->page_off);
           std::memcpy(wbuf, t->page.data() + t->page_off, n);
           t->page_off += n;
           out = n > 0 ? static_cast<int>(n) : CI_EOF;

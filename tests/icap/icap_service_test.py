@@ -19,6 +19,8 @@ Exit status: 0 passed, 1 failed, 77 c-icap not installed (ctest SKIP_RETURN_CODE
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -499,6 +501,17 @@ def main(argv) -> int:
         checks.expect(len(ok_fields) > 10, "events carry rule, owner, host, method, user_agent")
         checks.expect(all(e.get("reason") for e in evs if e["event"] == "blocked"),
                       "every blocked event has a reason")
+
+        print("== c-icap statistics (the info service)")
+        r = subprocess.run(["c-icap-client", "-i", "127.0.0.1", "-p", str(ic.port),
+                            "-s", "info?view=text", "-req", "/"],
+                           capture_output=True, text=True, timeout=30)
+        stats = {}
+        for m in re.finditer(r"^authbypass (.+?) : (\d+)$", r.stdout, re.M):
+            stats[m.group(1)] = int(m.group(2))
+        checks.expect(stats.get("verified crl", 0) > 0 and stats.get("blocked", 0) > 0
+                      and "verified ocsp" in stats and "bypassed unchecked (verify none)" in stats,
+                      "info service shows verified / blocked counters per kind", str(stats))
 
         print("== still serving")
         st, _l, _r = icap_request(ic.port, "OPTIONS")
