@@ -104,6 +104,7 @@ struct Config {
   std::string policy;
   std::string audit_file;
   bool audit_syslog = false;
+  int syslog_facility = -1;  // -1: authpriv
   VerifyMode mode = VerifyMode::kFull;
   RevocationLimits limits;
 };
@@ -166,6 +167,26 @@ extern "C" int cfg_audit_log(const char* directive, const char** argv, void*) {
   return 1;
 }
 
+// authbypass.Syslog [FACILITY]: audit events to syslog too (default facility authpriv).
+extern "C" int cfg_syslog(const char* directive, const char** argv, void*) {
+  const int n = argc_of(argv);
+  if (n > 1) {
+    log_msg(1, std::string(directive) + " takes at most one argument: a syslog facility");
+    return 0;
+  }
+  if (n == 1) {
+    auto f = authbypass::syslog_facility(argv[0]);
+    if (!f) {
+      log_msg(1, std::string(directive) + ": unknown facility '" + argv[0] +
+                     "' (auth, authpriv, daemon, user, local0..local7)");
+      return 0;
+    }
+    g_config.syslog_facility = *f;
+  }
+  g_config.audit_syslog = true;
+  return 1;
+}
+
 extern "C" int cfg_verify(const char* directive, const char** argv, void*) {
   std::string_view v = argc_of(argv) == 1 ? argv[0] : "";
   if (v == "full") {
@@ -216,6 +237,7 @@ extern "C" int cfg_max_body_size(const char* directive, const char** argv, void*
 ci_conf_entry g_conf_table[] = {
     {"Policy", nullptr, cfg_policy, "The authbypass policy file (reloaded when it changes)"},
     {"AuditLog", nullptr, cfg_audit_log, "Audit log file (JSON lines), or 'syslog'"},
+    {"Syslog", nullptr, cfg_syslog, "[FACILITY]: audit events to syslog too (authpriv)"},
     {"Verify", nullptr, cfg_verify, "full (check every byte) or preview (decide on the preview)"},
     {"MaxBodySize", nullptr, cfg_max_body_size, "[crl|ocsp|cert|ctl] SIZE: size caps"},
     {nullptr, nullptr, nullptr, nullptr}};
@@ -237,7 +259,7 @@ class State {
       }
       remember_audit_identity();
     }
-    if (config_.audit_syslog) audit_.enable_syslog("srv_authbypass");
+    if (config_.audit_syslog) audit_.enable_syslog("srv_authbypass", config_.syslog_facility);
     if (config_.policy.empty()) {
       log_msg(1, "authbypass.Policy is not set: every bypassed request is blocked");
     } else {
