@@ -293,13 +293,16 @@ class SquidLab:
 
     def __init__(self, helper: str, policy: str, *, helper_args: list[str] | None = None,
                  check_interval_ms: int | None = None, extra_conf: str = "",
-                 verbose: bool = False):
+                 bypass_access: str | None = None, verbose: bool = False):
+        """bypass_access: lines that replace `http_access allow authbypass` (e.g. prefilter
+        ACL definitions and `http_access allow authbypass_candidates authbypass`)."""
         self.helper_src = os.path.abspath(helper)
         self.policy_src = os.path.abspath(policy)
         self.helper_args = list(helper_args or [])
         if check_interval_ms is not None:
             self.helper_args += ["--check-interval", str(check_interval_ms)]
         self.extra_conf = extra_conf
+        self.bypass_access = bypass_access or "http_access allow authbypass"
         self.verbose = verbose
         self.dir: str | None = None
         self.origin: OriginServer | None = None   # GET/HEAD/POST (originserver peer)
@@ -479,7 +482,7 @@ http_access deny !Safe_ports
 http_access deny CONNECT !SSL_ports
 http_access allow localhost manager
 http_access deny manager
-http_access allow authbypass
+{self.bypass_access}
 http_access allow authenticated
 http_access deny all
 {self.extra_conf}
