@@ -36,6 +36,7 @@
 #include <string_view>
 
 #include "authbypass/audit.h"
+#include "authbypass/icap_request.h"
 #include "authbypass/policy.h"
 #include "authbypass/policy_source.h"
 #include "authbypass/request.h"
@@ -382,13 +383,9 @@ std::atomic<std::shared_ptr<State>> g_state;
 // ---------------------------------------------------------------------------------------
 // Wire helpers.
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
-}
+using authbypass::icap::media_type;
+using authbypass::icap::status_of;
+using authbypass::icap::trim;
 
 // The value of a header (first occurrence), trimmed; nullopt when absent.
 std::optional<std::string> header(ci_headers_list_t* h, const char* name) {
@@ -409,37 +406,8 @@ std::string first_line(ci_headers_list_t* h) {
   return std::string(s);
 }
 
-// Content-Length: -1 when absent; nullopt when malformed (not all digits, or too big).
 std::optional<std::int64_t> content_length(const std::optional<std::string>& v) {
-  if (!v) return -1;
-  if (v->empty() || v->size() > 18) return std::nullopt;
-  std::int64_t n = 0;
-  for (char c : *v) {
-    if (c < '0' || c > '9') return std::nullopt;
-    n = n * 10 + (c - '0');
-  }
-  return n;
-}
-
-// "HTTP/1.1 200 OK" -> 200; -1 if it is not a status line.
-int status_of(std::string_view line) {
-  if (line.substr(0, 5) != "HTTP/") return -1;
-  std::size_t sp = line.find(' ');
-  if (sp == std::string_view::npos || line.size() < sp + 4) return -1;
-  int code = 0;
-  for (std::size_t i = sp + 1; i < sp + 4; ++i) {
-    if (line[i] < '0' || line[i] > '9') return -1;
-    code = code * 10 + (line[i] - '0');
-  }
-  return code;
-}
-
-std::string media_type(std::string_view ct) {
-  std::string_view m = trim(ct.substr(0, ct.find(';')));
-  std::string out(m);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
+  return authbypass::icap::content_length(v ? std::optional<std::string_view>(*v) : std::nullopt);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -582,31 +550,19 @@ void classify(ci_request_t* req, Txn& t) {
     block(t, "no encapsulated HTTP request headers");
     return;
   }
-  std::string line = first_line(hreq);
-  std::string_view l = line;
-  std::size_t sp1 = l.find(' ');
-  std::size_t sp2 = sp1 == std::string_view::npos ? sp1 : l.find(' ', sp1 + 1);
-  if (sp1 == std::string_view::npos || sp1 == 0 || sp2 == std::string_view::npos ||
-      sp2 == sp1 + 1) {
-    t.url = line.substr(0, 512);
-    block(t, "malformed encapsulated request line");
+  const std::string line = first_line(hreq);
+  const auto host = header(hreq, "Host");
+  const auto ua = header(hreq, "User-Agent");
+  authbypass::icap::Translated tr = authbypass::icap::translate(
+      {line, host ? std::optional<std::string_view>(*host) : std::nullopt,
+       ua ? std::optional<std::string_view>(*ua) : std::nullopt, t.src});
+  t.method = tr.method;
+  t.url = tr.url;
+  t.ua = tr.user_agent;
+  if (!tr.ok()) {
+    block(t, tr.error);
     return;
   }
-  t.method = std::string(l.substr(0, sp1));
-  std::string target(l.substr(sp1 + 1, sp2 - sp1 - 1));
-  if (!target.empty() && target[0] == '/') {
-    // Origin-form: Squid sends absolute URLs; a client of c-icap might not. Rebuild from
-    // Host (there is nothing else to go by).
-    auto host = header(hreq, "Host");
-    if (!host || host->empty()) {
-      t.url = target.substr(0, 512);
-      block(t, "origin-form request target without a Host header");
-      return;
-    }
-    target = "http://" + *host + target;
-  }
-  t.url = target;
-  t.ua = header(hreq, "User-Agent").value_or("");
 
   t.policy = t.state ? t.state->policy() : nullptr;
   if (!t.state) {
