@@ -44,7 +44,7 @@ constexpr std::size_t kEchoPrefix = 64;  // bytes of an over-long line kept to f
 const char kUsage[] =
     "usage: ext_authbypass_acl --policy FILE [--format TOKENS] [--channel-id auto|yes|no]\n"
     "                          [--audit-log FILE] [--syslog[=FACILITY]] [--stats-file FILE]\n"
-    "                          [--check-interval MS] [-d]\n"
+    "                          [--require-audit] [--check-interval MS] [-d]\n"
     "\n"
     "Squid external ACL helper: answers OK for requests the authbypass policy lets skip\n"
     "proxy authentication, ERR otherwise. See ext_authbypass_acl(8).\n"
@@ -58,6 +58,7 @@ const char kUsage[] =
     "                       user, local0..local7)\n"
     "  --stats-file FILE    keep counters (per-rule hits, shadow hits, errors, reloads,\n"
     "                       policy hash) in FILE, replaced atomically at most once a second\n"
+    "  --require-audit      refuse bypasses (ERR) while the audit log cannot be written\n"
     "  --check-interval MS  how often to look at the policy file (default 1000)\n"
     "  -d, --debug          diagnostics on stderr for every bad line\n";
 
@@ -67,6 +68,7 @@ struct Options {
   squid::ChannelMode channel = squid::ChannelMode::kAuto;
   std::string audit_log;
   bool syslog = false;
+  bool require_audit = false;
   int syslog_facility = -1;
   std::string stats_file;
   bool debug = false;
@@ -138,6 +140,8 @@ bool parse_args(int argc, char** argv, Options& o, std::string* error, bool* don
         }
         o.syslog_facility = *f;
       }
+    } else if (a == "--require-audit") {
+      o.require_audit = true;
     } else if (a == "--stats-file") {
       const char* v = value(a);
       if (!v) return false;
@@ -198,7 +202,12 @@ class Helper {
     }
     if (!opts_.audit_log.empty()) {
       std::string err;
-      if (!audit_.open_file(opts_.audit_log, &err)) say(err + " (audit events are lost)");
+      if (!audit_.open_file(opts_.audit_log, &err)) {
+        say(err + (opts_.require_audit ? " (--require-audit: no bypass until it works)"
+                                       : " (audit events are lost)"));
+        audit_failed_ = true;
+        ++stats_.audit_errors;
+      }
     }
     if (opts_.syslog) audit_.enable_syslog("ext_authbypass_acl", opts_.syslog_facility);
     report(source_.reload());
@@ -249,7 +258,8 @@ class Helper {
   // force (no lookup on the hot path) and folded into `by_id` when the policy changes.
   struct Stats {
     std::uint64_t lines = 0, bypass = 0, authenticate = 0, bad_lines = 0, malformed_requests = 0,
-                  internal_errors = 0, reloads = 0, reloads_rejected = 0;
+                  internal_errors = 0, reloads = 0, reloads_rejected = 0, audit_errors = 0,
+                  refused_unaudited = 0;
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> by_id;  // bypass, shadow
   };
 
@@ -332,6 +342,8 @@ class Helper {
     num("reloads", stats_.reloads);
     num("reloads_rejected", stats_.reloads_rejected);
     num("regex_faults", p ? p->regex_faults() : 0);
+    num("audit_errors", stats_.audit_errors);
+    num("refused_unaudited", stats_.refused_unaudited);
     j += ",\"rules\":{";
     bool first = true;
     for (const auto& [id, h] : stats_.by_id) {
@@ -413,13 +425,56 @@ class Helper {
     authbypass::append_audit_json(audit_buf_, e, std::chrono::system_clock::now());
   }
 
+  // Writes the batch's audit lines. When that fails, the failure is said once on stderr
+  // and counted; with --require-audit the batch's OK answers become ERR (a bypass that is
+  // not on record does not happen), and so do later ones until a write succeeds.
   void flush_audit() {
     if (audit_buf_.empty()) return;
-    if (!audit_.write(audit_buf_) && !audit_warned_) {
-      say(std::string("cannot write the audit log: ") + std::strerror(errno));
+    const bool ok = audit_.write(audit_buf_);
+    if (!ok) {
+      ++stats_.audit_errors;
+      if (!audit_warned_) {
+        say(std::string("cannot write the audit log: ") + std::strerror(errno) +
+            (opts_.require_audit ? " (--require-audit: bypasses refused until it works)" : ""));
+      }
       audit_warned_ = true;
+      if (opts_.require_audit) refuse_bypasses_in_batch();
+    } else if (audit_failed_ || audit_warned_) {
+      say("the audit log is written again");
+      audit_warned_ = false;
     }
+    audit_failed_ = !ok;
     audit_buf_.clear();
+  }
+
+  // Rewrites "[id ]OK ..." answer lines of out_ to "[id ]ERR message=...".
+  void refuse_bypasses_in_batch() {
+    std::string rewritten;
+    rewritten.reserve(out_.size());
+    std::string_view rest = out_;
+    while (!rest.empty()) {
+      std::size_t nl = rest.find('\n');
+      std::string_view line = rest.substr(0, nl);
+      rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+      std::size_t ok = line.starts_with("OK ") ? 0 : line.find(" OK ");
+      if (ok == std::string_view::npos) {
+        rewritten.append(line).append("\n");
+        continue;
+      }
+      std::string_view channel = ok == 0 ? std::string_view() : line.substr(0, ok);
+      squid::append_error(rewritten, channel, "audit log unwritable (--require-audit)");
+      ++stats_.refused_unaudited;
+      // The counters said "bypass" for it: it was not one.
+      if (stats_.bypass > 0) --stats_.bypass;
+      ++stats_.authenticate;
+      std::string_view after = line.substr(ok == 0 ? 0 : ok + 1);  // "OK log=<rule> ..."
+      if (after.starts_with("OK log=") && policy_ && hits_policy_ == policy_.get()) {
+        std::string_view id = after.substr(7, after.find(' ', 7) - 7);
+        if (const authbypass::Rule* r = policy_->find_rule(id); r && hits_[r->index].first > 0)
+          --hits_[r->index].first;
+      }
+    }
+    out_.swap(rewritten);
   }
 
   // Splits a chunk into lines; over-long lines are skipped to their LF and answered ERR.
@@ -478,6 +533,12 @@ class Helper {
         return;
       }
       Decision d = policy_->decide(request_, today_);
+      if (d.bypass() && opts_.require_audit && audit_failed_ && !audit_.reopen(nullptr)) {
+        squid::append_error(out_, parsed->channel, "audit log unwritable (--require-audit)");
+        ++stats_.refused_unaudited;
+        count_decision(Decision{});
+        return;
+      }
       squid::append_decision(out_, parsed->channel, d);
       count_decision(d);
       if (audit_.enabled() && (d.bypass() || d.shadow_count > 0))
@@ -532,6 +593,7 @@ class Helper {
   bool stats_warned_ = false;
   std::chrono::steady_clock::time_point last_stats_{};
   bool audit_warned_ = false;
+  bool audit_failed_ = false;  // the last open or write of the audit log failed
 };
 
 }  // namespace

@@ -381,7 +381,55 @@ def case_rotate():
         h.kill()
 
 
+def case_audit_failure():
+    """Disk full (/dev/full) or an unwritable log: answers go on, the failure is said on
+    stderr and counted; with --require-audit no bypass happens while it cannot be recorded."""
+    tmp = tempfile.mkdtemp(prefix="ab-helper-")
+    stats = os.path.join(tmp, "stats.json")
+    h = Helper("--audit-log", "/dev/full", "--stats-file", stats, tmp=tmp)
+    try:
+        h.ask("1 " + CRL, "1 " + OK_CRL)  # without --require-audit: served, reported
+        h.ask("2 " + WWW, "2 ERR")
+        h.close(0)
+        if "cannot write the audit log" not in h.stderr():
+            fail(f"no stderr report: {h.stderr()}")
+        st = json.load(open(stats))
+        if st.get("audit_errors", 0) < 1:
+            fail(f"audit_errors not counted: {st}")
+    finally:
+        h.kill()
+    h = Helper("--audit-log", "/dev/full", "--require-audit", "--stats-file", stats, tmp=tmp)
+    try:
+        refused = '1 ERR message="audit log unwritable (--require-audit)"'
+        h.ask("1 " + CRL, refused)
+        h.ask("2 " + WWW, "2 ERR")
+        h.ask("3 " + CRL, '3 ERR message="audit log unwritable (--require-audit)"')
+        h.close(0)
+        st = json.load(open(stats))
+        if st.get("refused_unaudited") != 2 or st.get("bypass") != 0:
+            fail(f"counters: {st}")
+    finally:
+        h.kill()
+    # A directory the log cannot be created in, then fixed: bypasses resume.
+    ro = os.path.join(tmp, "ro")
+    os.mkdir(ro)
+    os.chmod(ro, 0o555)
+    log = os.path.join(ro, "helper.log")
+    h = Helper("--audit-log", log, "--require-audit", tmp=tmp)
+    try:
+        if os.geteuid() != 0:  # root ignores directory modes: nothing to test then
+            h.ask("1 " + CRL, '1 ERR message="audit log unwritable (--require-audit)"')
+        os.chmod(ro, 0o755)
+        h.ask("2 " + CRL, "2 " + OK_CRL)
+        h.close(0)
+        if not any(e["event"] == "bypass" for e in audit_lines(log)):
+            fail("the bypass after the fix is not in the audit log")
+    finally:
+        h.kill()
+
+
 CASES = {
+    "audit_failure": case_audit_failure,
     "rotate": case_rotate,
     "stats": case_stats,
     "protocol": case_protocol,
