@@ -154,6 +154,11 @@ int cmd_check(int argc, char** argv) {
   std::cout << policy->file() << ": " << policy->rules().size() << " rules (" << shadow
             << " shadow), " << policy->tests().size() << " tests, sha256 " << policy->sha256()
             << "\n";
+  for (std::size_t i = 1; i < policy->files().size(); ++i) {
+    std::size_t n = 0;
+    for (const auto& r : policy->rules()) n += r.where.file == policy->files()[i];
+    std::cout << "  includes " << policy->files()[i] << " (" << n << " rules)\n";
+  }
   auto warnings = lint_policy(*policy, *today);
   for (const auto& w : warnings) std::cout << w.to_string() << "\n";
   TestReport report = run_policy_tests(*policy, *today);

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <tuple>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -23,6 +25,8 @@ constexpr std::size_t kMaxErrors = 50;
 constexpr std::size_t kMaxListEntries = 1'000'000;  // over all lists of a policy
 constexpr std::size_t kMaxIdLength = 64;
 constexpr std::size_t kMaxTextLength = 1024;
+constexpr std::size_t kMaxIncludeDepth = 8;
+constexpr std::size_t kMaxIncludeFiles = 32;
 constexpr int kMaxYamlDepth = 64;  // a policy needs 6 levels
 
 std::string sha256_hex(std::string_view data) {
@@ -59,6 +63,8 @@ bool ends_in_number(std::string_view host) {
   return true;
 }
 
+bool read_policy_bytes(const std::string& path, std::string& text, std::string* error);
+
 }  // namespace
 
 class PolicyLoader {
@@ -88,6 +94,10 @@ class PolicyLoader {
   std::optional<std::string> scalar(const Node& n, const std::string& what);
   std::optional<std::vector<Node>> list(const Node& n, const std::string& what);
 
+  void load_file(std::string_view text, const std::string& file, std::vector<std::string>& chain);
+  void load_file_body(std::string_view text, std::vector<std::string>& chain);
+  void load_includes(const Node& inc, std::vector<std::string>& chain);
+  std::size_t file_order(const std::string& file) const;
   void load_rule(const Node& n, std::uint32_t index);
   bool load_match(const Node& n, Rule& rule);
   void load_test(const Node& n);
@@ -102,6 +112,8 @@ class PolicyLoader {
   std::size_t list_entries_ = 0;
   std::unique_ptr<Policy> policy_;
   std::unordered_map<std::string, SourceLocation> ids_;
+  std::vector<std::string> file_hashes_;  // per file of policy_->files_
+  std::uint32_t next_rule_index_ = 0;
 };
 
 bool PolicyLoader::check_map(const Node& n, const std::string& what,
@@ -496,73 +508,69 @@ void PolicyLoader::load_test(const Node& n) {
   policy_->tests_.push_back(std::move(t));
 }
 
+namespace {
+
+// One policy file's bytes: a regular file of at most kMaxPolicyFileBytes. False and
+// *error ("path: cannot read policy: ...") otherwise.
+bool read_policy_bytes(const std::string& path, std::string& text, std::string* error) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    *error = path + ": cannot read policy: " + std::strerror(errno);
+    return false;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    *error = path + ": cannot read policy: not a regular file";
+    return false;
+  }
+  if (static_cast<std::size_t>(st.st_size) > kMaxPolicyFileBytes) {
+    *error = path + ":1:1: policy file is larger than " +
+             std::to_string(kMaxPolicyFileBytes >> 20) + " MiB";
+    return false;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = path + ": cannot read policy: " + std::strerror(errno);
+    return false;
+  }
+  text.assign(kMaxPolicyFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) {
+    *error = path + ": cannot read policy: read error";
+    return false;
+  }
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  return true;
+}
+
+}  // namespace
+
 LoadResult PolicyLoader::load(std::string_view text) {
   LoadResult result;
   policy_.reset(new Policy());  // NOLINT(cppcoreguidelines-owning-memory): private ctor
   policy_->file_ = file_;
-  const SourceLocation start{file_, 1, 1};
-
-  if (text.size() > kMaxPolicyFileBytes) {
-    result.errors.push_back(start.to_string() + ": policy file is larger than " +
-                            std::to_string(kMaxPolicyFileBytes >> 20) + " MiB");
-    return result;
-  }
-  if (std::size_t nul = text.find('\0'); nul != std::string_view::npos) {
-    int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + nul, '\n'));
-    result.errors.push_back(SourceLocation{file_, line, 1}.to_string() +
-                            ": policy file contains a NUL byte; it must be a YAML text file");
-    return result;
-  }
-  policy_->sha256_ = sha256_hex(text);
   static std::atomic<std::uint64_t> generations{0};
   policy_->generation_ = ++generations;
 
-  std::optional<yaml::ParseError> parse_error;
-  std::unique_ptr<yaml::Tree> tree = yaml::Tree::parse(text, parse_error, kMaxYamlDepth);
-  if (!tree) {
-    const yaml::ParseError& e = *parse_error;
-    SourceLocation loc =
-        e.mark.is_null() ? start : SourceLocation{file_, e.mark.line + 1, e.mark.column + 1};
-    result.errors.push_back(loc.to_string() + ": " + (e.too_deep ? "" : "not valid YAML: ") +
-                            e.message);
-    return result;
-  }
-  const std::vector<Node>& docs = tree->documents();
+  char* real = ::realpath(file_.c_str(), nullptr);
+  std::vector<std::string> chain{real ? std::string(real) : file_};
+  std::free(real);  // NOLINT(cppcoreguidelines-no-malloc): realpath's buffer
+  load_file(text, file_, chain);
 
-  {
-    if (docs.empty() || docs[0].IsNull()) {
-      error_at(start, "policy is empty (expected 'version: 1' and 'rules:')");
-    } else if (docs.size() > 1) {
-      error(docs[1], "policy file holds more than one YAML document");
-    } else if (const Node& root = docs[0];
-               check_map(root, "the policy", {"version", "rules", "tests"})) {
-      if (const Node v = root["version"]; !v) {
-        error_at(start, "missing 'version: 1'");
-      } else if (!v.IsScalar() || v.Tag() != "?" || v.Scalar() != "1") {
-        error(v, "unsupported version '" + (v.IsScalar() ? v.Scalar() : std::string("?")) +
-                     "' (this authbypass reads policy schema version 1)");
-      }
-      if (const Node rules = root["rules"]; !rules) {
-        error_at(start, "missing 'rules:'");
-      } else if (!rules.IsSequence()) {
-        error(rules, "'rules' must be a list of rules");
-      } else {
-        std::uint32_t index = 0;
-        for (std::size_t i = 0; i < rules.size(); ++i) load_rule(rules.at(i), index++);
-      }
-      if (const Node tests = root["tests"]) {
-        if (!tests.IsSequence()) {
-          error(tests, "'tests' must be a list of test cases");
-        } else {
-          for (std::size_t i = 0; i < tests.size(); ++i) load_test(tests.at(i));
-        }
-      }
-    }
+  // The policy's hash: the file's own for a single file; with includes, a hash over every
+  // file's name and hash, in load order.
+  if (policy_->files_.size() == 1) {
+    policy_->sha256_ = file_hashes_.front();
+  } else {
+    std::string all;
+    for (std::size_t i = 0; i < policy_->files_.size(); ++i)
+      all += policy_->files_[i] + '\n' + file_hashes_[i] + '\n';
+    policy_->sha256_ = sha256_hex(all);
   }
 
   if (error_count_ > 0) {
-    std::stable_sort(errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
-      return std::pair(a.first.line, a.first.column) < std::pair(b.first.line, b.first.column);
+    std::stable_sort(errors_.begin(), errors_.end(), [&](const auto& a, const auto& b) {
+      return std::tuple(file_order(a.first.file), a.first.line, a.first.column) <
+             std::tuple(file_order(b.first.file), b.first.line, b.first.column);
     });
     for (const auto& [loc, msg] : errors_) result.errors.push_back(loc.to_string() + ": " + msg);
     if (error_count_ > errors_.size()) {
@@ -587,38 +595,136 @@ LoadResult PolicyLoader::load(std::string_view text) {
   return result;
 }
 
+std::size_t PolicyLoader::file_order(const std::string& file) const {
+  const auto& f = policy_->files_;
+  return static_cast<std::size_t>(std::find(f.begin(), f.end(), file) - f.begin());
+}
+
+// Loads one file (the policy or an included one) into policy_. `chain` holds the real
+// paths of the files that include this one, for cycle detection.
+void PolicyLoader::load_file(std::string_view text, const std::string& file,
+                             std::vector<std::string>& chain) {
+  const std::string saved = file_;
+  file_ = file;
+  policy_->files_.push_back(file);
+  file_hashes_.push_back(sha256_hex(text));
+  load_file_body(text, chain);
+  file_ = saved;
+}
+
+void PolicyLoader::load_file_body(std::string_view text, std::vector<std::string>& chain) {
+  const SourceLocation start{file_, 1, 1};
+  if (text.size() > kMaxPolicyFileBytes) {
+    error_at(start, "policy file is larger than " + std::to_string(kMaxPolicyFileBytes >> 20) +
+                        " MiB");
+    return;
+  }
+  if (std::size_t nul = text.find('\0'); nul != std::string_view::npos) {
+    int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + nul, '\n'));
+    error_at(SourceLocation{file_, line, 1},
+             "policy file contains a NUL byte; it must be a YAML text file");
+    return;
+  }
+  std::optional<yaml::ParseError> parse_error;
+  std::unique_ptr<yaml::Tree> tree = yaml::Tree::parse(text, parse_error, kMaxYamlDepth);
+  if (!tree) {
+    const yaml::ParseError& e = *parse_error;
+    SourceLocation loc =
+        e.mark.is_null() ? start : SourceLocation{file_, e.mark.line + 1, e.mark.column + 1};
+    error_at(loc, (e.too_deep ? "" : "not valid YAML: ") + e.message);
+    return;
+  }
+  const std::vector<Node>& docs = tree->documents();
+  if (docs.empty() || docs[0].IsNull()) {
+    error_at(start, "policy is empty (expected 'version: 1' and 'rules:')");
+    return;
+  }
+  if (docs.size() > 1) {
+    error(docs[1], "policy file holds more than one YAML document");
+    return;
+  }
+  const Node& root = docs[0];
+  if (!check_map(root, "the policy", {"version", "rules", "tests", "include"})) return;
+  if (const Node v = root["version"]; !v) {
+    error_at(start, "missing 'version: 1'");
+  } else if (!v.IsScalar() || v.Tag() != "?" || v.Scalar() != "1") {
+    error(v, "unsupported version '" + (v.IsScalar() ? v.Scalar() : std::string("?")) +
+                 "' (this authbypass reads policy schema version 1)");
+  }
+  if (const Node rules = root["rules"]; !rules) {
+    // An included file may hold only tests or only includes; the top file needs rules.
+    if (chain.size() == 1) error_at(start, "missing 'rules:'");
+  } else if (!rules.IsSequence()) {
+    error(rules, "'rules' must be a list of rules");
+  } else {
+    for (std::size_t i = 0; i < rules.size(); ++i) load_rule(rules.at(i), next_rule_index_++);
+  }
+  if (const Node tests = root["tests"]) {
+    if (!tests.IsSequence()) {
+      error(tests, "'tests' must be a list of test cases");
+    } else {
+      for (std::size_t i = 0; i < tests.size(); ++i) load_test(tests.at(i));
+    }
+  }
+  if (const Node inc = root["include"]) load_includes(inc, chain);
+}
+
+// `include: [a.yaml, parts/b.yaml]`: paths relative to the including file's directory.
+// Their rules follow this file's, in the order listed (depth first).
+void PolicyLoader::load_includes(const Node& inc, std::vector<std::string>& chain) {
+  auto entries = list(inc, "include");
+  if (!entries) return;
+  const std::size_t slash = file_.rfind('/');
+  const std::string dir = slash == std::string::npos ? "" : file_.substr(0, slash + 1);
+  for (const Node& e : *entries) {
+    auto rel = scalar(e, "include entry");
+    if (!rel) continue;
+    if (rel->empty() || (*rel)[0] == '/') {
+      error(e, "include '" + *rel + "': give a path relative to this file");
+      continue;
+    }
+    if (chain.size() > kMaxIncludeDepth) {
+      error(e, "include '" + *rel + "': includes nested deeper than " +
+                   std::to_string(kMaxIncludeDepth) + " levels");
+      continue;
+    }
+    if (policy_->files_.size() >= kMaxIncludeFiles) {
+      error(e, "include '" + *rel + "': more than " + std::to_string(kMaxIncludeFiles) +
+                   " policy files");
+      continue;
+    }
+    const std::string path = dir + *rel;
+    char* real = ::realpath(path.c_str(), nullptr);
+    const std::string canonical = real ? std::string(real) : path;
+    std::free(real);  // NOLINT(cppcoreguidelines-no-malloc): realpath's buffer
+    if (std::find(chain.begin(), chain.end(), canonical) != chain.end()) {
+      std::string cycle;
+      for (const std::string& c : chain) cycle += c + " -> ";
+      error(e, "include '" + *rel + "' makes a cycle: " + cycle + canonical);
+      continue;
+    }
+    std::string text, err;
+    if (!read_policy_bytes(path, text, &err)) {
+      error(e, "include '" + *rel + "': " + err.substr(err.find(": ") + 2));
+      continue;
+    }
+    chain.push_back(canonical);
+    load_file(text, path, chain);
+    chain.pop_back();
+  }
+}
+
 LoadResult load_policy_text(std::string_view text, const std::string& name) {
   return PolicyLoader(name).load(text);
 }
 
 LoadResult load_policy_file(const std::string& path) {
-  LoadResult result;
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    result.errors.push_back(path + ": cannot read policy: " + std::strerror(errno));
+  std::string text, err;
+  if (!read_policy_bytes(path, text, &err)) {
+    LoadResult result;
+    result.errors.push_back(err);
     return result;
   }
-  if (!S_ISREG(st.st_mode)) {
-    result.errors.push_back(path + ": cannot read policy: not a regular file");
-    return result;
-  }
-  if (static_cast<std::size_t>(st.st_size) > kMaxPolicyFileBytes) {
-    result.errors.push_back(path + ":1:1: policy file is larger than " +
-                            std::to_string(kMaxPolicyFileBytes >> 20) + " MiB");
-    return result;
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    result.errors.push_back(path + ": cannot read policy: " + std::strerror(errno));
-    return result;
-  }
-  std::string text(kMaxPolicyFileBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (in.bad()) {
-    result.errors.push_back(path + ": cannot read policy: read error");
-    return result;
-  }
-  text.resize(static_cast<std::size_t>(in.gcount()));
   return load_policy_text(text, path);
 }
 

@@ -104,6 +104,15 @@ LOG
   run report "$tmp/a.log" --hours 7; expect_rc 2; expect_err "bad --hours '7'"
   run report "$tmp/a.log" --format xml; expect_rc 2
   run report "$tmp/nope.log"; expect_rc 1; expect_err "nope.log: cannot open" ;;
+include)
+  mkdir -p "$tmp/parts"
+  printf 'version: 1\nrules:\n  - id: gen\n    match: {hosts: [.digicert.com]}\n' >"$tmp/parts/gen.yaml"
+  printf 'version: 1\ninclude: [parts/gen.yaml]\nrules:\n  - id: hand\n    match: {hosts: [a.test]}\n' >"$tmp/p.yaml"
+  run check "$tmp/p.yaml"; expect_rc 0; expect_out "2 rules"; expect_out "includes $tmp/parts/gen.yaml (1 rules)"
+  run explain "$tmp/p.yaml" --url http://crl3.digicert.com/x.crl; expect_rc 0
+  expect_out "decision: BYPASS"; expect_out "$tmp/parts/gen.yaml:3:5"
+  printf 'version: 1\nrules: [\n' >"$tmp/parts/gen.yaml"
+  run check "$tmp/p.yaml"; expect_rc 1; expect_err "$tmp/parts/gen.yaml:3:1: not valid YAML" ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
 echo "ok [$case_name]"

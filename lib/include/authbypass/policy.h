@@ -125,6 +125,9 @@ class Policy {
   const std::vector<Rule>& rules() const { return rules_; }
   const std::vector<PolicyTest>& tests() const { return tests_; }
   const std::string& file() const { return file_; }
+  // Every file the policy was loaded from: file() first, then its `include:`s in load
+  // order (each rule's `where` names its own file).
+  const std::vector<std::string>& files() const { return files_; }
   const std::string& sha256() const { return sha256_; }  // hex digest of the file bytes
   // Unique per loaded policy in this process (never reused), for per-request memos.
   std::uint64_t generation() const { return generation_; }
@@ -151,6 +154,7 @@ class Policy {
   bool rule_matches_except_hosts(const Rule& r, const Request& req, bool* fault) const;
 
   std::string file_;
+  std::vector<std::string> files_;
   std::string sha256_;
   std::uint64_t generation_ = 0;
   std::vector<Rule> rules_;

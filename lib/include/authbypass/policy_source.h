@@ -27,8 +27,8 @@ class PolicySource {
 
   // Loads the file now, whatever its state.
   Outcome reload();
-  // Looks at the file (one stat) if `check_interval` has passed since the last look, and
-  // reloads it if its identity, size or times changed. A file that stays broken is
+  // Looks at the file and the files it includes (one stat each) if `check_interval` has
+  // passed since the last look, and reloads if any identity, size or times changed. A file that stays broken is
   // reported once, not at every look.
   Outcome check(std::chrono::steady_clock::time_point now);
 
@@ -43,12 +43,13 @@ class PolicySource {
     long long mtime_ns = 0, ctime_ns = 0;
     bool operator==(const Stamp&) const = default;
   };
-  Stamp stamp() const;
+  static Stamp stamp_of(const std::string& path);
+  std::vector<Stamp> stamps() const;  // of path_ and of the last good policy's other files
 
   std::string path_;
   std::chrono::milliseconds interval_;
   std::chrono::steady_clock::time_point last_check_{};
-  Stamp last_stamp_;
+  std::vector<Stamp> last_stamps_;
   std::atomic<std::shared_ptr<const Policy>> current_;
 };
 
