@@ -98,7 +98,6 @@ bool Request::parse(const RequestInput& in) {
   query.clear();
   match_path.clear();
   match_path_ok = false;
-  src.reset();
   url.assign(in.url.substr(0, kMaxUrlLength));
 
   auto fail = [this](const char* msg) {
@@ -239,9 +238,16 @@ bool Request::parse(const RequestInput& in) {
     text::lower_into(user_agent, user_agent_lower);
     ua_regex_memo = {};
   }
-  if (!in.src.empty()) {
+  if (in.src.empty()) {
+    src.reset();
+    src_text_.clear();
+  } else if (!src || in.src != src_text_) {  // a client sends many requests: parse once
     src = IpAddress::parse(in.src);
-    if (!src) return fail("client address is not an IP address");
+    if (!src) {
+      src_text_.clear();
+      return fail("client address is not an IP address");
+    }
+    src_text_.assign(in.src);
   }
   return true;
 }

@@ -119,7 +119,7 @@ TEST(PolicyLoader, ExactErrorMessages) {
       {"version: 1\n", "p.yaml:1:1: missing 'rules:'"},
       {"version: 1\nrules: {}\n", "p.yaml:2:8: 'rules' must be a list of rules"},
       {"version: 1\nrules: []\nextra: 1\n",
-       "p.yaml:3:1: unknown key 'extra' in the policy (allowed: version, rules, tests)"},
+       "p.yaml:3:1: unknown key 'extra' in the policy (allowed: version, rules, tests, include)"},
       {kHead + rule + "      hosts: [a.com]\n    colour: red\n",
        "p.yaml:6:5: unknown key 'colour' in a rule (allowed: id, description, owner, ticket, mode, "
        "expires, match, verify)"},

@@ -81,6 +81,7 @@ struct Request {
 
  private:
   std::string error_;
+  std::string src_text_;  // the text `src` was parsed from
 };
 
 // Helpers also used by the policy loader, so that policy hosts and request hosts are
