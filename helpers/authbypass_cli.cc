@@ -1,8 +1,13 @@
 // `authbypass`: the security team's tool for the policy (DESIGN §6).
 // Exit codes: 0 ok, 1 policy or test failure, 2 usage error.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -12,6 +17,7 @@
 #include <vector>
 
 #include "authbypass/explain.h"
+#include "authbypass/m365.h"
 #include "authbypass/policy.h"
 #include "authbypass/policy_check.h"
 #include "authbypass/report.h"
@@ -48,6 +54,22 @@ Commands:
         Print the squid.conf drop-in for this policy: the helper, a built-in
         prefilter derived from the policy (only candidate requests reach the
         helper), the http_access order and the ICAP services.
+  m365 import ENDPOINTS.json --policy-out FILE (--version V | --version-file FILE)
+              [--ids 84,125] [--service-areas Common,Skype] [--category C,..]
+              [--required-only] [--owner X] [--ticket Y] [--connect] [--shadow]
+              [--expires YYYY-MM-DD] [--revocation-ids 84,125]
+        Turn Microsoft 365 endpoint sets (default: the CRL/OCSP sets 84 and 125)
+        into a policy file: GET/HEAD (OCSP: also POST) on port 80 with verify;
+        --connect adds CONNECT rules for TCP 443. What cannot be expressed
+        safely is reported on stderr, never guessed. See docs/m365.md.
+  m365 ips ENDPOINTS.json [--service-areas ..] [--ids ..] [--category Optimize,Allow]
+           [--required-only] [--ipv4|--ipv6] [--format plain|nft|iptables-restore|squid-acl]
+           [--name NAME] [--out FILE] [--version V | --version-file FILE]
+        Aggregated firewall lists of the endpoint sets' IP ranges.
+  m365 diff OLD.json NEW.json [--old-version V] [--new-version V] [--format text|json]
+  m365 diff CHANGES.json [--endpoints ENDPOINTS.json] [--format text|json]
+        What was added and removed per service area (two endpoint lists, or the
+        web service's /changes answer), as text or as a JSON patch.
 
 Options:
   --date YYYY-MM-DD   evaluate as on that day (UTC) instead of today
@@ -387,6 +409,299 @@ int cmd_squid_config(int argc, char** argv) {
   return kOk;
 }
 
+// ---------------------------------------------------------------------------------------
+// `authbypass m365 import|ips|diff` (docs/m365.md): the engine does the work
+// (authbypass/m365.h); this only parses options, writes files and prints.
+
+namespace m365_cli {
+
+// "a,b,c" -> {"a","b","c"}; false on an empty item.
+bool split_list(const std::string& s, std::vector<std::string>& out) {
+  std::size_t start = 0;
+  for (;;) {
+    std::size_t comma = s.find(',', start);
+    std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    if (item.empty()) return false;
+    out.push_back(item);
+    if (comma == std::string::npos) return true;
+    start = comma + 1;
+  }
+}
+
+bool split_ids(const std::string& s, std::vector<int>& out) {
+  std::vector<std::string> items;
+  if (!split_list(s, items)) return false;
+  for (const auto& i : items) {
+    if (i.empty() || i.size() > 9 || i.find_first_not_of("0123456789") != std::string::npos)
+      return false;
+    out.push_back(std::stoi(i));
+  }
+  return true;
+}
+
+// Fills the selection from --service-areas, --ids, --category, --required-only.
+std::string m365_selection(const Args& a, m365::Selection& sel) {
+  if (auto it = a.options.find("--service-areas"); it != a.options.end())
+    if (!split_list(it->second, sel.service_areas))
+      return "--service-areas needs a list like Common,Skype";
+  if (auto it = a.options.find("--ids"); it != a.options.end())
+    if (!split_ids(it->second, sel.ids)) return "--ids needs a list of endpoint set ids like 84,125";
+  if (auto it = a.options.find("--category"); it != a.options.end()) {
+    if (!split_list(it->second, sel.categories)) return "--category needs a list like Optimize,Allow";
+    for (const auto& c : sel.categories)
+      if (c != "Optimize" && c != "Allow" && c != "Default" && c != "optimize" && c != "allow" &&
+          c != "default")
+        return "unknown --category '" + c + "' (Optimize, Allow or Default)";
+  }
+  sel.required_only = a.options.contains("--required-only");
+  return {};
+}
+
+// The endpoint-list version from --version or --version-file (the /version answer).
+// nullopt: an error was printed (exit code in *rc).
+std::optional<std::string> m365_version(const Args& a, bool required, int* rc) {
+  auto v = a.options.find("--version");
+  auto f = a.options.find("--version-file");
+  if (v != a.options.end() && f != a.options.end()) {
+    *rc = usage_error("give --version or --version-file, not both");
+    return std::nullopt;
+  }
+  if (v != a.options.end()) {
+    if (!m365::valid_version(v->second)) {
+      *rc = usage_error("bad --version '" + v->second + "' (e.g. 2024053100)");
+      return std::nullopt;
+    }
+    return v->second;
+  }
+  if (f != a.options.end()) {
+    std::string err;
+    auto instance = a.options.find("--instance");
+    auto ver = m365::load_version_file(f->second, &err,
+                                       instance == a.options.end() ? "Worldwide" : instance->second);
+    if (!ver) {
+      std::cerr << "authbypass: " << err << "\n";
+      *rc = kFailure;
+    }
+    return ver;
+  }
+  if (required) {
+    *rc = usage_error(
+        "m365 import needs --version VERSION or --version-file FILE (the web service's /version "
+        "answer): the endpoint list itself carries no version");
+    return std::nullopt;
+  }
+  return std::string();
+}
+
+std::optional<m365::EndpointList> m365_load(const std::string& path) {
+  m365::EndpointsResult r = m365::load_endpoints_file(path);
+  if (!r.ok()) {
+    for (const auto& e : r.errors) std::cerr << e << "\n";
+    std::cerr << "authbypass: " << path << ": endpoint list not read (" << r.errors.size()
+              << (r.errors.size() == 1 ? " error" : " errors") << "); nothing was written\n";
+    return std::nullopt;
+  }
+  return std::move(*r.list);
+}
+
+// Writes FILE atomically (a temporary file beside it, renamed over it), so a watcher such
+// as the Squid helper never sees half a policy. "-" is stdout.
+bool write_output(const std::string& path, const std::string& content) {
+  if (path == "-") {
+    std::cout << content << std::flush;
+    return static_cast<bool>(std::cout);
+  }
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << content;
+    out.close();
+    if (!out) {
+      std::cerr << "authbypass: cannot write " << tmp << ": " << std::strerror(errno) << "\n";
+      std::remove(tmp.c_str());
+      return false;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::cerr << "authbypass: cannot rename " << tmp << " to " << path << ": "
+              << std::strerror(errno) << "\n";
+    std::remove(tmp.c_str());
+    return false;
+  }
+  return true;
+}
+
+bool m365_revocation_ids(const Args& a, std::vector<int>& ids) {
+  auto it = a.options.find("--revocation-ids");
+  if (it == a.options.end()) return true;
+  ids.clear();
+  return split_ids(it->second, ids);
+}
+
+int run_import(int argc, char** argv) {
+  Args a = parse_args(argc, argv, 3,
+                      {"--service-areas", "--ids", "--category", "--owner", "--ticket",
+                       "--policy-out", "--version", "--version-file", "--instance",
+                       "--revocation-ids", "--expires", "--date"},
+                      {"--required-only", "--connect", "--shadow"});
+  if (!a.error.empty()) return usage_error(a.error);
+  if (a.positional.size() != 1) return usage_error("m365 import needs exactly one ENDPOINTS.json");
+  if (!a.options.contains("--policy-out"))
+    return usage_error("m365 import needs --policy-out FILE (or - for stdout)");
+  m365::ImportOptions o;
+  if (std::string e = m365_selection(a, o.selection); !e.empty()) return usage_error(e);
+  if (!m365_revocation_ids(a, o.revocation_ids))
+    return usage_error("--revocation-ids needs a list of endpoint set ids like 84,125");
+  std::string err;
+  auto today = date_option(a, &err);
+  if (!today) return usage_error(err);
+  o.today = *today;
+  if (auto it = a.options.find("--expires"); it != a.options.end()) {
+    o.expires = parse_date(it->second);
+    if (!o.expires) return usage_error("bad --expires '" + it->second + "' (expected YYYY-MM-DD)");
+  }
+  o.owner = a.options["--owner"];
+  o.ticket = a.options["--ticket"];
+  o.connect = a.options.contains("--connect");
+  o.shadow = a.options.contains("--shadow");
+  const std::string out = a.options["--policy-out"];
+  o.output_name = out == "-" ? "(stdout)" : out;
+  int rc = kOk;
+  auto version = m365_version(a, true, &rc);
+  if (!version) return rc;
+  o.version = *version;
+  auto list = m365_load(a.positional[0]);
+  if (!list) return kFailure;
+
+  m365::ImportResult r = m365::import_policy(*list, o);
+  for (const auto& n : r.notes) std::cerr << "authbypass: note: " << n << "\n";
+  if (!r.ok()) {
+    for (const auto& e : r.errors) std::cerr << "authbypass: " << e << "\n";
+    std::cerr << "authbypass: m365 import failed; nothing was written\n";
+    return kFailure;
+  }
+  if (!write_output(out, r.policy)) return kFailure;
+  std::string ids;
+  for (const auto& id : r.rule_ids) ids += (ids.empty() ? "" : ", ") + id;
+  (out == "-" ? std::cerr : std::cout)
+      << "authbypass: " << (out == "-" ? "policy on stdout" : "wrote " + out) << ": "
+      << r.rule_ids.size() << (r.rule_ids.size() == 1 ? " rule" : " rules") << " (" << ids
+      << ") from endpoint list version " << o.version << ", " << r.notes.size()
+      << (r.notes.size() == 1 ? " note" : " notes") << " on stderr\n";
+  return kOk;
+}
+
+int run_ips(int argc, char** argv) {
+  Args a = parse_args(argc, argv, 3,
+                      {"--service-areas", "--ids", "--category", "--format", "--name", "--out",
+                       "--version", "--version-file", "--instance"},
+                      {"--required-only", "--ipv4", "--ipv6"});
+  if (!a.error.empty()) return usage_error(a.error);
+  if (a.positional.size() != 1) return usage_error("m365 ips needs exactly one ENDPOINTS.json");
+  m365::IpsOptions o;
+  if (std::string e = m365_selection(a, o.selection); !e.empty()) return usage_error(e);
+  const bool v4 = a.options.contains("--ipv4"), v6 = a.options.contains("--ipv6");
+  if (v4 && v6) return usage_error("give --ipv4 or --ipv6, not both (neither: both families)");
+  o.ipv4 = !v6;
+  o.ipv6 = !v4;
+  const std::string format = a.options.contains("--format") ? a.options["--format"] : "plain";
+  auto f = m365::parse_ip_format(format);
+  if (!f) return usage_error("--format must be plain, nft, iptables-restore or squid-acl");
+  o.format = *f;
+  if (o.format == m365::IpFormat::kIptablesRestore && !v4 && !v6)
+    return usage_error(
+        "--format iptables-restore needs --ipv4 (iptables-restore) or --ipv6 (ip6tables-restore)");
+  if (auto it = a.options.find("--name"); it != a.options.end()) {
+    if (!m365::valid_list_name(it->second))
+      return usage_error("bad --name '" + it->second +
+                         "' (a letter, then letters, digits, _ or -, at most 28)");
+    o.name = it->second;
+  }
+  int rc = kOk;
+  auto version = m365_version(a, false, &rc);
+  if (!version) return rc;
+  o.version = *version;
+  auto list = m365_load(a.positional[0]);
+  if (!list) return kFailure;
+  m365::IpsResult r = m365::firewall_list(*list, o);
+  if (!r.ok()) {
+    for (const auto& e : r.errors) std::cerr << "authbypass: " << e << "\n";
+    return kFailure;
+  }
+  const std::string out = a.options.contains("--out") ? a.options["--out"] : "-";
+  if (!write_output(out, r.text)) return kFailure;
+  std::cerr << "authbypass: " << r.blocks.size() << " ranges (aggregated from " << r.input_blocks
+            << ")" << (out == "-" ? "" : " in " + out) << "\n";
+  return kOk;
+}
+
+int run_diff(int argc, char** argv) {
+  Args a = parse_args(argc, argv, 3,
+                      {"--format", "--old-version", "--new-version", "--endpoints",
+                       "--revocation-ids"},
+                      {});
+  if (!a.error.empty()) return usage_error(a.error);
+  if (a.positional.empty() || a.positional.size() > 2)
+    return usage_error("m365 diff needs OLD.json NEW.json (two endpoint lists) or CHANGES.json "
+                       "(a /changes answer)");
+  const std::string format = a.options.contains("--format") ? a.options["--format"] : "text";
+  if (format != "text" && format != "json") return usage_error("--format must be text or json");
+  std::vector<int> revocation_ids = m365::kRevocationSetIds;
+  if (!m365_revocation_ids(a, revocation_ids))
+    return usage_error("--revocation-ids needs a list of endpoint set ids like 84,125");
+  for (const char* name : {"--old-version", "--new-version"}) {
+    auto it = a.options.find(name);
+    if (it != a.options.end() && !m365::valid_version(it->second))
+      return usage_error("bad " + std::string(name) + " '" + it->second + "'");
+  }
+  m365::Patch patch;
+  if (a.positional.size() == 2) {
+    if (a.options.contains("--endpoints"))
+      return usage_error("--endpoints is for a /changes answer (m365 diff CHANGES.json)");
+    auto old_list = m365_load(a.positional[0]);
+    if (!old_list) return kFailure;
+    auto new_list = m365_load(a.positional[1]);
+    if (!new_list) return kFailure;
+    patch = m365::diff_endpoints(*old_list, *new_list);
+    patch.from_version = a.options["--old-version"];
+    patch.to_version = a.options["--new-version"];
+  } else {
+    if (a.options.contains("--old-version") || a.options.contains("--new-version"))
+      return usage_error("a /changes answer carries its versions; --old-version/--new-version "
+                         "are for two endpoint lists");
+    std::optional<m365::EndpointList> areas;
+    if (auto it = a.options.find("--endpoints"); it != a.options.end()) {
+      areas = m365_load(it->second);
+      if (!areas) return kFailure;
+    }
+    m365::ChangesResult r =
+        m365::load_changes_file(a.positional[0], areas ? &*areas : nullptr);
+    if (!r.ok()) {
+      for (const auto& e : r.errors) std::cerr << e << "\n";
+      std::cerr << "authbypass: " << a.positional[0] << ": /changes answer not read ("
+                << r.errors.size() << (r.errors.size() == 1 ? " error" : " errors") << ")\n";
+      return kFailure;
+    }
+    patch = std::move(*r.patch);
+  }
+  std::cout << (format == "json" ? m365::patch_json(patch, revocation_ids)
+                                 : m365::patch_text(patch, revocation_ids));
+  return kOk;
+}
+
+}  // namespace m365_cli
+
+int cmd_m365(int argc, char** argv) {
+  if (argc < 3) return usage_error("m365 needs a subcommand: import, ips or diff");
+  const std::string_view sub = argv[2];
+  if (sub == "import") return m365_cli::run_import(argc, argv);
+  if (sub == "ips") return m365_cli::run_ips(argc, argv);
+  if (sub == "diff") return m365_cli::run_diff(argc, argv);
+  return usage_error("unknown m365 subcommand '" + std::string(sub) + "' (import, ips or diff)");
+}
+
 int main(int argc, char** argv) {
   try {
     if (argc < 2) {
@@ -407,6 +722,7 @@ int main(int argc, char** argv) {
     if (cmd == "explain") return cmd_explain(argc, argv);
     if (cmd == "squid-config") return cmd_squid_config(argc, argv);
     if (cmd == "report") return cmd_report(argc, argv);
+    if (cmd == "m365") return cmd_m365(argc, argv);
     return usage_error("unknown command '" + std::string(cmd) + "'");
   } catch (const std::exception& e) {
     std::cerr << "authbypass: internal error: " << e.what() << "\n";
