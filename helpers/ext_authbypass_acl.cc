@@ -564,6 +564,7 @@ class Helper {
       e.rule = d.rule->id;
       e.owner = d.rule->owner;
       e.ticket = d.rule->ticket;
+      e.fixed_json = fixed_json(e, *d.rule, false);
       append_audit(e);
     }
     for (std::size_t i = 0; i < d.shadow_count; ++i) {
@@ -571,8 +572,21 @@ class Helper {
       e.rule = d.shadow[i]->id;
       e.owner = d.shadow[i]->owner;
       e.ticket = d.shadow[i]->ticket;
+      e.fixed_json = fixed_json(e, *d.shadow[i], true);
       append_audit(e);
     }
+  }
+
+  // The escaped component..policy_sha256 fields of a rule's bypass / shadow events, made
+  // once per rule and policy.
+  std::string_view fixed_json(const AuditEvent& e, const authbypass::Rule& r, bool shadow) {
+    if (fixed_policy_ != policy_->generation()) {
+      fixed_policy_ = policy_->generation();
+      fixed_.assign(policy_->rules().size() * 2, std::string());
+    }
+    std::string& slot = fixed_[r.index * 2 + (shadow ? 1 : 0)];
+    if (slot.empty()) slot = authbypass::audit_fixed_fields(e);
+    return slot;
   }
 
   const Options& opts_;
@@ -593,7 +607,9 @@ class Helper {
   bool stats_warned_ = false;
   std::chrono::steady_clock::time_point last_stats_{};
   bool audit_warned_ = false;
-  bool audit_failed_ = false;  // the last open or write of the audit log failed
+  bool audit_failed_ = false;
+  std::vector<std::string> fixed_;  // see fixed_json()
+  std::uint64_t fixed_policy_ = 0;  // the last open or write of the audit log failed
 };
 
 }  // namespace

@@ -40,6 +40,35 @@ TEST(Audit, ExactLine) {
             "\"status\":200,\"bytes\":0}\n");
 }
 
+TEST(Audit, PrecomputedFixedFieldsGiveTheSameLine) {
+  AuditEvent e;
+  e.component = "helper";
+  e.event = "bypass";
+  e.rule = "crl-files";
+  e.owner = "sec\"ops";
+  e.ticket = "T-1";
+  e.policy_sha256 = "abc";
+  e.src = "10.0.0.1";
+  e.url = "http://a.test/x.crl";
+  e.user_agent = "UA \xe2\x80\xa8 x";
+  std::string plain, fixed;
+  append_audit_json(plain, e, at_ms(1795000000123));
+  const std::string f = audit_fixed_fields(e);
+  e.fixed_json = f;
+  e.rule = "ignored-when-fixed";
+  append_audit_json(fixed, e, at_ms(1795000000123));
+  EXPECT_EQ(plain, fixed);
+  // Long plain runs and a special byte at every position of an 8-byte block.
+  for (std::size_t pos = 0; pos < 20; ++pos) {
+    std::string s(20, 'a');
+    s[pos] = '"';
+    std::string out;
+    append_json_string(out, s);
+    std::string want = "\"" + std::string(pos, 'a') + "\\\"" + std::string(19 - pos, 'a') + "\"";
+    EXPECT_EQ(out, want) << pos;
+  }
+}
+
 TEST(Audit, ClientBytesCannotSplitOrForgeALine) {
   std::string out;
   append_json_string(out, "a\"b\\c\nd\re\tf\x01g\x7fh");

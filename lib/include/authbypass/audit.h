@@ -29,7 +29,15 @@ struct AuditEvent {
   std::string_view verdict;
   std::string_view reason;
   std::string_view file;  // policy events: the policy file
+  // When set: the JSON of component, event, rule, owner, ticket and policy_sha256 exactly
+  // as audit_fixed_fields() made it for this event (those fields are then not read). Lets
+  // a writer of many events of one rule escape them once.
+  std::string_view fixed_json;
 };
+
+// The JSON text of `e`'s component, event, rule, owner, ticket and policy_sha256 fields,
+// for AuditEvent::fixed_json.
+std::string audit_fixed_fields(const AuditEvent& e);
 
 // Appends `e` as one JSON line (with LF) to `out`, stamped `ts` (RFC 3339 UTC, ms). Every
 // string is escaped per RFC 8259; control bytes, U+2028/2029 and invalid UTF-8 (as
