@@ -1,5 +1,8 @@
 // `authbypass`: the security team's tool for the policy (DESIGN §6).
 // Exit codes: 0 ok, 1 policy or test failure, 2 usage error.
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "authbypass/explain.h"
+#include "authbypass/icap_request.h"
 #include "authbypass/m365.h"
 #include "authbypass/policy.h"
 #include "authbypass/policy_check.h"
@@ -54,10 +58,19 @@ Commands:
         Print the squid.conf drop-in for this policy: the helper, a built-in
         prefilter derived from the policy (only candidate requests reach the
         helper), the http_access order and the ICAP services.
+  squid-config --mode icap POLICY [--secret-file FILE] [--previous-secret-file FILE]
+               [--icap URL] [--clients ACL] [--no-prefilter]
+        ICAP decision mode: srv_authbypass (authbypass.Mode both) decides and marks;
+        the drop-in holds the shared secret (default /etc/authbypass/icap-secret).
+        --previous-secret-file: accept the old secret too while rotating.
+        --clients: the ACL of clients that may use the proxy (default localnet).
+  secret [--out FILE [--group GROUP] [--force]]
+        Generate a shared secret for decision mode (32 random bytes, hex) on stdout,
+        or into FILE (mode 0640, written atomically; an existing FILE only with --force).
   m365 import ENDPOINTS.json --policy-out FILE (--version V | --version-file FILE)
               [--ids 84,125] [--service-areas Common,Skype] [--category C,..]
               [--required-only] [--owner X] [--ticket Y] [--connect] [--shadow]
-              [--expires YYYY-MM-DD] [--revocation-ids 84,125]
+              [--expires YYYY-MM-DD] [--revocation-ids 84,125] [--keep-wildcards]
         Turn Microsoft 365 endpoint sets (default: the CRL/OCSP sets 84 and 125)
         into a policy file: GET/HEAD (OCSP: also POST) on port 80 with verify;
         --connect adds CONNECT rules for TCP 443. What cannot be expressed
@@ -365,10 +378,107 @@ int cmd_report(int argc, char** argv) {
   return rc;
 }
 
+// squid-config --mode icap (decision mode): the shared secret(s) and the decision-mode
+// options. kOk, or the exit code of a usage error / an unreadable secret.
+int squid_config_mode_options(const Args& a, SquidConfigOptions& o) {
+  const auto get = [&](const char* name) -> const std::string* {
+    auto it = a.options.find(name);
+    return it == a.options.end() ? nullptr : &it->second;
+  };
+  const std::string* mode = get("--mode");
+  if (mode && *mode != "helper" && *mode != "icap")
+    return usage_error("--mode must be helper or icap");
+  if (!mode || *mode == "helper") {
+    for (const char* name : {"--secret-file", "--previous-secret-file", "--clients", "--no-prefilter"})
+      if (get(name)) return usage_error(std::string(name) + " needs --mode icap");
+    return kOk;
+  }
+  o.mode = SquidConfigMode::kIcap;
+  if (a.options.count("--no-icap")) return usage_error("--mode icap needs the ICAP service");
+  if (const std::string* c = get("--clients")) o.clients = *c;
+  if (o.clients.empty() || o.clients.find_first_of(" \t\"#\\") != std::string::npos)
+    return usage_error("--clients needs an ACL name");
+  if (o.icap_url.find_first_of(" \t\"#\\") != std::string::npos)
+    return usage_error("--icap needs a URL without spaces, quotes or '#'");
+  o.prefilter = !a.options.count("--no-prefilter");
+  const std::string* file = get("--secret-file");
+  const std::string path = file ? *file : "/etc/authbypass/icap-secret";
+  std::string err;
+  auto secret = icap::read_shared_secret_file(path, &err);
+  if (!secret) {
+    std::cerr << "authbypass: " << err << "\n";
+    return kFailure;
+  }
+  o.secret = *secret;
+  if (const std::string* prev = get("--previous-secret-file")) {
+    auto old = icap::read_shared_secret_file(*prev, &err);
+    if (!old) {
+      std::cerr << "authbypass: " << err << "\n";
+      return kFailure;
+    }
+    if (*old != o.secret) o.previous_secret = *old;
+  }
+  return kOk;
+}
+
+// `authbypass secret [--out FILE [--group GROUP] [--force]]`: a new shared secret.
+int cmd_secret(int argc, char** argv) {
+  Args a = parse_args(argc, argv, 2, {"--out", "--group"}, {"--force"});
+  if (!a.error.empty()) return usage_error(a.error);
+  if (!a.positional.empty()) return usage_error("secret takes no arguments");
+  const auto out = a.options.find("--out");
+  if (out == a.options.end()) {
+    if (a.options.count("--group") || a.options.count("--force"))
+      return usage_error("--group and --force need --out FILE");
+    std::cout << icap::generate_shared_secret() << "\n";
+    return kOk;
+  }
+  const std::string& path = out->second;
+  if (path.empty()) return usage_error("--out needs a file name");
+  gid_t gid = static_cast<gid_t>(-1);
+  if (auto g = a.options.find("--group"); g != a.options.end()) {
+    struct group* gr = ::getgrnam(g->second.c_str());
+    if (!gr) return usage_error("unknown group '" + g->second + "'");
+    gid = gr->gr_gid;
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && !a.options.count("--force")) {
+    std::cerr << "authbypass: " << path
+              << " exists: not overwritten (--force replaces it; a running c-icap picks up the "
+                 "new secret within a second, so update Squid first: docs/icap-service.md)\n";
+    return kFailure;
+  }
+  const std::string secret = icap::generate_shared_secret() + "\n";
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  auto fail = [&](const std::string& what) {
+    std::cerr << "authbypass: " << what << ": " << std::strerror(errno) << "\n";
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    return kFailure;
+  };
+  if (fd < 0) return fail("cannot create " + tmp);
+  if (gid != static_cast<gid_t>(-1) && ::fchown(fd, static_cast<uid_t>(-1), gid) != 0)
+    return fail("cannot give " + tmp + " to the group");
+  if (::fchmod(fd, 0640) != 0) return fail("cannot chmod " + tmp);
+  if (::write(fd, secret.data(), secret.size()) != static_cast<ssize_t>(secret.size()))
+    return fail("cannot write " + tmp);
+  if (::fsync(fd) != 0) return fail("cannot sync " + tmp);
+  if (::close(fd) != 0) {
+    fd = -1;
+    return fail("cannot close " + tmp);
+  }
+  fd = -1;
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot rename " + tmp + " to " + path);
+  std::cerr << "authbypass: new shared secret in " << path << " (mode 0640)\n";
+  return kOk;
+}
+
 int cmd_squid_config(int argc, char** argv) {
   Args a = parse_args(argc, argv, 2,
-                      {"--helper", "--policy-path", "--audit-log", "--icap", "--ttl", "--children"},
-                      {"--no-audit", "--no-icap"});
+                      {"--helper", "--policy-path", "--audit-log", "--icap", "--ttl", "--children",
+                       "--mode", "--secret-file", "--previous-secret-file", "--clients"},
+                      {"--no-audit", "--no-icap", "--no-prefilter"});
   if (!a.error.empty()) return usage_error(a.error);
   if (a.positional.size() != 1) return usage_error("squid-config needs exactly one POLICY file");
   SquidConfigOptions o;
@@ -401,9 +511,16 @@ int cmd_squid_config(int argc, char** argv) {
     if (path->find_first_of(" \t\"#") != std::string::npos)
       return usage_error("paths in squid.conf cannot hold spaces, quotes or '#': " + *path);
   }
+  if (int rc = squid_config_mode_options(a, o); rc != kOk) return rc;
   auto policy = load_or_report(a.positional[0]);
   if (!policy) return kFailure;
-  SquidConfig cfg = squid_config(*policy, o);
+  SquidConfig cfg;
+  try {
+    cfg = squid_config(*policy, o);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "authbypass: " << e.what() << "\n";
+    return kFailure;
+  }
   std::cout << cfg.text;
   for (const std::string& w : cfg.warnings) std::cerr << "authbypass: warning: " << w << "\n";
   return kOk;
@@ -545,7 +662,7 @@ int run_import(int argc, char** argv) {
                       {"--service-areas", "--ids", "--category", "--owner", "--ticket",
                        "--policy-out", "--version", "--version-file", "--instance",
                        "--revocation-ids", "--expires", "--date"},
-                      {"--required-only", "--connect", "--shadow"});
+                      {"--required-only", "--connect", "--shadow", "--keep-wildcards"});
   if (!a.error.empty()) return usage_error(a.error);
   if (a.positional.size() != 1) return usage_error("m365 import needs exactly one ENDPOINTS.json");
   if (!a.options.contains("--policy-out"))
@@ -566,6 +683,7 @@ int run_import(int argc, char** argv) {
   o.ticket = a.options["--ticket"];
   o.connect = a.options.contains("--connect");
   o.shadow = a.options.contains("--shadow");
+  o.keep_wildcards = a.options.contains("--keep-wildcards");
   const std::string out = a.options["--policy-out"];
   o.output_name = out == "-" ? "(stdout)" : out;
   int rc = kOk;
@@ -721,6 +839,7 @@ int main(int argc, char** argv) {
     if (cmd == "test") return cmd_test(argc, argv);
     if (cmd == "explain") return cmd_explain(argc, argv);
     if (cmd == "squid-config") return cmd_squid_config(argc, argv);
+    if (cmd == "secret") return cmd_secret(argc, argv);
     if (cmd == "report") return cmd_report(argc, argv);
     if (cmd == "m365") return cmd_m365(argc, argv);
     return usage_error("unknown command '" + std::string(cmd) + "'");

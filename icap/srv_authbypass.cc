@@ -15,6 +15,13 @@
 //     when the preview identifies the object.
 //   * REQMOD, bypassed request with a body: the whole body (at most the OCSP cap) is held
 //     and must be a DER OCSPRequest sent as application/ocsp-request; else 403.
+//   * authbypass.Mode decide|both (decision mode, for fleets): REQMOD sees every request
+//     and decides itself. Any client-sent X-Authbypass header is stripped (and audited;
+//     such a request is never marked); a bypass gets "X-Authbypass: <secret> <rule-id>"
+//     added (ICAP 200 with the edited request, a `bypass` event) after the OCSP body
+//     check; anything else is a 204. `both` also verifies RESPMOD as above; `decide`
+//     answers RESPMOD with 204. Without a valid authbypass.SharedSecretFile the service
+//     refuses to start (post_init fails: c-icap answers 500 for it).
 //
 // c-icap facts this relies on (TESTING.md): mod_init_request_data also runs for OPTIONS;
 // the preview handler is called with (NULL, 0) when there is no preview; service_io must
@@ -34,6 +41,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "authbypass/audit.h"
 #include "authbypass/icap_request.h"
@@ -101,6 +109,22 @@ void log_msg(int level, const std::string& msg) {
 
 enum class VerifyMode { kFull, kPreview };
 
+// authbypass.Mode: verify (Squid's helper decides, the service checks), decide (the REQMOD
+// service decides and marks), both (decides in REQMOD, verifies in RESPMOD).
+enum class ServiceMode { kVerify, kDecide, kBoth };
+
+const char* mode_name(ServiceMode m) {
+  switch (m) {
+    case ServiceMode::kDecide:
+      return "decide";
+    case ServiceMode::kBoth:
+      return "both";
+    case ServiceMode::kVerify:
+      break;
+  }
+  return "verify";
+}
+
 struct Config {
   std::string policy;
   std::string audit_file;
@@ -108,6 +132,8 @@ struct Config {
   int syslog_facility = -1;  // -1: authpriv
   VerifyMode mode = VerifyMode::kFull;
   RevocationLimits limits;
+  ServiceMode service_mode = ServiceMode::kVerify;
+  std::string secret_file;  // authbypass.SharedSecretFile (decide, both)
 };
 
 Config g_config;
@@ -235,12 +261,41 @@ extern "C" int cfg_max_body_size(const char* directive, const char** argv, void*
   return 1;
 }
 
+// authbypass.Mode verify|decide|both
+extern "C" int cfg_mode(const char* directive, const char** argv, void*) {
+  std::string_view v = argc_of(argv) == 1 ? argv[0] : "";
+  if (v == "verify") {
+    g_config.service_mode = ServiceMode::kVerify;
+  } else if (v == "decide") {
+    g_config.service_mode = ServiceMode::kDecide;
+  } else if (v == "both") {
+    g_config.service_mode = ServiceMode::kBoth;
+  } else {
+    log_msg(1, std::string(directive) + " must be 'verify', 'decide' or 'both'");
+    return 0;
+  }
+  return 1;
+}
+
+// authbypass.SharedSecretFile FILE: read (and checked) in post_init, as c-icap's User.
+extern "C" int cfg_secret_file(const char* directive, const char** argv, void*) {
+  if (argc_of(argv) != 1 || !*argv[0]) {
+    log_msg(1, std::string(directive) + " needs one argument: the shared secret file");
+    return 0;
+  }
+  g_config.secret_file = argv[0];
+  return 1;
+}
+
 ci_conf_entry g_conf_table[] = {
     {"Policy", nullptr, cfg_policy, "The authbypass policy file (reloaded when it changes)"},
     {"AuditLog", nullptr, cfg_audit_log, "Audit log file (JSON lines), or 'syslog'"},
     {"Syslog", nullptr, cfg_syslog, "[FACILITY]: audit events to syslog too (authpriv)"},
     {"Verify", nullptr, cfg_verify, "full (check every byte) or preview (decide on the preview)"},
     {"MaxBodySize", nullptr, cfg_max_body_size, "[crl|ocsp|cert|ctl] SIZE: size caps"},
+    {"Mode", nullptr, cfg_mode, "verify (default), decide or both: who decides the bypass"},
+    {"SharedSecretFile", nullptr, cfg_secret_file,
+     "FILE: the secret of the X-Authbypass mark (Mode decide, both)"},
     {nullptr, nullptr, nullptr, nullptr}};
 
 // ---------------------------------------------------------------------------------------
@@ -251,6 +306,31 @@ ci_conf_entry g_conf_table[] = {
 class State {
  public:
   explicit State(const Config& c) : config_(c), source_(c.policy) {}
+
+  bool decides() const { return config_.service_mode != ServiceMode::kVerify; }
+
+  // Decision mode: the shared secret must be there before anything else. False (and
+  // *error) when the service must refuse to start.
+  bool load_secret(std::string* error) {
+    if (!decides()) {
+      if (!config_.secret_file.empty())
+        log_msg(1, "authbypass.SharedSecretFile is ignored in authbypass.Mode verify");
+      return true;
+    }
+    if (config_.secret_file.empty()) {
+      *error = std::string("authbypass.Mode ") + mode_name(config_.service_mode) +
+               " needs authbypass.SharedSecretFile (make one with `authbypass secret`)";
+      return false;
+    }
+    auto secret = authbypass::icap::read_shared_secret_file(config_.secret_file, error);
+    if (!secret) return false;
+    secret_.store(std::make_shared<const std::string>(std::move(*secret)));
+    secret_id_ = file_identity(config_.secret_file);
+    return true;
+  }
+
+  // The secret in force (null only before load_secret succeeded).
+  std::shared_ptr<const std::string> secret() const { return secret_.load(); }
 
   void start() {
     if (!config_.audit_file.empty()) {
@@ -281,6 +361,7 @@ class State {
     if (!config_.policy.empty()) {
       report(source_.check(std::chrono::steady_clock::now()));
     }
+    if (decides()) check_secret();
     if (!config_.audit_file.empty()) {
       struct stat st {};
       bool moved = ::stat(config_.audit_file.c_str(), &st) != 0 || st.st_ino != audit_ino_ ||
@@ -319,6 +400,44 @@ class State {
 
  private:
   static constexpr std::int64_t kCheckIntervalNs = 1'000'000'000;
+
+  // What tells a replaced or edited file apart (rotation: a new file moved into place).
+  struct FileId {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    off_t size = -1;
+    std::int64_t mtime_ns = 0, ctime_ns = 0;
+    bool operator==(const FileId&) const = default;
+  };
+  static FileId file_identity(const std::string& path) {
+    struct stat st {};
+    FileId id;
+    if (::stat(path.c_str(), &st) != 0) return id;
+    id.dev = st.st_dev;
+    id.ino = st.st_ino;
+    id.size = st.st_size;
+    id.mtime_ns = st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec;
+    id.ctime_ns = st.st_ctim.tv_sec * 1'000'000'000LL + st.st_ctim.tv_nsec;
+    return id;
+  }
+
+  // Rotation: a changed secret file is read again; a bad one is logged and the secret in
+  // force stays (never a moment without one). The secret itself is never logged.
+  void check_secret() {
+    FileId id = file_identity(config_.secret_file);
+    if (id == secret_id_) return;
+    secret_id_ = id;
+    std::string err;
+    auto secret = authbypass::icap::read_shared_secret_file(config_.secret_file, &err);
+    if (!secret) {
+      log_msg(1, err + ": the shared secret in force stays");
+      return;
+    }
+    auto cur = secret_.load();
+    if (cur && *cur == *secret) return;
+    secret_.store(std::make_shared<const std::string>(std::move(*secret)));
+    log_msg(1, "shared secret reloaded from " + config_.secret_file);
+  }
 
   static std::int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -368,6 +487,8 @@ class State {
 
   Config config_;
   PolicySource source_;
+  std::atomic<std::shared_ptr<const std::string>> secret_;
+  FileId secret_id_;  // guarded by check_mu_ (after start)
   std::mutex check_mu_;
   std::atomic<std::int64_t> next_check_ns_{0};
   std::mutex audit_mu_;
@@ -414,9 +535,11 @@ std::optional<std::int64_t> content_length(const std::optional<std::string>& v) 
 // One ICAP transaction.
 
 enum class Action : std::uint8_t {
-  kAllow,  // 204, no check
-  kCheck,  // check the body (RESPMOD: the response; REQMOD: the OCSP request)
-  kBlock,  // 403 at once
+  kAllow,   // 204, no check
+  kCheck,   // check the body (RESPMOD: the response; REQMOD: the OCSP request)
+  kBlock,   // 403 at once
+  kModify,  // decision mode: the request's headers edited (mark added, forged marks
+            // stripped), its body (if any) passed on unchanged
 };
 
 enum class Phase : std::uint8_t {
@@ -425,6 +548,7 @@ enum class Phase : std::uint8_t {
   kRelease,    // verdict genuine: send everything that is left
   kBlockPage,  // sending the 403 page; input is read and dropped
   kDone,       // 204 answered, or aborted
+  kPass,       // kModify: the body goes on as it arrives
 };
 
 struct Txn {
@@ -436,6 +560,13 @@ struct Txn {
   Phase phase = Phase::kHold;
   std::optional<RevocationCheck> check;
   bool finished = false;  // finish() was called
+
+  // Decision mode (REQMOD in Mode decide|both).
+  bool decide = false;
+  bool strip_marks = false;      // remove client-sent X-Authbypass lines
+  std::string mark;              // the header line to add; empty: none
+  bool edited = false;           // apply_edits() ran
+  std::vector<const Rule*> shadows;  // shadow matches, audited (rules live in `policy`)
 
   // Body bytes not yet sent: buf[off..].
   std::string buf;
@@ -507,6 +638,27 @@ struct Txn {
     state->audit(e);
     count_stat(event, verdict);
   }
+
+  // Decision mode: the shadow rules that matched (as the helper writes them).
+  void write_shadow_audit() {
+    if (!state) return;
+    for (const Rule* r : shadows) {
+      AuditEvent e;
+      e.component = "icap";
+      e.event = "shadow";
+      e.rule = r->id;
+      e.owner = r->owner;
+      e.ticket = r->ticket;
+      e.policy_sha256 = sha;
+      e.src = src;
+      e.method = method;
+      e.url = url;
+      e.host = host;
+      e.user_agent = ua;
+      state->audit(e);
+    }
+    shadows.clear();
+  }
 };
 
 Txn* txn_of(ci_request_t* req) {
@@ -528,8 +680,168 @@ void block(Txn& t, std::string reason) {
   t.set_outcome("blocked", "blocked (403)", reason);
 }
 
+// The header lines of an (unpacked) c-icap header list, the first line excluded.
+template <typename F>
+void for_each_header_line(ci_headers_list_t* h, F&& f) {
+  if (!h || h->packed || !h->headers || !h->buf) return;
+  const char* end = h->buf + h->bufused;
+  for (int i = 1; i < h->used; ++i) {
+    const char* p = h->headers[i];
+    if (!p || p < h->buf || p >= end) continue;
+    std::string_view line(p, strnlen(p, static_cast<std::size_t>(end - p)));
+    if (std::size_t eol = line.find_first_of("\r\n"); eol != std::string_view::npos)
+      line = line.substr(0, eol);
+    if (!f(line)) return;
+  }
+}
+
+bool has_mark_header(ci_headers_list_t* h) {
+  bool found = false;
+  for_each_header_line(h, [&](std::string_view line) {
+    found = authbypass::icap::is_mark_header(line);
+    return !found;
+  });
+  return found;
+}
+
+// Decision mode: strips every client-sent X-Authbypass line and adds the mark, once,
+// before c-icap sends the edited request. False if an edit failed (the caller blocks:
+// never a request that still carries a client's mark, never a half-edited one).
+bool apply_edits(ci_request_t* req, Txn& t) {
+  if (t.edited) return true;
+  t.edited = true;
+  ci_headers_list_t* h = ci_http_request_headers(req);
+  if (!h) return false;
+  if (t.strip_marks) {
+    for (int round = 0; round < 256; ++round) {
+      std::string name;
+      for_each_header_line(h, [&](std::string_view line) {
+        if (!authbypass::icap::is_mark_header(line)) return true;
+        name = std::string(authbypass::icap::header_name(line));
+        return false;
+      });
+      if (name.empty()) break;
+      // c-icap matches the name case-insensitively, followed directly by ':'
+      if (!ci_headers_remove(h, name.c_str())) return false;
+    }
+    if (has_mark_header(h)) return false;
+  }
+  if (!t.mark.empty() && !ci_http_request_add_header(req, t.mark.c_str())) return false;
+  return true;
+}
+
+std::atomic<bool> g_warned_respmod_decide{false};
+std::atomic<bool> g_warned_no_client_ip{false};
+
+// REQMOD in authbypass.Mode decide|both: the service decides. Every request of Squid's
+// adaptation_access comes here, bypassed or not, so anything that is not a bypass is a 204
+// (no event): never a 403 for a request that merely cannot be evaluated, which Squid then
+// authenticates.
+void classify_decide(ci_request_t* req, Txn& t) {
+  t.decide = true;
+  t.action = Action::kAllow;
+  ci_headers_list_t* icap = req->request_header;
+  ci_headers_list_t* hreq = ci_http_request_headers(req);
+  if (!hreq) return;  // nothing to strip, nothing to mark
+  t.src = header(icap, "X-Client-IP").value_or("");
+  // Squid sends X-Authenticated-User only for a user it authenticated (in http_access,
+  // for clients that sent credentials): such a request needs no mark.
+  const bool authenticated = header(icap, "X-Authenticated-User").has_value();
+  const bool client_mark = has_mark_header(hreq);
+
+  const std::string line = first_line(hreq);
+  const auto host = header(hreq, "Host");
+  const auto ua = header(hreq, "User-Agent");
+  authbypass::icap::Translated tr = authbypass::icap::translate(
+      {line, host ? std::optional<std::string_view>(*host) : std::nullopt,
+       ua ? std::optional<std::string_view>(*ua) : std::nullopt, t.src});
+  t.method = tr.method;
+  t.url = tr.url;
+  t.ua = tr.user_agent;
+
+  Decision d;
+  bool is_connect = false;
+  t.policy = t.state->policy();
+  auto secret = t.state->secret();
+  if (!authenticated && tr.ok() && t.policy && secret) {
+    t.sha = t.policy->sha256();
+    Request r;
+    if (r.parse(RequestInput{t.method, t.url, t.ua, t.src})) {
+      t.host = r.host;
+      is_connect = r.is_connect;
+      authbypass::Date today = authbypass::today_utc();
+      d = t.policy->decide(r, today);
+      for (std::size_t i = 0; i < d.shadow_count; ++i) t.shadows.push_back(d.shadow[i]);
+      if (!d.bypass() && t.src.empty() && policy_uses_src(*t.policy, today) &&
+          !g_warned_no_client_ip.exchange(true)) {
+        log_msg(1, "no X-Client-IP from Squid (icap_send_client_ip on): rules with src never "
+                   "bypass");
+      }
+    }
+  }
+  if (d.bypass()) {
+    t.rule = d.rule->id;
+    t.owner = d.rule->owner;
+    t.ticket = d.rule->ticket;
+  }
+
+  const authbypass::icap::MarkPlan plan = authbypass::icap::plan_mark(client_mark, d.bypass());
+  t.strip_marks = plan.strip;
+  if (plan.forged) {
+    t.audit = true;
+    t.set_outcome("blocked", "forged mark removed",
+                  "the client sent its own X-Authbypass header (is Squid's `http_access deny` "
+                  "of client-sent marks missing?): removed, no bypass");
+    t.action = Action::kModify;
+    return;
+  }
+  if (!plan.mark) return;  // 204
+
+  t.audit = true;
+  if (!t.has_body) {
+    t.set_outcome("bypass", is_connect ? "marked (CONNECT tunnel, not checked)" : "marked");
+    t.mark = authbypass::icap::mark_header(*secret, d.rule->id);
+    t.action = Action::kModify;
+    return;
+  }
+  // A bypassed request with a body: only an OCSP request may go up the hole (as in
+  // verify mode); it is marked only once the whole body passed the check.
+  std::string ct = header(hreq, "Content-Type").value_or("");
+  t.content_type = ct;
+  auto cl = content_length(header(hreq, "Content-Length"));
+  if (media_type(ct) != "application/ocsp-request") {
+    block(t, "request body with Content-Type '" + ct.substr(0, 100) +
+                 "', not application/ocsp-request");
+    return;
+  }
+  if (!cl) {
+    block(t, "malformed Content-Length in the request");
+    return;
+  }
+  RevocationLimits rl = t.state->config().limits;
+  rl.ocsp = std::min<std::uint64_t>(rl.ocsp, kMaxRequestBody);
+  t.check.emplace(RevocationCheck::for_ocsp_request(rl));
+  t.check->begin(ct, header(hreq, "Content-Encoding").value_or(""), *cl);
+  t.action = Action::kCheck;
+  t.mark = authbypass::icap::mark_header(*secret, d.rule->id);  // added once genuine
+}
+
 // Fills the transaction from the ICAP and HTTP headers and decides what to do.
 void classify(ci_request_t* req, Txn& t) {
+  if (t.state && t.state->decides()) {
+    if (!t.respmod) {
+      classify_decide(req, t);
+      return;
+    }
+    if (t.state->config().service_mode == ServiceMode::kDecide) {
+      if (!g_warned_respmod_decide.exchange(true)) {
+        log_msg(1, "RESPMOD request in authbypass.Mode decide: answered 204, not verified "
+                   "(use authbypass.Mode both to verify responses)");
+      }
+      t.action = Action::kAllow;
+      return;
+    }
+  }
   ci_headers_list_t* icap = req->request_header;
   // Squid sends X-Authenticated-User (base64 with icap_client_username_encode on) only
   // for a user it authenticated: such requests never went through the hole.
@@ -707,6 +1019,17 @@ void start_block_page(ci_request_t* req, Txn& t) {
   t.status = 403;  // what the client gets
 }
 
+// Decision mode: an edit of the request's headers failed. Never pass it on half-edited or
+// still carrying a client's mark: a 403 page instead.
+void edit_failed(ci_request_t* req, Txn& t) {
+  log_msg(1, "could not edit the request headers of " + t.url.substr(0, 200));
+  t.mark.clear();
+  t.audit = true;
+  t.set_outcome("blocked", "blocked (403)", "the request's headers could not be edited");
+  t.phase = Phase::kHold;
+  start_block_page(req, t);
+}
+
 std::string reason_of(const Txn& t) {
   std::string r = t.check ? std::string(t.check->reason()) : std::string();
   return r.empty() ? "not revocation data" : r;
@@ -730,6 +1053,10 @@ bool rejected(const Txn& t) {
 }
 
 void mark_genuine(Txn& t, bool preview_only) {
+  if (t.decide) {  // decision mode: the OCSP request passed, the request is marked
+    t.set_outcome("bypass", "marked, genuine " + kind_text(t));
+    return;
+  }
   // A request body that passes writes no event: the response's event is the record of
   // the request (one event per bypassed request).
   if (!t.respmod) t.audit = false;
@@ -758,9 +1085,11 @@ enum Stat : int {
   kStVerifiedOcspRequest,
   kStUnchecked,
   kStBlocked,
+  kStMarked,  // decision mode: requests marked X-Authbypass
+  kStForged,  // decision mode: client-sent X-Authbypass headers removed
   kStCount
 };
-int g_stat_ids[kStCount] = {-1, -1, -1, -1, -1, -1, -1, -1};
+int g_stat_ids[kStCount] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
 
 void register_stats() {
   static const char* const kLabels[kStCount] = {"verified crl",
@@ -770,7 +1099,9 @@ void register_stats() {
                                                 "verified ctl",
                                                 "verified ocsp-request",
                                                 "bypassed unchecked (verify none)",
-                                                "blocked"};
+                                                "blocked",
+                                                "decided bypass (marked)",
+                                                "forged mark removed"};
   static char group[] = "Service authbypass";
   for (int i = 0; i < kStCount; ++i) {
     std::string label = std::string("authbypass ") + kLabels[i];
@@ -781,8 +1112,10 @@ void register_stats() {
 // Counts one audit event under its kind ("genuine crl" -> verified crl).
 void count_stat(std::string_view event, std::string_view verdict) {
   int id = -1;
-  if (event == "blocked") {
-    id = kStBlocked;
+  if (event == "bypass") {
+    id = kStMarked;
+  } else if (event == "blocked") {
+    id = verdict == "forged mark removed" ? kStForged : kStBlocked;
   } else if (event == "verified") {
     static const std::pair<std::string_view, Stat> kKinds[] = {
         {"genuine crl", kStVerifiedCrl},     {"genuine ocsp-request", kStVerifiedOcspRequest},
@@ -815,10 +1148,20 @@ extern "C" int svc_init_service(ci_service_xdata_t* srv_xdata, struct ci_server_
 extern "C" int svc_post_init_service(ci_service_xdata_t*, struct ci_server_conf*) {
   try {
     auto s = std::make_shared<State>(g_config);
+    std::string err;
+    if (!s->load_secret(&err)) {
+      // c-icap marks the service failed and answers 500 for it: Squid never gets a mark
+      // (bypass=0: an ICAP error; bypass=1: no adaptation, so authentication).
+      log_msg(1, "NOT STARTED (authbypass.Mode " + std::string(mode_name(g_config.service_mode)) +
+                     "): " + err + ". The service answers every request with an ICAP error "
+                     "until this is fixed and c-icap restarted.");
+      return CI_ERROR;
+    }
     s->start();
     g_state.store(std::move(s));
-    log_msg(2, std::string("ready (verify ") +
-                   (g_config.mode == VerifyMode::kFull ? "full" : "preview") + ")");
+    log_msg(g_config.service_mode == ServiceMode::kVerify ? 2 : 1,
+            std::string("ready (mode ") + mode_name(g_config.service_mode) + ", verify " +
+                (g_config.mode == VerifyMode::kFull ? "full" : "preview") + ")");
     return CI_OK;
   } catch (const std::exception& e) {
     log_msg(1, std::string("initialization failed: ") + e.what());
@@ -870,6 +1213,7 @@ extern "C" void svc_release_request_data(void* data) {
       if (t->event.empty()) t->set_outcome("blocked", "blocked (403)", "no verdict");
       t->write_audit();
     }
+    if (!t->shadows.empty()) t->write_shadow_audit();
   } catch (const std::exception& e) {
     log_msg(1, std::string("internal error writing the audit event: ") + e.what());
   }
@@ -888,6 +1232,16 @@ extern "C" int svc_check_preview(char* data, int len, ci_request_t* req) {
       start_block_page(req, *t);
       return CI_MOD_CONTINUE;
     }
+    if (t->action == Action::kModify) {  // decision mode: the edited request goes on
+      if (!apply_edits(req, *t)) {
+        edit_failed(req, *t);
+        return CI_MOD_CONTINUE;
+      }
+      ci_req_unlock_data(req);
+      t->phase = Phase::kPass;
+      if (data && len > 0) consume(*t, data, static_cast<std::size_t>(len));
+      return CI_MOD_CONTINUE;
+    }
     if (data && len > 0) consume(*t, data, static_cast<std::size_t>(len));
     if (rejected(*t)) {
       t->set_outcome("blocked", "blocked (403)", reason_of(*t));
@@ -898,6 +1252,15 @@ extern "C" int svc_check_preview(char* data, int len, ci_request_t* req) {
       t->finished = true;
       if (t->check->finish() == RevocationCheck::State::kGenuine) {
         mark_genuine(*t, false);
+        if (t->decide) {  // the marked request goes on, with the body it came with
+          if (!apply_edits(req, *t)) {
+            edit_failed(req, *t);
+            return CI_MOD_CONTINUE;
+          }
+          ci_req_unlock_data(req);
+          t->phase = Phase::kRelease;
+          return CI_MOD_CONTINUE;
+        }
         t->phase = Phase::kDone;
         t->drop_buffer();
         return CI_MOD_ALLOW204;
@@ -927,6 +1290,10 @@ extern "C" int svc_end_of_data(ci_request_t* req) {
   if (!t) return CI_ERROR;
   try {
     if (t->phase == Phase::kBlockPage) return CI_MOD_DONE;
+    if (t->action == Action::kModify) {
+      if (t->phase == Phase::kPass) t->phase = Phase::kRelease;  // send what is left
+      return CI_MOD_DONE;
+    }
     if (t->action != Action::kCheck || t->phase == Phase::kDone) return CI_MOD_DONE;
     if (!t->finished) {
       t->finished = true;
@@ -934,7 +1301,13 @@ extern "C" int svc_end_of_data(ci_request_t* req) {
     }
     if (t->check->state() == RevocationCheck::State::kGenuine) {
       mark_genuine(*t, false);
-      if (t->phase == Phase::kHold) {
+      if (t->phase == Phase::kHold && t->decide) {  // send the marked request and its body
+        if (!apply_edits(req, *t)) {
+          edit_failed(req, *t);
+          return CI_MOD_DONE;
+        }
+        ci_req_unlock_data(req);
+      } else if (t->phase == Phase::kHold) {
         if (ci_req_allow204(req) && !ci_req_sent_data(req)) {
           t->phase = Phase::kDone;
           t->drop_buffer();
@@ -969,8 +1342,14 @@ extern "C" int svc_io(char* wbuf, int* wlen, char* rbuf, int* rlen, int iseof, c
   try {
     if (rbuf && rlen && *rlen > 0) {
       std::size_t n = static_cast<std::size_t>(*rlen);
-      if (t->phase == Phase::kBlockPage || t->phase == Phase::kDone ||
-          t->action != Action::kCheck) {
+      if (t->action == Action::kModify && t->phase == Phase::kPass) {
+        // passed on unchanged; bounded while Squid is slow to read (back-pressure)
+        std::size_t room = kMaxBuffered > t->buffered() ? kMaxBuffered - t->buffered() : 0;
+        n = std::min(n, room);
+        *rlen = static_cast<int>(n);
+        consume(*t, rbuf, n);
+      } else if (t->phase == Phase::kBlockPage || t->phase == Phase::kDone ||
+                 t->action != Action::kCheck) {
         consume(*t, rbuf, n);  // dropped
       } else {
         std::size_t room = kMaxBuffered > t->buffered() ? kMaxBuffered - t->buffered() : 0;
@@ -1023,6 +1402,9 @@ extern "C" int svc_io(char* wbuf, int* wlen, char* rbuf, int* rlen, int iseof, c
           out = n > 0 ? static_cast<int>(n) : CI_EOF;
           break;
         }
+        case Phase::kPass:
+          out = static_cast<int>(t->take(wbuf, static_cast<std::size_t>(max)));
+          break;
         case Phase::kHold:
           out = 0;
           break;

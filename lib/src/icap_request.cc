@@ -1,5 +1,15 @@
 #include "authbypass/icap_request.h"
 
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
 #include "text.h"
 
 namespace authbypass::icap {
@@ -75,6 +85,155 @@ int status_of(std::string_view line) {
 std::string media_type(std::string_view ct) {
   std::string out(trim(ct.substr(0, ct.find(';'))));
   for (char& c : out) c = text::lower(c);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Decision mode.
+
+std::string_view header_name(std::string_view line) {
+  std::size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return {};
+  return line.substr(0, colon);
+}
+
+bool is_mark_header(std::string_view line) {
+  std::string_view name = header_name(line);
+  while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
+  if (name.size() != kMarkHeader.size()) return false;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    if (text::lower(name[i]) != text::lower(kMarkHeader[i])) return false;
+  }
+  return true;
+}
+
+std::string mark_header(std::string_view secret, std::string_view rule_id) {
+  std::string h;
+  h.reserve(kMarkHeader.size() + 3 + secret.size() + rule_id.size());
+  h += kMarkHeader;
+  h += ": ";
+  h += secret;
+  h += ' ';
+  h += rule_id;
+  return h;
+}
+
+MarkPlan plan_mark(bool client_sent_mark, bool policy_bypasses) {
+  MarkPlan p;
+  if (client_sent_mark) {
+    p.strip = true;
+    p.forged = true;
+    return p;
+  }
+  p.mark = policy_bypasses;
+  return p;
+}
+
+namespace {
+constexpr std::size_t kMinSecret = 32;
+constexpr std::size_t kMaxSecret = 256;
+constexpr off_t kMaxSecretFile = 4096;
+
+bool secret_char(char c) {
+  return text::is_alpha(c) || text::is_digit(c) || c == '-' || c == '_';
+}
+}  // namespace
+
+std::optional<std::string> parse_shared_secret(std::string_view content, std::string* error) {
+  auto fail = [&](std::string why) -> std::optional<std::string> {
+    if (error) *error = std::move(why);
+    return std::nullopt;
+  };
+  std::string_view s = content;
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' ||
+                        s.back() == '\t'))
+    s.remove_suffix(1);
+  if (s.empty()) return fail("is empty");
+  for (char c : s) {
+    if (!secret_char(c)) {
+      return fail(
+          "must hold one line of letters, digits, '-' and '_' only (hex or base64url; "
+          "`authbypass secret` makes one)");
+    }
+  }
+  if (s.size() < kMinSecret) {
+    return fail("holds a secret of " + std::to_string(s.size()) + " characters: at least " +
+                std::to_string(kMinSecret) + " needed (`authbypass secret` makes 64)");
+  }
+  if (s.size() > kMaxSecret) {
+    return fail("holds a secret longer than " + std::to_string(kMaxSecret) + " characters");
+  }
+  return std::string(s);
+}
+
+std::optional<std::string> read_shared_secret_file(const std::string& path, std::string* error) {
+  auto fail = [&](const std::string& why) -> std::optional<std::string> {
+    if (error) *error = "shared secret file " + path + " " + why;
+    return std::nullopt;
+  };
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return fail(std::string("cannot be opened: ") + std::strerror(errno));
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return fail(std::string("cannot be read: ") + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return fail("is not a regular file");
+  if (st.st_mode & (S_IROTH | S_IWOTH)) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return fail(std::string("is readable or writable by every user (mode ") + mode +
+                "): it must be readable only by the c-icap and proxy users (chmod 0640, "
+                "group of c-icap)");
+  }
+  if (st.st_size == 0) return fail("is empty");
+  if (st.st_size > kMaxSecretFile) return fail("is over 4 KiB: not a secret file");
+  std::string content(static_cast<std::size_t>(st.st_size), '\0');
+  std::size_t got = 0;
+  while (got < content.size()) {
+    ssize_t n = ::read(fd, content.data() + got, content.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(std::string("cannot be read: ") + std::strerror(errno));
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  content.resize(got);
+  std::string why;
+  auto secret = parse_shared_secret(content, &why);
+  if (!secret) return fail(why);
+  return secret;
+}
+
+std::string generate_shared_secret() {
+  unsigned char bytes[32];
+  std::size_t got = 0;
+  while (got < sizeof bytes) {
+    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  if (got < sizeof bytes) {
+    int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw std::runtime_error("no source of randomness (getrandom, /dev/urandom)");
+    while (got < sizeof bytes) {
+      ssize_t n = ::read(fd, bytes + got, sizeof bytes - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    if (got < sizeof bytes) throw std::runtime_error("short read from /dev/urandom");
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * sizeof bytes);
+  for (unsigned char b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 0xf];
+  }
+  ::explicit_bzero(bytes, sizeof bytes);
   return out;
 }
 

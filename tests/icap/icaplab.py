@@ -19,6 +19,11 @@ a child; it is ready when it answers an OPTIONS request. stop() sends "stop" to 
 commands FIFO, waits for the PID, then kills by PID (the main process and any child
 still running from the lab's configuration); it also runs at interpreter exit.
 Set ICAPLAB_KEEP=1 to keep the directory.
+
+Decision mode: CIcap(..., mode="both", secret="<64 hex digits>") adds authbypass.Mode and
+authbypass.SharedSecretFile (the secret written to the lab directory, mode 0600, owned by
+c-icap); write_secret() replaces it (rotation). start(ready_status=500) waits for a
+service that refuses to start (c-icap answers its OPTIONS with 500).
 """
 
 from __future__ import annotations
@@ -90,7 +95,9 @@ class CIcap:
     def __init__(self, module: str, policy: str, *, verify: str = "full",
                  extra_conf: str = "", include: str = SHIPPED_INCLUDE,
                  servers: int | None = None, threads: int | None = None,
-                 debug_level: int = 1, verbose: bool = False):
+                 debug_level: int = 1, verbose: bool = False,
+                 mode: str | None = None, secret: str | None = None,
+                 secret_mode: int = 0o600):
         self.module_src = os.path.abspath(module)
         self.policy_src = os.path.abspath(policy)
         self.verify = verify
@@ -99,6 +106,9 @@ class CIcap:
         self.servers, self.threads = servers, threads
         self.debug_level = debug_level
         self.verbose = verbose
+        self.mode = mode      # authbypass.Mode (None: the include's, i.e. verify)
+        self.secret = secret  # written to secret_file (None: no SharedSecretFile line)
+        self.secret_mode = secret_mode
         self.dir: str | None = None
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
@@ -122,6 +132,21 @@ class CIcap:
         return self.path("audit.log")
 
     @property
+    def secret_file(self):
+        return self.path("icap-secret")
+
+    def write_secret(self, text: str, mode: int = 0o600):
+        """Replaces the shared secret file atomically (owned by c-icap when root)."""
+        tmp = self.secret_file + ".new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(RUN_USER)
+            os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        os.replace(tmp, self.secret_file)
+
+    @property
     def server_log(self):
         return self.path("server.log")
 
@@ -142,7 +167,7 @@ class CIcap:
         self.stop()
         return False
 
-    def start(self, ready_timeout: float = 15.0):
+    def start(self, ready_timeout: float = 15.0, ready_status: int = 200):
         if not c_icap_available():
             raise IcapLabError(f"{C_ICAP} / {C_ICAP_CLIENT} or user {RUN_USER} missing: "
                                "run scripts/setup")
@@ -159,7 +184,7 @@ class CIcap:
                 self.port = free_port()
                 self._write_conf()
                 try:
-                    self._start(ready_timeout)
+                    self._start(ready_timeout, ready_status)
                     return self
                 except IcapLabError as e:
                     last = e
@@ -185,6 +210,8 @@ class CIcap:
         os.chmod(self.path("srv_authbypass.so"), 0o755)
         shutil.copy(self.policy_src, self.policy)
         os.chmod(self.policy, 0o644)
+        if self.secret is not None:
+            self.write_secret(self.secret + "\n", self.secret_mode)
         if os.geteuid() == 0:
             pw = pwd.getpwnam(RUN_USER)
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
@@ -229,13 +256,15 @@ DebugLevel {self.debug_level}
 ModulesDir {MODULES_DIR}
 ServicesDir {self.dir}
 Include {include}
+{f"authbypass.Mode {self.mode}" if self.mode else ""}
+{f"authbypass.SharedSecretFile {self.secret_file}" if self.secret is not None else ""}
 {self.extra_conf}
 """
         with open(self.conf, "w") as f:
             f.write(conf)
         os.chmod(self.conf, 0o644)
 
-    def _start(self, ready_timeout: float):
+    def _start(self, ready_timeout: float, ready_status: int = 200):
         self.log(f"starting c-icap on 127.0.0.1:{self.port}")
         out = open(self.path("c-icap.stdout"), "ab")
         self.proc = subprocess.Popen([C_ICAP, "-N", "-f", self.conf], stdin=subprocess.DEVNULL,
@@ -250,7 +279,7 @@ Include {include}
                                    + self.tail(self.server_log))
             try:
                 status, _h, _b = icap_request(self.port, "OPTIONS", timeout=2)
-                if status == 200:
+                if status == ready_status:
                     self.log("c-icap ready")
                     return
             except OSError:

@@ -17,7 +17,8 @@ lives there; /work may not be traversable by proxy, so the helper binary and the
 are copied in):
   * an htpasswd file (openssl passwd -apr1) for /usr/lib/squid/basic_ncsa_auth;
   * an origin HTTP server on 127.0.0.1:<free port> (a thread of this process) that
-    answers 200 to any GET/HEAD/POST and records every request that reaches it; paths
+    answers 200 to any GET/HEAD/POST and records every request that reaches it (method,
+    host, path, User-Agent, body, and every header as a list of (name, value)); paths
     registered with lab.origin.serve(path, ...) get a given body (bytes or a file,
     streamed), Content-Type and headers instead (the ICAP tests serve CRLs that way);
   * squid.conf: its own http_port 127.0.0.1:<free port>, every request forwarded to the
@@ -97,7 +98,8 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
         self.server.record({"method": self.command, "host": self.headers.get("Host"),
                             "path": self.path, "user_agent": self.headers.get("User-Agent"),
                             "body": body if len(body) <= 65536 else body[:65536],
-                            "body_len": len(body)})
+                            "body_len": len(body),
+                            "headers": [(k, v) for k, v in self.headers.items()]})
         route = self.server.route(self.path)
         if route is not None:
             self._answer_route(route, send_body)
@@ -141,7 +143,8 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
 
     def do_CONNECT(self):  # noqa: N802 - only the "tunnel" peer gets these
         self.server.record({"method": "CONNECT", "host": self.path, "path": None,
-                            "user_agent": self.headers.get("User-Agent"), "body": b""})
+                            "user_agent": self.headers.get("User-Agent"), "body": b"",
+                            "headers": [(k, v) for k, v in self.headers.items()]})
         self.send_response(200, "Connection established")
         self.end_headers()
         self.wfile.flush()
@@ -605,9 +608,12 @@ http_access deny all
 
     def get(self, url: str, *, ua: str | None = None, method: str = "GET",
             user: str | None = None, password: str | None = None, data: str | None = None,
-            timeout: float = 10) -> int:
-        """An HTTP request through the proxy; returns the HTTP status (0 if none)."""
+            headers: list[str] | None = None, timeout: float = 10) -> int:
+        """An HTTP request through the proxy; returns the HTTP status (0 if none).
+        headers: extra request header lines ("Name: value")."""
         args = ["-w", "%{http_code}", "-A", ua if ua is not None else "squidlab-curl"]
+        for h in headers or []:
+            args += ["-H", h]
         if user:
             args += ["--proxy-user", f"{user}:{password or self.PASSWORD}"]
         if method == "HEAD":
@@ -646,11 +652,15 @@ http_access deny all
                 "size": size}
 
     def connect(self, hostport: str, *, ua: str | None = None, user: str | None = None,
-                password: str | None = None, timeout: float = 10) -> int:
+                password: str | None = None, headers: list[str] | None = None,
+                timeout: float = 10) -> int:
         """CONNECT host:port through the proxy; returns the proxy's answer to the CONNECT
-        (200 = tunnel set up, 407 = authentication required, 0 = none)."""
+        (200 = tunnel set up, 407 = authentication required, 0 = none). headers: extra
+        header lines for the CONNECT request."""
         args = ["-p", "-k", "-w", "%{http_connect}",
                 "-A", ua if ua is not None else "squidlab-curl"]
+        for h in headers or []:
+            args += ["--proxy-header", h]
         if user:
             args += ["--proxy-user", f"{user}:{password or self.PASSWORD}"]
         out, _rc = self._curl(args + ["--", f"https://{hostport}/"], timeout)

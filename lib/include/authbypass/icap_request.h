@@ -1,6 +1,7 @@
 // ICAP service wire translation (DESIGN §4): the encapsulated HTTP request and response
 // header values, as c-icap hands them over, into a RequestInput for the engine. Pure
-// functions, no I/O: used by srv_authbypass.so, its tests and its fuzz target.
+// functions, no I/O (except the shared-secret file's reader and generator at the end):
+// used by srv_authbypass.so, the `authbypass` CLI, their tests and the fuzz target.
 #pragma once
 
 #include <cstdint>
@@ -46,5 +47,56 @@ std::string media_type(std::string_view content_type);
 
 // Blanks (and trailing CR/LF) trimmed from both ends.
 std::string_view trim(std::string_view s);
+
+// ---------------------------------------------------------------------------------------
+// Decision mode (authbypass.Mode decide|both, DESIGN §4): the REQMOD service decides and
+// marks the requests that may skip proxy authentication with
+//     X-Authbypass: <shared secret> <rule-id>
+// which Squid's `acl ... req_header X-Authbypass ^<secret>\s` recognizes in
+// adapted_http_access. Squid never forwards the header (request_header_access).
+
+inline constexpr std::string_view kMarkHeader = "X-Authbypass";
+
+// True iff the header line ("Name: value", or a bare "Name:") is an X-Authbypass header:
+// the name compared case-insensitively, blanks between name and colon tolerated (as
+// lenient parsers such as Squid's relaxed_header_parser accept them).
+bool is_mark_header(std::string_view line);
+
+// The name of a header line as written, up to the colon (blanks before it included), or
+// empty when the line has no colon. c-icap removes headers by this exact prefix.
+std::string_view header_name(std::string_view line);
+
+// The header line that marks a bypassed request: "X-Authbypass: <secret> <rule-id>".
+std::string mark_header(std::string_view secret, std::string_view rule_id);
+
+// What decision mode does with one REQMOD request.
+struct MarkPlan {
+  bool strip = false;   // remove every client-sent X-Authbypass line
+  bool mark = false;    // add our mark (the policy bypasses the request)
+  bool forged = false;  // the client sent a mark: audited as `blocked`, never marked
+  bool modified() const { return strip || mark; }  // ICAP 200 with the edited request, else 204
+};
+
+// A request that arrives carrying the header was sent by a client (or by something that
+// should not be there): it is stripped and never marked, whatever the policy says, even
+// if the value is the right secret. Otherwise a bypass is marked and anything else left
+// unchanged.
+MarkPlan plan_mark(bool client_sent_mark, bool policy_bypasses);
+
+// The shared secret from its file's content: one token of 32 to 256 characters from
+// [A-Za-z0-9_-] (hex or base64url, so that it is safe in a header value and, unescaped,
+// in Squid's regex), optionally followed by blanks and a newline. nullopt and *error
+// ("...") otherwise.
+std::optional<std::string> parse_shared_secret(std::string_view content, std::string* error);
+
+// Reads and checks the shared-secret file: a regular file, not readable or writable by
+// every user (mode o-rw: it must be readable only by the c-icap and proxy users), not
+// empty, at most 4 KiB, holding a valid secret (parse_shared_secret). nullopt and *error
+// (naming the file and the fix) otherwise.
+std::optional<std::string> read_shared_secret_file(const std::string& path, std::string* error);
+
+// A new secret: 32 bytes from getrandom(2) (/dev/urandom if that fails), as 64 lower-case
+// hex digits. Throws std::runtime_error when no randomness is available.
+std::string generate_shared_secret();
 
 }  // namespace authbypass::icap

@@ -1,0 +1,139 @@
+// `squid-config --mode icap`: the Squid side of ICAP decision mode (DESIGN §4).
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "authbypass/squid_config.h"
+
+namespace authbypass {
+namespace {
+
+const std::string kSecret(64, 'a');
+const std::string kOld(64, 'b');
+
+SquidConfigOptions icap_options() {
+  SquidConfigOptions o;
+  o.mode = SquidConfigMode::kIcap;
+  o.secret = kSecret;
+  return o;
+}
+
+SquidConfig generate(SquidConfigOptions o) {
+  LoadResult r = load_policy_text(
+      "version: 1\nrules:\n"
+      "  - id: crl\n    match: {path_suffix: [.crl]}\n"
+      "  - id: ocsp\n    match: {hosts: [ocsp.example.com], methods: [GET, POST]}\n",
+      "p.yaml");
+  EXPECT_TRUE(r.ok()) << ::testing::PrintToString(r.errors);
+  return squid_config(*r.policy, o);
+}
+
+std::vector<std::string> directives(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty() && line[0] != '#') out.push_back(line);
+  return out;
+}
+
+// Index of a directive line; -1 when absent.
+long at(const std::vector<std::string>& d, const std::string& line) {
+  for (std::size_t i = 0; i < d.size(); ++i)
+    if (d[i] == line) return static_cast<long>(i);
+  return -1;
+}
+
+TEST(SquidConfigIcap, TheVerifiedRecipe) {
+  auto cfg = generate(icap_options());
+  auto d = directives(cfg.text);
+  // http_access: the guard first, credentials authenticated there (the user name in the
+  // access log), the rest allowed on to the REQMOD decision.
+  long guard = at(d, "http_access deny authbypass_client_mark");
+  long creds = at(d, "http_access allow localnet authbypass_has_creds authbypass_auth");
+  long rest = at(d, "http_access allow localnet !authbypass_has_creds");
+  ASSERT_GE(guard, 0) << cfg.text;
+  EXPECT_LT(guard, creds);
+  EXPECT_LT(creds, rest);
+  EXPECT_GE(at(d, "acl authbypass_client_mark req_header X-Authbypass ."), 0);
+  EXPECT_GE(at(d, "acl authbypass_has_creds req_header Proxy-Authorization ."), 0);
+  EXPECT_GE(at(d, "acl authbypass_auth proxy_auth REQUIRED"), 0);
+  // REQMOD: prefiltered, never for requests with credentials.
+  EXPECT_GE(at(d, "icap_service authbypass_req reqmod_precache bypass=1 "
+                  "icap://127.0.0.1:1344/authbypass"), 0);
+  long no_creds = at(d, "adaptation_access authbypass_req deny authbypass_has_creds");
+  long cand = at(d, "adaptation_access authbypass_req allow authbypass_candidates");
+  EXPECT_GE(no_creds, 0);
+  EXPECT_LT(no_creds, cand);
+  EXPECT_GE(at(d, "adaptation_access authbypass_req deny all"), cand);
+  EXPECT_NE(cfg.text.find("acl authbypass_candidates any-of ab_crl ab_ocsp\n"), std::string::npos);
+  // After adaptation: the secret, then a blank; marked before proxy_auth.
+  EXPECT_GE(at(d, "acl authbypass_marked req_header X-Authbypass ^" + kSecret + "\\s"), 0);
+  long marked = at(d, "adapted_http_access allow authbypass_marked");
+  long auth = at(d, "adapted_http_access allow authbypass_auth");
+  EXPECT_GE(marked, 0);
+  EXPECT_LT(marked, auth);
+  EXPECT_LT(auth, at(d, "adapted_http_access deny all"));
+  EXPECT_GE(at(d, "request_header_access X-Authbypass deny all"), 0);
+  EXPECT_GE(at(d, "request_header_access Via deny authbypass_marked"), 0);
+  // RESPMOD for marked requests only, failing closed.
+  EXPECT_GE(at(d, "icap_service authbypass_resp respmod_precache bypass=0 "
+                  "icap://127.0.0.1:1344/authbypass"), 0);
+  EXPECT_GE(at(d, "adaptation_access authbypass_resp allow authbypass_marked"), 0);
+  EXPECT_GE(at(d, "icap_send_client_ip on"), 0);
+  // No helper in this mode.
+  EXPECT_EQ(cfg.text.find("external_acl_type"), std::string::npos);
+  EXPECT_EQ(cfg.text.find("http_access allow authbypass_candidates authbypass"), std::string::npos);
+  EXPECT_NE(cfg.text.find("THIS FILE HOLDS THE SHARED SECRET"), std::string::npos);
+}
+
+TEST(SquidConfigIcap, RotationNoPrefilterClientsAndUrl) {
+  auto o = icap_options();
+  o.previous_secret = kOld;
+  o.prefilter = false;
+  o.clients = "office";
+  o.icap_url = "icap://icap-pool.example:1344/authbypass";
+  auto cfg = generate(o);
+  auto d = directives(cfg.text);
+  EXPECT_GE(at(d, "acl authbypass_marked req_header X-Authbypass ^" + kSecret + "\\s ^" + kOld +
+                      "\\s"), 0) << cfg.text;
+  EXPECT_GE(at(d, "adaptation_access authbypass_req allow all"), 0);
+  EXPECT_EQ(cfg.text.find("authbypass_candidates"), std::string::npos);
+  EXPECT_EQ(cfg.text.find("acl ab_"), std::string::npos);
+  EXPECT_GE(at(d, "http_access allow office !authbypass_has_creds"), 0);
+  EXPECT_GE(at(d, "icap_service authbypass_req reqmod_precache bypass=1 "
+                  "icap://icap-pool.example:1344/authbypass"), 0);
+}
+
+TEST(SquidConfigIcap, BadSecretsAndNamesAreRefused) {
+  auto o = icap_options();
+  o.secret.clear();
+  EXPECT_THROW(generate(o), std::invalid_argument);
+  o.secret = "short";
+  EXPECT_THROW(generate(o), std::invalid_argument);
+  o.secret = std::string(40, 'a') + ".*";
+  EXPECT_THROW(generate(o), std::invalid_argument);
+  o = icap_options();
+  o.previous_secret = "x y";
+  EXPECT_THROW(generate(o), std::invalid_argument);
+  o = icap_options();
+  o.clients = "a b";
+  EXPECT_THROW(generate(o), std::invalid_argument);
+  o = icap_options();
+  o.icap_url.clear();
+  EXPECT_THROW(generate(o), std::invalid_argument);
+}
+
+TEST(SquidConfigIcap, HelperModeIsUnchangedByTheNewOptions) {
+  SquidConfigOptions plain;
+  SquidConfigOptions with = plain;
+  with.secret = kSecret;  // ignored outside decision mode
+  with.prefilter = false;
+  EXPECT_EQ(generate(plain).text, generate(with).text);
+  EXPECT_NE(generate(plain).text.find("external_acl_type authbypass"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace authbypass
