@@ -319,6 +319,14 @@ class Marker:
         with open(self.path, "a") as f:
             f.write(f"started {pid} {conf}\n")
 
+    def made(self, directory: str):
+        with open(self.path, "a") as f:
+            f.write(f"made {directory}\n")
+
+    def dirs(self) -> list[str]:
+        with open(self.path) as f:
+            return [l.split(None, 1)[1].strip() for l in f if l.startswith("made ")]
+
     def exists(self) -> bool:
         return os.path.exists(self.path)
 
@@ -633,9 +641,10 @@ def test_install(src: str, build_dir: str, version: str, marker: Marker) -> int:
     daemons_before = system_daemons()
     modules = c_icap_modules_dir()
     module = f"{modules}/srv_authbypass.so"
-    data = tempfile.mkdtemp(prefix="authbypass-pkgtest-")
-    os.chmod(data, 0o755)
     marker.create()
+    data = tempfile.mkdtemp(prefix="authbypass-pkgtest-", dir="/tmp")
+    os.chmod(data, 0o755)
+    marker.made(data)
     try:
         print(f"== dpkg -i {deb}", flush=True)
         r = dpkg("-i", deb)
@@ -921,6 +930,9 @@ def cleanup(marker: Marker) -> int:
         if re.match(r"^/tmp/(squidlab|icaplab)-", d):
             shutil.rmtree(d, ignore_errors=True)
     kill_pids(test_helpers())
+    for d in marker.dirs():
+        if re.match(r"^/tmp/authbypass-pkgtest-", d):
+            shutil.rmtree(d, ignore_errors=True)
     for s in glob.glob(STATS.replace("%p", "*")):
         os.remove(s)
     if is_installed():
