@@ -843,6 +843,24 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
       }
       host_set.insert(*h);
     }
+    // In a revocation set, "*.digicert.com" beside crl3.digicert.com, cacerts.digicert.com,
+    // ... adds nothing the listed hosts need, and would bypass the CA's whole domain (its
+    // web site too): narrowed to the listed hosts unless --keep-wildcards.
+    if (revocation && !o.keep_wildcards) {
+      std::vector<std::string> narrowed;
+      for (const auto& suffix : host_set) {
+        if (suffix.front() != '.') continue;
+        std::vector<std::string> under;
+        for (const auto& h : host_set)
+          if (h.front() != '.' && h.ends_with(suffix)) under.push_back(h);
+        if (under.empty()) continue;
+        narrowed.push_back(suffix);
+        notes.push_back(set + ": '*" + suffix + "' narrowed to the hosts the set lists under it (" +
+                        join(under, ", ") + "): the wildcard would bypass the whole domain, its "
+                        "web site included; --keep-wildcards keeps it as published");
+      }
+      for (const auto& n : narrowed) host_set.erase(n);
+    }
     std::vector<std::string> hosts(host_set.begin(), host_set.end());
     for (const auto& u : s->urls) {
       auto h = policy_host(u, nullptr);

@@ -139,7 +139,8 @@ bool looks_like_ocsp_host(std::string_view host);
 //
 // Per revocation set: rule m365-<id>-ocsp (its OCSP responders: GET, HEAD, POST, port 80,
 // verify: ocsp) and rule m365-<id> (the other hosts: GET, HEAD, port 80, verify:
-// revocation). With `connect`, also m365-<id>-connect (CONNECT to port 443, verify: none)
+// revocation); a wildcard beside listed hosts of its domain is narrowed to them (the
+// CA's web site stays out) unless keep_wildcards. With `connect`, also m365-<id>-connect (CONNECT to port 443, verify: none)
 // for every chosen set that lists TCP 443. Other sets get no plain-HTTP rule at all (their
 // traffic cannot be verified); without `connect` they are only reported. Hosts named
 // www.* (general web sites, e.g. www.microsoft.com) are never imported: reported. The
@@ -152,6 +153,9 @@ struct ImportOptions {
   std::string ticket;
   bool connect = false;  // also CONNECT rules for TCP 443
   bool shadow = false;   // every rule in mode: shadow (no tests are generated then)
+  // Revocation sets: a "*.domain" wildcard beside hosts listed under that domain is
+  // dropped (the listed hosts stay), unless this is set. Reported either way.
+  bool keep_wildcards = false;
   std::optional<Date> expires;
   std::string output_name = "m365.yaml";  // for messages of the self-check
   Date today{};                           // for the self-check's tests and `expires`
