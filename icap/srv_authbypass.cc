@@ -383,10 +383,14 @@ class State {
   std::shared_ptr<const Policy> policy() const { return source_.current(); }
   const Config& config() const { return config_; }
 
-  void audit(const AuditEvent& e) {
-    if (!audit_.enabled()) return;
+  void audit(const AuditEvent& e) { audit(&e, 1); }
+
+  // Several events, one write.
+  void audit(const AuditEvent* events, std::size_t n) {
+    if (!audit_.enabled() || n == 0) return;
     std::string line;
-    authbypass::append_audit_json(line, e, std::chrono::system_clock::now());
+    const auto now = std::chrono::system_clock::now();
+    for (std::size_t i = 0; i < n; ++i) authbypass::append_audit_json(line, events[i], now);
     std::lock_guard<std::mutex> lk(audit_mu_);
     if (!audit_.write(line)) {
       if (!audit_write_warned_) {
@@ -615,35 +619,36 @@ struct Txn {
     reason = why;
   }
 
-  void write_audit() {
-    if (!audit || audit_written || !state) return;
-    audit_written = true;
-    AuditEvent e;
-    e.component = "icap";
-    e.event = event;
-    e.rule = rule;
-    e.owner = owner;
-    e.ticket = ticket;
-    e.policy_sha256 = sha;
-    e.src = src;
-    e.method = method;
-    e.url = url;
-    e.host = host;
-    e.user_agent = ua;
-    e.status = status;
-    e.content_type = content_type;
-    e.bytes = static_cast<std::int64_t>(seen);
-    e.verdict = verdict;
-    e.reason = reason;
-    state->audit(e);
-    count_stat(event, verdict);
-  }
-
-  // Decision mode: the shadow rules that matched (as the helper writes them).
-  void write_shadow_audit() {
+  // The transaction's audit events, written in one go when it ends: its outcome (one per
+  // bypassed request) and, in decision mode, the shadow rules that matched (as the helper
+  // writes them).
+  void write_events() {
     if (!state) return;
+    std::vector<AuditEvent> evs;
+    evs.reserve(1 + shadows.size());
+    if (audit && !audit_written) {
+      audit_written = true;
+      AuditEvent& e = evs.emplace_back();
+      e.component = "icap";
+      e.event = event;
+      e.rule = rule;
+      e.owner = owner;
+      e.ticket = ticket;
+      e.policy_sha256 = sha;
+      e.src = src;
+      e.method = method;
+      e.url = url;
+      e.host = host;
+      e.user_agent = ua;
+      e.status = status;
+      e.content_type = content_type;
+      e.bytes = static_cast<std::int64_t>(seen);
+      e.verdict = verdict;
+      e.reason = reason;
+      count_stat(event, verdict);
+    }
     for (const Rule* r : shadows) {
-      AuditEvent e;
+      AuditEvent& e = evs.emplace_back();
       e.component = "icap";
       e.event = "shadow";
       e.rule = r->id;
@@ -655,9 +660,9 @@ struct Txn {
       e.url = url;
       e.host = host;
       e.user_agent = ua;
-      state->audit(e);
     }
     shadows.clear();
+    if (!evs.empty()) state->audit(evs.data(), evs.size());
   }
 };
 
@@ -1000,8 +1005,11 @@ void start_block_page(ci_request_t* req, Txn& t) {
       "<h1>Forbidden</h1>\n<p>This request was allowed without proxy authentication "
       "(authbypass rule <code>" +
       html_escape(t.rule.empty() ? "-" : t.rule) +
-      "</code>), but what came back is not the certificate or revocation data that rule "
-      "allows. The event is in the proxy's audit log.</p>\n</body></html>\n";
+      (t.respmod ? "</code>), but what came back is not the certificate or revocation data "
+                   "that rule allows."
+                 : "</code>), but what it sends is not an OCSP request, the only request "
+                   "body allowed without authentication.") +
+      " The event is in the proxy's audit log.</p>\n</body></html>\n";
   t.page_off = 0;
   ci_http_response_create(req, 1, 1);
   ci_http_response_reset_headers(req);
@@ -1211,9 +1219,8 @@ extern "C" void svc_release_request_data(void* data) {
                        "ICAP transaction ended before the end of the body");
       }
       if (t->event.empty()) t->set_outcome("blocked", "blocked (403)", "no verdict");
-      t->write_audit();
     }
-    if (!t->shadows.empty()) t->write_shadow_audit();
+    t->write_events();
   } catch (const std::exception& e) {
     log_msg(1, std::string("internal error writing the audit event: ") + e.what());
   }
