@@ -168,6 +168,25 @@ def cli_checks(cli: str, policy: str, tmp: str, checks: Checks):
     r = run("squid-config", "--mode", "icap", "--secret-file", out, policy)
     checks.expect(r.returncode == 0 and f"^{open(out).read().strip()}\\s" in r.stdout,
                   "squid-config --mode icap embeds the secret file's secret", r.stderr)
+    for variant in ([], ["--no-prefilter", "--previous-secret-file", out]):
+        dropin = os.path.join(tmp, "dropin.conf")
+        with open(dropin, "w") as f:
+            f.write(run("squid-config", "--mode", "icap", "--secret-file", out, *variant,
+                        policy).stdout)
+        with open(os.path.join(tmp, "htpasswd"), "w"):
+            pass
+        with open(os.path.join(tmp, "squid.conf"), "w") as f:
+            f.write(f"http_port 127.0.0.1:3\npid_filename {tmp}/squid.pid\n"
+                    f"cache_log {tmp}/cache.log\ncache_store_log none\nnetdb_filename none\n"
+                    "acl localnet src 10.0.0.0/8\n"
+                    f"auth_param basic program /usr/lib/squid/basic_ncsa_auth {tmp}/htpasswd\n"
+                    f"include {dropin}\nhttp_access deny all\n")
+        p = subprocess.run(["squid", "-k", "parse", "-f", os.path.join(tmp, "squid.conf")],
+                           capture_output=True, text=True, timeout=60)
+        bad = [l for l in (p.stdout + p.stderr).splitlines()
+               if re.search(r"FATAL|ERROR|WARNING", l, re.I)]
+        checks.expect(p.returncode == 0 and not bad, "squid -k parse of the drop-in "
+                      f"{' '.join(variant[:1]) or '(default)'}: no errors or warnings", str(bad[:3]))
     os.chmod(out, 0o644)
     r = run("squid-config", "--mode", "icap", "--secret-file", out, policy)
     checks.expect(r.returncode == 1 and "every user" in r.stderr and not r.stdout,
