@@ -43,7 +43,13 @@ set(_man_pages
   ${PROJECT_SOURCE_DIR}/docs/man/srv_authbypass.8)
 configure_file(${_pkg}/changelog.in ${_pkg_out}/changelog @ONLY)
 set(_gz_outputs "")
-foreach(src IN LISTS _man_pages ITEMS ${_pkg_out}/changelog ${PROJECT_SOURCE_DIR}/docs/install.md)
+# The guides an admin needs on the machine (/usr/share/doc/authbypass/*.md.gz).
+set(_docs
+  ${PROJECT_SOURCE_DIR}/docs/install.md
+  ${PROJECT_SOURCE_DIR}/docs/icap-service.md
+  ${PROJECT_SOURCE_DIR}/docs/audit-and-siem.md
+  ${PROJECT_SOURCE_DIR}/docs/policy-reference.md)
+foreach(src IN LISTS _man_pages _docs ITEMS ${_pkg_out}/changelog)
   get_filename_component(name "${src}" NAME)
   set(gz ${_pkg_out}/gz/${name}.gz)
   add_custom_command(OUTPUT ${gz}

@@ -84,6 +84,7 @@ CONFFILES = {
 }
 MAN_PAGES = {"man1/authbypass.1", "man5/authbypass-policy.5", "man8/ext_authbypass_acl.8",
              "man8/srv_authbypass.8"}
+DOCS = ("install", "icap-service", "audit-and-siem", "policy-reference")  # docs/*.md
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 
 
@@ -235,8 +236,8 @@ def check_layout(checks: Checks, src: str, deb: str, root: str, version: str):
         CLI: 0o755, HELPER: 0o755, f"{modules}/srv_authbypass.so": 0o644,
         "/usr/share/doc/authbypass/copyright": 0o644,
         "/usr/share/doc/authbypass/changelog.gz": 0o644,
-        "/usr/share/doc/authbypass/install.md.gz": 0o644,
     }
+    expected.update({f"/usr/share/doc/authbypass/{d}.md.gz": 0o644 for d in DOCS})
     expected.update({path: 0o644 for path in CONFFILES})
     expected.update({f"/usr/share/man/{m}.gz": 0o644 for m in MAN_PAGES})
     found = {}
@@ -267,6 +268,10 @@ def check_layout(checks: Checks, src: str, deb: str, root: str, version: str):
         r = run(["man", "--warnings", "-l", gz], env={**os.environ, "MANWIDTH": "80"})
         checks.expect(r.returncode == 0 and not r.stderr.strip(),
                       f"{m}.gz renders without warnings", r.stderr[:500])
+    for d in DOCS:
+        with gzip.open(f"{root}/usr/share/doc/authbypass/{d}.md.gz", "rb") as f, \
+                open(os.path.join(src, "docs", f"{d}.md"), "rb") as g:
+            checks.expect(f.read() == g.read(), f"/usr/share/doc/authbypass/{d}.md.gz: docs/{d}.md")
     with gzip.open(f"{root}/usr/share/doc/authbypass/changelog.gz", "rt") as f:
         first = f.readline()
     checks.expect(first.startswith(f"{PACKAGE} ({version}) "), f"changelog: {first.strip()}")
