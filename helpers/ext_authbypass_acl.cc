@@ -291,19 +291,25 @@ class Helper {
     hits_.assign(policy_ ? policy_->rules().size() : 0, {0, 0});
   }
 
-  // Blocks until stdin is readable; when counters are waiting to be written, wakes in
-  // time to write them (so an idle helper's stats file is at most a second old).
+  // Blocks until stdin is readable. While idle it keeps looking at the policy file every
+  // check interval (so a valid edit is loaded even when no request comes, and a later
+  // broken edit cannot leave an older policy in force), and writes waiting counters.
   void wait_for_input() {
-    if (opts_.stats_file.empty() || !stats_dirty_) return;
+    if (!startup_error_.empty()) return;
     pollfd p{0, POLLIN, 0};
+    const long interval = std::max(10L, opts_.check_interval_ms);
     for (;;) {
-      const auto now = std::chrono::steady_clock::now();
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          last_stats_ + std::chrono::seconds(1) - now);
-      int r = ::poll(&p, 1, static_cast<int>(std::max<long long>(0, left.count())));
+      int timeout = static_cast<int>(interval);
+      if (!opts_.stats_file.empty() && stats_dirty_) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            last_stats_ + std::chrono::seconds(1) - std::chrono::steady_clock::now());
+        timeout = static_cast<int>(std::clamp<long long>(left.count(), 0, interval));
+      }
+      int r = ::poll(&p, 1, timeout);
       if (r != 0) return;  // input, EOF, error or a signal: let read() tell
+      housekeeping();
+      flush_audit();
       maybe_write_stats(false);
-      if (!stats_dirty_) return;
     }
   }
 
