@@ -190,6 +190,7 @@ void prefilter_acls(const Policy& policy, SquidConfig& cfg, const std::string& c
 
 void icap_common(std::string& t) {
   t += "icap_enable on\nicap_preview_enable on\nicap_preview_size 1024\n"
+         "icap_service_revival_delay 10\n"
        "icap_send_client_ip on\nicap_send_client_username on\n"
        "icap_client_username_encode on\n";
 }
