@@ -1,0 +1,497 @@
+#!/usr/bin/python3
+"""Squid end to end (issue 8): requests/s and p99 latency through real Squid 5.7 on loopback.
+
+    e2e_squid.py --helper BIN --cli BIN --policy FILE --origin BIN --wrk BIN --json OUT
+                 [--rounds N] [--seconds S] [--warmup S] [--conns N] [--seed N]
+
+Three Squids (tests/integration/squidlab.py, one process each, started side by side and
+measured in interleaved order, so machine noise hits them alike):
+
+  recipe     the built-in recipe: the policy's rules as plain Squid ACLs (dstdomain,
+             method, port, urlpath_regex -i, browser -i: the prefilter that `authbypass
+             squid-config` prints, shadow rules left out) and `http_access allow` on them
+             before proxy_auth; no helper.
+  prefilter  ext_authbypass_acl at ttl=0 negative_ttl=0 cache=0 behind that prefilter
+             (`http_access allow authbypass_candidates authbypass`), as squid-config wires it.
+  helper     the same helper without the prefilter (`http_access allow authbypass`): every
+             request reaches the helper, also those with credentials.
+
+Traffic (wrk from Debian, one thread, N keep-alive client connections to Squid, requests
+in absolute form as a browser sends them to a proxy), four mixes:
+  bypass    CRL URLs with a CryptoAPI User-Agent, no credentials (bypassed: 200)
+  auth      browsing URLs with Basic credentials (authenticated: 200)
+  407       browsing URLs without credentials (407)
+  mixed     20 % bypass, 70 % auth, 10 % 407 (the generated helper input's proportions)
+Every answer's status is counted and checked. Rounds: the mixes in shuffled order, and
+within a mix the three Squids back to back in shuffled order; a ratio is the median over
+rounds of (config / recipe) in the same round, i.e. of measurements seconds apart
+(ratio_of_medians is in the JSON too). With the helper, the audit log's `bypass`
+events per bypassed answer show the helper was asked every time (ttl=0 alone still lets
+Squid reuse an answer within the same second; cache=0 turns the cache off).
+
+Origin: tests/bench/e2e_origin.cc (epoll, keep-alive; Squid with
+server_persistent_connections on), whose own capacity is measured in the same run (wrk
+straight at it). squidlab's Python origin closes every connection and serves from Python
+threads: it tops out near Squid's own rate, so it is not used for timing (its threads sit
+idle; squidlab still starts them).
+
+Squid's and the helpers' CPU (utime+stime from /proc) per cell give CPU µs per request.
+Raw numbers to --json; progress on stderr. Loopback only; every process is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from squidlab import SquidLab  # noqa: E402
+
+CONFIGS = ("recipe", "prefilter", "helper")
+MIXES = ("bypass", "auth", "407", "mixed")
+CPU_UA = "Microsoft-CryptoAPI/10.0"
+BROWSER_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/120.0 Safari/537.36")
+BYPASS_URLS = [
+    "http://crl.microsoft.com/pki/crl/products/MicRooCerAut_2010-06-23.crl",
+    "http://www.microsoft.com/pki/mscorp/crl/Microsoft%20RSA%20TLS%20CA%2001.crl",
+    "http://crl3.digicert.com/DigiCertGlobalRootG2.crl",
+    "http://pki.example-ca.test/issuing/ca2.crl",
+]
+BROWSE_URLS = [
+    "http://www.example.com/index.html",
+    "http://news.example.org/world/2026/12/01/story.html?ref=home",
+    "http://cdn.example.net/static/app.js",
+    "http://shop.example.com/cart",
+]
+MIX_PATTERN = {  # cycled by each connection's thread, in this order
+    "bypass": ["B"],
+    "auth": ["A"],
+    "407": ["N"],
+    "mixed": ["B", "A", "A", "A", "N", "A", "B", "A", "A", "A"],
+}
+EXPECT = {"B": 200, "A": 200, "N": 407}
+
+
+def log(msg: str):
+    print(f"e2e_squid: {msg}", file=sys.stderr, flush=True)
+
+
+def lua_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def wrk_script(mix: str, user: str, password: str) -> str:
+    cred = base64.b64encode(f"{user}:{password}".encode()).decode()
+    specs = []
+    nb = na = 0
+    for kind in MIX_PATTERN[mix]:
+        if kind == "B":
+            url, ua, auth = BYPASS_URLS[nb % len(BYPASS_URLS)], CPU_UA, None
+            nb += 1
+        else:
+            url, ua = BROWSE_URLS[na % len(BROWSE_URLS)], BROWSER_UA
+            auth = f"Basic {cred}" if kind == "A" else None
+            na += 1
+        host = url.split("/")[2]
+        h = [f"[\"Host\"] = {lua_str(host)}", f"[\"User-Agent\"] = {lua_str(ua)}",
+             "[\"Accept\"] = \"*/*\""]
+        if auth:
+            h.append(f"[\"Proxy-Authorization\"] = {lua_str(auth)}")
+        specs.append(f"  {{ {lua_str(url)}, {{ {', '.join(h)} }} }},")
+    return """-- generated by tests/bench/e2e_squid.py
+local specs = {
+%s
+}
+local reqs = {}
+local idx = 0
+counts = {}
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args)
+  for i, s in ipairs(specs) do reqs[i] = wrk.format("GET", s[1], s[2]) end
+end
+function request()
+  idx = idx %% #reqs + 1
+  return reqs[idx]
+end
+function response(status, headers, body)
+  counts[status] = (counts[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local c = {}
+  for _, t in ipairs(threads) do
+    local tc = t:get("counts")
+    for k, v in pairs(tc) do c[k] = (c[k] or 0) + v end
+  end
+  local parts = {}
+  for k, v in pairs(c) do table.insert(parts, string.format('"%%d": %%d', k, v)) end
+  local e = summary.errors
+  io.write(string.format('E2E_JSON {"requests": %%d, "duration_us": %%d, "bytes": %%d, ' ..
+    '"errors": {"connect": %%d, "read": %%d, "write": %%d, "status": %%d, "timeout": %%d}, ' ..
+    '"latency_us": {"mean": %%.1f, "max": %%d, "p50": %%d, "p90": %%d, "p99": %%d}, ' ..
+    '"status": {%%s}}\\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
+    e.status, e.timeout, latency.mean, latency.max, latency:percentile(50),
+    latency:percentile(90), latency:percentile(99), table.concat(parts, ", ")))
+end
+""" % "\n".join(specs)
+
+
+def run_wrk(wrk: str, script: str, port: int, conns: int, seconds: float) -> dict:
+    cmd = [wrk, "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
+           "-s", script, f"http://127.0.0.1:{port}/"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+    for line in r.stdout.splitlines():
+        if line.startswith("E2E_JSON "):
+            d = json.loads(line[len("E2E_JSON "):])
+            d["status"] = {int(k): v for k, v in d["status"].items()}
+            d["rps"] = d["requests"] / (d["duration_us"] / 1e6) if d["duration_us"] else 0.0
+            return d
+    raise RuntimeError(f"wrk gave no result (rc {r.returncode}): {r.stdout[-2000:]} {r.stderr[-2000:]}")
+
+
+def proc_cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime (after state at [0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            out.append(int(d))
+    return out
+
+
+def exe_of(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
+class BenchLab(SquidLab):
+    """squidlab's Squid, pointed at the fast origin, with server-side keep-alive and the
+    external ACL cache off (cache=0). The generated squid.conf is edited after squidlab
+    writes it; every edit is checked, so a change in squidlab fails loudly here."""
+
+    def __init__(self, *a, origin_port: int, cache0: bool = True, **kw):
+        super().__init__(*a, **kw)
+        self.bench_origin_port = origin_port
+        self.cache0 = cache0
+
+    def _write_conf(self):
+        super()._write_conf()
+        with open(self.conf) as f:
+            text = f.read()
+        edits = [
+            (f"cache_peer 127.0.0.1 parent {self.origin.port} 0 ",
+             f"cache_peer 127.0.0.1 parent {self.bench_origin_port} 0 "),
+            ("server_persistent_connections off", "server_persistent_connections on"),
+        ]
+        if self.cache0:
+            edits.append(("external_acl_type authbypass ttl=0 negative_ttl=0 ",
+                          "external_acl_type authbypass ttl=0 negative_ttl=0 cache=0 "))
+        for old, new in edits:
+            if text.count(old) != 1:
+                raise RuntimeError(f"e2e_squid: squidlab's squid.conf no longer has {old!r} once")
+            text = text.replace(old, new)
+        with open(self.conf, "w") as f:
+            f.write(text)
+
+
+def prefilter_lines(cli: str, policy: str) -> tuple[str, str, dict]:
+    """(prefilter + helper access lines, recipe lines, info) from `authbypass squid-config`."""
+    r = subprocess.run([cli, "squid-config", policy, "--no-icap", "--no-audit", "--ttl", "0"],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"authbypass squid-config failed: {r.stderr}")
+    shadow = set(re.findall(r"^# rule (\S+) \(shadow\)$", r.stdout, re.M))
+    acl, access = [], []
+    for line in r.stdout.splitlines():
+        if line.startswith("acl ab_") or line.startswith("acl authbypass_candidates "):
+            acl.append(line)
+        elif line.startswith("http_access "):
+            access.append(line)
+    if access != ["http_access allow authbypass_candidates authbypass"]:
+        raise RuntimeError(f"unexpected http_access lines from squid-config: {access}")
+    prefilter = "\n".join(acl + access)
+    recipe = []
+    for line in acl:
+        if line.startswith("acl authbypass_candidates any-of "):
+            names = [n for n in line.split()[3:] if n[len("ab_"):] not in shadow]
+            if names:
+                recipe.append("acl authbypass_candidates any-of " + " ".join(names))
+            continue
+        if any(line.startswith((f"acl ab_{s}_", f"acl ab_{s} ")) for s in shadow):
+            continue
+        recipe.append(line)
+    recipe.append("http_access allow authbypass_candidates")
+    return prefilter, "\n".join(recipe), {"acl_lines": len(acl), "shadow_rules_left_out": sorted(shadow)}
+
+
+class AuditCounter:
+    """Counts `bypass` events in a growing audit log, reading only what was appended."""
+
+    def __init__(self, path: str):
+        self.path, self.offset, self.count, self.rest = path, 0, 0, b""
+
+    def __call__(self) -> int:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self.count
+        self.offset += len(data)
+        data = self.rest + data
+        cut = data.rfind(b"\n") + 1
+        self.count += data.count(b'"event":"bypass"', 0, cut)
+        self.rest = data[cut:]
+        return self.count
+
+
+def cell_stats(rounds: list[dict]) -> dict:
+    med = statistics.median
+    return {
+        "median_rps": med(r["rps"] for r in rounds),
+        "min_rps": min(r["rps"] for r in rounds),
+        "max_rps": max(r["rps"] for r in rounds),
+        "median_p50_us": med(r["latency_us"]["p50"] for r in rounds),
+        "median_p99_us": med(r["latency_us"]["p99"] for r in rounds),
+        "median_squid_cpu_us": med(r["squid_cpu_us_per_req"] for r in rounds),
+        "median_helper_cpu_us": med(r["helper_cpu_us_per_req"] for r in rounds),
+        "requests": sum(r["requests"] for r in rounds),
+        "status": {str(k): sum(r["status"].get(k, 0) for r in rounds)
+                   for k in sorted({k for r in rounds for k in r["status"]})},
+        "socket_errors": sum(sum(v for k, v in r["errors"].items() if k != "status")
+                             for r in rounds),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--helper", required=True)
+    p.add_argument("--cli", required=True)
+    p.add_argument("--policy", required=True)
+    p.add_argument("--origin", required=True, help="the e2e_origin binary")
+    p.add_argument("--wrk", default="wrk")
+    p.add_argument("--json", required=True)
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--seconds", type=float, default=2)
+    p.add_argument("--warmup", type=float, default=1)
+    p.add_argument("--conns", type=int, default=8)
+    p.add_argument("--seed", type=int, default=8)
+    p.add_argument("--time-limit", type=float, default=0,
+                   help="seconds: start no round that would end past this (0: no limit)")
+    args = p.parse_args()
+    t0 = time.monotonic()
+
+    def on_term(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_term)
+
+    prefilter, recipe, pf_info = prefilter_lines(args.cli, args.policy)
+    tmp = tempfile.mkdtemp(prefix="e2e-squid-")
+    res: dict = {"config": vars(args), "prefilter": pf_info, "errors": [], "notes": [],
+                 "load_start": os.getloadavg()}
+    origin = None
+    with contextlib.ExitStack() as stack:
+        try:
+            origin = subprocess.Popen([args.origin], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+            origin_port = int(origin.stdout.readline())
+            log(f"origin (e2e_origin) on 127.0.0.1:{origin_port}, PID {origin.pid}")
+            labs = {}
+            access = {"recipe": recipe, "prefilter": prefilter, "helper": None}
+            for name in CONFIGS:
+                lab = BenchLab(args.helper, args.policy, origin_port=origin_port,
+                               bypass_access=access[name])
+                stack.enter_context(lab)
+                labs[name] = lab
+                log(f"{name}: squid on 127.0.0.1:{lab.port}, PID {lab.squid.pid}, dir {lab.dir}")
+            audits = {name: AuditCounter(lab.audit_log) for name, lab in labs.items()}
+            scripts = {}
+            user, password = SquidLab.USER, SquidLab.PASSWORD
+            for mix in MIXES:
+                scripts[mix] = os.path.join(tmp, f"{mix}.lua")
+                with open(scripts[mix], "w") as f:
+                    f.write(wrk_script(mix, user, password))
+            origin_script = os.path.join(tmp, "origin.lua")
+            with open(origin_script, "w") as f:  # the same script shape, straight at the origin
+                f.write(wrk_script("auth", user, password).replace(
+                    'wrk.format("GET", s[1], s[2])', 'wrk.format("GET", "/origin-only", s[2])'))
+
+            def measure(cfg: str, mix: str, seconds: float) -> dict:
+                lab = labs[cfg]
+                spid = lab.squid.pid
+                kids = children_of(spid)
+                helpers = [k for k in kids if exe_of(k).startswith(lab.dir + "/")]
+                a0 = audits[cfg]()
+                c_squid0 = proc_cpu_ticks(spid)
+                c_help0 = {k: proc_cpu_ticks(k) for k in helpers}
+                r = run_wrk(args.wrk, scripts[mix], lab.port, args.conns, seconds)
+                c_squid1 = proc_cpu_ticks(spid)
+                helpers1 = [k for k in children_of(spid) if exe_of(k).startswith(lab.dir + "/")]
+                help_ticks = sum(proc_cpu_ticks(k) - c_help0.get(k, 0) for k in helpers1)
+                time.sleep(0.05)  # the helper writes its audit line before its answer
+                a1 = audits[cfg]()
+                tck = os.sysconf("SC_CLK_TCK")
+                n = max(1, r["requests"])
+                r["squid_cpu_us_per_req"] = (c_squid1 - c_squid0) / tck * 1e6 / n
+                r["helper_cpu_us_per_req"] = help_ticks / tck * 1e6 / n
+                r["helper_processes"] = len(helpers1)
+                r["audit_bypass_events"] = a1 - a0
+                pat = MIX_PATTERN[mix]
+                expect = {}
+                for kind in pat:
+                    expect[EXPECT[kind]] = expect.get(EXPECT[kind], 0) + 1
+                # status shares must match the pattern (within the last partial cycles)
+                bad = {k: v for k, v in r["status"].items() if k not in expect}
+                if bad:
+                    res["errors"].append(f"{cfg}/{mix}: unexpected statuses {bad}")
+                for code, share in expect.items():
+                    got = r["status"].get(code, 0)
+                    want = r["requests"] * share / len(pat)
+                    if abs(got - want) > len(pat) * args.conns + 0.01 * want:
+                        res["errors"].append(f"{cfg}/{mix}: {got} × {code}, expected ~{want:.0f}")
+                sock_err = {k: v for k, v in r["errors"].items() if k != "status" and v}
+                if sock_err:
+                    res["errors"].append(f"{cfg}/{mix}: wrk socket errors {sock_err}")
+                n_bypass = r["requests"] * pat.count("B") / len(pat)
+                r["bypassed_answers"] = n_bypass
+                if cfg != "recipe" and n_bypass:
+                    r["helper_asks_per_bypass"] = r["audit_bypass_events"] / n_bypass
+                    # in-flight requests at the end were decided but not counted by wrk
+                    if r["audit_bypass_events"] < n_bypass - len(pat) * args.conns:
+                        res["errors"].append(
+                            f"{cfg}/{mix}: helper decided {r['audit_bypass_events']} bypasses for"
+                            f" ~{n_bypass:.0f} bypassed answers (Squid reused cached answers?)")
+                return r
+
+            log(f"warm-up ({args.warmup:g} s per cell)")
+            for cfg in CONFIGS:
+                for mix in MIXES:
+                    measure(cfg, mix, args.warmup)
+            res["errors"].clear()  # the first requests may meet helpers still starting
+            cells = {f"{c}/{m}": [] for c in CONFIGS for m in MIXES}
+            res["origin_alone"] = []
+            rng = random.Random(args.seed)
+            done_rounds = 0
+            try:
+                t_prev = 0.0
+                for rnd in range(args.rounds):
+                    if (args.time_limit and rnd >= 1
+                            and time.monotonic() - t0 + t_prev + 15 > args.time_limit):
+                        res["notes"].append(f"stopped after {rnd} of {args.rounds} rounds: the next"
+                                            f" would end past --time-limit {args.time_limit:g} s")
+                        log(res["notes"][-1])
+                        break
+                    # mixes in shuffled order; within a mix the three Squids back to back
+                    # (shuffled), so each ratio compares measurements seconds apart
+                    order = []
+                    for m in rng.sample(MIXES, len(MIXES)):
+                        order += [(c, m) for c in rng.sample(CONFIGS, len(CONFIGS))]
+                    line = []
+                    t_round = time.monotonic()
+                    for cfg, mix in order:
+                        r = measure(cfg, mix, args.seconds)
+                        r["round"] = rnd
+                        cells[f"{cfg}/{mix}"].append(r)
+                        line.append(f"{cfg}/{mix} {r['rps']:.0f}")
+                    o = run_wrk(args.wrk, origin_script, origin_port, args.conns, 1)
+                    o["round"] = rnd
+                    res["origin_alone"].append(o)
+                    done_rounds += 1
+                    t_prev = time.monotonic() - t_round
+                    log(f"round {rnd + 1}/{args.rounds} ({time.monotonic() - t_round:.0f} s): "
+                        + ", ".join(line) + f"; origin alone {o['rps']:.0f}")
+            except (SystemExit, KeyboardInterrupt) as e:  # a time bound: keep whole rounds
+                res["errors"].append(f"interrupted ({e}) after {done_rounds} whole round(s)")
+                if not done_rounds:
+                    raise
+                for k in cells:
+                    cells[k] = [r for r in cells[k] if r["round"] < done_rounds]
+            res["rounds_done"] = done_rounds
+            # for the record: squidlab's own Python origin (idle so far), the same wrk settings
+            try:
+                if res["errors"]:
+                    raise RuntimeError("skipped (the run was cut short or had errors)")
+                # wrk hangs up at its end while handler threads still write: not news
+                labs["recipe"].origin.handle_error = lambda *_a: None
+                py = run_wrk(args.wrk, origin_script, labs["recipe"].origin.port, args.conns, 2)
+                res["python_origin_alone"] = py
+                log(f"squidlab's Python origin alone: {py['rps']:.0f} req/s")
+            except (RuntimeError, subprocess.SubprocessError) as e:
+                res["python_origin_alone"] = {"error": str(e)}
+            res["cells"] = {k: {"rounds": v, **cell_stats(v)} for k, v in cells.items()}
+            res["origin_alone_median_rps"] = statistics.median(o["rps"] for o in res["origin_alone"])
+            res["origin_alone_median_p99_us"] = statistics.median(
+                o["latency_us"]["p99"] for o in res["origin_alone"])
+            ratios = []
+            for mix in MIXES:
+                for cfg in ("prefilter", "helper"):
+                    a = cells[f"recipe/{mix}"]
+                    b = cells[f"{cfg}/{mix}"]
+                    per_round = [x["rps"] / y["rps"] for x, y in zip(b, a) if y["rps"]]
+                    p99_round = [x["latency_us"]["p99"] / y["latency_us"]["p99"]
+                                 for x, y in zip(b, a) if y["latency_us"]["p99"]]
+                    of_medians = (res["cells"][f"{cfg}/{mix}"]["median_rps"]
+                                  / res["cells"][f"recipe/{mix}"]["median_rps"])
+                    val = statistics.median(per_round)
+                    ratios.append({"mix": mix, "config": cfg, "value": val,
+                                   "ratio_of_medians": of_medians, "per_round": per_round,
+                                   "p99_ratio_median": statistics.median(p99_round),
+                                   "target": 0.9 if cfg == "prefilter" else None,
+                                   "met": (val >= 0.9) if cfg == "prefilter" else None})
+            res["ratios"] = ratios
+            res["squid_version"] = subprocess.run(
+                ["squid", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
+            res["conf_sample"] = open(labs["prefilter"].conf).read()
+        finally:
+            if origin is not None and origin.poll() is None:
+                origin.terminate()
+                try:
+                    _out, err = origin.communicate(timeout=5)
+                    res["origin_log"] = err.strip()
+                except subprocess.TimeoutExpired:
+                    origin.kill()
+                    origin.wait(5)
+    shutil.rmtree(tmp, ignore_errors=True)
+    res["load_end"] = os.getloadavg()
+    res["total_s"] = time.monotonic() - t0
+    with open(args.json, "w") as f:
+        json.dump(res, f, indent=1)
+    for e in res["errors"]:
+        log("ERROR " + e)
+    log(f"wrote {args.json} ({res['total_s']:.0f} s)")
+    return 1 if res["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
