@@ -482,7 +482,7 @@ def main() -> int:
                 except subprocess.TimeoutExpired:
                     origin.kill()
                     origin.wait(5)
-    shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
     res["load_end"] = os.getloadavg()
     res["total_s"] = time.monotonic() - t0
     with open(args.json, "w") as f:
