@@ -24,6 +24,10 @@ Decision mode: CIcap(..., mode="both", secret="<64 hex digits>") adds authbypass
 authbypass.SharedSecretFile (the secret written to the lab directory, mode 0600, owned by
 c-icap); write_secret() replaces it (rotation). start(ready_status=500) waits for a
 service that refuses to start (c-icap answers its OPTIONS with 500).
+CIcap(..., timeout=3, keepalive_timeout=3) sets c-icap's Timeout and KeepAliveTimeout
+(default 60 s each); servers= and threads= set StartServers/MaxServers and ThreadsPerChild.
+extra_conf is text appended to c-icap.conf, or a callable(lab) -> text, called each time
+the configuration is written (when the port is known: lab.port).
 """
 
 from __future__ import annotations
@@ -97,7 +101,8 @@ class CIcap:
                  servers: int | None = None, threads: int | None = None,
                  debug_level: int = 1, verbose: bool = False,
                  mode: str | None = None, secret: str | None = None,
-                 secret_mode: int = 0o600):
+                 secret_mode: int = 0o600, timeout: int = 60,
+                 keepalive_timeout: int = 60):
         self.module_src = os.path.abspath(module)
         self.policy_src = os.path.abspath(policy)
         self.verify = verify
@@ -109,6 +114,8 @@ class CIcap:
         self.mode = mode      # authbypass.Mode (None: the include's, i.e. verify)
         self.secret = secret  # written to secret_file (None: no SharedSecretFile line)
         self.secret_mode = secret_mode
+        self.timeout = timeout                      # c-icap Timeout (seconds)
+        self.keepalive_timeout = keepalive_timeout  # c-icap KeepAliveTimeout (seconds)
         self.dir: str | None = None
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
@@ -246,8 +253,8 @@ PidFile {self.path('c-icap.pid')}
 CommandsSocket {self.path('c-icap.ctl')}
 Port 127.0.0.1:{self.port}
 {f"User {RUN_USER}" if os.geteuid() == 0 else "# not root: c-icap runs as the caller"}
-Timeout 60
-KeepAliveTimeout 60
+Timeout {self.timeout}
+KeepAliveTimeout {self.keepalive_timeout}
 MaxKeepAliveRequests 100
 TmpDir {self.dir}
 ServerLog {self.server_log}
@@ -258,7 +265,7 @@ ServicesDir {self.dir}
 Include {include}
 {f"authbypass.Mode {self.mode}" if self.mode else ""}
 {f"authbypass.SharedSecretFile {self.secret_file}" if self.secret is not None else ""}
-{self.extra_conf}
+{self.extra_conf(self) if callable(self.extra_conf) else self.extra_conf}
 """
         with open(self.conf, "w") as f:
             f.write(conf)
