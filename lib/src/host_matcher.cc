@@ -97,6 +97,10 @@ void HostIndex::finish() {
   for (auto& level : cidr_levels_) {
     for (auto& [key, rules] : level.blocks) sort_unique(rules);
   }
+  max_suffix_labels_ = 0;
+  for (std::size_t b = 0; b < 64; ++b)
+    if ((suffix_labels_ >> b) & 1) max_suffix_labels_ = b;
+  if (max_suffix_labels_ == 63) max_suffix_labels_ = SIZE_MAX;  // bit 63: 63 labels or more
 }
 
 std::size_t HostIndex::lookup(const Request& req, std::uint32_t* out, std::size_t cap) const {
@@ -113,18 +117,21 @@ std::size_t HostIndex::lookup(const Request& req, std::uint32_t* out, std::size_
   };
 
   if (req.host_kind == HostKind::kName) {
-    std::string_view h = req.host;
+    const std::string_view h = req.host;
     if (const NameEntry* e = find_name(h)) {
       append(e->exact);
       append(e->suffix);
     }
-    // Parent domains, at label boundaries only: "a.b.c" -> "b.c" -> "c".
-    // Only parents with a label count some suffix entry has can match: skip the others.
-    for (std::size_t dot = h.find('.'); dot != std::string_view::npos && !overflow;
-         dot = h.find('.')) {
-      h.remove_prefix(dot + 1);
-      if ((suffix_labels_ & label_bit(h)) == 0) continue;
-      if (const NameEntry* e = find_name(h)) append(e->suffix);
+    // Parent domains, at label boundaries only, from the right: "c", "b.c" for "a.b.c".
+    // Only parents with a label count some suffix entry has can match: skip the others,
+    // and stop past the longest suffix entry.
+    std::size_t labels = 1;  // labels of h.substr(i + 1) when h[i] is a dot
+    for (std::size_t i = h.size(); i-- > 0 && labels <= max_suffix_labels_ && !overflow;) {
+      if (h[i] != '.') continue;
+      if ((suffix_labels_ & (std::uint64_t{1} << (labels < 63 ? labels : 63))) != 0) {
+        if (const NameEntry* e = find_name(h.substr(i + 1))) append(e->suffix);
+      }
+      ++labels;
     }
   } else {
     for (const CidrLevel& level : cidr_levels_) {
@@ -136,6 +143,7 @@ std::size_t HostIndex::lookup(const Request& req, std::uint32_t* out, std::size_
     }
   }
   if (overflow) return SIZE_MAX;
+  if (n <= 1) return n;
   std::sort(out, out + n);
   return static_cast<std::size_t>(std::unique(out, out + n) - out);
 }

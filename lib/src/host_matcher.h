@@ -75,6 +75,7 @@ class HostIndex {
   std::vector<std::string_view> keys_;  // views into names_' keys (stable: node-based map)
   std::vector<const NameEntry*> entries_;
   std::uint64_t suffix_labels_ = 0;
+  std::size_t max_suffix_labels_ = 0;  // the highest bit set in suffix_labels_
   std::vector<CidrLevel> cidr_levels_;
 };
 

@@ -12,24 +12,25 @@ namespace {
 
 // A strict dotted quad: four decimal octets 0-255, no leading zeros, no sign. One pass.
 bool parse_ipv4(std::string_view s, IpAddress& out) {
+  if (s.size() < 7 || s.size() > 15) return false;
   out = IpAddress{};
-  std::size_t part = 0;
-  unsigned v = 0;
-  int digits = 0;
-  for (std::size_t i = 0; i <= s.size(); ++i) {
-    if (i == s.size() || s[i] == '.') {
-      if (digits == 0 || part > 3) return false;
-      out.bytes[part++] = static_cast<std::uint8_t>(v);
-      v = 0;
-      digits = 0;
-      continue;
+  const char* p = s.data();
+  const char* const e = p + s.size();
+  for (int part = 0; part < 4; ++part) {
+    if (part > 0) {
+      if (p == e || *p != '.') return false;
+      ++p;
     }
-    char c = s[i];
-    if (!text::is_digit(c) || (digits == 1 && v == 0)) return false;
-    v = v * 10 + static_cast<unsigned>(c - '0');
-    if (++digits > 3 || v > 255) return false;
+    if (p == e || !text::is_digit(*p)) return false;
+    unsigned v = static_cast<unsigned>(*p++ - '0');
+    if (v != 0) {  // no leading zeros: "0" alone, or 1-3 digits starting 1-9
+      for (int k = 0; k < 2 && p != e && text::is_digit(*p); ++k)
+        v = v * 10 + static_cast<unsigned>(*p++ - '0');
+      if (v > 255) return false;
+    }
+    out.bytes[static_cast<std::size_t>(part)] = static_cast<std::uint8_t>(v);
   }
-  return part == 4;
+  return p == e;
 }
 
 bool parse_ipv6(std::string_view s, IpAddress& out) {
@@ -50,11 +51,8 @@ bool parse_ipv6(std::string_view s, IpAddress& out) {
 
 std::optional<IpAddress> IpAddress::parse(std::string_view text) {
   IpAddress a;
-  if (text.find(':') != std::string_view::npos) {
-    if (parse_ipv6(text, a)) return a;
-    return std::nullopt;
-  }
-  if (parse_ipv4(text, a)) return a;
+  if (parse_ipv4(text, a)) return a;  // fails at once on the first ':' or hex letter
+  if (text.find(':') != std::string_view::npos && parse_ipv6(text, a)) return a;
   return std::nullopt;
 }
 

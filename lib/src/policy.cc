@@ -94,6 +94,8 @@ const Rule* Policy::find_rule(std::string_view id) const {
 }
 
 bool Policy::methods_match(const Rule& r, const Request& req) const {
+  if (req.method_bit != 0) return (r.match.method_bits & req.method_bit) != 0;
+  // An uncommon method (or a Request not made by parse()): compare the names.
   return std::find(r.match.methods.begin(), r.match.methods.end(), req.method) !=
          r.match.methods.end();
 }

@@ -5,10 +5,10 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <tuple>
 #include <cstring>
 #include <fstream>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "authbypass/policy.h"
@@ -582,7 +582,8 @@ LoadResult PolicyLoader::load(std::string_view text) {
 
   // Compile the host index and the scan lists.
   Policy& p = *policy_;
-  for (const Rule& r : p.rules_) {
+  for (Rule& r : p.rules_) {
+    for (const std::string& m : r.match.methods) r.match.method_bits |= method_bit(m);
     if (r.match.hosts.empty()) {
       p.hostless_.push_back(r.index);
     } else {
@@ -615,8 +616,8 @@ void PolicyLoader::load_file(std::string_view text, const std::string& file,
 void PolicyLoader::load_file_body(std::string_view text, std::vector<std::string>& chain) {
   const SourceLocation start{file_, 1, 1};
   if (text.size() > kMaxPolicyFileBytes) {
-    error_at(start, "policy file is larger than " + std::to_string(kMaxPolicyFileBytes >> 20) +
-                        " MiB");
+    error_at(start,
+             "policy file is larger than " + std::to_string(kMaxPolicyFileBytes >> 20) + " MiB");
     return;
   }
   if (std::size_t nul = text.find('\0'); nul != std::string_view::npos) {

@@ -1,5 +1,6 @@
 #include "authbypass/request.h"
 
+#include <array>
 #include <cstring>
 
 #include "text.h"
@@ -29,9 +30,27 @@ bool ends_in_number(std::string_view host) {
   return true;
 }
 
-bool is_token_char(char c) {
-  return text::is_alpha(c) || text::is_digit(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
-}
+constexpr text::ByteSet kTokenChars(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~");
+
+// Byte classes of host names in parse_plain_url.
+enum : std::uint8_t {
+  kOther = 0,  // needs the general parser
+  kPlain,
+  kDot,
+  kSlash,
+};
+// Host names: a-z 0-9 - _ and '.'; the name ends at '/'. Anything else (upper case, ':',
+// '@', '%', '?', '#', non-ASCII) takes the general parser.
+constexpr std::array<std::uint8_t, 256> kHostClass = [] {
+  std::array<std::uint8_t, 256> t{};
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = kPlain;
+  for (int c = '0'; c <= '9'; ++c) t[c] = kPlain;
+  t['-'] = t['_'] = kPlain;
+  t['.'] = kDot;
+  t['/'] = kSlash;
+  return t;
+}();
 
 // Percent-decodes `in` once into `out`. False on a malformed escape or %00.
 bool percent_decode(std::string_view in, std::string& out) {
@@ -84,9 +103,100 @@ void remove_dot_segments(std::string& p) {
 
 }  // namespace
 
+std::uint8_t method_bit(std::string_view m) {
+  switch (m.size()) {
+    case 3:
+      return m == "GET" ? 1 : m == "PUT" ? 16 : 0;
+    case 4:
+      return m == "HEAD" ? 2 : m == "POST" ? 4 : 0;
+    case 5:
+      return m == "PATCH" ? 128 : 0;
+    case 6:
+      return m == "DELETE" ? 32 : 0;
+    case 7:
+      return m == "CONNECT" ? 8 : m == "OPTIONS" ? 64 : 0;
+    default:
+      return 0;
+  }
+}
+
+bool Request::parse_plain_url(std::string_view u) {
+  std::size_t i;
+  bool https = false;
+  if (u.size() >= 8 && std::memcmp(u.data(), "http://", 7) == 0) {
+    i = 7;
+  } else if (u.size() >= 9 && std::memcmp(u.data(), "https://", 8) == 0) {
+    i = 8;
+    https = true;
+  } else {
+    return false;
+  }
+  if (u.size() > kMaxUrlLength) return false;
+  const auto* b = reinterpret_cast<const unsigned char*>(u.data());
+  const std::size_t n = u.size();
+
+  // The name: labels of 1..63 bytes, at most 253 bytes, not ending in a number (that
+  // could be an IP address): the general parser decides those.
+  const std::size_t h0 = i;
+  std::size_t label = i;
+  std::uint8_t k = kSlash;
+  for (; i < n; ++i) {
+    k = kHostClass[b[i]];
+    if (k == kPlain) continue;
+    if (k != kDot) break;
+    if (i == label || i - label > 63) return false;
+    label = i + 1;
+  }
+  if (i < n && k != kSlash) return false;
+  if (i == label || i - label > 63 || i - h0 > 253 || text::is_digit(u[label])) return false;
+  const std::string_view name = u.substr(h0, i - h0);
+
+  // The path up to '?': nothing to decode, no dot-segment.
+  const std::size_t p0 = i;
+  std::size_t q = n;
+  while (i < n) {
+    i += text::find_path_special(u.data() + i, n - i);
+    if (i == n) break;
+    if (b[i] == '?') {
+      q = i;
+      break;
+    }
+    if (b[i] != '.' || b[i - 1] == '/') return false;  // "/." may start a dot-segment
+    ++i;
+  }
+  std::string_view query_text;
+  if (q < n) {
+    query_text = u.substr(q + 1);
+    if (text::has_space_or_control(query_text) || query_text.find('#') != std::string_view::npos)
+      return false;
+  }
+  // Committed: nothing below fails.
+  match_path_ok = true;
+  scheme.assign(https ? "https" : "http");
+  port = https ? 443 : 80;
+  host.assign(name);
+  if (p0 == q) {
+    path.assign("/");
+  } else {
+    path.assign(u.substr(p0, q - p0));
+  }
+  text::lower_into(path, match_path);
+  if (q < n) query.assign(query_text);
+  return true;
+}
+
 bool Request::parse(const RequestInput& in) {
+  return parse_impl(in, true);
+}
+
+bool Request::parse_reference(const RequestInput& in) {
+  return parse_impl(in, false);
+}
+
+bool Request::parse_impl(const RequestInput& in, bool shortcut) {
   error_.clear();
   method.clear();
+  method_bit = 0;
   is_connect = false;
   scheme.clear();
   host.clear();
@@ -109,12 +219,14 @@ bool Request::parse(const RequestInput& in) {
   if (in.method.empty()) return fail("missing method");
   if (in.method.size() > kMaxMethodLength) return fail("method too long");
   for (char c : in.method)
-    if (!is_token_char(c)) return fail("method is not an HTTP token");
+    if (!kTokenChars.has(c)) return fail("method is not an HTTP token");
   method.assign(in.method);
+  method_bit = authbypass::method_bit(method);
   is_connect = method == "CONNECT";
 
   // URL.
   std::string_view u = in.url;
+  if (shortcut && !is_connect && parse_plain_url(u)) return parse_client(in);
   if (u.empty()) return fail("missing URL");
   if (u.size() > kMaxUrlLength) return fail("URL longer than 8192 bytes");
   if (text::has_space_or_control(u)) return fail("URL contains a space or control character");
@@ -231,12 +343,37 @@ bool Request::parse(const RequestInput& in) {
     }
   }
 
+  return parse_client(in);
+}
+
+bool Request::parse_client(const RequestInput& in) {
+  auto fail = [this](const char* msg) {
+    error_ = msg;
+    return false;
+  };
   // User agent and client address.
   if (in.user_agent.size() > kMaxUserAgentLength) return fail("User-Agent longer than 4096 bytes");
   if (in.user_agent != user_agent) {  // a warm Request often sees the same UA again
-    user_agent.assign(in.user_agent);
-    text::lower_into(user_agent, user_agent_lower);
-    ua_regex_memo = {};
+    RecentUa* slot = nullptr;
+    for (RecentUa& r : recent_ua_) {
+      if (r.raw == in.user_agent) {
+        slot = &r;
+        break;
+      }
+    }
+    const bool seen = slot != nullptr;
+    if (!seen) slot = &recent_ua_[recent_ua_next_++ % recent_ua_.size()];
+    // The current one goes to the slot (evicting its User-Agent if it was not `seen`).
+    user_agent.swap(slot->raw);
+    user_agent_lower.swap(slot->lower);
+    std::swap(ua_regex_memo, slot->memo);
+    std::swap(ua_regex_memo_next, slot->memo_next);
+    if (!seen) {
+      user_agent.assign(in.user_agent);
+      text::lower_into(user_agent, user_agent_lower);
+      ua_regex_memo = {};
+      ua_regex_memo_next = 0;
+    }
   }
   if (in.src.empty()) {
     src.reset();

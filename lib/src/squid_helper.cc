@@ -59,6 +59,50 @@ void split_fields(std::string_view line, std::vector<std::string_view>& out) {
   }
 }
 
+// Splits a request line on spaces into out[0..kMaxLineFields) and returns the number of
+// fields (which may exceed the array: only the first ones are kept); *nul tells whether
+// the line holds a NUL byte. One pass, 16 bytes per step.
+std::size_t split_line(std::string_view line, std::string_view* out, bool* nul) {
+  const char* const s = line.data();
+  const std::size_t n = line.size();
+  std::size_t count = 0;
+  std::size_t start = 0;
+  auto field_ends_at = [&](std::size_t end) {
+    if (end > start) {
+      if (count < kMaxLineFields) out[count] = std::string_view(s + start, end - start);
+      ++count;
+    }
+    start = end + 1;
+  };
+  bool zero = false;
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i space = _mm_set1_epi8(' ');
+  const __m128i nil = _mm_setzero_si128();
+  int zeros = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    auto spaces = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, space)));
+    zeros |= _mm_movemask_epi8(_mm_cmpeq_epi8(x, nil));
+    while (spaces != 0) {
+      field_ends_at(i + static_cast<std::size_t>(__builtin_ctz(spaces)));
+      spaces &= spaces - 1;
+    }
+  }
+  zero = zeros != 0;
+#endif
+  for (; i < n; ++i) {
+    if (s[i] == ' ') {
+      field_ends_at(i);
+    } else if (s[i] == '\0') {
+      zero = true;
+    }
+  }
+  field_ends_at(n);
+  *nul = zero;
+  return count;
+}
+
 enum class TokenError : std::uint8_t { kNone, kEscape, kControl, kUtf8 };
 
 // Byte classes for decode_token: 0 plain, 1 '%', 2 control (< 0x20, 0x7f), 3 non-ASCII.
@@ -74,10 +118,17 @@ constexpr std::array<std::uint8_t, 256> kByteClass = [] {
 // decoded) and, when non-ASCII bytes occur, invalid UTF-8. `out` views `buf`.
 TokenError decode_token(std::string_view in, bool unescape, std::string& buf,
                         std::string_view& out) {
+  // Most tokens hold nothing to decode or refuse: then `out` is `in` itself.
+  const std::size_t clean = text::find_token_special(in.data(), in.size());
+  if (clean == in.size()) {
+    out = in;
+    return TokenError::kNone;
+  }
   if (buf.size() < in.size()) buf.resize(in.size());  // grows only: no fill once warm
-  char* w = buf.data();
-  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
-  const auto* const e = p + in.size();
+  std::memcpy(buf.data(), in.data(), clean);
+  char* w = buf.data() + clean;
+  const auto* p = reinterpret_cast<const unsigned char*>(in.data()) + clean;
+  const auto* const e = reinterpret_cast<const unsigned char*>(in.data()) + in.size();
   bool non_ascii = false;
   while (p < e) {
     // Eight bytes at a time up to the next byte that is not plain. In each mask the
@@ -270,7 +321,6 @@ bool valid_utf8(std::string_view s) {
 }
 
 LineParser::LineParser(Format format, ChannelMode mode) : format_(std::move(format)), mode_(mode) {
-  fields_.reserve(16);
   for (std::string& s : decoded_) s.reserve(1024);
 }
 
@@ -289,14 +339,15 @@ std::string_view LineParser::channel_of_prefix(std::string_view line_start) {
 const ParsedLine& LineParser::parse(std::string_view line) {
   out_ = ParsedLine{};
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  split_fields(line, fields_);
+  bool nul = false;
+  const std::size_t count = split_line(line, fields_.data(), &nul);
   const std::size_t n = format_.tokens.size();
 
   // The channel id, then exactly the format's tokens, then at most one %DATA token.
   std::size_t first = 0;
   switch (mode_) {
     case ChannelMode::kYes:
-      if (fields_.empty()) {
+      if (count == 0) {
         out_.error = "empty line";
         return out_;
       }
@@ -310,8 +361,8 @@ const ParsedLine& LineParser::parse(std::string_view line) {
     case ChannelMode::kAuto:
       // An all-digit first token is an id, unless the format itself may start with one
       // (%>rP); then only when the line has a token to spare.
-      if (!fields_.empty() && all_digits(fields_[0]) &&
-          (format_.tokens.front() != Token::kPort || fields_.size() >= n + 1)) {
+      if (count != 0 && all_digits(fields_[0]) &&
+          (format_.tokens.front() != Token::kPort || count >= n + 1)) {
         out_.channel = fields_[0];
         first = 1;
       }
@@ -319,13 +370,13 @@ const ParsedLine& LineParser::parse(std::string_view line) {
     case ChannelMode::kNo:
       break;
   }
-  const std::size_t have = fields_.size() - first;
-  if (line.find('\0') != std::string_view::npos) {
+  const std::size_t have = count - first;
+  if (nul) {
     out_.error = "line contains a NUL byte";
     return out_;
   }
   if (have < n) {
-    out_.error = fields_.empty() ? "empty line" : "missing tokens for the helper's --format";
+    out_.error = count == 0 ? "empty line" : "missing tokens for the helper's --format";
     return out_;
   }
   if (have > n + 1) {
@@ -408,10 +459,20 @@ const ParsedLine& LineParser::parse(std::string_view line) {
   if (!ua.empty()) {
     // A proxy sees few distinct User-Agents: decode each once and keep the last few.
     UaCacheEntry* hit = nullptr;
-    for (UaCacheEntry& c : ua_cache_) {
-      if (c.used && c.raw == ua) hit = &c;
+    if (UaCacheEntry& last = ua_cache_[ua_cache_last_]; last.used && last.raw == ua) {
+      hit = &last;
+    } else {
+      for (UaCacheEntry& c : ua_cache_) {
+        if (c.used && c.raw == ua) {
+          hit = &c;
+          break;
+        }
+      }
     }
-    if (hit == nullptr) {
+    if (hit != nullptr) {
+      ua_cache_last_ = static_cast<std::size_t>(hit - ua_cache_);
+    } else {
+      ua_cache_last_ = ua_cache_next_;
       hit = &ua_cache_[ua_cache_next_];
       ua_cache_next_ = (ua_cache_next_ + 1) % kUaCacheSize;
       std::string_view decoded;
@@ -428,16 +489,39 @@ const ParsedLine& LineParser::parse(std::string_view line) {
 }
 
 void append_decision(std::string& out, std::string_view channel, const Decision& d) {
-  append_channel(out, channel);
-  if (d.bypass() && d.rule != nullptr) {
-    out += "OK log=";
-    out += d.rule->id;
-    out += " tag=authbypass/";
-    out += d.rule->id;
-    out += '\n';
-  } else {
-    out += "ERR\n";
+  // One append of a line built on the stack (the common case: short ids).
+  char line[256];
+  std::size_t n = 0;
+  auto put = [&](std::string_view s) {
+    std::memcpy(line + n, s.data(), s.size());
+    n += s.size();
+  };
+  const bool ok = d.bypass() && d.rule != nullptr;
+  const std::size_t id = ok ? d.rule->id.size() : 0;
+  if (channel.size() + 2 * id + 32 > sizeof line) {  // long ids: piecewise
+    append_channel(out, channel);
+    if (ok) {
+      out.append("OK log=").append(d.rule->id).append(" tag=authbypass/").append(d.rule->id);
+      out += '\n';
+    } else {
+      out += "ERR\n";
+    }
+    return;
   }
+  if (!channel.empty()) {
+    put(channel);
+    line[n++] = ' ';
+  }
+  if (ok) {
+    put("OK log=");
+    put(d.rule->id);
+    put(" tag=authbypass/");
+    put(d.rule->id);
+    line[n++] = '\n';
+  } else {
+    put("ERR\n");
+  }
+  out.append(line, n);
 }
 
 void append_error(std::string& out, std::string_view channel, std::string_view message) {

@@ -8,6 +8,10 @@
 #include <string>
 #include <string_view>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace authbypass::text {
 
 constexpr char lower(char c) {
@@ -82,16 +86,72 @@ inline bool has_space_or_control(std::string_view s) {
 }
 
 inline void lower_into(std::string_view in, std::string& out) {
-  out.resize(in.size());
-  const std::size_t n = in.size();
+  out.assign(in);  // a copy, then in place: no zero fill of `out` first
+  const std::size_t n = out.size();
+  char* d = out.data();
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     std::uint64_t x;
-    std::memcpy(&x, in.data() + i, 8);
+    std::memcpy(&x, d + i, 8);
     x = lower8(x);
-    std::memcpy(out.data() + i, &x, 8);
+    std::memcpy(d + i, &x, 8);
   }
-  for (; i < n; ++i) out[i] = lower(in[i]);
+  for (; i < n; ++i) d[i] = lower(d[i]);
+}
+
+// Index of the first byte of s[0..n) that a Squid token decoder must look at: '%', a
+// control byte (< 0x20, 0x7f) or non-ASCII (n if none). 16 bytes per step.
+inline std::size_t find_token_special(const char* s, std::size_t n) {
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i space = _mm_set1_epi8(0x20);
+  const __m128i del = _mm_set1_epi8(0x7f);
+  const __m128i pct = _mm_set1_epi8('%');
+  for (; i + 16 <= n; i += 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    // Signed compare: bytes >= 0x80 are negative, so "< 0x20" also catches them.
+    const __m128i m = _mm_or_si128(_mm_cmplt_epi8(x, space),
+                                   _mm_or_si128(_mm_cmpeq_epi8(x, del), _mm_cmpeq_epi8(x, pct)));
+    if (const int bits = _mm_movemask_epi8(m); bits != 0)
+      return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(bits)));
+  }
+#endif
+  for (; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c >= 0x7f || c == '%') return i;
+  }
+  return n;
+}
+
+// Index of the first byte of s[0..n) that a URL path cannot take as is: a control byte,
+// space, 0x7f or non-ASCII, or one of % ; # \ ? . (n if none). 16 bytes per step.
+inline std::size_t find_path_special(const char* s, std::size_t n) {
+  constexpr auto special = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0; c < 256; ++c) t[c] = c <= 0x20 || c >= 0x7f;
+    for (unsigned char c : std::string_view("%;#\\?.")) t[c] = true;
+    return t;
+  }();
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i space = _mm_set1_epi8(0x21);
+  const __m128i del = _mm_set1_epi8(0x7f);
+  const __m128i pct = _mm_set1_epi8('%'), semi = _mm_set1_epi8(';'), hash = _mm_set1_epi8('#');
+  const __m128i bsl = _mm_set1_epi8('\\'), qm = _mm_set1_epi8('?'), dot = _mm_set1_epi8('.');
+  for (; i + 16 <= n; i += 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    // Signed compare: bytes >= 0x80 are negative, so "< 0x21" also catches them.
+    __m128i m = _mm_or_si128(_mm_cmplt_epi8(x, space), _mm_cmpeq_epi8(x, del));
+    m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(x, pct), _mm_cmpeq_epi8(x, semi)));
+    m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(x, hash), _mm_cmpeq_epi8(x, bsl)));
+    m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(x, qm), _mm_cmpeq_epi8(x, dot)));
+    if (const int bits = _mm_movemask_epi8(m); bits != 0)
+      return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(bits)));
+  }
+#endif
+  for (; i < n; ++i)
+    if (special[static_cast<unsigned char>(s[i])]) return i;
+  return n;
 }
 
 inline std::string to_lower(std::string_view in) {

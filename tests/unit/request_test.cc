@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <iterator>
 #include <string>
 #include <string_view>
 
@@ -712,6 +714,127 @@ TEST(RequestParse, InputViewsNeedNotOutliveTheParse) {
   EXPECT_EQ(req.query, "q");
   EXPECT_EQ(req.user_agent, "Agent/1");
   EXPECT_EQ(req.url, "http://Example.com/X.crl?q");
+}
+
+// parse() takes a shortcut for common URLs; on every URL it must agree with the general
+// parser field by field (tests/fuzz/fuzz_url.cc checks the same on random bytes).
+TEST(RequestParse, ShortcutAgreesWithTheGeneralParser) {
+  const char* urls[] = {
+      "http://crl.verisign.com/pca3.crl",
+      "http://crl.verisign.com",
+      "http://crl.verisign.com/",
+      "https://a.b/c?d=e",
+      "http://a.b/c?d=e#f",
+      "http://a.b/c#f",
+      "http://a.b/C/D.CRL",
+      "http://a.b/c/./d.crl",
+      "http://a.b/c/../d.crl",
+      "http://a.b/c.d/e.crl",
+      "http://a.b/.crl",
+      "http://a.b/x;.crl",
+      "http://a.b/x%2ecrl",
+      "http://a.b/x\\y.crl",
+      "http://a.b/x y",
+      "http://a.b/x\x7f",
+      "http://a.b/x\xc3\xa9.crl",
+      "http://a.b/?q=%zz",
+      "http://a.b/?q= x",
+      "http://a.b/?q=\\;",
+      "http://A.B/c",
+      "http://a.b./c",
+      "http://a..b/c",
+      "http://.a.b/c",
+      "http://a.b:80/c",
+      "http://a.b:8080/c",
+      "http://user@a.b/c",
+      "http://a.b@c.d/e",
+      "http://192.0.2.7/x.crl",
+      "http://3221225991/x.crl",
+      "http://0xc0.0.2.7/x",
+      "http://a.b.0x1f/x",
+      "http://a.b.9z/x",
+      "http://a.b.z9/x",
+      "http://[2001:db8::1]/x.crl",
+      "http:///x",
+      "http://",
+      "http:/a.b/c",
+      "HTTP://a.b/c",
+      "ftp://a.b/c",
+      "http://a_b-c.d/e",
+      "http://a.b/c?",
+      "http://a.b?c",
+      "http://xn--bcher-kva.example/x",
+      "http://b\xc3\xbc"
+      "cher.example/x",
+      "http://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b/x",
+      "http://a.b/0123456789abcdef0123456789abcdef.crl",
+      "http://a.b/0123456789abcdef0123456789abcde/.crl",
+      "http://a.b/0123456789abcdef0123456789abcdef%41.crl",
+  };
+  for (const char* method : {"GET", "CONNECT", "POST"}) {
+    for (const char* url : urls) {
+      Request fast;
+      Request ref;
+      const bool a = fast.parse({method, url, "Microsoft-CryptoAPI/10.0", "10.0.0.1"});
+      const bool b = ref.parse_reference({method, url, "Microsoft-CryptoAPI/10.0", "10.0.0.1"});
+      SCOPED_TRACE(std::string(method) + " " + url);
+      ASSERT_EQ(a, b);
+      EXPECT_EQ(fast.error(), ref.error());
+      if (!a) continue;
+      EXPECT_EQ(fast.scheme, ref.scheme);
+      EXPECT_EQ(fast.host, ref.host);
+      EXPECT_EQ(fast.host_kind, ref.host_kind);
+      EXPECT_EQ(fast.host_ip.bytes, ref.host_ip.bytes);
+      EXPECT_EQ(fast.port, ref.port);
+      EXPECT_EQ(fast.path, ref.path);
+      EXPECT_EQ(fast.params, ref.params);
+      EXPECT_EQ(fast.query, ref.query);
+      EXPECT_EQ(fast.match_path, ref.match_path);
+      EXPECT_EQ(fast.match_path_ok, ref.match_path_ok);
+      EXPECT_EQ(fast.url, ref.url);
+      EXPECT_EQ(fast.method_bit, ref.method_bit);
+    }
+  }
+}
+
+// A warm Request swaps recently seen User-Agents back in; the fields must always be the
+// current request's, whatever the order.
+TEST(RequestParse, RecentUserAgentsComeBackIntact) {
+  const std::string uas[] = {"Microsoft-CryptoAPI/10.0",
+                             "Mozilla/5.0 (X11; Linux x86_64)",
+                             "MSOSIA",
+                             "",
+                             "curl/7.88.1",
+                             "A",
+                             "B",
+                             "C",
+                             "D",
+                             "E",
+                             "F"};
+  Request req;
+  unsigned x = 12345;
+  for (int i = 0; i < 2000; ++i) {
+    x = x * 1103515245u + 12345u;
+    const std::string& ua = uas[(x >> 16) % std::size(uas)];
+    ASSERT_TRUE(req.parse({"GET", "http://a.b/c", ua, "10.0.0.1"}));
+    ASSERT_EQ(req.user_agent, ua);
+    std::string lower = ua;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    ASSERT_EQ(req.user_agent_lower, lower);
+  }
+}
+
+TEST(RequestParse, MethodBits) {
+  EXPECT_EQ(method_bit("GET"), 1);
+  EXPECT_EQ(method_bit("HEAD"), 2);
+  EXPECT_EQ(method_bit("POST"), 4);
+  EXPECT_EQ(method_bit("CONNECT"), 8);
+  EXPECT_EQ(method_bit("get"), 0);
+  EXPECT_EQ(method_bit("PROPFIND"), 0);
+  EXPECT_EQ(method_bit(""), 0);
+  Request req;
+  ASSERT_TRUE(req.parse({"PROPFIND", "http://a.b/c", "", ""}));
+  EXPECT_EQ(req.method_bit, 0);
 }
 
 }  // namespace

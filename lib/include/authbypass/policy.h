@@ -33,8 +33,8 @@ inline constexpr std::size_t kMaxRegexLength = 1024;
 
 struct SourceLocation {
   std::string file;
-  int line = 0;    // 1-based
-  int column = 0;  // 1-based
+  int line = 0;                   // 1-based
+  int column = 0;                 // 1-based
   std::string to_string() const;  // "file:line:column"
 };
 
@@ -70,6 +70,7 @@ struct RegexPattern {
 // the safe defaults (GET, HEAD / 80) and remember that they were defaulted.
 struct Match {
   std::vector<std::string> methods;  // upper-case
+  std::uint8_t method_bits = 0;      // method_bit() of each of `methods`, OR-ed
   bool methods_defaulted = false;
   std::vector<std::uint16_t> ports;
   bool ports_defaulted = false;
@@ -91,7 +92,7 @@ struct Rule {
   std::optional<Date> expires;  // inactive from this day on (UTC)
   Verify verify = Verify::kNone;
   Match match;
-  SourceLocation where;  // where the rule starts in its file
+  SourceLocation where;     // where the rule starts in its file
   std::uint32_t index = 0;  // position in file order
 
   // True iff the rule is in force on `today`.

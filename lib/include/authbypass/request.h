@@ -40,11 +40,15 @@ enum class HostKind : std::uint8_t {
 struct Request {
   // Parses `in` into this object. Returns ok(); on failure error() says why.
   bool parse(const RequestInput& in);
+  // The same result as parse() by the general parser alone (parse() takes a shortcut
+  // for common URLs); for tests and fuzzing, which compare the two.
+  bool parse_reference(const RequestInput& in);
 
   bool ok() const { return error_.empty(); }
   std::string_view error() const { return error_; }
 
-  std::string method;  // as sent (HTTP methods are case-sensitive)
+  std::string method;           // as sent (HTTP methods are case-sensitive)
+  std::uint8_t method_bit = 0;  // method_bit(method): a bit for common methods, else 0
   bool is_connect = false;
   std::string scheme;  // "http" or "https", lower-case; empty for CONNECT
   std::string host;    // normalized: lower-case, one trailing dot dropped, punycode;
@@ -68,8 +72,8 @@ struct Request {
 
   std::string url;  // the URL as given, for logs
 
-  // Engine-internal: outcomes of `user_agent_regex` on this user_agent, kept while
-  // parse() sees the same User-Agent again (a proxy sees few distinct ones). Like every
+  // Engine-internal: outcomes of `user_agent_regex` on this user_agent, kept with the
+  // last few distinct User-Agents parse() saw (a proxy sees few distinct ones). Like every
   // field, written by the thread that owns this Request; never share one between threads.
   struct UaRegexMemo {
     const void* regex = nullptr;
@@ -80,9 +84,30 @@ struct Request {
   mutable std::uint8_t ua_regex_memo_next = 0;
 
  private:
+  bool parse_impl(const RequestInput& in, bool shortcut);
+  // The common absolute URL "http[s]://name/path[?query]" with a plain lower-case
+  // name and a path with nothing to decode: fills scheme..match_path and returns true;
+  // otherwise returns false having changed nothing.
+  bool parse_plain_url(std::string_view u);
+  // User-Agent and client address, the last step of parsing.
+  bool parse_client(const RequestInput& in);
+
   std::string error_;
   std::string src_text_;  // the text `src` was parsed from
+  // User-Agents seen before the current one, with their lower-case form and memos:
+  // parse() swaps one back in when it comes again.
+  struct RecentUa {
+    std::string raw, lower;
+    std::array<UaRegexMemo, 4> memo{};
+    std::uint8_t memo_next = 0;
+  };
+  std::array<RecentUa, 7> recent_ua_{};
+  std::uint8_t recent_ua_next_ = 0;
 };
+
+// A bit for each of the common HTTP methods (GET, HEAD, POST, CONNECT, PUT, DELETE,
+// OPTIONS, PATCH); 0 for any other method. Lets rules compare methods without strings.
+std::uint8_t method_bit(std::string_view method);
 
 // Helpers also used by the policy loader, so that policy hosts and request hosts are
 // normalized the same way. Each returns false (and sets *error) on input that is not a

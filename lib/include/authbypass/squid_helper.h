@@ -3,6 +3,7 @@
 // no I/O. Used by ext_authbypass_acl and its tests and fuzz target.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -17,6 +18,9 @@ namespace authbypass::squid {
 // Longest request line accepted (bytes, without LF). Squid's URL limit is 8 KiB and a
 // %#-escaped URL or User-Agent can triple; longer lines are answered ERR.
 inline constexpr std::size_t kMaxLineBytes = std::size_t{64} * 1024;
+// Fields of a line kept by the parser: the channel id, the longest --format (9 tokens),
+// %DATA, and some to spare. A line with more is answered ERR ("extra tokens").
+inline constexpr std::size_t kMaxLineFields = 16;
 
 // One format token of the external_acl_type line.
 enum class Token : std::uint8_t {
@@ -73,7 +77,7 @@ class LineParser {
   Format format_;
   ChannelMode mode_;
   ParsedLine out_;
-  std::vector<std::string_view> fields_;
+  std::array<std::string_view, kMaxLineFields> fields_{};
   std::string decoded_[4];  // URI, User-Agent, path, built URL
   std::string channel_;
   std::string error_text_;
@@ -85,6 +89,7 @@ class LineParser {
   };
   UaCacheEntry ua_cache_[kUaCacheSize];
   std::size_t ua_cache_next_ = 0;
+  std::size_t ua_cache_last_ = 0;
 };
 
 // Appends one answer line (with LF) to `out`:
