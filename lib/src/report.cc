@@ -498,7 +498,14 @@ bool parse_access_line(std::string_view line, Event& ev, std::string& host_buf) 
       ev.url = f[k + 1];
       if (std::size_t slash = f[3].find('/'); slash != std::string_view::npos) {
         std::int64_t st = 0;
-        for (char c : f[3].substr(slash + 1)) st = text::is_digit(c) ? st * 10 + (c - '0') : st;
+        for (char c : f[3].substr(slash + 1)) {
+          if (!text::is_digit(c)) continue;
+          if (st > 99'999) {  // no HTTP status (and no signed overflow on a digit flood)
+            st = -1;
+            break;
+          }
+          st = st * 10 + (c - '0');
+        }
         ev.status = st;
       }
       break;

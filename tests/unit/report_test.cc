@@ -145,6 +145,22 @@ TEST(Report, SquidAccessLogLinesWithEa) {
   EXPECT_NE(j.find("\"first\":\"2025-11-02T10:00:00.123Z\""), std::string::npos) << j;
 }
 
+// Found by fuzz_report (30-minute run, docs/reliability.md): a status of 20 digits after the
+// '/' overflowed a signed 64-bit accumulator (UB). Such a line is still an access event;
+// its status is unknown. Regression input: tests/fuzz/corpus/fuzz_report/status-overflow.
+TEST(Report, SquidAccessLineWithAHugeStatusIsReadWithoutOverflow) {
+  ReportBuilder r(ReportOptions{});
+  r.add_line("1 1 3 /25294644908216581234 T b ea=");
+  r.add_line(
+      "1762077600.123    5 10.1.2.3 TCP_MISS/99999999999999999999999999 1234 GET "
+      "http://crl.verisign.com/pca3.crl - FIRSTUP_PARENT/127.0.0.1 application/pkix-crl ea=ca "
+      "et=authbypass/ca");
+  EXPECT_EQ(r.malformed(), 0u);
+  const std::string j = r.json();
+  EXPECT_NE(j.find("\"squid/bypass\":1"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"squid/access\":1"), std::string::npos) << j;
+}
+
 TEST(Report, ReadsPlainAndGzipFilesAndSurvivesHugeLines) {
   char tmpl[] = "/tmp/authbypass-report-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
