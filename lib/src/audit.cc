@@ -11,6 +11,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "text.h"
+
 namespace authbypass {
 
 namespace {
@@ -54,11 +56,37 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i, unsigned& cp) {
   return len;
 }
 
-void field(std::string& out, std::string_view name, std::string_view value) {
+// Index of the first byte of s[0..n) a JSON string cannot hold as is: '"', '\\', a
+// control byte, 0x7f or non-ASCII (n if none). 16 bytes per step.
+std::size_t json_special(const char* s, std::size_t n) {
+#if defined(__SSE2__)
+  if (n >= 16) {
+    return text::first_flagged16(s, n, [](const char* p) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      // Signed compare: bytes >= 0x80 are negative, so "< 0x20" also catches them.
+      const __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)),
+                                                  _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7f))),
+                                     _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                                                  _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))));
+      return static_cast<unsigned>(_mm_movemask_epi8(m));
+    });
+  }
+#endif
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') return i;
+  }
+  return n;
+}
+
+// Appends `,"name":"value"` (nothing for an empty value). `key` is `,"name":"`.
+void field(std::string& out, std::string_view key, std::string_view value) {
   if (value.empty()) return;
-  out += ",\"";
-  out += name;
-  out += "\":";
+  if (json_special(value.data(), value.size()) == value.size()) {  // the common case
+    out.append(key).append(value) += '"';
+    return;
+  }
+  out.append(key.substr(0, key.size() - 1));
   append_json_string(out, value);
 }
 
@@ -86,30 +114,9 @@ bool write_all(int fd, std::string_view data) {
 
 void append_json_string(std::string& out, std::string_view s) {
   // Bytes that need attention: '"', '\\', controls, and everything non-ASCII.
-  static constexpr auto kPlain = [] {
-    std::array<bool, 256> t{};
-    for (int c = 0x20; c < 0x7f; ++c) t[c] = c != '"' && c != '\\';
-    return t;
-  }();
   out += '"';
-  // Eight bytes at a time while none needs attention; the lowest flagged byte of each
-  // mask is exact (false positives only sit above a true one), the rest byte by byte.
   auto plain_run = [&](std::size_t from) {
-    constexpr std::uint64_t ones = 0x0101010101010101ull;
-    constexpr std::uint64_t high = 0x8080808080808080ull;
-    std::size_t j = from;
-    while (j + 8 <= s.size()) {
-      std::uint64_t x;
-      std::memcpy(&x, s.data() + j, 8);
-      const std::uint64_t q = x ^ (0x22 * ones), b = x ^ (0x5c * ones), d = x ^ (0x7f * ones);
-      const std::uint64_t m = (x & high) | ((x - 0x20 * ones) & ~x & high) |
-                              ((q - ones) & ~q & high) | ((b - ones) & ~b & high) |
-                              ((d - ones) & ~d & high);
-      if (m != 0) return j + static_cast<std::size_t>(std::countr_zero(m) / 8);
-      j += 8;
-    }
-    while (j < s.size() && kPlain[static_cast<unsigned char>(s[j])]) ++j;
-    return j;
+    return from + json_special(s.data() + from, s.size() - from);
   };
   for (std::size_t i = 0; i < s.size();) {
     std::size_t run = plain_run(i);
@@ -161,12 +168,12 @@ void append_json_string(std::string& out, std::string_view s) {
 namespace {
 
 void append_fixed(std::string& out, const AuditEvent& e) {
-  field(out, "component", e.component);
-  field(out, "event", e.event);
-  field(out, "rule", e.rule);
-  field(out, "owner", e.owner);
-  field(out, "ticket", e.ticket);
-  field(out, "policy_sha256", e.policy_sha256);
+  field(out, ",\"component\":\"", e.component);
+  field(out, ",\"event\":\"", e.event);
+  field(out, ",\"rule\":\"", e.rule);
+  field(out, ",\"owner\":\"", e.owner);
+  field(out, ",\"ticket\":\"", e.ticket);
+  field(out, ",\"policy_sha256\":\"", e.policy_sha256);
 }
 
 }  // namespace
@@ -198,8 +205,52 @@ void append_audit_json(std::string& out, const AuditEvent& e,
   const char stamp[] = {'.', static_cast<char>('0' + milli / 100),
                         static_cast<char>('0' + milli / 10 % 10),
                         static_cast<char>('0' + milli % 10), 'Z'};
+  // The common event (fixed fields made beforehand, no numbers, nothing to escape): one
+  // resize and plain copies.
+  const std::string_view second_text = cached;
+  const std::pair<std::string_view, std::string_view> fields[] = {
+      {",\"file\":\"", e.file},
+      {",\"src\":\"", e.src},
+      {",\"method\":\"", e.method},
+      {",\"url\":\"", e.url},
+      {",\"host\":\"", e.host},
+      {",\"user_agent\":\"", e.user_agent},
+      {",\"content_type\":\"", e.content_type},
+      {",\"verdict\":\"", e.verdict},
+      {",\"reason\":\"", e.reason}};
+  bool plain = !e.fixed_json.empty() && e.status < 0 && e.bytes < 0;
+  std::size_t total = 8 + second_text.size() + sizeof stamp + e.fixed_json.size() + 2;
+  for (const auto& [key, value] : fields) {
+    if (!plain) break;
+    if (value.empty()) continue;
+    plain = json_special(value.data(), value.size()) == value.size();
+    total += key.size() + value.size() + 1;
+  }
+  if (plain) {
+    const std::size_t at = out.size();
+    out.resize(at + total);
+    char* w = out.data() + at;
+    auto put = [&](std::string_view v) {
+      std::memcpy(w, v.data(), v.size());
+      w += v.size();
+    };
+    put("{\"ts\":\"");
+    put(second_text);
+    put(std::string_view(stamp, sizeof stamp));
+    *w++ = '"';
+    put(e.fixed_json);
+    for (const auto& [key, value] : fields) {
+      if (value.empty()) continue;
+      put(key);
+      put(value);
+      *w++ = '"';
+    }
+    put("}\n");
+    return;
+  }
+
   out += "{\"ts\":\"";
-  out += cached;
+  out += second_text;
   out.append(stamp, sizeof stamp);
   out += '"';
   if (!e.fixed_json.empty()) {
@@ -207,17 +258,12 @@ void append_audit_json(std::string& out, const AuditEvent& e,
   } else {
     append_fixed(out, e);
   }
-  field(out, "file", e.file);
-  field(out, "src", e.src);
-  field(out, "method", e.method);
-  field(out, "url", e.url);
-  field(out, "host", e.host);
-  field(out, "user_agent", e.user_agent);
+  for (std::size_t i = 0; i < 6; ++i) field(out, fields[i].first, fields[i].second);
   number(out, "status", e.status);
-  field(out, "content_type", e.content_type);
+  field(out, fields[6].first, fields[6].second);
   number(out, "bytes", e.bytes);
-  field(out, "verdict", e.verdict);
-  field(out, "reason", e.reason);
+  field(out, fields[7].first, fields[7].second);
+  field(out, fields[8].first, fields[8].second);
   out += "}\n";
 }
 

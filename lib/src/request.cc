@@ -175,11 +175,7 @@ bool Request::parse_plain_url(std::string_view u) {
   scheme.assign(https ? "https" : "http");
   port = https ? 443 : 80;
   host.assign(name);
-  if (p0 == q) {
-    path.assign("/");
-  } else {
-    path.assign(u.substr(p0, q - p0));
-  }
+  path.assign(p0 == q ? std::string_view("/") : u.substr(p0, q - p0));
   text::lower_into(path, match_path);
   if (q < n) query.assign(query_text);
   return true;

@@ -80,14 +80,19 @@ std::size_t split_line(std::string_view line, std::string_view* out, bool* nul) 
   const __m128i space = _mm_set1_epi8(' ');
   const __m128i nil = _mm_setzero_si128();
   int zeros = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
-    auto spaces = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, space)));
-    zeros |= _mm_movemask_epi8(_mm_cmpeq_epi8(x, nil));
+  auto block = [&](std::size_t at, unsigned skip) {  // bytes at..at+15, the first `skip` seen
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + at));
+    auto spaces = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, space))) >> skip;
+    zeros |= _mm_movemask_epi8(_mm_cmpeq_epi8(x, nil)) >> skip;
     while (spaces != 0) {
-      field_ends_at(i + static_cast<std::size_t>(__builtin_ctz(spaces)));
+      field_ends_at(at + skip + static_cast<std::size_t>(__builtin_ctz(spaces)));
       spaces &= spaces - 1;
     }
+  };
+  for (; i + 16 <= n; i += 16) block(i, 0);
+  if (i < n && n >= 16) {  // the rest, as the 16 bytes that end the line
+    block(n - 16, static_cast<unsigned>(16 - (n - i)));
+    i = n;
   }
   zero = zeros != 0;
 #endif

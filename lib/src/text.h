@@ -99,24 +99,39 @@ inline void lower_into(std::string_view in, std::string& out) {
   for (; i < n; ++i) d[i] = lower(d[i]);
 }
 
-// Index of the first byte of s[0..n) that a Squid token decoder must look at: '%', a
-// control byte (< 0x20, 0x7f) or non-ASCII (n if none). 16 bytes per step.
-inline std::size_t find_token_special(const char* s, std::size_t n) {
-  std::size_t i = 0;
 #if defined(__SSE2__)
-  const __m128i space = _mm_set1_epi8(0x20);
-  const __m128i del = _mm_set1_epi8(0x7f);
-  const __m128i pct = _mm_set1_epi8('%');
+// The first i in [0, n) with bit i of block_mask(s + 16k) set, n if none; n >= 16. The
+// last, partial block is read as the 16 bytes ending at s[n - 1] (never past the end).
+template <typename BlockMask>
+std::size_t first_flagged16(const char* s, std::size_t n, BlockMask block_mask) {
+  std::size_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
-    // Signed compare: bytes >= 0x80 are negative, so "< 0x20" also catches them.
-    const __m128i m = _mm_or_si128(_mm_cmplt_epi8(x, space),
-                                   _mm_or_si128(_mm_cmpeq_epi8(x, del), _mm_cmpeq_epi8(x, pct)));
-    if (const int bits = _mm_movemask_epi8(m); bits != 0)
-      return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(bits)));
+    if (const unsigned bits = block_mask(s + i); bits != 0)
+      return i + static_cast<std::size_t>(__builtin_ctz(bits));
+  }
+  if (i == n) return n;
+  const unsigned skip = static_cast<unsigned>(16 - (n - i));  // bytes already looked at
+  const unsigned bits = block_mask(s + n - 16) & (0xffffu << skip);
+  return bits == 0 ? n : n - 16 + static_cast<std::size_t>(__builtin_ctz(bits));
+}
+#endif
+
+// Index of the first byte of s[0..n) that a Squid token decoder must look at: '%', a
+// control byte (< 0x20, 0x7f) or non-ASCII (n if none).
+inline std::size_t find_token_special(const char* s, std::size_t n) {
+#if defined(__SSE2__)
+  if (n >= 16) {
+    return first_flagged16(s, n, [](const char* p) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      // Signed compare: bytes >= 0x80 are negative, so "< 0x20" also catches them.
+      const __m128i m = _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)),
+                                     _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(0x7f)),
+                                                  _mm_cmpeq_epi8(x, _mm_set1_epi8('%'))));
+      return static_cast<unsigned>(_mm_movemask_epi8(m));
+    });
   }
 #endif
-  for (; i < n; ++i) {
+  for (std::size_t i = 0; i < n; ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x20 || c >= 0x7f || c == '%') return i;
   }
@@ -124,33 +139,28 @@ inline std::size_t find_token_special(const char* s, std::size_t n) {
 }
 
 // Index of the first byte of s[0..n) that a URL path cannot take as is: a control byte,
-// space, 0x7f or non-ASCII, or one of % ; # \ ? . (n if none). 16 bytes per step.
+// space, 0x7f or non-ASCII, or one of % ; # \ ? . (n if none).
 inline std::size_t find_path_special(const char* s, std::size_t n) {
-  constexpr auto special = [] {
-    std::array<bool, 256> t{};
-    for (int c = 0; c < 256; ++c) t[c] = c <= 0x20 || c >= 0x7f;
-    for (unsigned char c : std::string_view("%;#\\?.")) t[c] = true;
-    return t;
-  }();
-  std::size_t i = 0;
 #if defined(__SSE2__)
-  const __m128i space = _mm_set1_epi8(0x21);
-  const __m128i del = _mm_set1_epi8(0x7f);
-  const __m128i pct = _mm_set1_epi8('%'), semi = _mm_set1_epi8(';'), hash = _mm_set1_epi8('#');
-  const __m128i bsl = _mm_set1_epi8('\\'), qm = _mm_set1_epi8('?'), dot = _mm_set1_epi8('.');
-  for (; i + 16 <= n; i += 16) {
-    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
-    // Signed compare: bytes >= 0x80 are negative, so "< 0x21" also catches them.
-    __m128i m = _mm_or_si128(_mm_cmplt_epi8(x, space), _mm_cmpeq_epi8(x, del));
-    m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(x, pct), _mm_cmpeq_epi8(x, semi)));
-    m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(x, hash), _mm_cmpeq_epi8(x, bsl)));
-    m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(x, qm), _mm_cmpeq_epi8(x, dot)));
-    if (const int bits = _mm_movemask_epi8(m); bits != 0)
-      return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(bits)));
+  if (n >= 16) {
+    return first_flagged16(s, n, [](const char* p) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      auto eq = [&](char c) { return _mm_cmpeq_epi8(x, _mm_set1_epi8(c)); };
+      // Signed compare: bytes >= 0x80 are negative, so "< 0x21" also catches them.
+      __m128i m = _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x21)), eq(0x7f));
+      m = _mm_or_si128(m, _mm_or_si128(eq('%'), eq(';')));
+      m = _mm_or_si128(m, _mm_or_si128(eq('#'), eq('\\')));
+      m = _mm_or_si128(m, _mm_or_si128(eq('?'), eq('.')));
+      return static_cast<unsigned>(_mm_movemask_epi8(m));
+    });
   }
 #endif
-  for (; i < n; ++i)
-    if (special[static_cast<unsigned char>(s[i])]) return i;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c <= 0x20 || c >= 0x7f || c == '%' || c == ';' || c == '#' || c == '\\' || c == '?' ||
+        c == '.')
+      return i;
+  }
   return n;
 }
 
