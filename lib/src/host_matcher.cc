@@ -57,8 +57,21 @@ std::uint64_t HostIndex::hash_name(std::string_view s) {
     h = (h ^ w) * k;
     h ^= h >> 29;
   }
+  // The last 0..7 bytes without a variable-length copy: two overlapping 4-byte loads, or
+  // first / middle / last byte (the length is in h already).
+  const char* p = s.data() + i;
+  const std::size_t r = s.size() - i;
   std::uint64_t tail = 0;
-  std::memcpy(&tail, s.data() + i, s.size() - i);
+  if (r >= 4) {
+    std::uint32_t a;
+    std::uint32_t b;
+    std::memcpy(&a, p, 4);
+    std::memcpy(&b, p + r - 4, 4);
+    tail = a | (std::uint64_t{b} << 32);
+  } else if (r > 0) {
+    tail = static_cast<unsigned char>(p[0]) | (static_cast<unsigned char>(p[r / 2]) << 8) |
+           (static_cast<unsigned char>(p[r - 1]) << 16);
+  }
   h = (h ^ tail) * k;
   return h ^ (h >> 32);
 }

@@ -194,9 +194,18 @@ bool Policy::user_agent_match(const Rule& r, const Request& req, bool* regex_fau
 }
 
 bool Policy::rule_matches_except_hosts(const Rule& r, const Request& req, bool* fault) const {
-  // Cheapest criteria first; regexes last.
-  return methods_match(r, req) && ports_match(r, req) && src_match(r, req) &&
-         path_match(r, req, fault) && user_agent_match(r, req, fault);
+  // Cheapest criteria first, inline; the calls only for criteria the rule has.
+  const Match& m = r.match;
+  if (req.method_bit != 0 ? (m.method_bits & req.method_bit) == 0 : !methods_match(r, req))
+    return false;
+  if (std::find(m.ports.begin(), m.ports.end(), req.port) == m.ports.end()) return false;
+  if (!m.src.empty() && !src_match(r, req)) return false;
+  if ((!m.path_prefix.empty() || !m.path_suffix.empty() || !m.path_regex.empty()) &&
+      !path_match(r, req, fault))
+    return false;
+  if ((!m.user_agent.empty() || !m.user_agent_regex.empty()) && !user_agent_match(r, req, fault))
+    return false;
+  return true;
 }
 
 Decision Policy::decide(const Request& req, Date today) const {
