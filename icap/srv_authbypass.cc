@@ -23,16 +23,26 @@
 //     answers RESPMOD with 204. Without a valid authbypass.SharedSecretFile the service
 //     refuses to start (post_init fails: c-icap answers 500 for it).
 //
+// Housekeeping (the policy file, the shared secret file, the audit log's identity) runs at
+// most once a second: from transactions, and from one idle-watcher thread per c-icap child
+// (started by c-icap's CHILD_START command, stopped by CHILD_STOP), so that a child that
+// gets no transaction still loads each valid policy while it is on disk.
+//
 // c-icap facts this relies on (TESTING.md): mod_init_request_data also runs for OPTIONS;
 // the preview handler is called with (NULL, 0) when there is no preview; service_io must
 // take all of rbuf (it does, up to a hard per-transaction bound it never reaches while
 // output is pending); ci_debug_printf is a bare `if`, always braced here.
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -41,6 +51,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include "authbypass/audit.h"
@@ -52,6 +64,7 @@
 
 extern "C" {
 #include "c-icap.h"
+#include "commands.h"
 #include "debug.h"
 #include "header.h"
 #include "module.h"
@@ -349,8 +362,9 @@ class State {
     next_check_ns_.store(now_ns() + kCheckIntervalNs, std::memory_order_relaxed);
   }
 
-  // At most once a second, from whichever thread gets there first: the policy file
-  // (reloaded when it changed) and the audit log (reopened when logrotate moved it).
+  // At most once a second, from whichever thread gets there first (a transaction or the
+  // child's idle watcher): the policy file (reloaded when it changed), the shared secret
+  // file and the audit log (reopened when logrotate moved it).
   void housekeeping() {
     std::int64_t now = now_ns();
     if (now < next_check_ns_.load(std::memory_order_relaxed)) return;
@@ -359,7 +373,12 @@ class State {
     if (now < next_check_ns_.load(std::memory_order_relaxed)) return;
     next_check_ns_.store(now + kCheckIntervalNs, std::memory_order_relaxed);
     if (!config_.policy.empty()) {
-      report(source_.check(std::chrono::steady_clock::now()));
+      // The same instant as next_check_ns_: PolicySource keeps its own 1 s interval, and a
+      // later reading of the clock could put this look a few microseconds short of it,
+      // which would skip it (and the next look would come a second later).
+      report(source_.check(std::chrono::steady_clock::time_point(
+          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+              std::chrono::nanoseconds(now)))));
     }
     if (decides()) check_secret();
     if (!config_.audit_file.empty()) {
@@ -378,6 +397,13 @@ class State {
         remember_audit_identity();
       }
     }
+  }
+
+  // How long until housekeeping() next has something to do (the idle watcher's timeout):
+  // at least 1 ms, at most the check interval.
+  std::chrono::nanoseconds until_next_check() const {
+    std::int64_t left = next_check_ns_.load(std::memory_order_relaxed) - now_ns();
+    return std::chrono::nanoseconds(std::clamp<std::int64_t>(left, 1'000'000, kCheckIntervalNs));
   }
 
   std::shared_ptr<const Policy> policy() const { return source_.current(); }
@@ -504,6 +530,135 @@ class State {
 };
 
 std::atomic<std::shared_ptr<State>> g_state;
+
+// ---------------------------------------------------------------------------------------
+// The idle watcher: housekeeping() also while no transaction comes.
+//
+// Transactions alone are not enough: a child that got none while a valid policy B was on
+// disk never loaded it, and after a broken edit C it kept the OLDER policy A in force, not
+// the last good one (docs/reliability.md; tests/icap/icap_idle_reload_test.py). So each
+// c-icap child runs one thread that sleeps until the next check is due (a condition
+// variable with that timeout, so that stop() wakes it at once) and calls housekeeping().
+//
+// Which process: c-icap builds the State in the main process (post_init) and forks the
+// children from it. fork() copies only the calling thread, so a thread started in
+// post_init would run in the main process only, which serves no transaction. c-icap's
+// commands API runs CI_CMD_CHILD_START actions in each child after the fork (child_main:
+// worker threads created, the listener not yet accepting; also for every child started
+// later) and CI_CMD_CHILD_STOP actions when a child goes down (after its worker threads
+// ended, before the services are closed and the modules unloaded). The thread is started
+// and joined there; svc_close_service stops it too (idempotent).
+class IdleWatcher {
+ public:
+  // In a child (CHILD_START). Does nothing if this process runs one already.
+  void start(std::shared_ptr<State> state) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (running_here()) return;
+    forget_foreign_thread();
+    stopping_ = false;
+    // The thread takes no signal: c-icap's handlers (SIGTERM, SIGHUP, SIGPIPE) stay with
+    // its own threads, as before. A new thread inherits the creator's mask.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    try {
+      thread_ = std::make_unique<std::thread>([this, s = std::move(state)] { run(*s); });
+      owner_ = ::getpid();
+    } catch (const std::system_error& e) {
+      log_msg(1, std::string("cannot start the idle watcher (the policy is looked at on "
+                             "transactions only): ") +
+                     e.what());
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (owner_ == ::getpid()) log_msg(3, "idle watcher started");
+  }
+
+  // CHILD_STOP and svc_close_service: wakes the thread and joins it. Idempotent; in a
+  // process that runs none (the main process), nothing.
+  void stop() {
+    std::unique_ptr<std::thread> t;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (!running_here()) {
+        forget_foreign_thread();
+        return;
+      }
+      stopping_ = true;
+      t = std::move(thread_);
+      owner_ = 0;
+    }
+    cv_.notify_all();
+    if (t->get_id() == std::this_thread::get_id()) {
+      t->detach();  // never: housekeeping() does not stop the watcher
+    } else {
+      t->join();
+    }
+    log_msg(3, "idle watcher stopped");
+  }
+
+ private:
+  bool running_here() const { return thread_ && owner_ == ::getpid(); }
+
+  // A std::thread copied by a fork: its thread does not exist in this process, so it can
+  // be neither joined nor destroyed (a joinable std::thread's destructor calls
+  // std::terminate). c-icap does not fork from a child, but should it, the object is
+  // left as it is (a few bytes).
+  void forget_foreign_thread() {
+    if (thread_ && owner_ != ::getpid()) (void)thread_.release();
+    if (!thread_) owner_ = 0;
+  }
+
+  // The thread. Touches only this object (never destroyed) and its own reference to the
+  // State (kept alive by it until the thread ends).
+  void run(State& s) {
+    std::unique_lock<std::mutex> lk(mu_);
+    while (!stopping_) {
+      if (cv_.wait_for(lk, s.until_next_check(), [this] { return stopping_; })) break;
+      lk.unlock();
+      try {
+        s.housekeeping();
+      } catch (...) {  // never out of the thread (std::terminate); the next look retries
+        log_msg(1, "internal error in the idle watcher's housekeeping");
+      }
+      lk.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;                // guarded by mu_
+  std::unique_ptr<std::thread> thread_;  // guarded by mu_
+  pid_t owner_ = 0;                      // the process thread_ runs in (guarded by mu_)
+};
+
+// Never destroyed: no static destructor can run under a thread still waiting on it (a child
+// that would exit without CHILD_STOP), and no joinable std::thread is ever destroyed.
+IdleWatcher& idle_watcher() {
+  static IdleWatcher* const w = new IdleWatcher;
+  return *w;
+}
+
+extern "C" void child_start_action(const char*, int, void*) {
+  if (auto s = g_state.load()) idle_watcher().start(std::move(s));
+}
+
+extern "C" void child_stop_action(const char*, int, void*) {
+  idle_watcher().stop();
+}
+
+// Registers the child start/stop actions. ci_command_register_action is defined in the
+// c-icap executable, not in libicapapi (0.5.10), and this module links with -z defs: it is
+// looked up at run time. c-icap drops its command table on reconfigure before it closes
+// and initializes the services again, so post_init registers afresh each time.
+bool register_child_actions() {
+  using RegisterAction = decltype(&ci_command_register_action);
+  void* sym = ::dlsym(RTLD_DEFAULT, "ci_command_register_action");
+  if (!sym) return false;
+  auto reg = reinterpret_cast<RegisterAction>(sym);
+  reg("authbypass_idle_watcher_start", CI_CMD_CHILD_START, nullptr, child_start_action);
+  reg("authbypass_idle_watcher_stop", CI_CMD_CHILD_STOP, nullptr, child_stop_action);
+  return true;
+}
 
 // ---------------------------------------------------------------------------------------
 // Wire helpers.
@@ -1167,6 +1322,11 @@ extern "C" int svc_post_init_service(ci_service_xdata_t*, struct ci_server_conf*
     }
     s->start();
     g_state.store(std::move(s));
+    if (!register_child_actions()) {
+      log_msg(1,
+              "c-icap's ci_command_register_action not found: no idle watcher, the "
+              "policy file is looked at on transactions only");
+    }
     log_msg(g_config.service_mode == ServiceMode::kVerify ? 2 : 1,
             std::string("ready (mode ") + mode_name(g_config.service_mode) + ", verify " +
                 (g_config.mode == VerifyMode::kFull ? "full" : "preview") + ")");
@@ -1178,6 +1338,7 @@ extern "C" int svc_post_init_service(ci_service_xdata_t*, struct ci_server_conf*
 }
 
 extern "C" void svc_close_service() {
+  idle_watcher().stop();  // before the module can be unloaded (a child: CHILD_STOP did it)
   g_state.store(nullptr);
 }
 
