@@ -25,9 +25,13 @@ are copied in):
     origin through `cache_peer ... originserver` (real host names in URLs, no DNS), the
     authbypass external ACL before proxy_auth, access log with %un %ea %et;
   * `squid -N -f squid.conf` as a child process, ready when an authenticated request
-    through it returns 200.
+    through it returns 200. With supervised=True, `squid --foreground -sYC -f squid.conf`
+    instead, as Debian's squid.service runs it: a master process (lab.squid, whose PID
+    the pid file holds) that starts a worker ("kid", lab.kid_pids()) and starts a new one
+    when it dies; the helpers are the kid's children.
 Everything is stopped by PID (squid -k shutdown, wait, then SIGTERM/SIGKILL of the PID;
-leftover helper processes started from the lab's own copy of the binary) in stop(), which
+leftover helper processes started from the lab's own copy of the binary; in supervised
+mode also every process left in Squid's process group: kids, helpers) in stop(), which
 also runs at interpreter exit and on SIGTERM/SIGINT. Nothing but 127.0.0.1 is contacted.
 Set SQUIDLAB_KEEP=1 to keep the directory after stop() (its path is printed).
 """
@@ -53,6 +57,9 @@ import urllib.parse
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
 NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"
 CURL = shutil.which("curl") or "/usr/bin/curl"
+# How Debian's squid.service starts Squid (ExecStart=/usr/sbin/squid --foreground -sYC):
+# no -N, so a master process supervises a worker kid and restarts it when it dies.
+DEBIAN_SERVICE_ARGS = ("--foreground", "-sYC")
 
 ORIGIN_BODY = b"squidlab origin: hello\n"
 
@@ -110,7 +117,10 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         if send_body:
-            self.wfile.write(ORIGIN_BODY)
+            try:
+                self.wfile.write(ORIGIN_BODY)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the proxy went away mid-answer (e.g. a Squid kid aborted): fine
 
     def _answer_route(self, route: "Route", send_body: bool):
         self.send_response(route.status)
@@ -296,9 +306,12 @@ class SquidLab:
 
     def __init__(self, helper: str, policy: str, *, helper_args: list[str] | None = None,
                  check_interval_ms: int | None = None, extra_conf: str = "",
-                 bypass_access: str | None = None, verbose: bool = False):
+                 bypass_access: str | None = None, verbose: bool = False,
+                 supervised: bool = False):
         """bypass_access: lines that replace `http_access allow authbypass` (e.g. prefilter
-        ACL definitions and `http_access allow authbypass_candidates authbypass`)."""
+        ACL definitions and `http_access allow authbypass_candidates authbypass`).
+        supervised: start Squid as Debian's squid.service does (DEBIAN_SERVICE_ARGS, no
+        -N): a master and a kid; the default (False) is one process, `squid -N`."""
         self.helper_src = os.path.abspath(helper)
         self.policy_src = os.path.abspath(policy)
         self.helper_args = list(helper_args or [])
@@ -307,6 +320,7 @@ class SquidLab:
         self.extra_conf = extra_conf
         self.bypass_access = bypass_access or "http_access allow authbypass"
         self.verbose = verbose
+        self.supervised = supervised
         self.dir: str | None = None
         self.origin: OriginServer | None = None   # GET/HEAD/POST (originserver peer)
         self.tunnel: OriginServer | None = None   # CONNECT (parent-proxy peer)
@@ -504,7 +518,10 @@ http_access deny all
     def _start_squid(self, ready_timeout: float):
         self.log(f"starting squid on 127.0.0.1:{self.port}")
         out = open(self.path("squid.stdout"), "wb")
-        self.squid = subprocess.Popen([SQUID, "-N", "-f", self.conf], stdin=subprocess.DEVNULL,
+        mode = list(DEBIAN_SERVICE_ARGS) if self.supervised else ["-N"]
+        # A session of its own: Squid, its kids and helpers share one process group whose
+        # ID is the PID of lab.squid (the master in supervised mode); stop() uses that.
+        self.squid = subprocess.Popen([SQUID, *mode, "-f", self.conf], stdin=subprocess.DEVNULL,
                                       stdout=out, stderr=subprocess.STDOUT,
                                       start_new_session=True)
         out.close()
@@ -556,6 +573,8 @@ http_access deny all
         if p is None:
             return
         if p.poll() is None:
+            if self.supervised:
+                self.log(f"stopping squid master {p.pid}, kids {self.kid_pids()}")
             subprocess.run([SQUID, "-k", "shutdown", "-f", self.conf], capture_output=True,
                            timeout=20)
             try:
@@ -568,7 +587,94 @@ http_access deny all
                     p.kill()
                     p.wait(5)
         self.squid = None
+        if self.supervised:
+            self._kill_group(p.pid)
         self._reap_helpers()
+
+    # ---- processes (supervised mode: master, kids) ---------------------------------------
+    @staticmethod
+    def _stat(pid: int) -> tuple[int, int] | None:
+        """(ppid, pgrp) of a live process, None if it is gone (or a zombie)."""
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        if rest[0] in ("Z", "X"):
+            return None
+        return int(rest[1]), int(rest[2])
+
+    def group_pids(self, pgid: int | None = None) -> list[int]:
+        """Live processes in Squid's process group (master, kids, helpers): the group was
+        made when lab.squid started (start_new_session), its ID is that PID. A process
+        group ID is not reused while any member lives, so these are all ours."""
+        if pgid is None:
+            if self.squid is None:
+                return []
+            pgid = self.squid.pid
+        pids = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                st = self._stat(int(d))
+                if st and st[1] == pgid:
+                    pids.append(int(d))
+        return sorted(pids)
+
+    def kid_pids(self) -> list[int]:
+        """Supervised mode: the running Squid kids (children of the master that run Squid,
+        not helpers). Empty while the master has none (e.g. between a kid's death and the
+        next one's start) or when there is no master."""
+        if self.squid is None or self.squid.poll() is not None:
+            return []
+        kids = []
+        for pid in self.group_pids():
+            st = self._stat(pid)
+            if not st or st[0] != self.squid.pid:
+                continue
+            try:
+                if os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(SQUID):
+                    kids.append(pid)
+            except OSError:
+                pass
+        return kids
+
+    def pid_file_pid(self) -> int | None:
+        """The PID in Squid's pid file (the master's, in supervised mode), or None."""
+        try:
+            with open(self.path("squid.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def relaunch(self, ready_timeout: float = 30.0):
+        """Starts Squid again on the same port and configuration after it exited (what
+        systemd's Restart= does for the service); ready as after start()."""
+        if self.squid is not None and self.squid.poll() is None:
+            raise LabError("squid is still running")
+        self._stop_squid()  # reap, and kill what is left of the old process group
+        self._start_squid(ready_timeout)
+
+    def _kill_group(self, pgid: int):
+        """After the master exited: wait (5 s at most) for the rest of its process group
+        (kids, helpers: they exit at stdin EOF) to go, then SIGKILL by PID whatever is left
+        and note it in leftover_pids."""
+        deadline = time.monotonic() + 5
+        while self.group_pids(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = self.group_pids(pgid)
+        if not left:
+            return
+        self.log(f"killing leftovers of squid's process group {pgid}: {left}")
+        self.leftover_pids += [p for p in left if p not in self.leftover_pids]
+        deadline = time.monotonic() + 5
+        while left and time.monotonic() < deadline:
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+            left = self.group_pids(pgid)
 
     def _reap_helpers(self):
         """Helpers exit at stdin EOF; kill by PID any still running from our copy."""
@@ -732,8 +838,10 @@ if __name__ == "__main__":  # manual use: start a lab and keep it up until Ctrl-
     ap = argparse.ArgumentParser(description="Start Squid + ext_authbypass_acl + origin on loopback")
     ap.add_argument("--helper", required=True)
     ap.add_argument("--policy", required=True)
+    ap.add_argument("--supervised", action="store_true",
+                    help="master + kid, as Debian's squid.service (default: squid -N)")
     a = ap.parse_args()
-    with SquidLab(a.helper, a.policy, verbose=True) as lab:
+    with SquidLab(a.helper, a.policy, verbose=True, supervised=a.supervised) as lab:
         print(f"proxy {lab.proxy_url} (user {lab.USER}:{lab.PASSWORD}), dir {lab.dir}; Ctrl-C stops")
         try:
             while lab.squid and lab.squid.poll() is None:
