@@ -302,11 +302,15 @@ Field field_of(std::string_view k) {
   }
 }
 
-// Parses one JSON audit line. Decoded strings live in `bufs`.
+// Parses one JSON audit line. Decoded strings live in `bufs`: one buffer per field, all
+// made before the first decode, so that no buffer moves while `ev` holds views into them
+// (a vector grown mid-line moved short, in-place strings: heap-use-after-free found by
+// fuzz_report, tests/fuzz/corpus/fuzz_report/uaf-escaped-field).
 bool parse_event(std::string_view line, Event& ev, std::vector<std::string>& bufs) {
   JsonScanner j(line);
   if (!j.eat('{')) return false;
-  std::size_t nbuf = 0;
+  if (bufs.size() < static_cast<std::size_t>(Field::kOther))
+    bufs.resize(static_cast<std::size_t>(Field::kOther));
   std::string key_buf;
   if (j.eat('}')) return false;  // an empty object is no event
   for (;;) {
@@ -318,10 +322,8 @@ bool parse_event(std::string_view line, Event& ev, std::vector<std::string>& buf
       if (!j.number(n)) return false;
       (f == Field::kStatus ? ev.status : ev.bytes) = n;
     } else if (f != Field::kOther && j.peek('"')) {
-      if (nbuf == bufs.size()) bufs.emplace_back();
       std::string_view v;
-      if (!j.string(v, bufs[nbuf])) return false;
-      if (v.data() == bufs[nbuf].data()) ++nbuf;
+      if (!j.string(v, bufs[static_cast<std::size_t>(f)])) return false;
       switch (f) {
         case Field::kTs: {
           auto t = parse_time_ms(v);
