@@ -85,9 +85,16 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 command -v llvm-symbolizer-14 >/dev/null && ASAN_SYMBOLIZER_PATH=$(command -v llvm-symbolizer-14) &&
   export ASAN_SYMBOLIZER_PATH
 
-tree="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-dirty=$(git status --porcelain -- lib tests/fuzz config 2>/dev/null | awk '{print $2}' | tr '\n' ' ')
-[ -n "$dirty" ] && tree="$tree + uncommitted: ${dirty% }"
+# The tree the targets are built from: HEAD and the engine/fuzz files changed on top of it,
+# at the start and at the end of the builds (the tree is shared; it may change meanwhile).
+tree_state() {
+  local t dirty
+  t=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  dirty=$(git status --porcelain -- lib tests/fuzz config 2>/dev/null | awk '{print $2}' | tr '\n' ' ')
+  [ -n "$dirty" ] && t="$t + uncommitted: ${dirty% }"
+  echo "$t"
+}
+tree=$(tree_state)
 
 # 1. Builds (niced as well: they share the machine).
 build() {  # build DIR LOG [cmake options...]
@@ -102,6 +109,8 @@ build build-fuzz-long "$long/logs/build.log"
 build build-fuzz-cov "$long/logs/build-cov.log" \
   -DCMAKE_CXX_FLAGS="-fprofile-instr-generate -fcoverage-mapping" \
   -DCMAKE_EXE_LINKER_FLAGS="-fprofile-instr-generate"
+tree_after=$(tree_state)
+[ "$tree_after" != "$tree" ] && tree="$tree at the start of the builds, $tree_after at their end"
 
 # 2. The runs, at most $jobs at a time. Every 2 s each running fuzzer's CPU time
 # (/proc/PID/stat; a finished one's stays readable until reaped), every 10 s the 1-minute
