@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # usage: tests/fuzz/run_long.sh [--seconds N] [--jobs J] [--rss-limit-mb M] [--timeout S]
-#                               [--fresh] [TARGET...]
+#                               [--fresh] [--summary-only] [TARGET...]
 #
 # The long libFuzzer runs of docs/reliability.md ("Fuzzing"), repeatable by anyone:
 #  1. builds the fuzz targets from the current tree in build-fuzz-long/ (clang, the CI fuzz
@@ -17,7 +17,8 @@
 #     coverage build and reports line and region coverage (llvm-profdata-14, llvm-cov-14) of
 #     the engine files the target exercises; HTML in build-fuzz-cov/html/TARGET/;
 #  4. prints and writes the Markdown table build-fuzz-long/summary.md (every target with
-#     results in build-fuzz-long/results/, each with the time and tree it was run on).
+#     results in build-fuzz-long/results/, each with the time and tree it was run on);
+#     --summary-only does only this.
 # Exit status: 0 when no run produced a finding; 1 when any target of this run has a
 # finding (an artifact file, a fuzzer exit status other than 0, a failed replay); 2 on a
 # usage or build error.
@@ -41,7 +42,7 @@ main_files() {
 
 usage() { sed -n '2,3p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-secs=1800 jobs=2 rss_mb=2048 timeout=10 fresh=0 targets=()
+secs=1800 jobs=2 rss_mb=2048 timeout=10 fresh=0 summary_only=0 targets=()
 while [ $# -gt 0 ]; do
   case $1 in
     --seconds) secs=${2:-}; shift 2 || usage ;;
@@ -49,6 +50,7 @@ while [ $# -gt 0 ]; do
     --rss-limit-mb) rss_mb=${2:-}; shift 2 || usage ;;
     --timeout) timeout=${2:-}; shift 2 || usage ;;
     --fresh) fresh=1; shift ;;
+    --summary-only) summary_only=1; shift ;;
     -h|--help) usage ;;
     -*) echo "run_long: unknown option $1" >&2; usage ;;
     *) targets+=("$1"); shift ;;
@@ -85,6 +87,8 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 command -v llvm-symbolizer-14 >/dev/null && ASAN_SYMBOLIZER_PATH=$(command -v llvm-symbolizer-14) &&
   export ASAN_SYMBOLIZER_PATH
 
+loadlog=$long/logs/loadavg.log
+if [ "$summary_only" = 0 ]; then
 # The tree the targets are built from: HEAD and the engine/fuzz files changed on top of it,
 # at the start and at the end of the builds (the tree is shared; it may change meanwhile).
 tree_state() {
@@ -115,7 +119,6 @@ tree_after=$(tree_state)
 # 2. The runs, at most $jobs at a time. Every 2 s each running fuzzer's CPU time
 # (/proc/PID/stat; a finished one's stays readable until reaped), every 10 s the 1-minute
 # load average.
-loadlog=$long/logs/loadavg.log
 declare -A pid_of=() start_of=() cpu_of=()
 start_target() {
   local t=$1 work=$long/corpus/$1 art=$long/artifacts/$1
@@ -199,6 +202,8 @@ for t in "${targets[@]}"; do
   echo "main_files=$(main_files "$t")" >>"$long/results/$t.env"
 done
 
+fi  # summary_only
+
 # 4. The table, from every target's results (this run's and earlier ones').
 python3 - "$root" "$loadlog" "${targets[@]}" <<'PY'
 import datetime, glob, json, os, re, sys
@@ -249,6 +254,8 @@ for envf in sorted(glob.glob(os.path.join(long, "results", "*.env"))):
     if env.get("replay_rc", "0") != "0":
         findings.append(f"coverage replay exit status {env['replay_rc']} "
                         f"(`{rel(os.path.join(long, 'logs', t + '.cov.log'))}`)")
+    for f in sorted(glob.glob(os.path.join(cov, "profiles", t, "*-*"))):  # replay artifacts
+        findings.append(f"`{rel(f)}` (coverage replay)")
     m = re.search(r"^SUMMARY: .*$", log, re.M)
     if m:
         findings.append(m.group(0))
@@ -258,7 +265,9 @@ for envf in sorted(glob.glob(os.path.join(long, "results", "*.env"))):
     main = env.get("main_files", "").split()
     cells, lib_l, lib_r = [], [0, 0], [0, 0]
     covj = os.path.join(cov, t + ".json")
-    if os.path.exists(covj) and os.path.getmtime(covj) >= start:
+    if env.get("replay_rc", "0") != "0":
+        cells.append("not measured: the coverage replay stopped at a finding")
+    elif os.path.exists(covj) and os.path.getmtime(covj) >= start:
         data = json.load(open(covj))["data"][0]["files"]
         by = {rel(f["filename"]): f["summary"] for f in data}
         for f, s in sorted(by.items()):
@@ -279,7 +288,8 @@ for envf in sorted(glob.glob(os.path.join(long, "results", "*.env"))):
     else:
         cells.append("coverage not measured")
     utc = lambda s: datetime.datetime.fromtimestamp(s, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    rows.append(f"| `{t}` | {env['seconds']} | {num(execs)} | {num(eps)} | {covft} | {corpus} "
+    secs = env["seconds"] if env.get("rc", "0") == "0" else f"{wall:,} of {env['seconds']} (stopped by the finding)"
+    rows.append(f"| `{t}` | {secs} | {num(execs)} | {num(eps)} | {covft} | {corpus} "
                 f"| {num(rss)} MB | {'; '.join(cells)} | {'; '.join(findings) or 'none'} |")
     notes.append(f"- `{t}`: {utc(start)}–{utc(end)[11:]} UTC, wall {wall:,} s, CPU {cpu:,.0f} s "
                  f"({100 * cpu / wall:.0f}% of one core, niced), load average {load}; tree {env.get('tree', '?')}")
