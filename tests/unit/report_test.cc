@@ -145,9 +145,9 @@ TEST(Report, SquidAccessLogLinesWithEa) {
   EXPECT_NE(j.find("\"first\":\"2025-11-02T10:00:00.123Z\""), std::string::npos) << j;
 }
 
-// Found by fuzz_report (30-minute run, docs/reliability.md): a status of 20 digits after the
-// '/' overflowed a signed 64-bit accumulator (UB). Such a line is still an access event;
-// its status is unknown. Regression input: tests/fuzz/corpus/fuzz_report/status-overflow.
+// Found by fuzz_report (a 1-minute trial of tests/fuzz/run_long.sh): a status of 20 digits
+// after the '/' overflowed a signed 64-bit accumulator (UB). Such a line is still an access
+// event; its status is unknown. Regression input: tests/fuzz/corpus/fuzz_report/status-overflow.
 TEST(Report, SquidAccessLineWithAHugeStatusIsReadWithoutOverflow) {
   ReportBuilder r(ReportOptions{});
   r.add_line("1 1 3 /25294644908216581234 T b ea=");
@@ -161,7 +161,7 @@ TEST(Report, SquidAccessLineWithAHugeStatusIsReadWithoutOverflow) {
   EXPECT_NE(j.find("\"squid/access\":1"), std::string::npos) << j;
 }
 
-// Found by fuzz_report (30-minute run): the decode buffers of one JSON line lived in a
+// Found by fuzz_report (30-minute run, after 9 min): the decode buffers of one JSON line lived in a
 // vector that grew while earlier fields still pointed into it; short (in-place) strings
 // moved and the views dangled (heap-use-after-free under ASan, garbage or a crash without).
 // Every field here has an escape and is short; the first line of a fresh builder is the
