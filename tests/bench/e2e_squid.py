@@ -4,6 +4,7 @@
     e2e_squid.py --helper BIN --cli BIN --policy FILE --origin BIN --wrk BIN --json OUT
                  [--rounds N] [--seconds S] [--warmup S] [--conns N] [--seed N]
                  [--with-icap --module srv_authbypass.so [--icap-seconds S] ...]
+                 [--floor-helper BIN] [--floor-icap BIN] [--floor-mixes LIST]
 
 Three Squids (tests/integration/squidlab.py, one process each, started side by side and
 measured in interleaved order, so machine noise hits them alike):
@@ -32,6 +33,23 @@ log stays, as the helper's does: its `bypass` events show REQMOD decided every b
 request); --icap-servers/--icap-threads/--icap-keepalive size it. Without --with-icap the
 run is exactly the three-Squid run above. c-icap's CPU (all its processes) is added to the
 CPU per request of those two configurations.
+
+Floors (what any helper / any ICAP service could at best reach on this Squid), measured only
+in --floor-mixes (default: bypass), shuffled in with the others in every round:
+  floor-prefilter       (b0), with --floor-helper: the Squid config of (b) (the same
+                        prefilter, external_acl_type ttl=0 negative_ttl=0 cache=0, children,
+                        concurrency and %-format tokens), but the helper is
+                        tests/bench/e2e_floor_helper.cpp, which answers every line
+                        "<channel-id> OK log=floor tag=authbypass/floor" at once.
+  floor-icap-prefilter  (d0), with --with-icap and --floor-icap: the Squid config of (d) (the
+                        same drop-in, RESPMOD left out, the same secret), pointed at
+                        tests/bench/e2e_floor_icap.cpp, one epoll thread that answers REQMOD
+                        with the request headers plus "X-Authbypass: <secret> floor" and
+                        nothing else (no policy, no audit). Its CPU is counted as c-icap's.
+Squid's own count shows the floor helper was asked for every bypassed answer
+(squid-internal-mgr/external_acl "requests sent"), the floor ICAP server's its REQMOD count
+(an X-Floor-Reqmods header in its OPTIONS answer). The JSON's floor_ratios are (b)/(b0) and
+(d)/(d0), medians of same-round ratios.
 
 Traffic (wrk from Debian, one thread, N keep-alive client connections to Squid, requests
 in absolute form as a browser sends them to a proxy), four mixes:
@@ -81,6 +99,12 @@ from icaplab import CIcap, _lab_pids  # noqa: E402
 
 CONFIGS = ("recipe", "prefilter", "helper")
 ICAP_CONFIGS = ("icap-prefilter", "icap")
+# the floors: (b0) the config of (b) with a helper that answers OK at once
+# (e2e_floor_helper.cpp), (d0) the config of (d) pointed at a minimal REQMOD server
+# (e2e_floor_icap.cpp); measured only in --floor-mixes
+FLOOR_HELPER, FLOOR_ICAP = "floor-prefilter", "floor-icap-prefilter"
+FLOOR_OF = {FLOOR_HELPER: "prefilter", FLOOR_ICAP: "icap-prefilter"}  # floor -> product config
+REQMOD_CONFIGS = ICAP_CONFIGS + (FLOOR_ICAP,)  # Squids in ICAP decision mode
 MIXES = ("bypass", "auth", "407", "mixed")
 CPU_UA = "Microsoft-CryptoAPI/10.0"
 BROWSER_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -218,9 +242,11 @@ def exe_of(pid: int) -> str:
 class BenchLab(SquidLab):
     """squidlab's Squid, pointed at the fast origin, with server-side keep-alive and the
     external ACL cache off (cache=0). The generated squid.conf is edited after squidlab
-    writes it; every edit is checked, so a change in squidlab fails loudly here."""
+    writes it; every edit is checked, so a change in squidlab fails loudly here.
+    origin_port=None keeps squidlab's own Python origin and its
+    server_persistent_connections off (tests/bench/e2e_issue11_setup.py)."""
 
-    def __init__(self, *a, origin_port: int, cache0: bool = True, **kw):
+    def __init__(self, *a, origin_port: int | None, cache0: bool = True, **kw):
         super().__init__(*a, **kw)
         self.bench_origin_port = origin_port
         self.cache0 = cache0
@@ -229,11 +255,13 @@ class BenchLab(SquidLab):
         super()._write_conf()
         with open(self.conf) as f:
             text = f.read()
-        edits = [
-            (f"cache_peer 127.0.0.1 parent {self.origin.port} 0 ",
-             f"cache_peer 127.0.0.1 parent {self.bench_origin_port} 0 "),
-            ("server_persistent_connections off", "server_persistent_connections on"),
-        ]
+        edits = []
+        if self.bench_origin_port is not None:
+            edits += [
+                (f"cache_peer 127.0.0.1 parent {self.origin.port} 0 ",
+                 f"cache_peer 127.0.0.1 parent {self.bench_origin_port} 0 "),
+                ("server_persistent_connections off", "server_persistent_connections on"),
+            ]
         if self.cache0:
             edits.append(("external_acl_type authbypass ttl=0 negative_ttl=0 ",
                           "external_acl_type authbypass ttl=0 negative_ttl=0 cache=0 "))
@@ -346,6 +374,69 @@ def icap_dropins(cli: str, policy: str, secret_file: str, url: str, mode: str,
     return out, info
 
 
+def external_acl_requests_sent(port: int) -> int:
+    """Squid's own count of requests sent to its external ACL helpers (the sum of
+    "requests sent" in cachemgr's external_acl page; squidlab allows manager from
+    localhost)."""
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://127.0.0.1:{port}/squid-internal-mgr/external_acl", timeout=10) as r:
+        text = r.read().decode(errors="replace")
+    counts = re.findall(r"requests sent:\s*(\d+)", text, re.I)
+    if not counts:
+        raise RuntimeError(f"no 'requests sent' in Squid's external_acl page: {text[:500]!r}")
+    return sum(int(c) for c in counts)
+
+
+class FloorIcap:
+    """tests/bench/e2e_floor_icap (the floor REQMOD server) on 127.0.0.1, as a context
+    manager; stopped by PID (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, binary: str, secret_file: str):
+        self.binary, self.secret_file = binary, secret_file
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.log = ""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([self.binary, "--secret-file", self.secret_file],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.strip().isdigit():
+            self.__exit__()
+            raise RuntimeError(f"{self.binary} gave no port: {line!r}")
+        self.port = int(line)
+        return self
+
+    def __exit__(self, *exc):
+        p = self.proc
+        if p is not None and p.poll() is None:
+            p.terminate()
+            try:
+                _out, err = p.communicate(timeout=5)
+                self.log = err.strip()
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        return False
+
+    @property
+    def url(self) -> str:
+        return f"icap://127.0.0.1:{self.port}/authbypass"
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc is not None and self.proc.poll() is None else []
+
+    def reqmods(self) -> int:
+        """REQMOD transactions answered so far (X-Floor-Reqmods of an OPTIONS answer)."""
+        from icaplab import icap_request
+        status, lines, _rest = icap_request(self.port, "OPTIONS", timeout=5)
+        for l in lines:
+            if l.lower().startswith("x-floor-reqmods:"):
+                return int(l.split(":", 1)[1])
+        raise RuntimeError(f"floor ICAP server: OPTIONS answer {status} without X-Floor-Reqmods")
+
+
 class AuditCounter:
     """Counts `bypass` events in a growing audit log, reading only what was appended."""
 
@@ -420,11 +511,30 @@ def main() -> int:
                    help="max-conn= on Squid's icap_service line (0: what OPTIONS advertises)")
     g.add_argument("--icap-access-log", action="store_true",
                    help="keep c-icap's access log (default: no line per transaction)")
+    f = p.add_argument_group("floors: what any helper / any ICAP service could at best reach")
+    f.add_argument("--floor-helper", help="e2e_floor_helper binary: adds (b0) floor-prefilter")
+    f.add_argument("--floor-icap", help="e2e_floor_icap binary: adds (d0) floor-icap-prefilter"
+                   " (with --with-icap)")
+    f.add_argument("--floor-mixes", default="bypass",
+                   help="comma-separated mixes the floors are measured in (default: bypass)")
     args = p.parse_args()
     if args.with_icap and not args.module:
         p.error("--with-icap needs --module srv_authbypass.so")
+    if args.floor_icap and not args.with_icap:
+        p.error("--floor-icap needs --with-icap (its ratio is to (d))")
+    floor_mixes = [m for m in args.floor_mixes.split(",") if m]
+    if any(m not in MIXES for m in floor_mixes):
+        p.error(f"--floor-mixes: one of {','.join(MIXES)}")
     icap_seconds = args.icap_seconds or args.seconds
     configs = CONFIGS + (ICAP_CONFIGS if args.with_icap else ())
+    floors = ((FLOOR_HELPER,) if args.floor_helper else ()) + ((FLOOR_ICAP,) if args.floor_icap else ())
+    all_configs = configs + floors
+
+    def mix_configs(mix: str) -> tuple:
+        return configs + (floors if mix in floor_mixes else ())
+
+    def cell_seconds(cfg: str) -> float:
+        return icap_seconds if cfg in REQMOD_CONFIGS else args.seconds
     t0 = time.monotonic()
 
     def on_term(signum, _frame):
@@ -435,7 +545,7 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="e2e-squid-")
     res: dict = {"config": vars(args), "prefilter": pf_info, "errors": [], "notes": [],
                  "load_start": os.getloadavg()}
-    origin = None
+    origin = floor_icap = None
     with contextlib.ExitStack() as stack:
         try:
             origin = subprocess.Popen([args.origin], stdout=subprocess.PIPE,
@@ -443,7 +553,8 @@ def main() -> int:
             origin_port = int(origin.stdout.readline())
             log(f"origin (e2e_origin) on 127.0.0.1:{origin_port}, PID {origin.pid}")
             labs = {}
-            access = {"recipe": recipe, "prefilter": prefilter, "helper": None}
+            access = {"recipe": recipe, "prefilter": prefilter, "helper": None,
+                      FLOOR_HELPER: prefilter}
             icap = None
             if args.with_icap:
                 # one c-icap for both ICAP Squids, before them (Squid asks for OPTIONS at
@@ -468,13 +579,26 @@ def main() -> int:
                 access.update(dropins)
                 res["icap"]["c_icap_conf"] = open(icap.conf).read()
                 res["icap"]["c_icap_include"] = open(icap.path("authbypass.conf")).read()
-            for name in configs:
-                lab = BenchLab(args.helper, args.policy, origin_port=origin_port,
-                               bypass_access=access[name])
+                if args.floor_icap:
+                    # (d0): the drop-in of (d), RESPMOD left out, pointed at the floor server
+                    floor_icap = FloorIcap(args.floor_icap, secret_file)
+                    stack.enter_context(floor_icap)
+                    log(f"floor ICAP server on 127.0.0.1:{floor_icap.port}, PID {floor_icap.proc.pid}")
+                    fd, finfo = icap_dropins(args.cli, args.policy, secret_file, floor_icap.url,
+                                             "decide", args.icap_max_conn)
+                    access[FLOOR_ICAP] = fd["icap-prefilter"]
+                    res.setdefault("floor", {})["icap"] = finfo["icap-prefilter"]
+            if floors:
+                res.setdefault("floor", {}).update(
+                    {"configs": list(floors), "mixes": floor_mixes,
+                     "helper_binary": args.floor_helper, "icap_binary": args.floor_icap})
+            for name in all_configs:
+                lab = BenchLab(args.floor_helper if name == FLOOR_HELPER else args.helper,
+                               args.policy, origin_port=origin_port, bypass_access=access[name])
                 stack.enter_context(lab)
                 labs[name] = lab
                 log(f"{name}: squid on 127.0.0.1:{lab.port}, PID {lab.squid.pid}, dir {lab.dir}")
-                if name in ICAP_CONFIGS:
+                if name in REQMOD_CONFIGS:
                     # Squid may not have the service's OPTIONS yet (bypass=1 then skips
                     # it: 407): wait until a bypassed request gets through unauthenticated
                     deadline = time.monotonic() + 20
@@ -482,13 +606,20 @@ def main() -> int:
                         if time.monotonic() > deadline:
                             raise RuntimeError(f"{name}: no bypass through ICAP decision mode after"
                                                f" 20 s:\n{lab.tail(lab.cache_log)}"
-                                               f"{icap.tail(icap.server_log)}")
+                                               + (icap.tail(icap.server_log) if name in ICAP_CONFIGS
+                                                  else ""))
                         time.sleep(0.2)
             audits = {name: AuditCounter(lab.audit_log) for name, lab in labs.items()
-                      if name not in ICAP_CONFIGS}
+                      if name not in REQMOD_CONFIGS and name != FLOOR_HELPER}
             if icap is not None:  # one log for both: cells run one at a time
                 icap_audit = AuditCounter(icap.audit_log)
                 audits.update({name: icap_audit for name in ICAP_CONFIGS})
+            # the floors keep no audit log: Squid's count of helper requests, the floor
+            # server's count of REQMOD transactions
+            if FLOOR_HELPER in labs:
+                audits[FLOOR_HELPER] = lambda: external_acl_requests_sent(labs[FLOOR_HELPER].port)
+            if floor_icap is not None:
+                audits[FLOOR_ICAP] = floor_icap.reqmods
             scripts = {}
             user, password = SquidLab.USER, SquidLab.PASSWORD
             for mix in MIXES:
@@ -505,8 +636,9 @@ def main() -> int:
                 spid = lab.squid.pid
                 kids = children_of(spid)
                 helpers = [k for k in kids if exe_of(k).startswith(lab.dir + "/")]
-                with_icap = cfg in ICAP_CONFIGS
-                icap_pids = icap.pids() if with_icap else []
+                with_icap = cfg in REQMOD_CONFIGS
+                server = floor_icap if cfg == FLOOR_ICAP else icap
+                icap_pids = server.pids() if with_icap else []
                 a0 = audits[cfg]()
                 c_icap0 = {k: proc_cpu_ticks(k) for k in icap_pids}
                 c_squid0 = proc_cpu_ticks(spid)
@@ -516,7 +648,7 @@ def main() -> int:
                 helpers1 = [k for k in children_of(spid) if exe_of(k).startswith(lab.dir + "/")]
                 help_ticks = sum(proc_cpu_ticks(k) - c_help0.get(k, 0) for k in helpers1)
                 if with_icap:  # every c-icap process (main and children; new ones from 0)
-                    icap_pids1 = icap.pids()
+                    icap_pids1 = server.pids()
                     icap_ticks = sum(proc_cpu_ticks(k) - c_icap0.get(k, 0) for k in icap_pids1)
                 time.sleep(0.05)  # the helper writes its audit line before its answer
                 a1 = audits[cfg]()
@@ -558,13 +690,15 @@ def main() -> int:
                 return r
 
             log(f"warm-up ({args.warmup:g} s per cell)")
-            for cfg in configs:
+            for cfg in all_configs:
                 # the ICAP Squids: the mixed mix only (all three kinds of request; its REQMOD
-                # path was already exercised by the readiness check), to keep the run short
-                for mix in (("mixed",) if cfg in ICAP_CONFIGS else MIXES):
+                # path was already exercised by the readiness check), to keep the run short;
+                # the floors: their first mix
+                for mix in (("mixed",) if cfg in ICAP_CONFIGS else
+                            (floor_mixes[:1] if cfg in floors else MIXES)):
                     measure(cfg, mix, args.warmup)
             res["errors"].clear()  # the first requests may meet helpers still starting
-            cells = {f"{c}/{m}": [] for c in configs for m in MIXES}
+            cells = {f"{c}/{m}": [] for m in MIXES for c in mix_configs(m)}
             res["origin_alone"] = []
             rng = random.Random(args.seed)
             done_rounds = 0
@@ -579,14 +713,15 @@ def main() -> int:
                         break
                     # mixes in shuffled order; within a mix the Squids back to back
                     # (shuffled), so each ratio compares measurements seconds apart.
-                    # Without --with-icap the same random draws as before.
+                    # Without --with-icap and floors the same random draws as before.
                     order = []
                     for m in rng.sample(MIXES, len(MIXES)):
-                        order += [(c, m) for c in rng.sample(configs, len(configs))]
+                        mc = mix_configs(m)
+                        order += [(c, m) for c in rng.sample(mc, len(mc))]
                     line = []
                     t_round = time.monotonic()
                     for cfg, mix in order:
-                        r = measure(cfg, mix, icap_seconds if cfg in ICAP_CONFIGS else args.seconds)
+                        r = measure(cfg, mix, cell_seconds(cfg))
                         r["round"] = rnd
                         cells[f"{cfg}/{mix}"].append(r)
                         line.append(f"{cfg}/{mix} {r['rps']:.0f}")
@@ -621,7 +756,7 @@ def main() -> int:
                 o["latency_us"]["p99"] for o in res["origin_alone"])
             ratios = []
             for mix in MIXES:
-                for cfg in ("prefilter", "helper") + (ICAP_CONFIGS if args.with_icap else ()):
+                for cfg in [c for c in mix_configs(mix) if c != "recipe"]:
                     a = cells[f"recipe/{mix}"]
                     b = cells[f"{cfg}/{mix}"]
                     per_round = [x["rps"] / y["rps"] for x, y in zip(b, a) if y["rps"]]
@@ -637,8 +772,27 @@ def main() -> int:
                                    "ratio_of_medians": of_medians, "per_round": per_round,
                                    "p99_ratio_median": statistics.median(p99_round),
                                    "target": target,
-                                   "met": (val >= target) if target else None})
+                                   "met": (val >= target) if target else None,
+                                   "floor": cfg in floors})
             res["ratios"] = ratios
+            # the product config against its floor, same round: how much of the gap to (a)
+            # is ours at all
+            res["floor_ratios"] = []
+            for mix in floor_mixes:
+                for fl in floors:
+                    prod = FLOOR_OF[fl]
+                    x, y = cells[f"{prod}/{mix}"], cells[f"{fl}/{mix}"]
+                    per_round = [u["rps"] / v["rps"] for u, v in zip(x, y) if v["rps"]]
+                    cpu = {k: res["cells"][f"{k}/{mix}"] for k in ("recipe", prod, fl)}
+                    res["floor_ratios"].append({
+                        "mix": mix, "config": prod, "floor": fl,
+                        "value": statistics.median(per_round) if per_round else None,
+                        "per_round": per_round,
+                        "ratio_of_medians": (res["cells"][f"{prod}/{mix}"]["median_rps"]
+                                             / res["cells"][f"{fl}/{mix}"]["median_rps"]),
+                        "squid_cpu_us": {k: v["median_squid_cpu_us"] for k, v in cpu.items()},
+                        "helper_cpu_us": {k: v["median_helper_cpu_us"] for k, v in cpu.items()},
+                        "icap_cpu_us": {k: v.get("median_icap_cpu_us") for k, v in cpu.items()}})
             res["squid_version"] = subprocess.run(
                 ["squid", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
             res["conf_sample"] = open(labs["prefilter"].conf).read()
@@ -650,6 +804,12 @@ def main() -> int:
                     res["icap"]["conf_sample"] = str(e)
                 res["icap"]["c_icap_version"] = subprocess.run(
                     ["c-icap", "-V"], capture_output=True, text=True).stdout.strip()
+                if FLOOR_ICAP in labs:
+                    try:
+                        res["floor"]["icap"]["conf_sample"] = open(labs[FLOOR_ICAP].conf).read().replace(
+                            secret, "<secret>")
+                    except OSError as e:
+                        res["floor"]["icap"]["conf_sample"] = str(e)
                 res["icap"]["config"] = {k: getattr(args, k) for k in (
                     "icap_mode", "icap_servers", "icap_threads", "icap_keepalive",
                     "icap_max_conn", "icap_access_log")} | {"icap_seconds": icap_seconds}
@@ -663,6 +823,8 @@ def main() -> int:
                     origin.kill()
                     origin.wait(5)
             shutil.rmtree(tmp, ignore_errors=True)
+    if floor_icap is not None and floor_icap.log:  # its counts, written when it stopped
+        res["floor_icap_log"] = floor_icap.log
     res["load_end"] = os.getloadavg()
     res["total_s"] = time.monotonic() - t0
     with open(args.json, "w") as f:
