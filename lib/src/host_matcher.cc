@@ -139,12 +139,22 @@ std::size_t HostIndex::lookup(const Request& req, std::uint32_t* out, std::size_
     // Only parents with a label count some suffix entry has can match: skip the others,
     // and stop past the longest suffix entry.
     std::size_t labels = 1;  // labels of h.substr(i + 1) when h[i] is a dot
-    for (std::size_t i = h.size(); i-- > 0 && labels <= max_suffix_labels_ && !overflow;) {
-      if (h[i] != '.') continue;
+    auto parent = [&](std::size_t i) {
       if ((suffix_labels_ & (std::uint64_t{1} << (labels < 63 ? labels : 63))) != 0) {
         if (const NameEntry* e = find_name(h.substr(i + 1))) append(e->suffix);
       }
       ++labels;
+    };
+    if (req.host_dots_known) {  // the parser's dot mask: one step per dot
+      for (std::uint64_t d = req.host_dots; d != 0 && labels <= max_suffix_labels_ && !overflow;) {
+        const auto i = static_cast<std::size_t>(63 - __builtin_clzll(d));
+        d &= ~(std::uint64_t{1} << i);
+        parent(i);
+      }
+    } else {
+      for (std::size_t i = h.size(); i-- > 0 && labels <= max_suffix_labels_ && !overflow;) {
+        if (h[i] == '.') parent(i);
+      }
     }
   } else {
     for (const CidrLevel& level : cidr_levels_) {

@@ -2,35 +2,76 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "text.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace authbypass {
 
 namespace {
 
-// A strict dotted quad: four decimal octets 0-255, no leading zeros, no sign. One pass.
+// A strict dotted quad: four decimal octets 0-255, no leading zeros, no sign. The text
+// (7-15 bytes) is checked as a whole from its dot and digit masks, then each octet is
+// computed without a branch per digit.
 bool parse_ipv4(std::string_view s, IpAddress& out) {
-  if (s.size() < 7 || s.size() > 15) return false;
-  out = IpAddress{};
-  const char* p = s.data();
-  const char* const e = p + s.size();
-  for (int part = 0; part < 4; ++part) {
-    if (part > 0) {
-      if (p == e || *p != '.') return false;
-      ++p;
-    }
-    if (p == e || !text::is_digit(*p)) return false;
-    unsigned v = static_cast<unsigned>(*p++ - '0');
-    if (v != 0) {  // no leading zeros: "0" alone, or 1-3 digits starting 1-9
-      for (int k = 0; k < 2 && p != e && text::is_digit(*p); ++k)
-        v = v * 10 + static_cast<unsigned>(*p++ - '0');
-      if (v > 255) return false;
-    }
-    out.bytes[static_cast<std::size_t>(part)] = static_cast<std::uint8_t>(v);
+  const std::size_t n = s.size();
+  if (n < 7 || n > 15) return false;
+  char buf[20] = {};  // the text, zero-padded: octet reads may run 2 bytes past its end
+  if (n >= 8) {  // two overlapping fixed-size copies instead of a variable-length one
+    std::memcpy(buf, s.data(), 8);
+    std::memcpy(buf + n - 8, s.data() + n - 8, 8);
+  } else {
+    std::memcpy(buf, s.data(), 4);
+    std::memcpy(buf + 3, s.data() + 3, 4);
   }
-  return p == e;
+  unsigned dots = 0;
+  unsigned digits = 0;
+#if defined(__SSE2__)
+  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(buf));
+  dots = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('.'))));
+  digits = static_cast<unsigned>(_mm_movemask_epi8(_mm_and_si128(
+      _mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)), _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1)))));
+#else
+  for (std::size_t i = 0; i < 16; ++i) {
+    const auto c = static_cast<unsigned char>(buf[i]);
+    dots |= static_cast<unsigned>(c == '.') << i;
+    digits |= static_cast<unsigned>(c - '0' < 10u) << i;
+  }
+#endif
+  const unsigned all = (1u << n) - 1;
+  // Every byte a digit or a dot, exactly three dots, none first, last or doubled.
+  const unsigned rest = dots & (dots - 1);   // without the first dot
+  const unsigned rest2 = rest & (rest - 1);  // without the first two
+  if ((dots | digits) != all || (dots & digits) != 0 || rest2 == 0 ||
+      (rest2 & (rest2 - 1)) != 0 || (dots & 1u) != 0 || (dots >> (n - 1)) != 0 ||
+      (dots & (dots >> 1)) != 0)
+    return false;
+  const auto d1 = static_cast<unsigned>(__builtin_ctz(dots));
+  const auto d2 = static_cast<unsigned>(__builtin_ctz(rest));
+  const auto d3 = static_cast<unsigned>(__builtin_ctz(rest2));
+  const unsigned starts[4] = {0, d1 + 1, d2 + 1, d3 + 1};
+  const unsigned ends[4] = {d1, d2, d3, static_cast<unsigned>(n)};
+  bool ok = true;
+  for (int k = 0; k < 4; ++k) {
+    const unsigned len = ends[k] - starts[k];
+    const unsigned a = static_cast<unsigned char>(buf[starts[k]]) - '0';
+    const unsigned b = static_cast<unsigned char>(buf[starts[k] + 1]) - '0';
+    const unsigned c = static_cast<unsigned char>(buf[starts[k] + 2]) - '0';
+    // Place values by length (1-3; longer octets are refused below): a table, no branch.
+    static constexpr unsigned kPlace[16][3] = {{0, 0, 0}, {1, 0, 0}, {10, 1, 0}, {100, 10, 1}};
+    const unsigned v = a * kPlace[len][0] + b * kPlace[len][1] + c * kPlace[len][2];
+    ok &= (len <= 3) & (v <= 255) & ((len == 1) | (a != 0));  // "0" alone, or no leading zero
+    out.bytes[static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(v);
+  }
+  if (!ok) return false;
+  out.v6 = false;
+  std::fill(out.bytes.begin() + 4, out.bytes.end(), std::uint8_t{0});
+  return true;
 }
 
 bool parse_ipv6(std::string_view s, IpAddress& out) {

@@ -532,13 +532,20 @@ bool read_policy_bytes(const std::string& path, std::string& text, std::string* 
     *error = path + ": cannot read policy: " + std::strerror(errno);
     return false;
   }
-  text.assign(kMaxPolicyFileBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  // Read in chunks up to one byte past the limit (the file may grow after stat): memory
+  // and time follow the file's size, not the limit's.
+  text.clear();
+  char chunk[64 * 1024];
+  while (text.size() <= kMaxPolicyFileBytes) {
+    const std::size_t want = std::min(sizeof chunk, kMaxPolicyFileBytes + 1 - text.size());
+    in.read(chunk, static_cast<std::streamsize>(want));
+    text.append(chunk, static_cast<std::size_t>(in.gcount()));
+    if (!in) break;
+  }
   if (in.bad()) {
     *error = path + ": cannot read policy: read error";
     return false;
   }
-  text.resize(static_cast<std::size_t>(in.gcount()));
   return true;
 }
 

@@ -103,6 +103,8 @@ void remove_dot_segments(std::string& p) {
 
 }  // namespace
 
+constexpr std::uint8_t kConnectBit = 8;
+
 std::uint8_t method_bit(std::string_view m) {
   switch (m.size()) {
     case 3:
@@ -114,7 +116,7 @@ std::uint8_t method_bit(std::string_view m) {
     case 6:
       return m == "DELETE" ? 32 : 0;
     case 7:
-      return m == "CONNECT" ? 8 : m == "OPTIONS" ? 64 : 0;
+      return m == "CONNECT" ? kConnectBit : m == "OPTIONS" ? 64 : 0;
     default:
       return 0;
   }
@@ -138,24 +140,40 @@ bool Request::parse_plain_url(std::string_view u) {
   // The name: labels of 1..63 bytes, at most 253 bytes, not ending in a number (that
   // could be an IP address): the general parser decides those.
   const std::size_t h0 = i;
-  std::size_t label = i;
-  std::uint8_t k = kSlash;
-  for (; i < n; ++i) {
-    k = kHostClass[b[i]];
-    if (k == kPlain) continue;
-    if (k != kDot) break;
-    if (i == label || i - label > 63) return false;
-    label = i + 1;
+  std::uint64_t dots = 0;
+  bool dots_known = false;
+  if (const text::HostScan hs = text::scan_host_name(u.data() + h0, n - h0); hs.known) {
+    // Names under 64 bytes, from their dot mask: no empty label (a leading, trailing or
+    // doubled dot), the last label not starting with a digit.
+    i = h0 + hs.end;
+    if (i < n && b[i] != '/') return false;
+    dots = hs.dots;
+    if (hs.end == 0 || (dots & 1) != 0 || (dots & (dots >> 1)) != 0 ||
+        (dots >> (hs.end - 1)) != 0)
+      return false;
+    const std::size_t last = dots == 0 ? 0 : 64 - static_cast<std::size_t>(__builtin_clzll(dots));
+    if (text::is_digit(u[h0 + last])) return false;
+    dots_known = true;
+  } else {
+    std::size_t label = i;
+    std::uint8_t k = kSlash;
+    for (; i < n; ++i) {
+      k = kHostClass[b[i]];
+      if (k == kPlain) continue;
+      if (k != kDot) break;
+      if (i == label || i - label > 63) return false;
+      label = i + 1;
+    }
+    if (i < n && k != kSlash) return false;
+    if (i == label || i - label > 63 || i - h0 > 253 || text::is_digit(u[label])) return false;
   }
-  if (i < n && k != kSlash) return false;
-  if (i == label || i - label > 63 || i - h0 > 253 || text::is_digit(u[label])) return false;
   const std::string_view name = u.substr(h0, i - h0);
 
   // The path up to '?': nothing to decode, no dot-segment.
   const std::size_t p0 = i;
   std::size_t q = n;
   while (i < n) {
-    i += text::find_path_special(u.data() + i, n - i);
+    i += text::find_path_special(u.data() + i, n - i, u.data());
     if (i == n) break;
     if (b[i] == '?') {
       q = i;
@@ -175,6 +193,8 @@ bool Request::parse_plain_url(std::string_view u) {
   scheme.assign(https ? "https" : "http");
   port = https ? 443 : 80;
   host.assign(name);
+  host_dots = dots;
+  host_dots_known = dots_known;
   path.assign(p0 == q ? std::string_view("/") : u.substr(p0, q - p0));
   text::lower_into(path, match_path);
   if (q < n) query.assign(query_text);
@@ -197,6 +217,8 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
   scheme.clear();
   host.clear();
   host_kind = HostKind::kName;
+  host_dots = 0;
+  host_dots_known = false;
   host_ip = IpAddress{};
   port = 0;
   path.clear();
@@ -218,7 +240,7 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
     if (!kTokenChars.has(c)) return fail("method is not an HTTP token");
   method.assign(in.method);
   method_bit = authbypass::method_bit(method);
-  is_connect = method == "CONNECT";
+  is_connect = method_bit == kConnectBit;
 
   // URL.
   std::string_view u = in.url;

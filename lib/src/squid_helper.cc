@@ -327,6 +327,24 @@ bool valid_utf8(std::string_view s) {
 
 LineParser::LineParser(Format format, ChannelMode mode) : format_(std::move(format)), mode_(mode) {
   for (std::string& s : decoded_) s.reserve(1024);
+  roles_.fill(-1);
+  // The last token of a role wins, and any %#URI makes the URI escaped (Format::parse
+  // refuses repeats; a hand-built Format keeps these rules).
+  for (std::size_t k = 0; k < format_.tokens.size() && k < kMaxLineFields; ++k) {
+    Role r = Role::kSrc;
+    switch (format_.tokens[k]) {
+      case Token::kSrc: r = Role::kSrc; break;
+      case Token::kMethod: r = Role::kMethod; break;
+      case Token::kUri: r = Role::kUri; break;
+      case Token::kUriEsc: r = Role::kUri; uri_escaped_ = true; break;
+      case Token::kUserAgent:
+      case Token::kUserAgentEsc: r = Role::kUa; break;
+      case Token::kPath: r = Role::kPath; break;
+      case Token::kDomain: r = Role::kDomain; break;
+      case Token::kPort: r = Role::kPort; break;
+    }
+    roles_[static_cast<std::size_t>(r)] = static_cast<std::int8_t>(k);
+  }
 }
 
 std::string_view LineParser::channel_of_prefix(std::string_view line_start) {
@@ -389,39 +407,15 @@ const ParsedLine& LineParser::parse(std::string_view line) {
     return out_;
   }
 
-  std::string_view method, uri, ua, path, domain, port, src;
-  bool uri_escaped = false;
-  for (std::size_t k = 0; k < n; ++k) {
-    std::string_view v = fields_[first + k];
-    switch (format_.tokens[k]) {
-      case Token::kSrc:
-        src = v;
-        break;
-      case Token::kMethod:
-        method = v;
-        break;
-      case Token::kUri:
-        uri = v;
-        break;
-      case Token::kUriEsc:
-        uri = v;
-        uri_escaped = true;
-        break;
-      case Token::kUserAgent:  // both UA forms are decoded once (see the header)
-      case Token::kUserAgentEsc:
-        ua = v;
-        break;
-      case Token::kPath:
-        path = v;
-        break;
-      case Token::kDomain:
-        domain = v;
-        break;
-      case Token::kPort:
-        port = v;
-        break;
-    }
-  }
+  // Each role's field by the index computed from the format (no per-token dispatch).
+  auto field = [&](Role r) {
+    const int k = roles_[static_cast<std::size_t>(r)];
+    return k < 0 ? std::string_view{} : fields_[first + static_cast<std::size_t>(k)];
+  };
+  std::string_view src = field(Role::kSrc), method = field(Role::kMethod), uri = field(Role::kUri),
+                   ua = field(Role::kUa), path = field(Role::kPath),
+                   domain = field(Role::kDomain), port = field(Role::kPort);
+  const bool uri_escaped = uri_escaped_;
   if (method == "-" || method.empty()) {
     out_.error = "no method";
     return out_;

@@ -96,6 +96,13 @@ inline void lower_into(std::string_view in, std::string& out) {
     x = lower8(x);
     std::memcpy(d + i, &x, 8);
   }
+  if (i < n && n >= 8) {  // the tail as the 8 bytes ending at d[n - 1]: lowering twice is harmless
+    std::uint64_t x;
+    std::memcpy(&x, d + n - 8, 8);
+    x = lower8(x);
+    std::memcpy(d + n - 8, &x, 8);
+    return;
+  }
   for (; i < n; ++i) d[i] = lower(d[i]);
 }
 
@@ -139,21 +146,27 @@ inline std::size_t find_token_special(const char* s, std::size_t n) {
 }
 
 // Index of the first byte of s[0..n) that a URL path cannot take as is: a control byte,
-// space, 0x7f or non-ASCII, or one of % ; # \ ? . (n if none).
-inline std::size_t find_path_special(const char* s, std::size_t n) {
+// space, 0x7f or non-ASCII, or one of % ; # \ ? . (n if none). Bytes [lo, s) must be
+// readable too (lo <= s): a short tail is then read as the 16 bytes ending at s[n - 1].
+inline std::size_t find_path_special(const char* s, std::size_t n, const char* lo) {
 #if defined(__SSE2__)
-  if (n >= 16) {
-    return first_flagged16(s, n, [](const char* p) {
-      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      auto eq = [&](char c) { return _mm_cmpeq_epi8(x, _mm_set1_epi8(c)); };
-      // Signed compare: bytes >= 0x80 are negative, so "< 0x21" also catches them.
-      __m128i m = _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x21)), eq(0x7f));
-      m = _mm_or_si128(m, _mm_or_si128(eq('%'), eq(';')));
-      m = _mm_or_si128(m, _mm_or_si128(eq('#'), eq('\\')));
-      m = _mm_or_si128(m, _mm_or_si128(eq('?'), eq('.')));
-      return static_cast<unsigned>(_mm_movemask_epi8(m));
-    });
+  auto mask = [](const char* p) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    auto eq = [&](char c) { return _mm_cmpeq_epi8(x, _mm_set1_epi8(c)); };
+    // Signed compare: bytes >= 0x80 are negative, so "< 0x21" also catches them.
+    __m128i m = _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x21)), eq(0x7f));
+    m = _mm_or_si128(m, _mm_or_si128(eq('%'), eq(';')));
+    m = _mm_or_si128(m, _mm_or_si128(eq('#'), eq('\\')));
+    m = _mm_or_si128(m, _mm_or_si128(eq('?'), eq('.')));
+    return static_cast<unsigned>(_mm_movemask_epi8(m));
+  };
+  if (n >= 16) return first_flagged16(s, n, mask);
+  if (n > 0 && static_cast<std::size_t>(s + n - lo) >= 16) {
+    const unsigned bits = mask(s + n - 16) >> (16 - n);
+    return bits == 0 ? n : static_cast<std::size_t>(__builtin_ctz(bits));
   }
+#else
+  (void)lo;
 #endif
   for (std::size_t i = 0; i < n; ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
@@ -162,6 +175,58 @@ inline std::size_t find_path_special(const char* s, std::size_t n) {
       return i;
   }
   return n;
+}
+
+// scan_host_name's answer: `end` is the length of the leading run of [a-z0-9_.-] and bit
+// i of `dots` is set iff s[i] == '.' (i < end). `known` is false when the run is 64 bytes
+// or longer, or when s is shorter than 16 bytes: then the caller scans itself.
+struct HostScan {
+  std::size_t end = 0;
+  std::uint64_t dots = 0;
+  bool known = false;
+};
+
+// One pass over a host name at the start of s[0..n), 16 bytes per step, no branch per
+// byte. Never reads outside s[0..n).
+inline HostScan scan_host_name(const char* s, std::size_t n) {
+  HostScan r;
+#if defined(__SSE2__)
+  if (n < 16) return r;
+  const __m128i a1 = _mm_set1_epi8('a' - 1), z1 = _mm_set1_epi8('z' + 1);
+  const __m128i d1 = _mm_set1_epi8('0' - 1), n1 = _mm_set1_epi8('9' + 1);
+  const __m128i dash = _mm_set1_epi8('-'), under = _mm_set1_epi8('_'), dot = _mm_set1_epi8('.');
+  std::size_t j = 0;  // bytes looked at
+  for (int step = 0; step < 4; ++step) {
+    const std::size_t at = j + 16 <= n ? j : n - 16;  // the last block ends at s[n - 1]
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + at));
+    const __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(x, a1), _mm_cmplt_epi8(x, z1));
+    const __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, d1), _mm_cmplt_epi8(x, n1));
+    const __m128i punct = _mm_or_si128(_mm_cmpeq_epi8(x, dash), _mm_cmpeq_epi8(x, under));
+    const __m128i isdot = _mm_cmpeq_epi8(x, dot);
+    const __m128i ok = _mm_or_si128(_mm_or_si128(letter, digit), _mm_or_si128(punct, isdot));
+    const unsigned seen = 0xffffu << (j - at);  // bits of bytes not looked at before
+    const unsigned other = ~static_cast<unsigned>(_mm_movemask_epi8(ok)) & seen & 0xffffu;
+    unsigned d = static_cast<unsigned>(_mm_movemask_epi8(isdot)) & seen;
+    if (other != 0) {
+      const auto stop = static_cast<unsigned>(__builtin_ctz(other));
+      d &= (1u << stop) - 1;
+      r.end = at + stop;
+    } else {
+      r.end = at + 16;
+    }
+    r.dots |= static_cast<std::uint64_t>(d) << at;
+    if (other != 0 || r.end == n) {
+      r.known = r.end < 64;
+      return r;
+    }
+    j = at + 16;
+  }
+  return r;  // 64 bytes or more of name
+#else
+  (void)s;
+  (void)n;
+  return r;
+#endif
 }
 
 inline std::string to_lower(std::string_view in) {

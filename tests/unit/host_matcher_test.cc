@@ -54,6 +54,38 @@ TEST(HostIndex, NamesSuffixesAndCidrs) {
   EXPECT_EQ(lookup(idx, "http://[2001:db9::1]/"), (V{}));
 }
 
+// The parser's dot mask (host_dots) and the index's own scan of the name find the same
+// parent domains.
+TEST(HostIndex, DotMaskAndScanAgree) {
+  HostIndex idx;
+  idx.add(pat(".example.com"), 0);
+  idx.add(pat(".com"), 1);
+  idx.add(pat(".b.example.com"), 2);
+  idx.add(pat("a.b.example.com"), 3);
+  idx.add(pat(".x.y.z.w.v.u.t.s.r"), 4);
+  idx.finish();
+  for (const char* url : {"http://a.b.example.com/x", "http://b.example.com/", "http://example.com/",
+                          "http://com/x", "http://q.x.y.z.w.v.u.t.s.r/x", "http://evil-example.com/",
+                          "http://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example.com/x"}) {
+    SCOPED_TRACE(url);
+    Request req;
+    ASSERT_TRUE(req.parse(RequestInput{"GET", url, "", ""}));
+    std::uint64_t want = 0;
+    for (std::size_t i = 0; i < req.host.size() && i < 64; ++i)
+      if (req.host[i] == '.') want |= std::uint64_t{1} << i;
+    if (req.host_dots_known) {
+      EXPECT_EQ(req.host_dots, want);
+    }
+    std::uint32_t a[16];
+    std::uint32_t b[16];
+    const std::size_t na = idx.lookup(req, a, 16);
+    req.host_dots_known = false;
+    const std::size_t nb = idx.lookup(req, b, 16);
+    ASSERT_EQ(na, nb);
+    for (std::size_t i = 0; i < na; ++i) EXPECT_EQ(a[i], b[i]);
+  }
+}
+
 TEST(HostIndex, OverflowIsReported) {
   HostIndex idx;
   for (std::uint32_t i = 0; i < 20; ++i) idx.add(pat(".example.com"), i);

@@ -2,7 +2,10 @@
 
 #include "authbypass/ip.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+
+#include <cstring>
 
 #include <array>
 #include <cstdint>
@@ -56,6 +59,50 @@ TEST(IpAddressParseV4, SingleZeroOctetsAreNotLeadingZeros) {
 }
 
 class IpAddressParseRejects : public ::testing::TestWithParam<std::string_view> {};
+
+// Against an independent reference: a strict dotted quad is exactly a text that inet_pton
+// accepts and that inet_ntop writes back unchanged (no leading zeros, no other forms). Short
+// random strings over digits and dots, so that near misses are common.
+TEST(IpAddressParseV4, AgreesWithInetPtonRoundTrip) {
+  unsigned x = 2463534242u;
+  const char alphabet[] = "0123456789.....12925a:";
+  int accepted = 0;
+  for (int i = 0; i < 300000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    const std::size_t len = 5 + x % 13;
+    std::string s;
+    unsigned y = x;
+    auto next = [&y] {
+      y = y * 1103515245u + 12345u;
+      return y >> 16;
+    };
+    if (i % 2 == 0) {  // random bytes
+      for (std::size_t k = 0; k < len; ++k) s += alphabet[next() % (sizeof alphabet - 1)];
+    } else {  // four octets up to 299, some with a leading zero, some with a byte changed
+      for (int k = 0; k < 4; ++k) {
+        if (k > 0) s += '.';
+        if (next() % 16 == 0) s += '0';
+        s += std::to_string(next() % 300);
+      }
+      if (next() % 4 == 0) s[next() % s.size()] = alphabet[next() % (sizeof alphabet - 1)];
+    }
+    in_addr a{};
+    char back[INET_ADDRSTRLEN] = {};
+    const bool ref = inet_pton(AF_INET, s.c_str(), &a) == 1 &&
+                     inet_ntop(AF_INET, &a, back, sizeof back) != nullptr && s == back;
+    const auto ip = IpAddress::parse(s);
+    const bool got = ip.has_value() && !ip->v6;
+    ASSERT_EQ(got, ref) << "'" << s << "'";
+    if (got) {
+      ++accepted;
+      ASSERT_EQ(std::memcmp(ip->bytes.data(), &a, 4), 0) << s;
+      for (std::size_t k = 4; k < 16; ++k) ASSERT_EQ(ip->bytes[k], 0) << s;
+    }
+  }
+  EXPECT_GT(accepted, 1000);  // the generator does reach valid addresses
+}
 
 TEST_P(IpAddressParseRejects, ReturnsNullopt) {
   EXPECT_FALSE(IpAddress::parse(GetParam()).has_value()) << "input: \"" << GetParam() << "\"";

@@ -793,6 +793,13 @@ TEST(RequestParse, ShortcutAgreesWithTheGeneralParser) {
       EXPECT_EQ(fast.match_path_ok, ref.match_path_ok);
       EXPECT_EQ(fast.url, ref.url);
       EXPECT_EQ(fast.method_bit, ref.method_bit);
+      if (fast.host_dots_known) {  // the shortcut's dot mask describes the host it found
+        std::uint64_t want = 0;
+        for (std::size_t i = 0; i < fast.host.size(); ++i)
+          if (fast.host[i] == '.') want |= std::uint64_t{1} << i;
+        EXPECT_LT(fast.host.size(), 64u);
+        EXPECT_EQ(fast.host_dots, want);
+      }
     }
   }
 }

@@ -54,6 +54,10 @@ struct Request {
   std::string host;    // normalized: lower-case, one trailing dot dropped, punycode;
                        // IPv6 without brackets, canonical text
   HostKind host_kind = HostKind::kName;
+  // When host_dots_known: bit i set iff host[i] == '.' (host names of at most 63 bytes);
+  // otherwise not computed (readers scan `host` themselves).
+  std::uint64_t host_dots = 0;
+  bool host_dots_known = false;
   IpAddress host_ip;       // when host_kind is kIpv4 / kIpv6
   std::uint16_t port = 0;  // explicit port, or the scheme's default (80 / 443)
   std::string path;        // path as sent (no query, no ;params); "/" when absent

@@ -76,6 +76,10 @@ class LineParser {
  private:
   Format format_;
   ChannelMode mode_;
+  // Where each role's field sits among the format's tokens (-1: not in the format).
+  enum class Role : std::uint8_t { kSrc, kMethod, kUri, kUa, kPath, kDomain, kPort, kCount };
+  std::array<std::int8_t, static_cast<std::size_t>(Role::kCount)> roles_{};
+  bool uri_escaped_ = false;  // the format has %#URI
   ParsedLine out_;
   std::array<std::string_view, kMaxLineFields> fields_{};
   std::string decoded_[4];  // URI, User-Agent, path, built URL
