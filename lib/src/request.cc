@@ -371,10 +371,13 @@ bool Request::parse_client(const RequestInput& in) {
   };
   // User agent and client address.
   if (in.user_agent.size() > kMaxUserAgentLength) return fail("User-Agent longer than 4096 bytes");
-  if (in.user_agent != user_agent) {  // a warm Request often sees the same UA again
+  // A warm Request often sees the same UA again: known by its id when the caller numbers
+  // User-Agents, else by its text.
+  const std::uint64_t id = in.user_agent_id;
+  if (id != 0 ? id != user_agent_id_ : in.user_agent != user_agent) {
     RecentUa* slot = nullptr;
     for (RecentUa& r : recent_ua_) {
-      if (r.raw == in.user_agent) {
+      if (id != 0 ? r.id == id : r.raw == in.user_agent) {
         slot = &r;
         break;
       }
@@ -384,9 +387,11 @@ bool Request::parse_client(const RequestInput& in) {
     // The current one goes to the slot (evicting its User-Agent if it was not `seen`).
     user_agent.swap(slot->raw);
     user_agent_lower.swap(slot->lower);
+    std::swap(user_agent_id_, slot->id);
     std::swap(ua_regex_memo, slot->memo);
     std::swap(ua_regex_memo_next, slot->memo_next);
     if (!seen) {
+      user_agent_id_ = id;
       user_agent.assign(in.user_agent);
       text::lower_into(user_agent, user_agent_lower);
       ua_regex_memo = {};

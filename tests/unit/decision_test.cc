@@ -583,10 +583,12 @@ TEST_F(DecisionHosts, NoDnsLookups) {
 }
 
 TEST_F(DecisionHosts, UrlHostDecidesAndHostHeaderIsNoInput) {
-  // RequestInput has exactly these four fields: there is nowhere to pass a Host header.
-  auto [method, url, user_agent, src] = RequestInput{};
+  // RequestInput has exactly these fields (four texts and the User-Agent's cache id):
+  // there is nowhere to pass a Host header.
+  auto [method, url, user_agent, src, user_agent_id] = RequestInput{};
   static_assert(std::is_same_v<decltype(url), std::string_view>);
-  (void)method, (void)user_agent, (void)src;
+  static_assert(std::is_same_v<decltype(user_agent_id), std::uint64_t>);
+  (void)method, (void)user_agent, (void)src, (void)user_agent_id;
 
   Load(OneRule("{hosts: [crl.verisign.com]}"));
   EXPECT_TRUE(Authenticates("GET", "http://evil.test/x.crl"));

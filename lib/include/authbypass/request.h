@@ -25,6 +25,9 @@ struct RequestInput {
   std::string_view url;  // absolute-form "http://host[:port]/path?query"; "host:port" for CONNECT
   std::string_view user_agent;
   std::string_view src;  // client address, IPv4 or IPv6 text
+  // Optional: non-zero ids promise that inputs with the same id have the same user_agent
+  // text (a parser that caches decoded User-Agents numbers them); 0 means "compare".
+  std::uint64_t user_agent_id = 0;
 };
 
 enum class HostKind : std::uint8_t {
@@ -97,11 +100,13 @@ struct Request {
   bool parse_client(const RequestInput& in);
 
   std::string error_;
-  std::string src_text_;  // the text `src` was parsed from
+  std::string src_text_;          // the text `src` was parsed from
+  std::uint64_t user_agent_id_ = 0;  // RequestInput::user_agent_id of user_agent (0: none)
   // User-Agents seen before the current one, with their lower-case form and memos:
   // parse() swaps one back in when it comes again.
   struct RecentUa {
     std::string raw, lower;
+    std::uint64_t id = 0;
     std::array<UaRegexMemo, 4> memo{};
     std::uint8_t memo_next = 0;
   };
