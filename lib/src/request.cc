@@ -1,5 +1,6 @@
 #include "authbypass/request.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -211,33 +212,41 @@ bool Request::parse_reference(const RequestInput& in) {
 
 bool Request::parse_impl(const RequestInput& in, bool shortcut) {
   error_.clear();
-  method.clear();
-  method_bit = 0;
-  is_connect = false;
-  scheme.clear();
-  host.clear();
+  url.assign(in.url.substr(0, kMaxUrlLength));
+  // The fields parse_plain_url does not set; it sets all the others when it succeeds.
   host_kind = HostKind::kName;
-  host_dots = 0;
-  host_dots_known = false;
   host_ip = IpAddress{};
-  port = 0;
-  path.clear();
   params.clear();
   query.clear();
-  match_path.clear();
-  match_path_ok = false;
-  url.assign(in.url.substr(0, kMaxUrlLength));
 
   auto fail = [this](const char* msg) {
     error_ = msg;
     return false;
   };
+  auto reset_url_fields = [this] {
+    scheme.clear();
+    host.clear();
+    host_dots = 0;
+    host_dots_known = false;
+    port = 0;
+    path.clear();
+    match_path.clear();
+    match_path_ok = false;
+  };
 
   // Method: an HTTP token, compared case-sensitively.
-  if (in.method.empty()) return fail("missing method");
-  if (in.method.size() > kMaxMethodLength) return fail("method too long");
-  for (char c : in.method)
-    if (!kTokenChars.has(c)) return fail("method is not an HTTP token");
+  const bool method_ok = !in.method.empty() && in.method.size() <= kMaxMethodLength &&
+                         std::all_of(in.method.begin(), in.method.end(),
+                                     [](char c) { return kTokenChars.has(c); });
+  if (!method_ok) {
+    method.clear();
+    method_bit = 0;
+    is_connect = false;
+    reset_url_fields();
+    if (in.method.empty()) return fail("missing method");
+    if (in.method.size() > kMaxMethodLength) return fail("method too long");
+    return fail("method is not an HTTP token");
+  }
   method.assign(in.method);
   method_bit = authbypass::method_bit(method);
   is_connect = method_bit == kConnectBit;
@@ -245,6 +254,7 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
   // URL.
   std::string_view u = in.url;
   if (shortcut && !is_connect && parse_plain_url(u)) return parse_client(in);
+  reset_url_fields();
   if (u.empty()) return fail("missing URL");
   if (u.size() > kMaxUrlLength) return fail("URL longer than 8192 bytes");
   if (text::has_space_or_control(u)) return fail("URL contains a space or control character");
