@@ -6,15 +6,19 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <pthread.h>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "authbypass/audit.h"
@@ -38,7 +42,7 @@ extern "C" void on_hup(int) {
   g_hup = 1;
 }
 
-constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
+constexpr std::size_t kReadChunk = std::size_t{256} * 1024;
 constexpr std::size_t kEchoPrefix = 64;  // bytes of an over-long line kept to find its id
 
 const char kUsage[] =
@@ -193,6 +197,18 @@ class Helper {
     pending_.reserve(4096);
   }
 
+  ~Helper() {
+    if (!writer_.joinable()) return;
+    {
+      std::lock_guard lock(writer_mutex_);
+      writer_stop_ = true;
+    }
+    writer_cv_.notify_all();
+    writer_.join();  // after its batch, if one is still being written
+  }
+  Helper(const Helper&) = delete;
+  Helper& operator=(const Helper&) = delete;
+
   void start(const std::string& startup_error) {
     startup_error_ = startup_error;
     if (!startup_error_.empty()) {
@@ -222,6 +238,7 @@ class Helper {
       ssize_t n = ::read(0, buf, sizeof buf);
       if (n < 0) {
         if (errno == EINTR) {
+          if (!drain()) return 1;
           housekeeping();
           flush_audit();
           continue;
@@ -233,13 +250,12 @@ class Helper {
       housekeeping();
       today_ = authbypass::today_utc();
       policy_ = source_.current();
+      batch_time_ = std::chrono::system_clock::now();
       consume(std::string_view(buf, static_cast<std::size_t>(n)));
-      // Audit lines first: a bypass is on record before Squid acts on it.
-      flush_audit();
-      if (!write_all(1, out_)) return 1;
-      out_.clear();
+      if (!end_batch()) return 1;
       maybe_write_stats(false);
     }
+    if (!drain()) return 1;
     if (!pending_.empty() || discarding_) {  // a last line without LF
       if (discarding_) {
         squid::append_error(out_, parser_.channel_of_prefix(prefix_), "line too long");
@@ -307,6 +323,7 @@ class Helper {
       }
       int r = ::poll(&p, 1, timeout);
       if (r != 0) return;  // input, EOF, error or a signal: let read() tell
+      if (!drain()) return;  // stdout is gone: the next write says so again
       housekeeping();
       flush_audit();
       maybe_write_stats(false);
@@ -381,6 +398,7 @@ class Helper {
   void housekeeping() {
     if (g_hup) {
       g_hup = 0;
+      drain();  // the writer thread is idle while the log is reopened
       std::string err;
       if (!audit_.reopen(&err)) say(err);
       if (startup_error_.empty()) report(source_.reload());
@@ -428,7 +446,7 @@ class Helper {
 
   void append_audit(const AuditEvent& e) {
     if (!audit_.enabled()) return;
-    authbypass::append_audit_json(audit_buf_, e, std::chrono::system_clock::now());
+    authbypass::append_audit_json(audit_buf_, e, batch_time_);
   }
 
   // Writes the batch's audit lines. When that fails, the failure is said once on stderr
@@ -437,27 +455,46 @@ class Helper {
   void flush_audit() {
     if (audit_buf_.empty()) return;
     const bool ok = audit_.write(audit_buf_);
+    const int err = errno;
+    std::vector<std::string> refused;
+    if (!ok && opts_.require_audit) refuse_ok_answers(out_, &refused);
+    audit_written(ok, err, refused);
+    audit_buf_.clear();
+  }
+
+  // The bookkeeping of one audit write (here or on the writer thread): said once on
+  // stderr, counted, and the refused answers taken off the bypass counters.
+  void audit_written(bool ok, int err, const std::vector<std::string>& refused) {
     if (!ok) {
       ++stats_.audit_errors;
       if (!audit_warned_) {
-        say(std::string("cannot write the audit log: ") + std::strerror(errno) +
+        say(std::string("cannot write the audit log: ") + std::strerror(err) +
             (opts_.require_audit ? " (--require-audit: bypasses refused until it works)" : ""));
       }
       audit_warned_ = true;
-      if (opts_.require_audit) refuse_bypasses_in_batch();
     } else if (audit_failed_ || audit_warned_) {
       say("the audit log is written again");
       audit_warned_ = false;
     }
     audit_failed_ = !ok;
-    audit_buf_.clear();
+    for (const std::string& id : refused) {
+      ++stats_.refused_unaudited;
+      // The counters said "bypass" for it: it was not one.
+      if (stats_.bypass > 0) --stats_.bypass;
+      ++stats_.authenticate;
+      if (policy_ && hits_policy_ == policy_.get()) {
+        if (const authbypass::Rule* r = policy_->find_rule(id); r && hits_[r->index].first > 0)
+          --hits_[r->index].first;
+      }
+    }
   }
 
-  // Rewrites "[id ]OK ..." answer lines of out_ to "[id ]ERR message=...".
-  void refuse_bypasses_in_batch() {
+  // Rewrites the "[id ]OK ..." answer lines of `out` to "[id ]ERR message=..." and adds
+  // the rule id of each to `refused`. Touches nothing else (runs on the writer thread too).
+  static void refuse_ok_answers(std::string& out, std::vector<std::string>* refused) {
     std::string rewritten;
-    rewritten.reserve(out_.size());
-    std::string_view rest = out_;
+    rewritten.reserve(out.size());
+    std::string_view rest = out;
     while (!rest.empty()) {
       std::size_t nl = rest.find('\n');
       std::string_view line = rest.substr(0, nl);
@@ -469,18 +506,96 @@ class Helper {
       }
       std::string_view channel = ok == 0 ? std::string_view() : line.substr(0, ok);
       squid::append_error(rewritten, channel, "audit log unwritable (--require-audit)");
-      ++stats_.refused_unaudited;
-      // The counters said "bypass" for it: it was not one.
-      if (stats_.bypass > 0) --stats_.bypass;
-      ++stats_.authenticate;
       std::string_view after = line.substr(ok == 0 ? 0 : ok + 1);  // "OK log=<rule> ..."
-      if (after.starts_with("OK log=") && policy_ && hits_policy_ == policy_.get()) {
-        std::string_view id = after.substr(7, after.find(' ', 7) - 7);
-        if (const authbypass::Rule* r = policy_->find_rule(id); r && hits_[r->index].first > 0)
-          --hits_[r->index].first;
-      }
+      std::string_view id;
+      if (after.starts_with("OK log=")) id = after.substr(7, after.find(' ', 7) - 7);
+      refused->emplace_back(id);
     }
-    out_.swap(rewritten);
+    out.swap(rewritten);
+  }
+
+  // Ends a batch: its audit lines, then its answers (a bypass is on record before Squid
+  // acts on it). A big batch with audit lines goes to the writer thread, so that the next
+  // batch is parsed while the kernel copies this one's audit lines; a small one (one
+  // request in flight: latency matters) is written here, after any batch still being
+  // written. False when stdout cannot be written.
+  bool end_batch() {
+    if (audit_buf_.size() >= kOffloadAuditBytes && start_writer()) {
+      if (!drain()) return false;
+      std::unique_lock lock(writer_mutex_);
+      job_audit_.swap(audit_buf_);
+      job_out_.swap(out_);
+      audit_buf_.clear();
+      out_.clear();
+      job_ = true;
+      lock.unlock();
+      writer_cv_.notify_all();
+      return true;
+    }
+    if (!drain()) return false;
+    flush_audit();
+    const bool ok = write_all(1, out_);
+    out_.clear();
+    return ok;
+  }
+
+  // Waits for the writer thread's batch, if any, and does its bookkeeping. False when
+  // that batch's answers could not be written to stdout.
+  bool drain() {
+    if (!writer_.joinable()) return true;
+    std::unique_lock lock(writer_mutex_);
+    writer_cv_.wait(lock, [this] { return !job_; });
+    if (!job_done_) return job_out_ok_;
+    job_done_ = false;
+    const bool audit_ok = job_audit_ok_;
+    const int err = job_errno_;
+    std::vector<std::string> refused;
+    refused.swap(job_refused_);
+    lock.unlock();
+    audit_written(audit_ok, err, refused);
+    return job_out_ok_;
+  }
+
+  bool start_writer() {
+    if (writer_.joinable()) return true;
+    // The writer never takes SIGHUP: a blocked read() in this thread must see it.
+    sigset_t hup;
+    sigset_t old;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, &old);
+    try {
+      writer_ = std::thread([this] { writer_loop(); });
+    } catch (const std::system_error& e) {
+      say(std::string("no writer thread (") + e.what() + "): writing batches inline");
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    return writer_.joinable();
+  }
+
+  void writer_loop() {
+    std::unique_lock lock(writer_mutex_);
+    for (;;) {
+      writer_cv_.wait(lock, [this] { return job_ || writer_stop_; });
+      if (!job_) return;
+      lock.unlock();
+      // The job's buffers and audit_ are this thread's until job_ is cleared.
+      const bool audit_ok = job_audit_.empty() || audit_.write(job_audit_);
+      const int err = errno;
+      std::vector<std::string> refused;
+      if (!audit_ok && opts_.require_audit) refuse_ok_answers(job_out_, &refused);
+      const bool out_ok = write_all(1, job_out_);
+      job_audit_.clear();
+      job_out_.clear();
+      lock.lock();
+      job_audit_ok_ = audit_ok;
+      job_errno_ = err;
+      job_refused_.swap(refused);
+      job_out_ok_ = job_out_ok_ && out_ok;
+      job_done_ = true;
+      job_ = false;
+      writer_cv_.notify_all();
+    }
   }
 
   // Splits a chunk into lines; over-long lines are skipped to their LF and answered ERR.
@@ -539,7 +654,8 @@ class Helper {
         return;
       }
       Decision d = policy_->decide(request_, today_);
-      if (d.bypass() && opts_.require_audit && audit_failed_ && !audit_.reopen(nullptr)) {
+      if (d.bypass() && opts_.require_audit && audit_failed_ && drain() &&
+          !audit_.reopen(nullptr)) {
         squid::append_error(out_, parsed->channel, "audit log unwritable (--require-audit)");
         ++stats_.refused_unaudited;
         count_decision(Decision{});
@@ -565,6 +681,11 @@ class Helper {
     e.url = request_.url;
     e.host = request_.host;
     e.user_agent = request_.user_agent;
+    if (d.bypass() + d.shadow_count > 1) {  // escape the request's fields once for all
+      request_json_.clear();
+      authbypass::append_audit_request_fields(request_json_, e);
+      e.request_json = request_json_;
+    }
     if (d.bypass()) {
       e.event = "bypass";
       e.rule = d.rule->id;
@@ -615,6 +736,18 @@ class Helper {
   bool audit_warned_ = false;
   bool audit_failed_ = false;
   std::vector<std::string> fixed_;  // see fixed_json()
+  std::string request_json_;  // see audit_decision()
+  std::chrono::system_clock::time_point batch_time_{};  // `ts` of the batch's audit events
+  // The writer thread (end_batch): one batch at a time, handed over under writer_mutex_.
+  static constexpr std::size_t kOffloadAuditBytes = 16 * 1024;
+  std::thread writer_;
+  std::mutex writer_mutex_;
+  std::condition_variable writer_cv_;
+  bool job_ = false, job_done_ = false, writer_stop_ = false;
+  bool job_audit_ok_ = true, job_out_ok_ = true;
+  int job_errno_ = 0;
+  std::string job_audit_, job_out_;
+  std::vector<std::string> job_refused_;
   std::uint64_t fixed_policy_ = 0;  // the last open or write of the audit log failed
 };
 

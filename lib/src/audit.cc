@@ -8,6 +8,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstdio>
+#include <cstdint>
 #include <cstring>
 #include <ctime>
 
@@ -72,6 +73,20 @@ std::size_t json_special(const char* s, std::size_t n) {
     });
   }
 #endif
+  if (n >= 8 && n < 16) {  // an address, a short host: two overlapping words cover it
+    constexpr std::uint64_t ones = 0x0101010101010101ull;
+    constexpr std::uint64_t high = 0x8080808080808080ull;
+    auto special = [](std::uint64_t x) {
+      auto zero_byte = [](std::uint64_t v) { return (v - ones) & ~v & high; };
+      return ((x & high) | ((x - 0x20 * ones) & ~x & high) | zero_byte(x ^ (0x7f * ones)) |
+              zero_byte(x ^ ('"' * ones)) | zero_byte(x ^ ('\\' * ones))) != 0;
+    };
+    std::uint64_t a;
+    std::uint64_t b;
+    std::memcpy(&a, s, 8);
+    std::memcpy(&b, s + n - 8, 8);
+    if (!special(a) && !special(b)) return n;
+  }
   for (std::size_t i = 0; i < n; ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') return i;
@@ -184,6 +199,14 @@ std::string audit_fixed_fields(const AuditEvent& e) {
   return out;
 }
 
+void append_audit_request_fields(std::string& out, const AuditEvent& e) {
+  field(out, ",\"src\":\"", e.src);
+  field(out, ",\"method\":\"", e.method);
+  field(out, ",\"url\":\"", e.url);
+  field(out, ",\"host\":\"", e.host);
+  field(out, ",\"user_agent\":\"", e.user_agent);
+}
+
 void append_audit_json(std::string& out, const AuditEvent& e,
                        std::chrono::system_clock::time_point ts) {
   using namespace std::chrono;
@@ -218,11 +241,15 @@ void append_audit_json(std::string& out, const AuditEvent& e,
       {",\"content_type\":\"", e.content_type},
       {",\"verdict\":\"", e.verdict},
       {",\"reason\":\"", e.reason}};
+  // fields[1..5] (src..user_agent) are in request_json when that is set.
+  const bool have_request = !e.request_json.empty();
+  auto skipped = [&](std::size_t i) { return have_request && i >= 1 && i <= 5; };
   bool plain = !e.fixed_json.empty() && e.status < 0 && e.bytes < 0;
-  std::size_t total = 8 + second_text.size() + sizeof stamp + e.fixed_json.size() + 2;
-  for (const auto& [key, value] : fields) {
-    if (!plain) break;
-    if (value.empty()) continue;
+  std::size_t total = 8 + second_text.size() + sizeof stamp + e.fixed_json.size() + 2 +
+                      e.request_json.size();
+  for (std::size_t i = 0; i < std::size(fields) && plain; ++i) {
+    const auto& [key, value] = fields[i];
+    if (value.empty() || skipped(i)) continue;
     plain = json_special(value.data(), value.size()) == value.size();
     total += key.size() + value.size() + 1;
   }
@@ -239,8 +266,10 @@ void append_audit_json(std::string& out, const AuditEvent& e,
     put(std::string_view(stamp, sizeof stamp));
     *w++ = '"';
     put(e.fixed_json);
-    for (const auto& [key, value] : fields) {
-      if (value.empty()) continue;
+    for (std::size_t i = 0; i < std::size(fields); ++i) {
+      const auto& [key, value] = fields[i];
+      if (i == 1) put(e.request_json);  // empty unless set
+      if (value.empty() || skipped(i)) continue;
       put(key);
       put(value);
       *w++ = '"';
@@ -258,7 +287,10 @@ void append_audit_json(std::string& out, const AuditEvent& e,
   } else {
     append_fixed(out, e);
   }
-  for (std::size_t i = 0; i < 6; ++i) field(out, fields[i].first, fields[i].second);
+  for (std::size_t i = 0; i < 6; ++i) {
+    if (i == 1) out += e.request_json;  // empty unless set
+    if (!skipped(i)) field(out, fields[i].first, fields[i].second);
+  }
   number(out, "status", e.status);
   field(out, fields[6].first, fields[6].second);
   number(out, "bytes", e.bytes);

@@ -428,7 +428,59 @@ def case_audit_failure():
         h.kill()
 
 
+def case_audit_batches():
+    """Big batches (input from a file: long reads) go through the audit writer thread:
+    every answer in order, every bypass on record in order, and with --require-audit and a
+    full disk every bypass refused and counted."""
+    tmp = tempfile.mkdtemp(prefix="ab-helper-")
+    lines, want = [], []
+    for i in range(40000):
+        if i % 3 == 0:
+            lines.append(f"{i} 10.1.{i % 250}.{i % 7} GET http%3A%2F%2Fcrl.verisign.com%2Fp{i}.crl -")
+            want.append(f"{i} {OK_CRL}")
+        else:
+            lines.append(f"{i} " + WWW)
+            want.append(f"{i} ERR")
+    inp = os.path.join(tmp, "in.txt")
+    with open(inp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+    def run(*args):
+        with open(inp, "rb") as fin:
+            r = subprocess.run([HELPER, "--policy", POLICY, *args], stdin=fin,
+                               capture_output=True, timeout=60)
+        if r.returncode != 0:
+            fail(f"exit {r.returncode}: {r.stderr.decode()[-500:]}")
+        return r.stdout.decode().splitlines(), r.stderr.decode()
+
+    audit = os.path.join(tmp, "audit.log")
+    got, _ = run("--audit-log", audit)
+    if got != want:
+        bad = next(i for i, (a, b) in enumerate(zip(got + [""] * len(want), want)) if a != b)
+        fail(f"{len(got)} answers; first difference at {bad}: {got[bad:bad+1]} vs {want[bad]!r}")
+    ev = [e for e in audit_lines(audit) if e["event"] == "bypass"]
+    urls = [e["url"] for e in ev]
+    expect = [f"http://crl.verisign.com/p{i}.crl" for i in range(0, 40000, 3)]
+    if urls != expect:
+        fail(f"{len(urls)} bypass events, expected {len(expect)} in request order")
+
+    stats = os.path.join(tmp, "stats.json")
+    got, err = run("--audit-log", "/dev/full", "--require-audit", "--stats-file", stats)
+    refused = [a for a in got if a.endswith('ERR message="audit log unwritable (--require-audit)"')]
+    if len(got) != len(want) or any(" OK " in a for a in got) or len(refused) != len(expect):
+        fail(f"{len(got)} answers, {len(refused)} refused (expected {len(expect)}), "
+             f"OK answers: {sum(' OK ' in a for a in got)}")
+    if [a.split()[0] for a in got] != [w.split()[0] for w in want]:
+        fail("answers out of order")
+    st = json.load(open(stats))
+    if st.get("refused_unaudited") != len(expect) or st.get("bypass") != 0:
+        fail(f"counters: {st}")
+    if "cannot write the audit log" not in err:
+        fail(f"no stderr report: {err[-300:]}")
+
+
 CASES = {
+    "audit_batches": case_audit_batches,
     "audit_failure": case_audit_failure,
     "rotate": case_rotate,
     "stats": case_stats,

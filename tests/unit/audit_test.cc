@@ -69,6 +69,73 @@ TEST(Audit, PrecomputedFixedFieldsGiveTheSameLine) {
   }
 }
 
+// request_json (the request's fields escaped once) gives the same line as the fields,
+// clean or not, with and without fixed_json, for helper and ICAP events; and the short
+// fields (8-15 bytes) are escaped whatever the position of the special byte.
+TEST(Audit, PrecomputedRequestFieldsGiveTheSameLine) {
+  const char* uas[] = {"Microsoft-CryptoAPI/10.0", "UA \"q\" \xe2\x80\xa8 x", "", "\x01"};
+  const char* srcs[] = {"10.0.0.1", "192.168.100.200", "2001:db8::1", "10.0.0.\"1"};
+  for (const char* ua : uas) {
+    for (const char* src : srcs) {
+      for (bool icap : {false, true}) {
+        for (bool fixed : {false, true}) {
+          AuditEvent e;
+          e.component = icap ? "icap" : "helper";
+          e.event = "bypass";
+          e.rule = "crl-files";
+          e.owner = "secops";
+          e.policy_sha256 = "abc";
+          e.src = src;
+          e.method = "GET";
+          e.url = "http://a.test/x.crl";
+          e.host = "a.test";
+          e.user_agent = ua;
+          if (icap) {
+            e.status = 200;
+            e.content_type = "application/pkix-crl";
+            e.bytes = 12;
+            e.verdict = "ok";
+          }
+          std::string f;
+          if (fixed) {
+            f = audit_fixed_fields(e);
+            e.fixed_json = f;
+          }
+          std::string want;
+          append_audit_json(want, e, at_ms(1795000000123));
+          std::string req;
+          append_audit_request_fields(req, e);
+          e.request_json = req;
+          e.src = e.method = e.url = e.host = e.user_agent = "ignored when request_json is set";
+          std::string got;
+          append_audit_json(got, e, at_ms(1795000000123));
+          EXPECT_EQ(got, want) << ua << " " << src << " " << icap << fixed;
+        }
+      }
+    }
+  }
+  for (std::size_t n = 8; n < 16; ++n) {
+    for (std::size_t pos = 0; pos < n; ++pos) {
+      for (char bad : {'"', '\\', '\x1f', '\x7f'}) {
+        std::string src(n, '1');
+        src[pos] = bad;
+        AuditEvent e;
+        e.component = "helper";
+        e.event = "bypass";
+        e.src = src;
+        std::string out;
+        append_audit_json(out, e, at_ms(1795000000123));
+        EXPECT_EQ(out.find(std::string(1, bad)) == std::string::npos || bad == '"' || bad == '\\',
+                  true)
+            << n << " " << pos;
+        std::string esc;
+        append_json_string(esc, src);
+        EXPECT_NE(out.find(",\"src\":" + esc), std::string::npos) << n << " " << pos << " " << out;
+      }
+    }
+  }
+}
+
 TEST(Audit, ClientBytesCannotSplitOrForgeALine) {
   std::string out;
   append_json_string(out, "a\"b\\c\nd\re\tf\x01g\x7fh");

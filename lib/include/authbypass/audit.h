@@ -33,7 +33,15 @@ struct AuditEvent {
   // as audit_fixed_fields() made it for this event (those fields are then not read). Lets
   // a writer of many events of one rule escape them once.
   std::string_view fixed_json;
+  // When set: the JSON of src, method, url, host and user_agent exactly as
+  // append_audit_request_fields() made it (those fields are then not read). Lets a writer
+  // of several events of one request escape them once.
+  std::string_view request_json;
 };
+
+// Appends the JSON text of `e`'s src, method, url, host and user_agent fields to `out`,
+// for AuditEvent::request_json.
+void append_audit_request_fields(std::string& out, const AuditEvent& e);
 
 // The JSON text of `e`'s component, event, rule, owner, ticket and policy_sha256 fields,
 // for AuditEvent::fixed_json.
