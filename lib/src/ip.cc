@@ -21,26 +21,40 @@ namespace {
 bool parse_ipv4(std::string_view s, IpAddress& out) {
   const std::size_t n = s.size();
   if (n < 7 || n > 15) return false;
-  char buf[20] = {};  // the text, zero-padded: octet reads may run 2 bytes past its end
-  if (n >= 8) {  // two overlapping fixed-size copies instead of a variable-length one
-    std::memcpy(buf, s.data(), 8);
-    std::memcpy(buf + n - 8, s.data() + n - 8, 8);
-  } else {
-    std::memcpy(buf, s.data(), 4);
-    std::memcpy(buf + 3, s.data() + 3, 4);
-  }
+  const char* const p = s.data();
+  // Dot and digit masks of the whole text (bit i: p[i]); with SSE2 from two overlapping
+  // loads of the text itself (8-byte words for 8-15 bytes, 4-byte ones for 7).
   unsigned dots = 0;
   unsigned digits = 0;
 #if defined(__SSE2__)
-  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(buf));
-  dots = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('.'))));
-  digits = static_cast<unsigned>(_mm_movemask_epi8(_mm_and_si128(
-      _mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)), _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1)))));
+  {
+    const std::size_t word = n >= 8 ? 8 : 4;
+    std::uint64_t lo = 0;
+    std::uint64_t hi = 0;
+    if (word == 8) {  // fixed-size copies: plain loads
+      std::memcpy(&lo, p, 8);
+      std::memcpy(&hi, p + n - 8, 8);
+    } else {
+      std::uint32_t a;
+      std::uint32_t b;
+      std::memcpy(&a, p, 4);
+      std::memcpy(&b, p + n - 4, 4);
+      lo = a;
+      hi = b;
+    }
+    const __m128i x = _mm_set_epi64x(static_cast<long long>(hi), static_cast<long long>(lo));
+    const auto d = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('.'))));
+    const auto g = static_cast<unsigned>(_mm_movemask_epi8(_mm_and_si128(
+        _mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)), _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1)))));
+    const unsigned keep = (1u << word) - 1;  // the bytes each word really holds
+    dots = (d & keep) | (((d >> 8) & keep) << (n - word));
+    digits = (g & keep) | (((g >> 8) & keep) << (n - word));
+  }
 #else
-  for (std::size_t i = 0; i < 16; ++i) {
-    const auto c = static_cast<unsigned char>(buf[i]);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(p[i]);
     dots |= static_cast<unsigned>(c == '.') << i;
-    digits |= static_cast<unsigned>(c - '0' < 10u) << i;
+    digits |= static_cast<unsigned>(static_cast<unsigned>(c - '0') < 10u) << i;
   }
 #endif
   const unsigned all = (1u << n) - 1;
@@ -56,21 +70,35 @@ bool parse_ipv4(std::string_view s, IpAddress& out) {
   const auto d3 = static_cast<unsigned>(__builtin_ctz(rest2));
   const unsigned starts[4] = {0, d1 + 1, d2 + 1, d3 + 1};
   const unsigned ends[4] = {d1, d2, d3, static_cast<unsigned>(n)};
+  const auto last = static_cast<unsigned>(n - 1);
   bool ok = true;
+  unsigned octet[4];
   for (int k = 0; k < 4; ++k) {
-    const unsigned len = ends[k] - starts[k];
-    const unsigned a = static_cast<unsigned char>(buf[starts[k]]) - '0';
-    const unsigned b = static_cast<unsigned char>(buf[starts[k] + 1]) - '0';
-    const unsigned c = static_cast<unsigned char>(buf[starts[k] + 2]) - '0';
+    const unsigned st = starts[k];
+    const unsigned len = ends[k] - st;
+    // Up to three digits from the text itself (indexes kept inside it: a digit past the
+    // octet gets place value 0 below).
+    const unsigned a = static_cast<unsigned char>(p[st]) - '0';
+    const unsigned b = static_cast<unsigned char>(p[std::min(st + 1, last)]) - '0';
+    const unsigned c = static_cast<unsigned char>(p[std::min(st + 2, last)]) - '0';
     // Place values by length (1-3; longer octets are refused below): a table, no branch.
     static constexpr unsigned kPlace[16][3] = {{0, 0, 0}, {1, 0, 0}, {10, 1, 0}, {100, 10, 1}};
     const unsigned v = a * kPlace[len][0] + b * kPlace[len][1] + c * kPlace[len][2];
     ok &= (len <= 3) & (v <= 255) & ((len == 1) | (a != 0));  // "0" alone, or no leading zero
-    out.bytes[static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(v);
+    octet[k] = v;
   }
   if (!ok) return false;
   out.v6 = false;
+#if defined(__SSE2__)
+  // All 16 bytes in one store: a later copy of `out` reads them back at full speed (byte
+  // stores followed by a 16-byte load stall the load).
+  const unsigned packed = octet[0] | octet[1] << 8 | octet[2] << 16 | octet[3] << 24;
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out.bytes.data()),
+                   _mm_cvtsi32_si128(static_cast<int>(packed)));
+#else
+  for (std::size_t k = 0; k < 4; ++k) out.bytes[k] = static_cast<std::uint8_t>(octet[k]);
   std::fill(out.bytes.begin() + 4, out.bytes.end(), std::uint8_t{0});
+#endif
   return true;
 }
 

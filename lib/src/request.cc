@@ -196,8 +196,9 @@ bool Request::parse_plain_url(std::string_view u) {
   host.assign(name);
   host_dots = dots;
   host_dots_known = dots_known;
-  path.assign(p0 == q ? std::string_view("/") : u.substr(p0, q - p0));
-  text::lower_into(path, match_path);
+  const std::string_view path_text = p0 == q ? std::string_view("/") : u.substr(p0, q - p0);
+  path.assign(path_text);
+  text::lower_into(path_text, match_path);  // from the input, not from the fresh copy
   if (q < n) query.assign(query_text);
   return true;
 }

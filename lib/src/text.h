@@ -85,25 +85,30 @@ inline bool has_space_or_control(std::string_view s) {
   return false;
 }
 
+// `out` = `in` with A-Z lower-cased (other bytes as they are). `in` must not view `out`.
 inline void lower_into(std::string_view in, std::string& out) {
-  out.assign(in);  // a copy, then in place: no zero fill of `out` first
-  const std::size_t n = out.size();
-  char* d = out.data();
-  std::size_t i = 0;
+  const std::size_t n = in.size();
 #if defined(__SSE2__)
-  if (n >= 16) {  // 16 bytes per step; the tail as the 16 bytes ending at d[n - 1]
-    auto lower16 = [d](std::size_t at) {
-      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + at));
+  if (n >= 16) {  // loads from `in`, stores to `out`: no store-to-load round trip
+    out.resize(n);  // grows only the first times: then no fill
+    const char* s = in.data();
+    char* d = out.data();
+    auto lower16 = [s, d](std::size_t at) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + at));
       const __m128i up = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('A' - 1)),
                                        _mm_cmplt_epi8(x, _mm_set1_epi8('Z' + 1)));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(d + at),
                        _mm_or_si128(x, _mm_and_si128(up, _mm_set1_epi8(0x20))));
     };
+    std::size_t i = 0;
     for (; i + 16 <= n; i += 16) lower16(i);
-    if (i < n) lower16(n - 16);  // lowering twice is harmless
+    if (i < n) lower16(n - 16);  // the tail as the 16 bytes ending at in[n - 1]
     return;
   }
 #endif
+  out.assign(in);  // a copy, then in place: no zero fill of `out` first
+  char* d = out.data();
+  std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     std::uint64_t x;
     std::memcpy(&x, d + i, 8);

@@ -11,8 +11,8 @@ namespace authbypass {
 
 // An IPv4 or IPv6 address. IPv4 is stored in the first 4 bytes; the rest are zero.
 struct IpAddress {
+  std::array<std::uint8_t, 16> bytes{};  // first: 16-byte copies stay aligned with it
   bool v6 = false;
-  std::array<std::uint8_t, 16> bytes{};
 
   // Strict parse: IPv4 only as four decimal octets without leading zeros ("192.0.2.7");
   // IPv6 in any RFC 4291 text form without brackets or zone id. Anything else: nullopt.
