@@ -100,7 +100,6 @@ struct Request {
   bool parse_client(const RequestInput& in);
 
   std::string error_;
-  std::string src_text_;          // the text `src` was parsed from
   std::uint64_t user_agent_id_ = 0;  // RequestInput::user_agent_id of user_agent (0: none)
   // User-Agents seen before the current one, with their lower-case form and memos:
   // parse() swaps one back in when it comes again.
