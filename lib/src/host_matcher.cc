@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "text.h"
+
 namespace authbypass {
 
 namespace {
@@ -84,7 +86,7 @@ const HostIndex::NameEntry* HostIndex::find_name(std::string_view name) const {
   for (std::size_t i = h & mask;; i = (i + 1) & mask) {
     const Slot& s = slots_[i];
     if (s.entry == 0) return nullptr;
-    if (s.tag == tag && keys_[s.entry - 1] == name) return entries_[s.entry - 1];
+    if (s.tag == tag && text::equal(keys_[s.entry - 1], name)) return entries_[s.entry - 1];
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include "compiled_regex.h"
 #include "host_matcher.h"
+#include "text.h"
 
 namespace authbypass {
 
@@ -145,10 +146,10 @@ bool Policy::path_match(const Rule& r, const Request& req, bool* regex_fault) co
   std::string_view p = req.match_path;
   if (!m.path_prefix.empty() &&
       std::none_of(m.path_prefix.begin(), m.path_prefix.end(),
-                   [&](const std::string& s) { return p.starts_with(s); }))
+                   [&](const std::string& s) { return text::starts_with(p, s); }))
     return false;
   if (!m.path_suffix.empty() && std::none_of(m.path_suffix.begin(), m.path_suffix.end(),
-                                             [&](const std::string& s) { return p.ends_with(s); }))
+                                             [&](const std::string& s) { return text::ends_with(p, s); }))
     return false;
   if (!m.path_regex.empty()) {
     bool fault = false;

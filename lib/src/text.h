@@ -85,6 +85,38 @@ inline bool has_space_or_control(std::string_view s) {
   return false;
 }
 
+// s[0..n) == t[0..n). Short runs (4-16 bytes: host names, path suffixes) are compared as
+// two overlapping words inline, the rest with memcmp.
+inline bool same_bytes(const char* s, const char* t, std::size_t n) {
+  if (n >= 8 && n <= 16) {
+    std::uint64_t a, b, c, d;
+    std::memcpy(&a, s, 8);
+    std::memcpy(&b, s + n - 8, 8);
+    std::memcpy(&c, t, 8);
+    std::memcpy(&d, t + n - 8, 8);
+    return ((a ^ c) | (b ^ d)) == 0;
+  }
+  if (n >= 4 && n < 8) {
+    std::uint32_t a, b, c, d;
+    std::memcpy(&a, s, 4);
+    std::memcpy(&b, s + n - 4, 4);
+    std::memcpy(&c, t, 4);
+    std::memcpy(&d, t + n - 4, 4);
+    return ((a ^ c) | (b ^ d)) == 0;
+  }
+  return std::memcmp(s, t, n) == 0;
+}
+inline bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && same_bytes(s.data(), prefix.data(), prefix.size());
+}
+inline bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() &&
+         same_bytes(s.data() + s.size() - suffix.size(), suffix.data(), suffix.size());
+}
+inline bool equal(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && same_bytes(a.data(), b.data(), a.size());
+}
+
 // `out` = `in` with A-Z lower-cased (other bytes as they are). `in` must not view `out`.
 inline void lower_into(std::string_view in, std::string& out) {
   const std::size_t n = in.size();
