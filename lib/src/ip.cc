@@ -120,9 +120,13 @@ bool parse_ipv6(std::string_view s, IpAddress& out) {
 
 std::optional<IpAddress> IpAddress::parse(std::string_view text) {
   IpAddress a;
-  if (parse_ipv4(text, a)) return a;  // fails at once on the first ':' or hex letter
-  if (text.find(':') != std::string_view::npos && parse_ipv6(text, a)) return a;
+  if (parse_into(text, a)) return a;
   return std::nullopt;
+}
+
+bool IpAddress::parse_into(std::string_view text, IpAddress& out) {
+  if (parse_ipv4(text, out)) return true;  // fails at once on the first ':' or hex letter
+  return text.find(':') != std::string_view::npos && parse_ipv6(text, out);
 }
 
 std::string IpAddress::to_string() const {

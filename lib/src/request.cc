@@ -199,7 +199,7 @@ bool Request::parse_plain_url(std::string_view u) {
   }
   // Committed: nothing below fails.
   match_path_ok = true;
-  scheme.assign(https ? "https" : "http");
+  text::assign_if_changed(scheme, https ? std::string_view("https") : std::string_view("http"));
   port = https ? 443 : 80;
   host.assign(name);
   host_dots = dots;
@@ -256,7 +256,7 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
     if (in.method.size() > kMaxMethodLength) return fail("method too long");
     return fail("method is not an HTTP token");
   }
-  method.assign(in.method);
+  text::assign_if_changed(method, in.method);
   method_bit = method_bit_of(method);
   is_connect = method_bit == kConnectBit;
 
@@ -421,7 +421,11 @@ bool Request::parse_client(const RequestInput& in) {
   // address's text.
   if (in.src.empty()) {
     src.reset();
-  } else if (src = IpAddress::parse(in.src); !src) {
+    return true;
+  }
+  if (!src) src.emplace();
+  if (!IpAddress::parse_into(in.src, *src)) {  // in place: no copy of a fresh address
+    src.reset();
     return fail("client address is not an IP address");
   }
   return true;

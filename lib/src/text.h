@@ -85,8 +85,8 @@ inline bool has_space_or_control(std::string_view s) {
   return false;
 }
 
-// s[0..n) == t[0..n). Short runs (4-16 bytes: host names, path suffixes) are compared as
-// two overlapping words inline, the rest with memcmp.
+// s[0..n) == t[0..n). Short runs (up to 16 bytes: methods, host names, path suffixes) are
+// compared inline (two overlapping words from 4 bytes on), the rest with memcmp.
 inline bool same_bytes(const char* s, const char* t, std::size_t n) {
   if (n >= 8 && n <= 16) {
     std::uint64_t a, b, c, d;
@@ -104,6 +104,11 @@ inline bool same_bytes(const char* s, const char* t, std::size_t n) {
     std::memcpy(&d, t + n - 4, 4);
     return ((a ^ c) | (b ^ d)) == 0;
   }
+  if (n < 4) {
+    for (std::size_t i = 0; i < n; ++i)
+      if (s[i] != t[i]) return false;
+    return true;
+  }
   return std::memcmp(s, t, n) == 0;
 }
 inline bool starts_with(std::string_view s, std::string_view prefix) {
@@ -115,6 +120,11 @@ inline bool ends_with(std::string_view s, std::string_view suffix) {
 }
 inline bool equal(std::string_view a, std::string_view b) {
   return a.size() == b.size() && same_bytes(a.data(), b.data(), a.size());
+}
+// dst = src, skipping the copy when dst already holds it (a method, a scheme: mostly the
+// same from one request to the next).
+inline void assign_if_changed(std::string& dst, std::string_view src) {
+  if (!equal(dst, src)) dst.assign(src);
 }
 
 // `out` = `in` with A-Z lower-cased (other bytes as they are). `in` must not view `out`.

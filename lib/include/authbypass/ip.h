@@ -17,6 +17,8 @@ struct IpAddress {
   // Strict parse: IPv4 only as four decimal octets without leading zeros ("192.0.2.7");
   // IPv6 in any RFC 4291 text form without brackets or zone id. Anything else: nullopt.
   static std::optional<IpAddress> parse(std::string_view text);
+  // The same parse into `out` (left unspecified when it returns false).
+  static bool parse_into(std::string_view text, IpAddress& out);
 
   // Canonical text (RFC 5952 for IPv6).
   std::string to_string() const;
