@@ -248,9 +248,9 @@ class Helper {
       }
       if (n == 0) break;
       housekeeping();
-      today_ = authbypass::today_utc();
+      batch_time_ = std::chrono::system_clock::now();  // one clock read per batch:
+      today_ = std::chrono::floor<std::chrono::days>(batch_time_);  // the rules' day, UTC
       policy_ = source_.current();
-      batch_time_ = std::chrono::system_clock::now();
       consume(std::string_view(buf, static_cast<std::size_t>(n)));
       if (!end_batch()) return 1;
       maybe_write_stats(false);

@@ -44,6 +44,7 @@ sys.path.insert(0, HERE)
 
 from icaplab import (CIcap, IcapLabError, _lab_pids, c_icap_available,  # noqa: E402
                      decode_icap_body, icap_request)
+from icaplab import Checks  # noqa: E402
 
 SECRET = "3c" * 32
 CLIENT = "10.1.2.3"
@@ -67,20 +68,6 @@ rules:
 POLICY_C = POLICY_B + "  - id: typo\n    match: {hosts: [oops.lab.test\n"
 
 IDLE_WAIT = 2.5  # seconds between two writes: 2.5 check intervals, no transaction
-
-
-class Checks:
-    def __init__(self):
-        self.failures: list[str] = []
-        self.passed = 0
-
-    def expect(self, cond: bool, what: str, detail: str = ""):
-        if cond:
-            self.passed += 1
-            print(f"  ok    {what}", flush=True)
-        else:
-            self.failures.append(what + (f" ({detail})" if detail else ""))
-            print(f"  FAIL  {what}" + (f"\n        {detail}" if detail else ""), flush=True)
 
 
 def probe(ic: CIcap, n: int) -> tuple[int, list[str]]:

@@ -32,6 +32,7 @@ sys.path.insert(0, HERE)
 
 from icaplab import (CIcap, IcapLabError, c_icap_available, decode_icap_body,  # noqa: E402
                      icap_request)
+from icaplab import Checks  # noqa: E402
 
 POLICY = """\
 version: 1
@@ -70,20 +71,6 @@ NEW_RULE = """\
 
 CLIENT = "10.1.2.3"
 UA = "Microsoft-CryptoAPI/10.0"
-
-
-class Checks:
-    def __init__(self):
-        self.failures: list[str] = []
-        self.passed = 0
-
-    def expect(self, cond: bool, what: str, detail: str = ""):
-        if cond:
-            self.passed += 1
-            print(f"  ok    {what}", flush=True)
-        else:
-            self.failures.append(what + (f" ({detail})" if detail else ""))
-            print(f"  FAIL  {what}" + (f"\n        {detail}" if detail else ""), flush=True)
 
 
 def read(path: str) -> bytes:

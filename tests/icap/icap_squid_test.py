@@ -40,25 +40,12 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
 from icaplab import CIcap, IcapLabError, c_icap_available  # noqa: E402
+from icaplab import Checks  # noqa: E402
 from squidlab import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) squidlab"
 DROPIN = os.path.join(SRC, "config", "squid", "authbypass.conf")
-
-
-class Checks:
-    def __init__(self):
-        self.failures: list[str] = []
-        self.passed = 0
-
-    def expect(self, cond: bool, what: str, detail: str = ""):
-        if cond:
-            self.passed += 1
-            print(f"  ok    {what}", flush=True)
-        else:
-            self.failures.append(what + (f" ({detail})" if detail else ""))
-            print(f"  FAIL  {what}" + (f"\n        {detail}" if detail else ""), flush=True)
 
 
 def dropin_icap_conf(icap_port: int) -> str:

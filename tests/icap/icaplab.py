@@ -64,6 +64,21 @@ def c_icap_available() -> bool:
     return os.access(C_ICAP, os.X_OK) and os.access(C_ICAP_CLIENT, os.X_OK)
 
 
+# The pass/fail tally the ICAP test scripts print and exit on.
+class Checks:
+    def __init__(self):
+        self.failures: list[str] = []
+        self.passed = 0
+
+    def expect(self, cond: bool, what: str, detail: str = ""):
+        if cond:
+            self.passed += 1
+            print(f"  ok    {what}", flush=True)
+        else:
+            self.failures.append(what + (f" ({detail})" if detail else ""))
+            print(f"  FAIL  {what}" + (f"\n        {detail}" if detail else ""), flush=True)
+
+
 class IcapLabError(RuntimeError):
     pass
 
