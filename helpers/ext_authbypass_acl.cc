@@ -3,10 +3,10 @@
 // except at end of input: a helper that exits makes Squid die.
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <pthread.h>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -16,6 +16,7 @@
 #include <ctime>
 #include <map>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -186,6 +187,135 @@ bool write_all(int fd, std::string_view data) {
   return true;
 }
 
+// A batch's audit events as compact records. The main thread only copies each request's
+// fields; format() escapes them and makes the JSON lines (DESIGN §5), on the writer thread
+// when the batch is big. A record is a kind byte, then for 'L' (a ready line) a u32 length
+// and the bytes; for 'R' (one request's events) the u32 lengths of the five request fields,
+// a u32 event count, that many pointers to the events' fixed fields (strings of a table
+// that `tables` keeps alive) and the fields' bytes. Not thread-safe: it belongs to one
+// thread at a time.
+class AuditRecords {
+ public:
+  struct Fields {
+    std::string_view src, method, url, host, user_agent;
+  };
+
+  using Table = std::shared_ptr<const std::vector<std::string>>;
+
+  bool empty() const { return raw.empty(); }
+  void reserve(std::size_t bytes) { raw.reserve(bytes); }
+  void clear() {
+    raw.clear();
+    events = 0;
+    tables.clear();
+  }
+  void swap(AuditRecords& o) noexcept {
+    raw.swap(o.raw);
+    std::swap(events, o.events);
+    tables.swap(o.tables);
+    std::swap(ts, o.ts);
+  }
+
+  void add_line(std::string_view line) {
+    put('L');
+    put(static_cast<std::uint32_t>(line.size()));
+    raw.append(line);
+    ++events;
+  }
+
+  // The events of one request, stamped `time` (one time per batch): one per entry of
+  // `fixed`, each the JSON of an event's fixed fields (audit_fixed_fields()), strings of
+  // `table` that stay unchanged while the table lives.
+  void add_request(const Fields& f, std::span<const std::string* const> fixed, const Table& table,
+                   std::chrono::system_clock::time_point time) {
+    if (fixed.empty()) return;
+    if (tables.empty() || tables.back() != table) tables.push_back(table);
+    ts = time;
+    const std::string_view parts[] = {f.src, f.method, f.url, f.host, f.user_agent};
+    std::uint32_t head[7] = {};
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < 5; ++i) {
+      head[i] = static_cast<std::uint32_t>(parts[i].size());
+      bytes += parts[i].size();
+    }
+    head[5] = static_cast<std::uint32_t>(fixed.size());
+    const std::size_t at = raw.size();
+    raw.resize(at + 1 + 6 * 4 + fixed.size_bytes() + bytes);
+    char* w = raw.data() + at;
+    *w++ = 'R';
+    std::memcpy(w, head, 6 * 4);
+    w += 6 * 4;
+    std::memcpy(w, fixed.data(), fixed.size_bytes());
+    w += fixed.size_bytes();
+    for (const std::string_view part : parts) {
+      if (part.empty()) continue;
+      std::memcpy(w, part.data(), part.size());
+      w += part.size();
+    }
+    events += fixed.size();
+  }
+
+  // Appends the JSON lines of every record, in order, to `out`. `scratch` is a buffer
+  // kept by the caller between calls.
+  void format(std::string& out, std::string& scratch) const {
+    const char* p = raw.data();
+    const char* const end = p + raw.size();
+    auto u32 = [&p] {
+      std::uint32_t v;
+      std::memcpy(&v, p, 4);
+      p += 4;
+      return v;
+    };
+    while (p < end) {
+      if (*p++ == 'L') {
+        const std::uint32_t n = u32();
+        out.append(p, n);
+        p += n;
+        continue;
+      }
+      std::uint32_t len[5];
+      for (auto& l : len) l = u32();
+      const std::uint32_t n = u32();
+      const char* fixed = p;
+      p += std::size_t{n} * sizeof(const std::string*);
+      std::string_view field[5];
+      for (std::size_t i = 0; i < 5; ++i) {
+        field[i] = std::string_view(p, len[i]);
+        p += len[i];
+      }
+      AuditEvent e;
+      e.src = field[0];
+      e.method = field[1];
+      e.url = field[2];
+      e.host = field[3];
+      e.user_agent = field[4];
+      if (n > 1) {  // escape the request's fields once for all its events
+        scratch.clear();
+        authbypass::append_audit_request_fields(scratch, e);
+        e.request_json = scratch;
+      }
+      for (std::uint32_t k = 0; k < n; ++k) {
+        const std::string* text;
+        std::memcpy(&text, fixed + std::size_t{k} * sizeof text, sizeof text);
+        e.fixed_json = *text;
+        authbypass::append_audit_json(out, e, ts);
+      }
+    }
+  }
+
+  std::size_t events = 0;  // events recorded (a ready line counts as one)
+
+ private:
+  template <class T>
+  void put(T v) {
+    raw.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+
+  std::string raw;
+  std::vector<Table> tables;  // the tables the records point into
+  std::chrono::system_clock::time_point ts{};
+};
+
 class Helper {
  public:
   explicit Helper(const Options& o)
@@ -193,7 +323,7 @@ class Helper {
         source_(o.policy, std::chrono::milliseconds(o.check_interval_ms)),
         parser_(o.format, o.channel) {
     out_.reserve(kReadChunk);
-    audit_buf_.reserve(kReadChunk);
+    audit_.reserve(kReadChunk);
     pending_.reserve(4096);
   }
 
@@ -218,14 +348,14 @@ class Helper {
     }
     if (!opts_.audit_log.empty()) {
       std::string err;
-      if (!audit_.open_file(opts_.audit_log, &err)) {
+      if (!audit_log_.open_file(opts_.audit_log, &err)) {
         say(err + (opts_.require_audit ? " (--require-audit: no bypass until it works)"
                                        : " (audit events are lost)"));
         audit_failed_ = true;
         ++stats_.audit_errors;
       }
     }
-    if (opts_.syslog) audit_.enable_syslog("ext_authbypass_acl", opts_.syslog_facility);
+    if (opts_.syslog) audit_log_.enable_syslog("ext_authbypass_acl", opts_.syslog_facility);
     report(source_.reload());
     flush_audit();
   }
@@ -248,7 +378,7 @@ class Helper {
       }
       if (n == 0) break;
       housekeeping();
-      batch_time_ = std::chrono::system_clock::now();  // one clock read per batch:
+      batch_time_ = std::chrono::system_clock::now();               // one clock read per batch:
       today_ = std::chrono::floor<std::chrono::days>(batch_time_);  // the rules' day, UTC
       policy_ = source_.current();
       consume(std::string_view(buf, static_cast<std::size_t>(n)));
@@ -322,7 +452,7 @@ class Helper {
         timeout = static_cast<int>(std::clamp<long long>(left.count(), 0, interval));
       }
       int r = ::poll(&p, 1, timeout);
-      if (r != 0) return;  // input, EOF, error or a signal: let read() tell
+      if (r != 0) return;    // input, EOF, error or a signal: let read() tell
       if (!drain()) return;  // stdout is gone: the next write says so again
       housekeeping();
       flush_audit();
@@ -400,7 +530,7 @@ class Helper {
       g_hup = 0;
       drain();  // the writer thread is idle while the log is reopened
       std::string err;
-      if (!audit_.reopen(&err)) say(err);
+      if (!audit_log_.reopen(&err)) say(err);
       if (startup_error_.empty()) report(source_.reload());
       return;
     }
@@ -444,22 +574,27 @@ class Helper {
     if (o.kind == Kind::kLoaded) append_audit(e);
   }
 
+  // A policy event, stamped now (it may come while no batch is being served).
   void append_audit(const AuditEvent& e) {
-    if (!audit_.enabled()) return;
-    authbypass::append_audit_json(audit_buf_, e, batch_time_);
+    if (!audit_log_.enabled()) return;
+    std::string line;
+    authbypass::append_audit_json(line, e, std::chrono::system_clock::now());
+    audit_.add_line(line);
   }
 
   // Writes the batch's audit lines. When that fails, the failure is said once on stderr
   // and counted; with --require-audit the batch's OK answers become ERR (a bypass that is
   // not on record does not happen), and so do later ones until a write succeeds.
   void flush_audit() {
-    if (audit_buf_.empty()) return;
-    const bool ok = audit_.write(audit_buf_);
+    if (audit_.empty()) return;
+    audit_text_.clear();
+    audit_.format(audit_text_, request_json_);
+    const bool ok = audit_log_.write(audit_text_);
     const int err = errno;
     std::vector<std::string> refused;
     if (!ok && opts_.require_audit) refuse_ok_answers(out_, &refused);
     audit_written(ok, err, refused);
-    audit_buf_.clear();
+    audit_.clear();
   }
 
   // The bookkeeping of one audit write (here or on the writer thread): said once on
@@ -520,12 +655,12 @@ class Helper {
   // request in flight: latency matters) is written here, after any batch still being
   // written. False when stdout cannot be written.
   bool end_batch() {
-    if (audit_buf_.size() >= kOffloadAuditBytes && start_writer()) {
+    if (audit_.events >= kOffloadAuditEvents && start_writer()) {
       if (!drain()) return false;
       std::unique_lock lock(writer_mutex_);
-      job_audit_.swap(audit_buf_);
+      job_audit_.swap(audit_);
       job_out_.swap(out_);
-      audit_buf_.clear();
+      audit_.clear();
       out_.clear();
       job_ = true;
       lock.unlock();
@@ -579,8 +714,13 @@ class Helper {
       writer_cv_.wait(lock, [this] { return job_ || writer_stop_; });
       if (!job_) return;
       lock.unlock();
-      // The job's buffers and audit_ are this thread's until job_ is cleared.
-      const bool audit_ok = job_audit_.empty() || audit_.write(job_audit_);
+      // The job's buffers and audit_log_ are this thread's until job_ is cleared.
+      bool audit_ok = true;
+      if (!job_audit_.empty()) {
+        job_text_.clear();
+        job_audit_.format(job_text_, job_request_json_);
+        audit_ok = audit_log_.write(job_text_);
+      }
       const int err = errno;
       std::vector<std::string> refused;
       if (!audit_ok && opts_.require_audit) refuse_ok_answers(job_out_, &refused);
@@ -655,7 +795,7 @@ class Helper {
       }
       Decision d = policy_->decide(request_, today_);
       if (d.bypass() && opts_.require_audit && audit_failed_ && drain() &&
-          !audit_.reopen(nullptr)) {
+          !audit_log_.reopen(nullptr)) {
         squid::append_error(out_, parsed->channel, "audit log unwritable (--require-audit)");
         ++stats_.refused_unaudited;
         count_decision(Decision{});
@@ -663,7 +803,7 @@ class Helper {
       }
       squid::append_decision(out_, parsed->channel, d);
       count_decision(d);
-      if (audit_.enabled() && (d.bypass() || d.shadow_count > 0))
+      if (audit_log_.enabled() && (d.bypass() || d.shadow_count > 0))
         audit_decision(d, parsed->input.src);
     } catch (const std::exception& e) {
       squid::append_broken(out_, parsed ? parsed->channel : std::string_view(), "internal error");
@@ -672,59 +812,52 @@ class Helper {
     }
   }
 
+  // Records the request's bypass and shadow events: its fields are copied as they are,
+  // escaping and JSON are left to AuditRecords::format() (on the writer thread for a big
+  // batch).
   void audit_decision(const Decision& d, std::string_view src) {
-    AuditEvent e;
-    e.component = "helper";
-    e.policy_sha256 = policy_->sha256();
-    e.src = src;  // as Squid sent it (Request::parse checked it is an IP address)
-    e.method = request_.method;
-    e.url = request_.url;
-    e.host = request_.host;
-    e.user_agent = request_.user_agent;
-    if (d.bypass() + d.shadow_count > 1) {  // escape the request's fields once for all
-      request_json_.clear();
-      authbypass::append_audit_request_fields(request_json_, e);
-      e.request_json = request_json_;
-    }
-    if (d.bypass()) {
-      e.event = "bypass";
-      e.rule = d.rule->id;
-      e.owner = d.rule->owner;
-      e.ticket = d.rule->ticket;
-      e.fixed_json = fixed_json(e, *d.rule, false);
-      append_audit(e);
-    }
-    for (std::size_t i = 0; i < d.shadow_count; ++i) {
-      e.event = "shadow";
-      e.rule = d.shadow[i]->id;
-      e.owner = d.shadow[i]->owner;
-      e.ticket = d.shadow[i]->ticket;
-      e.fixed_json = fixed_json(e, *d.shadow[i], true);
-      append_audit(e);
-    }
+    const std::string* fixed[1 + authbypass::Decision::kMaxShadow];
+    std::size_t n = 0;
+    if (d.bypass()) fixed[n++] = fixed_fields(*d.rule, false);
+    for (std::size_t i = 0; i < d.shadow_count; ++i) fixed[n++] = fixed_fields(*d.shadow[i], true);
+    // src as Squid sent it (Request::parse checked it is an IP address)
+    audit_.add_request({src, request_.method, request_.url, request_.host, request_.user_agent},
+                       std::span(fixed, n), fixed_, batch_time_);
   }
 
   // The escaped component..policy_sha256 fields of a rule's bypass / shadow events, made
-  // once per rule and policy.
-  std::string_view fixed_json(const AuditEvent& e, const authbypass::Rule& r, bool shadow) {
-    if (fixed_policy_ != policy_->generation()) {
+  // once per rule and policy, in fixed_. A new policy gets a new table: records still to be
+  // formatted keep the old one alive. A filled entry never changes.
+  const std::string* fixed_fields(const authbypass::Rule& r, bool shadow) {
+    if (!fixed_ || fixed_policy_ != policy_->generation()) {
       fixed_policy_ = policy_->generation();
-      fixed_.assign(policy_->rules().size() * 2, std::string());
+      fixed_ = std::make_shared<std::vector<std::string>>(policy_->rules().size() * 2);
     }
-    std::string& slot = fixed_[r.index * 2 + (shadow ? 1 : 0)];
-    if (slot.empty()) slot = authbypass::audit_fixed_fields(e);
-    return slot;
+    std::string& text = (*fixed_)[r.index * 2 + (shadow ? 1 : 0)];
+    if (text.empty()) {
+      AuditEvent e;
+      e.component = "helper";
+      e.event = shadow ? "shadow" : "bypass";
+      e.rule = r.id;
+      e.owner = r.owner;
+      e.ticket = r.ticket;
+      e.policy_sha256 = policy_->sha256();
+      text = authbypass::audit_fixed_fields(e);
+    }
+    return &text;
   }
 
   const Options& opts_;
   PolicySource source_;
   squid::LineParser parser_;
-  AuditLog audit_;
+  AuditLog audit_log_;
+  AuditRecords audit_;                     // the batch's audit events, not yet formatted
+  std::string audit_text_, request_json_;  // flush_audit()'s buffers
   std::string startup_error_;
   std::shared_ptr<const Policy> policy_;
   authbypass::Date today_{};
   Request request_;
-  std::string out_, audit_buf_, pending_, prefix_;
+  std::string out_, pending_, prefix_;
   bool discarding_ = false;
   Stats stats_;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> hits_;
@@ -735,20 +868,20 @@ class Helper {
   std::chrono::steady_clock::time_point last_stats_{};
   bool audit_warned_ = false;
   bool audit_failed_ = false;
-  std::vector<std::string> fixed_;  // see fixed_json()
-  std::string request_json_;  // see audit_decision()
+  std::shared_ptr<std::vector<std::string>> fixed_;     // see fixed_fields()
+  std::uint64_t fixed_policy_ = 0;                      // the policy generation fixed_ is for
   std::chrono::system_clock::time_point batch_time_{};  // `ts` of the batch's audit events
   // The writer thread (end_batch): one batch at a time, handed over under writer_mutex_.
-  static constexpr std::size_t kOffloadAuditBytes = 16 * 1024;
+  static constexpr std::size_t kOffloadAuditEvents = 32;
   std::thread writer_;
   std::mutex writer_mutex_;
   std::condition_variable writer_cv_;
   bool job_ = false, job_done_ = false, writer_stop_ = false;
   bool job_audit_ok_ = true, job_out_ok_ = true;
   int job_errno_ = 0;
-  std::string job_audit_, job_out_;
+  AuditRecords job_audit_;
+  std::string job_out_, job_text_, job_request_json_;
   std::vector<std::string> job_refused_;
-  std::uint64_t fixed_policy_ = 0;  // the last open or write of the audit log failed
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 usage: helper_test.py CASE HELPER POLICY
 Each case starts the helper, talks to it like Squid does, and checks every answer.
 """
+import datetime
 import json
 import os
 import select
@@ -270,6 +271,7 @@ def case_reload():
 def case_audit():
     tmp = tempfile.mkdtemp(prefix="ab-helper-")
     audit = os.path.join(tmp, "audit.log")
+    started = time.time()
     h = Helper("--audit-log", audit, tmp=tmp)
     try:
         evil_ua = "Microsoft-CryptoAPI%2F10.0%22%2C%22event%22%3A%22forged%22%7D%E2%80%A8x"
@@ -295,6 +297,17 @@ def case_audit():
             fail(f"user_agent not kept verbatim: {b['user_agent']!r}")
         if "\u2028" in raw or len(b["policy_sha256"]) != 64:
             fail("raw U+2028 in the log, or no policy hash")
+        # Every event, the start-up policy_loaded included, is stamped with the time it
+        # happened (RFC 3339 UTC, ms), not a default or stale clock.
+        for e in ev:
+            ts = e.get("ts", "")
+            try:
+                when = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                    tzinfo=datetime.timezone.utc).timestamp()
+            except ValueError:
+                fail(f"{e['event']} event ts {ts!r} is not RFC 3339 UTC with ms")
+            if len(ts) != 24 or not started - 1 <= when <= time.time() + 1:
+                fail(f"{e['event']} event ts {ts!r} is not the time it happened")
     finally:
         h.kill()
 
@@ -434,9 +447,12 @@ def case_audit_batches():
     full disk every bypass refused and counted."""
     tmp = tempfile.mkdtemp(prefix="ab-helper-")
     lines, want = [], []
+    uas = {0: ("Microsoft-CryptoAPI%2F10.0", "Microsoft-CryptoAPI/10.0"),  # + a shadow event
+           3: ("x%22y%5Cz%C3%A9%E2%80%A8", 'x"y\\z\u00e9\u2028')}  # escaped in the JSON
     for i in range(40000):
         if i % 3 == 0:
-            lines.append(f"{i} 10.1.{i % 250}.{i % 7} GET http%3A%2F%2Fcrl.verisign.com%2Fp{i}.crl -")
+            ua = uas[i % 6][0]
+            lines.append(f"{i} 10.1.{i % 250}.{i % 7} GET http%3A%2F%2Fcrl.verisign.com%2Fp{i}.crl {ua}")
             want.append(f"{i} {OK_CRL}")
         else:
             lines.append(f"{i} " + WWW)
@@ -458,11 +474,20 @@ def case_audit_batches():
     if got != want:
         bad = next(i for i, (a, b) in enumerate(zip(got + [""] * len(want), want)) if a != b)
         fail(f"{len(got)} answers; first difference at {bad}: {got[bad:bad+1]} vs {want[bad]!r}")
-    ev = [e for e in audit_lines(audit) if e["event"] == "bypass"]
-    urls = [e["url"] for e in ev]
-    expect = [f"http://crl.verisign.com/p{i}.crl" for i in range(0, 40000, 3)]
-    if urls != expect:
-        fail(f"{len(urls)} bypass events, expected {len(expect)} in request order")
+    ev = [(e["event"], e["url"], e["user_agent"], e["src"]) for e in audit_lines(audit)
+          if e["event"] != "policy_loaded"]
+    expect_ev = []
+    for i in range(0, 40000, 3):
+        req = (f"http://crl.verisign.com/p{i}.crl", uas[i % 6][1], f"10.1.{i % 250}.{i % 7}")
+        expect_ev.append(("bypass", *req))
+        if i % 6 == 0:
+            expect_ev.append(("shadow", *req))
+    if ev != expect_ev:
+        bad = next(i for i, (a, b) in enumerate(zip(ev + [()] * len(expect_ev), expect_ev))
+                   if a != b)
+        fail(f"{len(ev)} audit events, expected {len(expect_ev)}; first difference at {bad}: "
+             f"{ev[bad:bad+1]} vs {expect_ev[bad]}")
+    expect = [e for e in expect_ev if e[0] == "bypass"]
 
     stats = os.path.join(tmp, "stats.json")
     got, err = run("--audit-log", "/dev/full", "--require-audit", "--stats-file", stats)
