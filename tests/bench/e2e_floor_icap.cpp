@@ -16,6 +16,16 @@
 //                                       serves until SIGTERM/SIGINT, then prints the
 //                                       transaction counts on stderr.
 //
+// Probe options (tests/bench/e2e_icap_probe.py; each makes the floor look more like
+// c-icap + srv_authbypass in one respect, to see what that respect costs Squid):
+//   --via TEXT         add "Via: TEXT" to the adapted request, as c-icap does
+//   --burn-us N        spin N microseconds of CPU per REQMOD before answering
+//   --cicap-options    advertise what c-icap does for srv_authbypass in OPTIONS
+//                      (Preview: 1024, Transfer-Preview: *, X-Include: X-Client-IP,
+//                      X-Authenticated-User, Max-Connections: 20)
+//   --options-header L add header line L to the OPTIONS answer (repeatable)
+//   --max-conn N       advertise Max-Connections: N (default 1000)
+//
 //     g++ -O2 -std=c++17 -o e2e_floor_icap tests/bench/e2e_floor_icap.cpp
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -30,6 +40,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <string>
 #include <unordered_map>
@@ -94,15 +105,30 @@ std::size_t chunked_len(const std::string& s, std::size_t from) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string secret;
+  std::string secret, via;
+  long burn_us = 0;
+  bool cicap_options = false;
+  std::string options_extra, max_conn = "1000";
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--secret-file") == 0 && i + 1 < argc) {
+    if (std::strcmp(argv[i], "--via") == 0 && i + 1 < argc) {
+      via = std::string("Via: ") + argv[++i] + "\r\n";
+    } else if (std::strcmp(argv[i], "--burn-us") == 0 && i + 1 < argc) {
+      burn_us = std::strtol(argv[++i], nullptr, 10);
+    } else if (std::strcmp(argv[i], "--options-header") == 0 && i + 1 < argc) {
+      options_extra += std::string(argv[++i]) + "\r\n";
+    } else if (std::strcmp(argv[i], "--max-conn") == 0 && i + 1 < argc) {
+      max_conn = argv[++i];
+    } else if (std::strcmp(argv[i], "--cicap-options") == 0) {
+      cicap_options = true;
+    } else if (std::strcmp(argv[i], "--secret-file") == 0 && i + 1 < argc) {
       std::ifstream f(argv[++i]);
       std::getline(f, secret);
       while (!secret.empty() && std::isspace(static_cast<unsigned char>(secret.back())))
         secret.pop_back();
     } else {
-      std::fprintf(stderr, "usage: e2e_floor_icap --secret-file FILE\n");
+      std::fprintf(stderr, "usage: e2e_floor_icap --secret-file FILE [--via TEXT]"
+                           " [--burn-us N] [--cicap-options] [--options-header L]"
+                           " [--max-conn N]\n");
       return 2;
     }
   }
@@ -227,7 +253,12 @@ int main(int argc, char** argv) {
           c.in.erase(0, start);
           ++options;
           c.out += "ICAP/1.0 200 OK\r\nMethods: REQMOD\r\nService: authbypass floor\r\n" + istag +
-                   "Max-Connections: 1000\r\nOptions-TTL: 3600\r\nAllow: 204\r\n"
+                   (cicap_options ? "Max-Connections: 20\r\nPreview: 1024\r\n"
+                                    "Transfer-Preview: *\r\n"
+                                    "X-Include: X-Client-IP, X-Authenticated-User\r\n"
+                                  : "Max-Connections: " + max_conn + "\r\n") +
+                   options_extra +
+                   "Options-TTL: 3600\r\nAllow: 204\r\n"
                    "X-Floor-Reqmods: " + std::to_string(reqmods) +
                    "\r\nEncapsulated: null-body=0\r\n" +
                    (wants_close ? "Connection: close\r\n" : "") + "\r\n";
@@ -249,8 +280,17 @@ int main(int argc, char** argv) {
             body_len = chunked_len(c.in, start + static_cast<std::size_t>(body));
             if (body_len == std::string::npos) break;
           }
+          if (burn_us > 0) {
+            timespec t0{}, t1{};
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+            do {
+              clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+            } while ((t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000 <
+                     burn_us);
+          }
           // the HTTP header block ends with CRLF CRLF: the mark goes before the last CRLF
           std::string http = c.in.substr(start, static_cast<std::size_t>(body) - 2);
+          http += via;
           http += mark;
           http += "\r\n";
           c.out += "ICAP/1.0 200 OK\r\n" + istag + "Encapsulated: req-hdr=0, " +
