@@ -15,6 +15,7 @@
 #include <cstring>
 #include <ctime>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
@@ -187,6 +188,41 @@ bool write_all(int fd, std::string_view data) {
   return true;
 }
 
+// Bytes appended without the zero fill of std::string::resize.
+class ByteBuffer {
+ public:
+  bool empty() const { return size_ == 0; }
+  std::size_t size() const { return size_; }
+  const char* data() const { return data_.get(); }
+  void clear() { size_ = 0; }
+  void swap(ByteBuffer& o) noexcept {
+    data_.swap(o.data_);
+    std::swap(size_, o.size_);
+    std::swap(cap_, o.cap_);
+  }
+  void reserve(std::size_t n) {
+    if (n <= cap_) return;
+    auto bigger = std::make_unique_for_overwrite<char[]>(n);
+    if (size_ != 0) std::memcpy(bigger.get(), data_.get(), size_);
+    data_ = std::move(bigger);
+    cap_ = n;
+  }
+  // Room for n more bytes at the end, which the caller fills at once.
+  char* extend(std::size_t n) {
+    if (size_ + n > cap_) reserve(std::max(size_ + n, cap_ * 2));
+    char* w = data_.get() + size_;
+    size_ += n;
+    return w;
+  }
+  void append(const void* p, std::size_t n) {
+    if (n != 0) std::memcpy(extend(n), p, n);
+  }
+
+ private:
+  std::unique_ptr<char[]> data_;
+  std::size_t size_ = 0, cap_ = 0;
+};
+
 // A batch's audit events as compact records. The main thread only copies each request's
 // fields; format() escapes them and makes the JSON lines (DESIGN §5), on the writer thread
 // when the batch is big. A record is a kind byte, then for 'L' (a ready line) a u32 length
@@ -219,7 +255,7 @@ class AuditRecords {
   void add_line(std::string_view line) {
     put('L');
     put(static_cast<std::uint32_t>(line.size()));
-    raw.append(line);
+    raw.append(line.data(), line.size());
     ++events;
   }
 
@@ -239,9 +275,7 @@ class AuditRecords {
       bytes += parts[i].size();
     }
     head[5] = static_cast<std::uint32_t>(fixed.size());
-    const std::size_t at = raw.size();
-    raw.resize(at + 1 + 6 * 4 + fixed.size_bytes() + bytes);
-    char* w = raw.data() + at;
+    char* w = raw.extend(1 + 6 * 4 + fixed.size_bytes() + bytes);
     *w++ = 'R';
     std::memcpy(w, head, 6 * 4);
     w += 6 * 4;
@@ -308,10 +342,10 @@ class AuditRecords {
  private:
   template <class T>
   void put(T v) {
-    raw.append(reinterpret_cast<const char*>(&v), sizeof v);
+    raw.append(&v, sizeof v);
   }
 
-  std::string raw;
+  ByteBuffer raw;
   std::vector<Table> tables;  // the tables the records point into
   std::chrono::system_clock::time_point ts{};
 };
@@ -364,6 +398,7 @@ class Helper {
   int run() {
     char buf[kReadChunk];
     for (;;) {
+      if (!release_if_idle()) return 1;
       wait_for_input();
       ssize_t n = ::read(0, buf, sizeof buf);
       if (n < 0) {
@@ -392,9 +427,9 @@ class Helper {
       } else {
         answer(pending_);
       }
-      flush_audit();
-      write_all(1, out_);
     }
+    flush_audit();  // and the answers held back, if any
+    write_all(1, out_);
     maybe_write_stats(true);
     return 0;
   }
@@ -651,27 +686,55 @@ class Helper {
 
   // Ends a batch: its audit lines, then its answers (a bypass is on record before Squid
   // acts on it). A big batch with audit lines goes to the writer thread, so that the next
-  // batch is parsed while the kernel copies this one's audit lines; a small one (one
-  // request in flight: latency matters) is written here, after any batch still being
-  // written. False when stdout cannot be written.
+  // batch is parsed while this one's audit lines are formatted and written; a small one
+  // (one request in flight: latency matters) is written here, after any batch still being
+  // written. Under heavy load (input waiting: see release_if_idle()) a big batch is held
+  // back and joined by the next ones while the writer is busy or until kHandOffEvents,
+  // so that the writer is woken once for several reads. False when stdout cannot be
+  // written.
   bool end_batch() {
     if (audit_.events >= kOffloadAuditEvents && start_writer()) {
-      if (!drain()) return false;
-      std::unique_lock lock(writer_mutex_);
-      job_audit_.swap(audit_);
-      job_out_.swap(out_);
-      audit_.clear();
-      out_.clear();
-      job_ = true;
-      lock.unlock();
-      writer_cv_.notify_all();
-      return true;
+      if (out_.size() < kMaxHeldBytes) {
+        if (audit_.events < kHandOffEvents) return true;
+        std::lock_guard lock(writer_mutex_);
+        if (job_) return true;  // the writer is still at the last one
+      }
+      return hand_over();
     }
     if (!drain()) return false;
     flush_audit();
     const bool ok = write_all(1, out_);
     out_.clear();
     return ok;
+  }
+
+  // Before the helper waits for input: answers held back by end_batch() are released
+  // (handed to the writer, or written here) unless more input is waiting already.
+  bool release_if_idle() {
+    if (out_.empty() && audit_.empty()) return true;
+    pollfd p{0, POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0) return true;  // more lines at once: they join the held ones
+    if (audit_.events >= kOffloadAuditEvents && writer_.joinable()) return hand_over();
+    if (!drain()) return false;
+    flush_audit();
+    const bool ok = write_all(1, out_);
+    out_.clear();
+    return ok;
+  }
+
+  // Gives the held audit records and answers to the writer thread (after its last job).
+  bool hand_over() {
+    if (!drain()) return false;
+    {
+      std::lock_guard lock(writer_mutex_);
+      job_audit_.swap(audit_);
+      job_out_.swap(out_);
+      audit_.clear();
+      out_.clear();
+      job_ = true;
+    }
+    writer_cv_.notify_all();
+    return true;
   }
 
   // Waits for the writer thread's batch, if any, and does its bookkeeping. False when
@@ -873,6 +936,8 @@ class Helper {
   std::chrono::system_clock::time_point batch_time_{};  // `ts` of the batch's audit events
   // The writer thread (end_batch): one batch at a time, handed over under writer_mutex_.
   static constexpr std::size_t kOffloadAuditEvents = 32;
+  static constexpr std::size_t kHandOffEvents = 1024;                 // see end_batch()
+  static constexpr std::size_t kMaxHeldBytes = std::size_t{1} << 20;  // of answers held back
   std::thread writer_;
   std::mutex writer_mutex_;
   std::condition_variable writer_cv_;

@@ -504,8 +504,48 @@ def case_audit_batches():
         fail(f"no stderr report: {err[-300:]}")
 
 
+
+def case_audit_bursts():
+    """Bursts of requests on a pipe that stays open: the answers a heavy batch holds back
+    for the audit writer come out without more input, in order, each bypass on record."""
+    import threading
+    tmp = tempfile.mkdtemp(prefix="ab-helper-")
+    audit = os.path.join(tmp, "audit.log")
+    h = Helper("--audit-log", audit, tmp=tmp)
+    try:
+        n = 0
+        expect_urls = []
+        for burst in (40, 700, 3000, 9000, 1):
+            lines, want = [], []
+            for _ in range(burst):
+                if n % 2 == 0:
+                    lines.append(f"{n} 10.1.{n % 250}.9 GET http%3A%2F%2Fcrl.verisign.com%2Fb{n}.crl "
+                                 "Microsoft-CryptoAPI%2F10.0")
+                    want.append(f"{n} {OK_CRL}")
+                    expect_urls.append(f"http://crl.verisign.com/b{n}.crl")
+                else:
+                    lines.append(f"{n} " + WWW)
+                    want.append(f"{n} ERR")
+                n += 1
+            data = ("\n".join(lines) + "\n").encode()
+            sender = threading.Thread(target=h.send, args=(data,))
+            sender.start()
+            got = [h.readline(timeout=20) for _ in want]
+            sender.join()
+            if got != want:
+                bad = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
+                fail(f"burst of {burst}: answer {bad} is {got[bad]!r}, expected {want[bad]!r}")
+        h.close(0)
+        urls = [e["url"] for e in audit_lines(audit) if e["event"] == "bypass"]
+        if urls != expect_urls:
+            fail(f"{len(urls)} bypass events, expected {len(expect_urls)} in request order")
+    finally:
+        h.kill()
+
+
 CASES = {
     "audit_batches": case_audit_batches,
+    "audit_bursts": case_audit_bursts,
     "audit_failure": case_audit_failure,
     "rotate": case_rotate,
     "stats": case_stats,
