@@ -701,11 +701,7 @@ class Helper {
       }
       return hand_over();
     }
-    if (!drain()) return false;
-    flush_audit();
-    const bool ok = write_all(1, out_);
-    out_.clear();
-    return ok;
+    return write_inline();
   }
 
   // Before the helper waits for input: answers held back by end_batch() are released
@@ -715,6 +711,11 @@ class Helper {
     pollfd p{0, POLLIN, 0};
     if (::poll(&p, 1, 0) > 0) return true;  // more lines at once: they join the held ones
     if (audit_.events >= kOffloadAuditEvents && writer_.joinable()) return hand_over();
+    return write_inline();
+  }
+
+  // Writes the audit lines and answers here, after the writer thread's last job.
+  bool write_inline() {
     if (!drain()) return false;
     flush_audit();
     const bool ok = write_all(1, out_);

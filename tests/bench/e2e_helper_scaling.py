@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import os
 import random
 import shutil
@@ -252,14 +251,7 @@ def main() -> int:
                     origin.kill()
                     origin.wait(5)
             shutil.rmtree(tmp, ignore_errors=True)
-    res["load_end"] = os.getloadavg()
-    res["total_s"] = time.monotonic() - t0
-    with open(args.json, "w") as f:
-        json.dump(res, f, indent=1)
-    for e in res["errors"]:
-        log("ERROR " + e)
-    log(f"wrote {args.json} ({res['total_s']:.0f} s)")
-    return 1 if res["errors"] else 0
+    return e2e.write_results(res, args.json, t0)
 
 
 if __name__ == "__main__":

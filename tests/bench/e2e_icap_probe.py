@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import shutil
@@ -63,7 +62,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from e2e_squid import (BYPASS_URLS, CPU_UA, BenchCIcap, BenchLab, FloorIcap,  # noqa: E402
-                       icap_dropins, prefilter_lines, proc_cpu_ticks, run_wrk, wrk_script)
+                       icap_dropins, prefilter_lines, proc_cpu_ticks, run_wrk, wrk_script,
+                       write_results)
 from squidlab import SquidLab  # noqa: E402
 
 CICAP_VIA = ("ICAP/1.0 {host} (C-ICAP/0.5.10 authbypass: checks what passes through the "
@@ -345,14 +345,7 @@ def main() -> int:
                     log(f"perf {name}: {args.perf_dir}/{name}.*.txt")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    res["load_end"] = os.getloadavg()
-    res["total_s"] = time.monotonic() - t0
-    with open(args.json, "w") as f:
-        json.dump(res, f, indent=1)
-    for e in res["errors"]:
-        log("ERROR " + e)
-    log(f"wrote {args.json} ({res['total_s']:.0f} s)")
-    return 1 if res["errors"] else 0
+    return write_results(res, args.json, t0)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,19 @@ def log(msg: str):
     print(f"e2e_squid: {msg}", file=sys.stderr, flush=True)
 
 
+def write_results(res: dict, path: str, t0: float) -> int:
+    """Ends a run: load and duration into `res`, `res` to the JSON file `path`, its errors
+    said; the exit status (1 if any error)."""
+    res["load_end"] = os.getloadavg()
+    res["total_s"] = time.monotonic() - t0
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    for e in res["errors"]:
+        log("ERROR " + e)
+    log(f"wrote {path} ({res['total_s']:.0f} s)")
+    return 1 if res["errors"] else 0
+
+
 def lua_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -825,14 +838,7 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     if floor_icap is not None and floor_icap.log:  # its counts, written when it stopped
         res["floor_icap_log"] = floor_icap.log
-    res["load_end"] = os.getloadavg()
-    res["total_s"] = time.monotonic() - t0
-    with open(args.json, "w") as f:
-        json.dump(res, f, indent=1)
-    for e in res["errors"]:
-        log("ERROR " + e)
-    log(f"wrote {args.json} ({res['total_s']:.0f} s)")
-    return 1 if res["errors"] else 0
+    return write_results(res, args.json, t0)
 
 
 if __name__ == "__main__":
