@@ -53,6 +53,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "authbypass/audit.h"
@@ -185,6 +186,25 @@ int argc_of(const char** argv) {
   return n;
 }
 
+// A directive that takes one word among `choices`: its value into *out (1), or the
+// directive refused with the choices named (0).
+template <class T, std::size_t N>
+int choose_one(const char* directive, const char** argv,
+               const std::pair<std::string_view, T> (&choices)[N], T* out) {
+  const std::string_view v = argc_of(argv) == 1 ? argv[0] : "";
+  std::string names;
+  for (std::size_t i = 0; i < N; ++i) {
+    if (v == choices[i].first) {
+      *out = choices[i].second;
+      return 1;
+    }
+    names += i == 0 ? "'" : i + 1 == N ? " or '" : ", '";
+    names.append(choices[i].first) += '\'';
+  }
+  log_msg(1, std::string(directive) + " must be " + names);
+  return 0;
+}
+
 extern "C" int cfg_policy(const char* directive, const char** argv, void*) {
   if (argc_of(argv) != 1) {
     log_msg(1, std::string(directive) + " needs one argument: the policy file");
@@ -228,16 +248,9 @@ extern "C" int cfg_syslog(const char* directive, const char** argv, void*) {
 }
 
 extern "C" int cfg_verify(const char* directive, const char** argv, void*) {
-  std::string_view v = argc_of(argv) == 1 ? argv[0] : "";
-  if (v == "full") {
-    g_config.mode = VerifyMode::kFull;
-  } else if (v == "preview") {
-    g_config.mode = VerifyMode::kPreview;
-  } else {
-    log_msg(1, std::string(directive) + " must be 'full' or 'preview'");
-    return 0;
-  }
-  return 1;
+  static constexpr std::pair<std::string_view, VerifyMode> kModes[] = {
+      {"full", VerifyMode::kFull}, {"preview", VerifyMode::kPreview}};
+  return choose_one(directive, argv, kModes, &g_config.mode);
 }
 
 // authbypass.MaxBodySize SIZE          every kind's cap (OCSP, certificates, CRLs, CTLs)
@@ -276,18 +289,11 @@ extern "C" int cfg_max_body_size(const char* directive, const char** argv, void*
 
 // authbypass.Mode verify|decide|both
 extern "C" int cfg_mode(const char* directive, const char** argv, void*) {
-  std::string_view v = argc_of(argv) == 1 ? argv[0] : "";
-  if (v == "verify") {
-    g_config.service_mode = ServiceMode::kVerify;
-  } else if (v == "decide") {
-    g_config.service_mode = ServiceMode::kDecide;
-  } else if (v == "both") {
-    g_config.service_mode = ServiceMode::kBoth;
-  } else {
-    log_msg(1, std::string(directive) + " must be 'verify', 'decide' or 'both'");
-    return 0;
-  }
-  return 1;
+  static constexpr std::pair<std::string_view, ServiceMode> kModes[] = {
+      {"verify", ServiceMode::kVerify},
+      {"decide", ServiceMode::kDecide},
+      {"both", ServiceMode::kBoth}};
+  return choose_one(directive, argv, kModes, &g_config.service_mode);
 }
 
 // authbypass.SharedSecretFile FILE: read (and checked) in post_init, as c-icap's User.
@@ -722,9 +728,9 @@ struct Txn {
 
   // Decision mode (REQMOD in Mode decide|both).
   bool decide = false;
-  bool strip_marks = false;      // remove client-sent X-Authbypass lines
-  std::string mark;              // the header line to add; empty: none
-  bool edited = false;           // apply_edits() ran
+  bool strip_marks = false;          // remove client-sent X-Authbypass lines
+  std::string mark;                  // the header line to add; empty: none
+  bool edited = false;               // apply_edits() ran
   std::vector<const Rule*> shadows;  // shadow matches, audited (rules live in `policy`)
 
   // Body bytes not yet sent: buf[off..].
@@ -934,8 +940,9 @@ void classify_decide(ci_request_t* req, Txn& t) {
       for (std::size_t i = 0; i < d.shadow_count; ++i) t.shadows.push_back(d.shadow[i]);
       if (!d.bypass() && t.src.empty() && policy_uses_src(*t.policy, today) &&
           !g_warned_no_client_ip.exchange(true)) {
-        log_msg(1, "no X-Client-IP from Squid (icap_send_client_ip on): rules with src never "
-                   "bypass");
+        log_msg(1,
+                "no X-Client-IP from Squid (icap_send_client_ip on): rules with src never "
+                "bypass");
       }
     }
   }
@@ -995,8 +1002,9 @@ void classify(ci_request_t* req, Txn& t) {
     }
     if (t.state->config().service_mode == ServiceMode::kDecide) {
       if (!g_warned_respmod_decide.exchange(true)) {
-        log_msg(1, "RESPMOD request in authbypass.Mode decide: answered 204, not verified "
-                   "(use authbypass.Mode both to verify responses)");
+        log_msg(1,
+                "RESPMOD request in authbypass.Mode decide: answered 204, not verified "
+                "(use authbypass.Mode both to verify responses)");
       }
       t.action = Action::kAllow;
       return;
@@ -1316,7 +1324,8 @@ extern "C" int svc_post_init_service(ci_service_xdata_t*, struct ci_server_conf*
       // c-icap marks the service failed and answers 500 for it: Squid never gets a mark
       // (bypass=0: an ICAP error; bypass=1: no adaptation, so authentication).
       log_msg(1, "NOT STARTED (authbypass.Mode " + std::string(mode_name(g_config.service_mode)) +
-                     "): " + err + ". The service answers every request with an ICAP error "
+                     "): " + err +
+                     ". The service answers every request with an ICAP error "
                      "until this is fixed and c-icap restarted.");
       return CI_ERROR;
     }

@@ -580,7 +580,8 @@ def main(argv) -> int:
         checks.failures.append(f"lab error (directives): {e}")
     finally:
         ic3.stop()
-    for bad in ("authbypass.Verify sometimes", "authbypass.MaxBodySize crl lots",
+    for bad in ("authbypass.Verify sometimes", "authbypass.Verify", "authbypass.Mode sometimes",
+                "authbypass.Mode verify decide", "authbypass.MaxBodySize crl lots",
                 "authbypass.MaxBodySize pdf 1M", "authbypass.MaxBodySize crl 1M 2M"):
         ic4 = CIcap(module, policy_file2.name, extra_conf=bad + "\n")
         try:
