@@ -37,6 +37,7 @@ using authbypass::Decision;
 using authbypass::Policy;
 using authbypass::PolicySource;
 using authbypass::Request;
+using authbypass::write_all;
 namespace squid = authbypass::squid;
 
 volatile sig_atomic_t g_hup = 0;
@@ -172,18 +173,6 @@ bool parse_args(int argc, char** argv, Options& o, std::string* error, bool* don
   if (o.policy.empty()) {
     *error = "--policy FILE is required";
     return false;
-  }
-  return true;
-}
-
-bool write_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
   }
   return true;
 }

@@ -7,8 +7,8 @@
 #include <array>
 #include <bit>
 #include <cerrno>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -26,35 +26,6 @@ void append_u_escape(std::string& out, unsigned cp) {
   out += kHex[(cp >> 8) & 15];
   out += kHex[(cp >> 4) & 15];
   out += kHex[cp & 15];
-}
-
-// Length of the valid UTF-8 sequence at s[i] (>= 2), or 0 if it is not one.
-std::size_t utf8_sequence(std::string_view s, std::size_t i, unsigned& cp) {
-  auto c = static_cast<unsigned char>(s[i]);
-  std::size_t len = 0;
-  if (c >= 0xc2 && c <= 0xdf) {
-    len = 2;
-    cp = c & 0x1f;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    len = 3;
-    cp = c & 0x0f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  for (std::size_t k = 1; k < len; ++k) {
-    auto cc = static_cast<unsigned char>(s[i + k]);
-    if ((cc & 0xc0) != 0x80) return 0;
-    cp = (cp << 6) | (cc & 0x3f);
-  }
-  if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-      (cp >= 0xd800 && cp <= 0xdfff)) {
-    return 0;
-  }
-  return len;
 }
 
 // Index of the first byte of s[0..n) a JSON string cannot hold as is: '"', '\\', a
@@ -113,18 +84,6 @@ void number(std::string& out, std::string_view name, std::int64_t value) {
   out += std::to_string(value);
 }
 
-bool write_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return true;
-}
-
 }  // namespace
 
 void append_json_string(std::string& out, std::string_view s) {
@@ -164,8 +123,8 @@ void append_json_string(std::string& out, std::string_view s) {
       ++i;
       continue;
     }
-    unsigned cp = 0;
-    std::size_t len = utf8_sequence(s, i, cp);
+    std::uint32_t cp = 0;
+    std::size_t len = text::utf8_sequence(s, i, &cp);
     if (len == 0) {
       append_u_escape(out, 0xfffd);  // invalid byte: replaced, never copied
       ++i;
@@ -245,8 +204,8 @@ void append_audit_json(std::string& out, const AuditEvent& e,
   const bool have_request = !e.request_json.empty();
   auto skipped = [&](std::size_t i) { return have_request && i >= 1 && i <= 5; };
   bool plain = !e.fixed_json.empty() && e.status < 0 && e.bytes < 0;
-  std::size_t total = 8 + second_text.size() + sizeof stamp + e.fixed_json.size() + 2 +
-                      e.request_json.size();
+  std::size_t total =
+      8 + second_text.size() + sizeof stamp + e.fixed_json.size() + 2 + e.request_json.size();
   for (std::size_t i = 0; i < std::size(fields) && plain; ++i) {
     const auto& [key, value] = fields[i];
     if (value.empty() || skipped(i)) continue;
@@ -297,6 +256,18 @@ void append_audit_json(std::string& out, const AuditEvent& e,
   field(out, fields[7].first, fields[7].second);
   field(out, fields[8].first, fields[8].second);
   out += "}\n";
+}
+
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
 }
 
 AuditLog::~AuditLog() {

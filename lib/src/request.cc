@@ -53,27 +53,6 @@ constexpr std::array<std::uint8_t, 256> kHostClass = [] {
   return t;
 }();
 
-// Percent-decodes `in` once into `out`. False on a malformed escape or %00.
-bool percent_decode(std::string_view in, std::string& out) {
-  out.resize(in.size());
-  std::size_t w = 0;
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    char c = in[i];
-    if (c == '%') {
-      if (i + 2 >= in.size()) return false;
-      int hi = text::hex_value(in[i + 1]);
-      int lo = text::hex_value(in[i + 2]);
-      if (hi < 0 || lo < 0) return false;
-      c = static_cast<char>(hi * 16 + lo);
-      if (c == '\0') return false;
-      i += 2;
-    }
-    out[w++] = c;
-  }
-  out.resize(w);
-  return true;
-}
-
 // RFC 3986 §5.2.4 on an absolute path, in place.
 void remove_dot_segments(std::string& p) {
   std::size_t w = 0;
@@ -157,8 +136,7 @@ bool Request::parse_plain_url(std::string_view u) {
     i = h0 + hs.end;
     if (i < n && b[i] != '/') return false;
     dots = hs.dots;
-    if (hs.end == 0 || (dots & 1) != 0 || (dots & (dots >> 1)) != 0 ||
-        (dots >> (hs.end - 1)) != 0)
+    if (hs.end == 0 || (dots & 1) != 0 || (dots & (dots >> 1)) != 0 || (dots >> (hs.end - 1)) != 0)
       return false;
     const std::size_t last = dots == 0 ? 0 : 64 - static_cast<std::size_t>(__builtin_clzll(dots));
     if (text::is_digit(u[h0 + last])) return false;
@@ -244,9 +222,9 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
   };
 
   // Method: an HTTP token, compared case-sensitively.
-  const bool method_ok = !in.method.empty() && in.method.size() <= kMaxMethodLength &&
-                         std::all_of(in.method.begin(), in.method.end(),
-                                     [](char c) { return kTokenChars.has(c); });
+  const bool method_ok =
+      !in.method.empty() && in.method.size() <= kMaxMethodLength &&
+      std::all_of(in.method.begin(), in.method.end(), [](char c) { return kTokenChars.has(c); });
   if (!method_ok) {
     method.clear();
     method_bit = 0;
@@ -362,7 +340,7 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
       // '?', '#' or ';' (split off above), so only '\\' can make it unmatchable.
       match_path_ok = path.find('\\') == std::string::npos;
       if (match_path_ok) text::lower_into(path, match_path);
-    } else if (percent_decode(path, match_path)) {
+    } else if (text::percent_decode(path, match_path, /*allow_nul=*/false)) {
       match_path_ok = true;
       for (char& c : match_path) {
         auto uc = static_cast<unsigned char>(c);

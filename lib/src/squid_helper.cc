@@ -314,57 +314,18 @@ std::string Format::to_string() const {
 }
 
 bool rfc1738_unescape(std::string_view in, std::string& out) {
-  out.resize(in.size());
-  std::size_t w = 0;
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    char c = in[i];
-    if (c == '%') {
-      if (i + 2 >= in.size()) return false;
-      int hi = text::hex_value(in[i + 1]);
-      int lo = text::hex_value(in[i + 2]);
-      if (hi < 0 || lo < 0) return false;
-      c = static_cast<char>(hi * 16 + lo);
-      i += 2;
-    }
-    out[w++] = c;
-  }
-  out.resize(w);
-  return true;
+  return text::percent_decode(in, out, /*allow_nul=*/true);
 }
 
 bool valid_utf8(std::string_view s) {
-  std::size_t i = 0;
-  const std::size_t n = s.size();
-  while (i < n) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
+  for (std::size_t i = 0; i < s.size();) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
       ++i;
       continue;
     }
-    std::size_t len = 0;
     std::uint32_t cp = 0;
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > n) return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff)) {
-      return false;
-    }
+    const std::size_t len = text::utf8_sequence(s, i, &cp);
+    if (len == 0) return false;
     i += len;
   }
   return true;
@@ -378,15 +339,32 @@ LineParser::LineParser(Format format, ChannelMode mode) : format_(std::move(form
   for (std::size_t k = 0; k < format_.tokens.size() && k < kMaxLineFields; ++k) {
     Role r = Role::kSrc;
     switch (format_.tokens[k]) {
-      case Token::kSrc: r = Role::kSrc; break;
-      case Token::kMethod: r = Role::kMethod; break;
-      case Token::kUri: r = Role::kUri; break;
-      case Token::kUriEsc: r = Role::kUri; uri_escaped_ = true; break;
+      case Token::kSrc:
+        r = Role::kSrc;
+        break;
+      case Token::kMethod:
+        r = Role::kMethod;
+        break;
+      case Token::kUri:
+        r = Role::kUri;
+        break;
+      case Token::kUriEsc:
+        r = Role::kUri;
+        uri_escaped_ = true;
+        break;
       case Token::kUserAgent:
-      case Token::kUserAgentEsc: r = Role::kUa; break;
-      case Token::kPath: r = Role::kPath; break;
-      case Token::kDomain: r = Role::kDomain; break;
-      case Token::kPort: r = Role::kPort; break;
+      case Token::kUserAgentEsc:
+        r = Role::kUa;
+        break;
+      case Token::kPath:
+        r = Role::kPath;
+        break;
+      case Token::kDomain:
+        r = Role::kDomain;
+        break;
+      case Token::kPort:
+        r = Role::kPort;
+        break;
     }
     roles_[static_cast<std::size_t>(r)] = static_cast<std::int8_t>(k);
   }
@@ -460,8 +438,8 @@ const ParsedLine& LineParser::parse(std::string_view line) {
     return k < 0 ? std::string_view{} : fields_[first + static_cast<std::size_t>(k)];
   };
   std::string_view src = field(Role::kSrc), method = field(Role::kMethod), uri = field(Role::kUri),
-                   ua = field(Role::kUa), path = field(Role::kPath),
-                   domain = field(Role::kDomain), port = field(Role::kPort);
+                   ua = field(Role::kUa), path = field(Role::kPath), domain = field(Role::kDomain),
+                   port = field(Role::kPort);
   const bool uri_escaped = uri_escaped_;
   if (method == "-" || method.empty()) {
     out_.error = "no method";

@@ -36,6 +36,59 @@ constexpr bool is_ctl(unsigned char c) {
   return c < 0x20 || c == 0x7f;
 }
 
+// Length (2-4) of the well-formed UTF-8 sequence at s[i], with its code point in *cp: no
+// overlong form, surrogate or value over U+10FFFF. 0 if there is none there (also for ASCII).
+inline std::size_t utf8_sequence(std::string_view s, std::size_t i, std::uint32_t* cp) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  std::size_t len = 0;
+  std::uint32_t v = 0;
+  if (c >= 0xc2 && c <= 0xdf) {
+    len = 2;
+    v = c & 0x1f;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    len = 3;
+    v = c & 0x0f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    len = 4;
+    v = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  for (std::size_t k = 1; k < len; ++k) {
+    const auto cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc & 0xc0) != 0x80) return 0;
+    v = (v << 6) | (cc & 0x3f);
+  }
+  if ((len == 3 && v < 0x800) || (len == 4 && (v < 0x10000 || v > 0x10ffff)) ||
+      (v >= 0xd800 && v <= 0xdfff))
+    return 0;
+  *cp = v;
+  return len;
+}
+
+// Decodes %XX escapes once into `out`. False on a malformed escape, and on %00 unless
+// `allow_nul`.
+inline bool percent_decode(std::string_view in, std::string& out, bool allow_nul) {
+  out.resize(in.size());
+  std::size_t w = 0;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      const int hi = hex_value(in[i + 1]);
+      const int lo = hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      c = static_cast<char>(hi * 16 + lo);
+      if (c == '\0' && !allow_nul) return false;
+      i += 2;
+    }
+    out[w++] = c;
+  }
+  out.resize(w);
+  return true;
+}
+
 // A set of bytes for one-pass searches (std::string_view::find_first_of calls memchr
 // once per input byte).
 class ByteSet {
@@ -131,7 +184,7 @@ inline void assign_if_changed(std::string& dst, std::string_view src) {
 inline void lower_into(std::string_view in, std::string& out) {
   const std::size_t n = in.size();
 #if defined(__SSE2__)
-  if (n >= 16) {  // loads from `in`, stores to `out`: no store-to-load round trip
+  if (n >= 16) {    // loads from `in`, stores to `out`: no store-to-load round trip
     out.resize(n);  // grows only the first times: then no fill
     const char* s = in.data();
     char* d = out.data();

@@ -56,6 +56,10 @@ void append_audit_json(std::string& out, const AuditEvent& e,
 // Appends `s` as a JSON string literal (with quotes), escaped as above.
 void append_json_string(std::string& out, std::string_view s);
 
+// Writes all of `data` to `fd` (again after short writes and EINTR). False on an error
+// (errno says which).
+bool write_all(int fd, std::string_view data);
+
 // The syslog(3) facility for a name: auth, authpriv, daemon, user, local0 ... local7.
 // nullopt for any other name.
 std::optional<int> syslog_facility(std::string_view name);
