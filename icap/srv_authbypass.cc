@@ -899,6 +899,29 @@ bool apply_edits(ci_request_t* req, Txn& t) {
 std::atomic<bool> g_warned_respmod_decide{false};
 std::atomic<bool> g_warned_no_client_ip{false};
 
+// A bypassed request with a body: only an OCSP request may go up the hole. Either starts
+// the check of its body (true) or blocks it (false).
+bool check_ocsp_request(ci_headers_list_t* hreq, Txn& t) {
+  std::string ct = header(hreq, "Content-Type").value_or("");
+  t.content_type = ct;
+  auto cl = content_length(header(hreq, "Content-Length"));
+  if (media_type(ct) != "application/ocsp-request") {
+    block(t, "request body with Content-Type '" + ct.substr(0, 100) +
+                 "', not application/ocsp-request");
+    return false;
+  }
+  if (!cl) {
+    block(t, "malformed Content-Length in the request");
+    return false;
+  }
+  RevocationLimits rl = t.state->config().limits;
+  rl.ocsp = std::min<std::uint64_t>(rl.ocsp, kMaxRequestBody);
+  t.check.emplace(RevocationCheck::for_ocsp_request(rl));
+  t.check->begin(ct, header(hreq, "Content-Encoding").value_or(""), *cl);
+  t.action = Action::kCheck;
+  return true;
+}
+
 // REQMOD in authbypass.Mode decide|both: the service decides. Every request of Squid's
 // adaptation_access comes here, bypassed or not, so anything that is not a bypass is a 204
 // (no event): never a 403 for a request that merely cannot be evaluated, which Squid then
@@ -973,24 +996,8 @@ void classify_decide(ci_request_t* req, Txn& t) {
   }
   // A bypassed request with a body: only an OCSP request may go up the hole (as in
   // verify mode); it is marked only once the whole body passed the check.
-  std::string ct = header(hreq, "Content-Type").value_or("");
-  t.content_type = ct;
-  auto cl = content_length(header(hreq, "Content-Length"));
-  if (media_type(ct) != "application/ocsp-request") {
-    block(t, "request body with Content-Type '" + ct.substr(0, 100) +
-                 "', not application/ocsp-request");
-    return;
-  }
-  if (!cl) {
-    block(t, "malformed Content-Length in the request");
-    return;
-  }
-  RevocationLimits rl = t.state->config().limits;
-  rl.ocsp = std::min<std::uint64_t>(rl.ocsp, kMaxRequestBody);
-  t.check.emplace(RevocationCheck::for_ocsp_request(rl));
-  t.check->begin(ct, header(hreq, "Content-Encoding").value_or(""), *cl);
-  t.action = Action::kCheck;
-  t.mark = authbypass::icap::mark_header(*secret, d.rule->id);  // added once genuine
+  if (check_ocsp_request(hreq, t))
+    t.mark = authbypass::icap::mark_header(*secret, d.rule->id);  // added once genuine
 }
 
 // Fills the transaction from the ICAP and HTTP headers and decides what to do.
@@ -1091,23 +1098,7 @@ void classify(ci_request_t* req, Txn& t) {
       return;
     }
     // A bypassed request with a body: only an OCSP request may go up the hole.
-    std::string ct = header(hreq, "Content-Type").value_or("");
-    t.content_type = ct;
-    auto cl = content_length(header(hreq, "Content-Length"));
-    if (media_type(ct) != "application/ocsp-request") {
-      block(t, "request body with Content-Type '" + ct.substr(0, 100) +
-                   "', not application/ocsp-request");
-      return;
-    }
-    if (!cl) {
-      block(t, "malformed Content-Length in the request");
-      return;
-    }
-    RevocationLimits rl = cfg.limits;
-    rl.ocsp = std::min<std::uint64_t>(rl.ocsp, kMaxRequestBody);
-    t.check.emplace(RevocationCheck::for_ocsp_request(rl));
-    t.check->begin(ct, header(hreq, "Content-Encoding").value_or(""), *cl);
-    t.action = Action::kCheck;
+    check_ocsp_request(hreq, t);
     return;
   }
 
