@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <fstream>
 
 #include "authbypass/audit.h"
@@ -521,32 +522,74 @@ bool parse_access_line(std::string_view line, Event& ev, std::string& host_buf) 
 
 // ---- bounded counting tables ----
 
-struct StringHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
-
+// Counters by key, at most ReportBuilder::kMaxKeys keys: later keys count in other().
+// Open addressing: power-of-two slots of a hash tag and an entry number, entries in
+// insertion order (a deque, so references to values stay valid as keys are added).
 template <typename V>
 class Table {
  public:
   // The value for `key`, or the "(other)" bucket once the table is full.
   V& at(std::string_view key) {
-    auto it = map_.find(key);
-    if (it != map_.end()) return it->second;
-    if (map_.size() >= ReportBuilder::kMaxKeys) {
-      ++overflowed_;
-      return other_;
+    if (slots_.empty()) rehash(64);
+    const std::uint64_t h = hash(key);
+    const auto tag = static_cast<std::uint32_t>(h >> 32);
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+      Slot& slot = slots_[i];
+      if (slot.entry == 0) {
+        if (entries_.size() >= ReportBuilder::kMaxKeys) {
+          ++overflowed_;
+          return other_;
+        }
+        entries_.emplace_back(std::string(key), V{});
+        slot = Slot{tag, static_cast<std::uint32_t>(entries_.size())};
+        V& v = entries_.back().second;
+        if (entries_.size() * 2 > slots_.size()) rehash(slots_.size() * 2);
+        return v;
+      }
+      if (slot.tag == tag && entries_[slot.entry - 1].first == key)
+        return entries_[slot.entry - 1].second;
     }
-    return map_.emplace(std::string(key), V{}).first->second;
   }
-  const std::unordered_map<std::string, V, StringHash, std::equal_to<>>& map() const {
-    return map_;
+  // The value for `key`, or nullptr if the table does not have it.
+  const V* find(std::string_view key) const {
+    if (slots_.empty()) return nullptr;
+    const std::uint64_t h = hash(key);
+    const auto tag = static_cast<std::uint32_t>(h >> 32);
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+      const Slot& slot = slots_[i];
+      if (slot.entry == 0) return nullptr;
+      if (slot.tag == tag && entries_[slot.entry - 1].first == key)
+        return &entries_[slot.entry - 1].second;
+    }
   }
+  const std::deque<std::pair<std::string, V>>& entries() const { return entries_; }
   const V& other() const { return other_; }
   std::uint64_t overflowed() const { return overflowed_; }
 
  private:
-  std::unordered_map<std::string, V, StringHash, std::equal_to<>> map_;
+  struct Slot {
+    std::uint32_t tag = 0;
+    std::uint32_t entry = 0;  // 1-based index into entries_; 0: empty
+  };
+  static std::uint64_t hash(std::string_view key) {
+    const std::uint64_t h = std::hash<std::string_view>{}(key);
+    return h ^ (h >> 29) ^ (h << 35);  // the tag (high bits) and the slot (low bits) differ
+  }
+  void rehash(std::size_t n) {
+    slots_.assign(n, Slot{});
+    const std::size_t mask = n - 1;
+    for (std::size_t e = 0; e < entries_.size(); ++e) {
+      const std::uint64_t h = hash(entries_[e].first);
+      std::size_t i = h & mask;
+      while (slots_[i].entry != 0) i = (i + 1) & mask;
+      slots_[i] = Slot{static_cast<std::uint32_t>(h >> 32), static_cast<std::uint32_t>(e + 1)};
+    }
+  }
+
+  std::vector<Slot> slots_;
+  std::deque<std::pair<std::string, V>> entries_;
   V other_{};
   std::uint64_t overflowed_ = 0;
 };
@@ -564,7 +607,7 @@ struct Burst {
 
 template <typename V, typename F>
 std::vector<std::pair<std::string, V>> top(const Table<V>& t, std::size_t n, F weight) {
-  std::vector<std::pair<std::string, V>> rows(t.map().begin(), t.map().end());
+  std::vector<std::pair<std::string, V>> rows(t.entries().begin(), t.entries().end());
   std::sort(rows.begin(), rows.end(), [&](const auto& a, const auto& b) {
     auto wa = weight(a.second), wb = weight(b.second);
     return wa != wb ? wa > wb : a.first < b.first;
@@ -921,8 +964,8 @@ void policy_rows(const ReportOptions& opt, const Table<RuleCounts>& rules,
                  std::vector<const Rule*>& never_hit, std::vector<const Rule*>& expiring) {
   if (!opt.policy) return;
   for (const Rule& r : opt.policy->rules()) {
-    auto it = rules.map().find(r.id);
-    if (it == rules.map().end() || it->second.total() == 0) never_hit.push_back(&r);
+    const RuleCounts* rc = rules.find(r.id);
+    if (rc == nullptr || rc->total() == 0) never_hit.push_back(&r);
     if (r.expires && *r.expires < opt.today + std::chrono::days(30)) expiring.push_back(&r);
   }
 }

@@ -116,6 +116,28 @@ TEST(Report, CountsRulesClientsHostsAndAnomalies) {
   EXPECT_NE(c.find("rule,ca,5,secops@example.com,SEC-1,3,0,1,0,1\n"), std::string::npos) << c;
 }
 
+TEST(Report, TablesKeepAtMostMaxKeysAndCountTheRestAsOther) {
+  ReportOptions o;
+  o.top = 3;
+  ReportBuilder r(o);
+  constexpr std::size_t kExtra = 7;
+  const std::size_t n = ReportBuilder::kMaxKeys + kExtra;
+  for (std::size_t i = 0; i < n; ++i) {  // every client once, one client many times
+    const std::string src = "10." + std::to_string(i >> 16) + "." + std::to_string((i >> 8) & 255) +
+                            "." + std::to_string(i & 255);
+    r.add_line(event("bypass", "ca", src, "http://crl.verisign.com/a.crl", kT0 + 1));
+    if (i % 1000 == 0)
+      r.add_line(event("bypass", "ca", "192.0.2.1", "http://crl.verisign.com/a.crl", kT0 + 1));
+  }
+  const std::string j = r.json();
+  // The first kMaxKeys distinct clients (192.0.2.1, the most frequent, among them) have
+  // their own rows; the events of the kExtra + 1 that came later count under "(other)".
+  EXPECT_NE(j.find("\"192.0.2.1\":" + std::to_string((n + 999) / 1000)), std::string::npos) << j;
+  EXPECT_NE(j.find("\"(other)\":" + std::to_string(kExtra + 1)), std::string::npos) << j;
+  const std::string t = r.text();
+  EXPECT_NE(t.find("(other)"), std::string::npos);
+}
+
 TEST(Report, SinceUntilAndHours) {
   ReportOptions o;
   o.since_ms = kT0 + 1000;
