@@ -217,8 +217,9 @@ class ByteBuffer {
 // when the batch is big. A record is a kind byte, then for 'L' (a ready line) a u32 length
 // and the bytes; for 'R' (one request's events) the u32 lengths of the five request fields,
 // a u32 event count, that many pointers to the events' fixed fields (strings of a table
-// that `tables` keeps alive) and the fields' bytes. Not thread-safe: it belongs to one
-// thread at a time.
+// that `tables` keeps alive) and the fields' bytes; for 'T' the time (system_clock ticks,
+// i64) of the request records after it, written when it changes. Not thread-safe: it
+// belongs to one thread at a time.
 class AuditRecords {
  public:
   struct Fields {
@@ -233,12 +234,14 @@ class AuditRecords {
     raw.clear();
     events = 0;
     tables.clear();
+    have_ts = false;
   }
   void swap(AuditRecords& o) noexcept {
     raw.swap(o.raw);
     std::swap(events, o.events);
     tables.swap(o.tables);
     std::swap(ts, o.ts);
+    std::swap(have_ts, o.have_ts);
   }
 
   void add_line(std::string_view line) {
@@ -255,7 +258,12 @@ class AuditRecords {
                    std::chrono::system_clock::time_point time) {
     if (fixed.empty()) return;
     if (tables.empty() || tables.back() != table) tables.push_back(table);
-    ts = time;
+    if (!have_ts || time != ts) {  // held batches: each keeps the time it was read
+      put('T');
+      put(static_cast<std::int64_t>(time.time_since_epoch().count()));
+      ts = time;
+      have_ts = true;
+    }
     const std::string_view parts[] = {f.src, f.method, f.url, f.host, f.user_agent};
     std::uint32_t head[7] = {};
     std::size_t bytes = 0;
@@ -289,11 +297,20 @@ class AuditRecords {
       p += 4;
       return v;
     };
+    std::chrono::system_clock::time_point time{};
     while (p < end) {
-      if (*p++ == 'L') {
+      const char kind = *p++;
+      if (kind == 'L') {
         const std::uint32_t n = u32();
         out.append(p, n);
         p += n;
+        continue;
+      }
+      if (kind == 'T') {
+        std::int64_t ticks;
+        std::memcpy(&ticks, p, sizeof ticks);
+        p += sizeof ticks;
+        time = std::chrono::system_clock::time_point(std::chrono::system_clock::duration(ticks));
         continue;
       }
       std::uint32_t len[5];
@@ -321,7 +338,7 @@ class AuditRecords {
         const std::string* text;
         std::memcpy(&text, fixed + std::size_t{k} * sizeof text, sizeof text);
         e.fixed_json = *text;
-        authbypass::append_audit_json(out, e, ts);
+        authbypass::append_audit_json(out, e, time);
       }
     }
   }
@@ -335,8 +352,9 @@ class AuditRecords {
   }
 
   ByteBuffer raw;
-  std::vector<Table> tables;  // the tables the records point into
-  std::chrono::system_clock::time_point ts{};
+  std::vector<Table> tables;                   // the tables the records point into
+  std::chrono::system_clock::time_point ts{};  // of the last 'T' record, if have_ts
+  bool have_ts = false;
 };
 
 class Helper {

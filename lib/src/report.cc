@@ -532,37 +532,23 @@ class Table {
   V& at(std::string_view key) {
     if (slots_.empty()) rehash(64);
     const std::uint64_t h = hash(key);
-    const auto tag = static_cast<std::uint32_t>(h >> 32);
-    const std::size_t mask = slots_.size() - 1;
-    for (std::size_t i = h & mask;; i = (i + 1) & mask) {
-      Slot& slot = slots_[i];
-      if (slot.entry == 0) {
-        if (entries_.size() >= ReportBuilder::kMaxKeys) {
-          ++overflowed_;
-          return other_;
-        }
-        entries_.emplace_back(std::string(key), V{});
-        slot = Slot{tag, static_cast<std::uint32_t>(entries_.size())};
-        V& v = entries_.back().second;
-        if (entries_.size() * 2 > slots_.size()) rehash(slots_.size() * 2);
-        return v;
-      }
-      if (slot.tag == tag && entries_[slot.entry - 1].first == key)
-        return entries_[slot.entry - 1].second;
+    Slot& slot = slots_[slot_of(key, h)];
+    if (slot.entry != 0) return entries_[slot.entry - 1].second;
+    if (entries_.size() >= ReportBuilder::kMaxKeys) {
+      ++overflowed_;
+      return other_;
     }
+    entries_.emplace_back(std::string(key), V{});
+    slot = Slot{static_cast<std::uint32_t>(h >> 32), static_cast<std::uint32_t>(entries_.size())};
+    V& v = entries_.back().second;
+    if (entries_.size() * 2 > slots_.size()) rehash(slots_.size() * 2);
+    return v;
   }
   // The value for `key`, or nullptr if the table does not have it.
   const V* find(std::string_view key) const {
     if (slots_.empty()) return nullptr;
-    const std::uint64_t h = hash(key);
-    const auto tag = static_cast<std::uint32_t>(h >> 32);
-    const std::size_t mask = slots_.size() - 1;
-    for (std::size_t i = h & mask;; i = (i + 1) & mask) {
-      const Slot& slot = slots_[i];
-      if (slot.entry == 0) return nullptr;
-      if (slot.tag == tag && entries_[slot.entry - 1].first == key)
-        return &entries_[slot.entry - 1].second;
-    }
+    const Slot& slot = slots_[slot_of(key, hash(key))];
+    return slot.entry == 0 ? nullptr : &entries_[slot.entry - 1].second;
   }
   const std::deque<std::pair<std::string, V>>& entries() const { return entries_; }
   const V& other() const { return other_; }
@@ -576,6 +562,15 @@ class Table {
   static std::uint64_t hash(std::string_view key) {
     const std::uint64_t h = std::hash<std::string_view>{}(key);
     return h ^ (h >> 29) ^ (h << 35);  // the tag (high bits) and the slot (low bits) differ
+  }
+  // The slot of `key` (hash h), or the empty slot where it would go.
+  std::size_t slot_of(std::string_view key, std::uint64_t h) const {
+    const auto tag = static_cast<std::uint32_t>(h >> 32);
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+      const Slot& slot = slots_[i];
+      if (slot.entry == 0 || (slot.tag == tag && entries_[slot.entry - 1].first == key)) return i;
+    }
   }
   void rehash(std::size_t n) {
     slots_.assign(n, Slot{});
