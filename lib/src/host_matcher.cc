@@ -90,6 +90,22 @@ const HostIndex::NameEntry* HostIndex::find_name(std::string_view name) const {
   }
 }
 
+std::string_view HostIndex::last_two_labels(std::string_view name) {
+  const std::size_t last = name.rfind('.');
+  if (last == std::string_view::npos || last == 0) return name;
+  const std::size_t before = name.rfind('.', last - 1);
+  return before == std::string_view::npos ? name : name.substr(before + 1);
+}
+
+bool HostIndex::tail_may_match(std::string_view host) const {
+  const std::uint64_t h = hash_name(last_two_labels(host)) | 1;  // 0 marks an empty slot
+  const std::size_t mask = tails_.size() - 1;
+  for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+    if (tails_[i] == h) return true;
+    if (tails_[i] == 0) return false;
+  }
+}
+
 void HostIndex::finish() {
   for (auto& [name, entry] : names_) {
     sort_unique(entry.exact);
@@ -111,6 +127,20 @@ void HostIndex::finish() {
     while (slots_[i].entry != 0) i = (i + 1) & (cap - 1);
     slots_[i] =
         Slot{static_cast<std::uint32_t>(entries_.size()), static_cast<std::uint32_t>(h >> 32)};
+  }
+  // The last-two-label filter; a one-label suffix entry (say ".org") turns it off.
+  tail_filter_ = !names_.empty() && (suffix_labels_ & 2) == 0;
+  tails_.clear();
+  if (tail_filter_) {
+    std::size_t tail_cap = 16;
+    while (tail_cap < names_.size() * 4) tail_cap *= 2;
+    tails_.assign(tail_cap, 0);
+    for (const auto& [name, entry] : names_) {
+      const std::uint64_t h = hash_name(last_two_labels(name)) | 1;
+      std::size_t i = h & (tail_cap - 1);
+      while (tails_[i] != 0 && tails_[i] != h) i = (i + 1) & (tail_cap - 1);
+      tails_[i] = h;
+    }
   }
   for (auto& level : cidr_levels_) {
     for (auto& [key, rules] : level.blocks) sort_unique(rules);
@@ -136,6 +166,7 @@ std::size_t HostIndex::lookup(const Request& req, std::uint32_t* out, std::size_
 
   if (req.host_kind == HostKind::kName) {
     const std::string_view h = req.host;
+    if (tail_filter_ && !tail_may_match(h)) return 0;  // most hosts: one probe, no match
     if (const NameEntry* e = find_name(h)) {
       append(e->exact);
       append(e->suffix);

@@ -74,6 +74,14 @@ class HostIndex {
   std::vector<Slot> slots_;
   std::vector<std::string_view> keys_;  // views into names_' keys (stable: node-based map)
   std::vector<const NameEntry*> entries_;
+  // Names of the policy reduced to their last two labels ("lencr.org" for ".o.lencr.org"),
+  // as hashes (open addressing, 0 = empty): a host whose last two labels hash to none of
+  // them matches no name entry, which settles most requests in one probe. Off when some
+  // suffix entry has a single label (".org"): then any host may match.
+  static std::string_view last_two_labels(std::string_view name);
+  bool tail_may_match(std::string_view host) const;
+  std::vector<std::uint64_t> tails_;
+  bool tail_filter_ = false;
   std::uint64_t suffix_labels_ = 0;
   std::size_t max_suffix_labels_ = 0;  // the highest bit set in suffix_labels_
   std::vector<CidrLevel> cidr_levels_;

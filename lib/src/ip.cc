@@ -26,6 +26,8 @@ bool parse_ipv4(std::string_view s, IpAddress& out) {
   // loads of the text itself (8-byte words for 8-15 bytes, 4-byte ones for 7).
   unsigned dots = 0;
   unsigned digits = 0;
+  // The text with three '0' bytes in front, for the octets below.
+  unsigned char t[24] = {'0', '0', '0'};
 #if defined(__SSE2__)
   {
     const std::size_t word = n >= 8 ? 8 : 4;
@@ -42,6 +44,10 @@ bool parse_ipv4(std::string_view s, IpAddress& out) {
       lo = a;
       hi = b;
     }
+    // Little-endian: a 4-byte word sits in the low half, zeros above (bytes past the
+    // text are never read as digits).
+    std::memcpy(t + 3, &lo, 8);
+    std::memcpy(t + 3 + n - word, &hi, 8);
     const __m128i x = _mm_set_epi64x(static_cast<long long>(hi), static_cast<long long>(lo));
     const auto d = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('.'))));
     const auto g = static_cast<unsigned>(_mm_movemask_epi8(_mm_and_si128(
@@ -51,6 +57,7 @@ bool parse_ipv4(std::string_view s, IpAddress& out) {
     digits = (g & keep) | (((g >> 8) & keep) << (n - word));
   }
 #else
+  std::memcpy(t + 3, p, n);
   for (std::size_t i = 0; i < n; ++i) {
     const auto c = static_cast<unsigned char>(p[i]);
     dots |= static_cast<unsigned>(c == '.') << i;
@@ -61,41 +68,50 @@ bool parse_ipv4(std::string_view s, IpAddress& out) {
   // Every byte a digit or a dot, exactly three dots, none first, last or doubled.
   const unsigned rest = dots & (dots - 1);   // without the first dot
   const unsigned rest2 = rest & (rest - 1);  // without the first two
-  if ((dots | digits) != all || (dots & digits) != 0 || rest2 == 0 ||
-      (rest2 & (rest2 - 1)) != 0 || (dots & 1u) != 0 || (dots >> (n - 1)) != 0 ||
-      (dots & (dots >> 1)) != 0)
+  if ((dots | digits) != all || (dots & digits) != 0 || rest2 == 0 || (rest2 & (rest2 - 1)) != 0 ||
+      (dots & 1u) != 0 || (dots >> (n - 1)) != 0 || (dots & (dots >> 1)) != 0)
     return false;
   const auto d1 = static_cast<unsigned>(__builtin_ctz(dots));
   const auto d2 = static_cast<unsigned>(__builtin_ctz(rest));
   const auto d3 = static_cast<unsigned>(__builtin_ctz(rest2));
-  const unsigned starts[4] = {0, d1 + 1, d2 + 1, d3 + 1};
-  const unsigned ends[4] = {d1, d2, d3, static_cast<unsigned>(n)};
-  const auto last = static_cast<unsigned>(n - 1);
-  bool ok = true;
-  unsigned octet[4];
-  for (int k = 0; k < 4; ++k) {
-    const unsigned st = starts[k];
-    const unsigned len = ends[k] - st;
-    // Up to three digits from the text itself (indexes kept inside it: a digit past the
-    // octet gets place value 0 below).
-    const unsigned a = static_cast<unsigned char>(p[st]) - '0';
-    const unsigned b = static_cast<unsigned char>(p[std::min(st + 1, last)]) - '0';
-    const unsigned c = static_cast<unsigned char>(p[std::min(st + 2, last)]) - '0';
-    // Place values by length (1-3; longer octets are refused below): a table, no branch.
-    static constexpr unsigned kPlace[16][3] = {{0, 0, 0}, {1, 0, 0}, {10, 1, 0}, {100, 10, 1}};
-    const unsigned v = a * kPlace[len][0] + b * kPlace[len][1] + c * kPlace[len][2];
-    ok &= (len <= 3) & (v <= 255) & ((len == 1) | (a != 0));  // "0" alone, or no leading zero
-    octet[k] = v;
-  }
+  // Each octet from the three bytes that end it: a 32-bit word of `t`, masked to the
+  // octet's own digits (byte 0: the third digit from the end). Two octets per 64-bit
+  // word: no branch and no per-digit index.
+  const unsigned lens[4] = {d1, d2 - d1 - 1, d3 - d2 - 1, static_cast<unsigned>(n) - d3 - 1};
+  static constexpr std::uint64_t kDigitMask[16] = {0, 0x00FF0000u, 0x00FFFF00u, 0x00FFFFFFu};
+  // The least value of an octet of each length without a leading zero ("0" alone is
+  // fine); 1000 (never reached) for lengths that are refused.
+  static constexpr unsigned kLeast[16] = {1000, 0,    10,   100,  1000, 1000, 1000, 1000,
+                                          1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000};
+  auto pair = [&](unsigned e0, unsigned l0, unsigned e1, unsigned l1) {
+    std::uint32_t a;
+    std::uint32_t b;
+    std::memcpy(&a, t + e0, 4);  // t[e..] = text[e - 3..]
+    std::memcpy(&b, t + e1, 4);
+    const std::uint64_t w = ((a | std::uint64_t{b} << 32) ^ 0x3030303030303030ull) &
+                            (kDigitMask[l0 & 15] | kDigitMask[l1 & 15] << 32);
+    constexpr std::uint64_t lane = 0x000000FF000000FFull;
+    return (w & lane) * 100 + ((w >> 8) & lane) * 10 + ((w >> 16) & lane);
+  };
+  const std::uint64_t v01 = pair(d1, lens[0], d2, lens[1]);
+  const std::uint64_t v23 = pair(d3, lens[2], static_cast<unsigned>(n), lens[3]);
+  const auto o0 = static_cast<unsigned>(v01 & 0xFFFFFFFFu);
+  const auto o1 = static_cast<unsigned>(v01 >> 32);
+  const auto o2 = static_cast<unsigned>(v23 & 0xFFFFFFFFu);
+  const auto o3 = static_cast<unsigned>(v23 >> 32);
+  const bool ok = ((o0 | o1 | o2 | o3) <= 255) & (o0 >= kLeast[lens[0] & 15]) &
+                  (o1 >= kLeast[lens[1] & 15]) & (o2 >= kLeast[lens[2] & 15]) &
+                  (o3 >= kLeast[lens[3] & 15]);
   if (!ok) return false;
   out.v6 = false;
 #if defined(__SSE2__)
   // All 16 bytes in one store: a later copy of `out` reads them back at full speed (byte
   // stores followed by a 16-byte load stall the load).
-  const unsigned packed = octet[0] | octet[1] << 8 | octet[2] << 16 | octet[3] << 24;
+  const unsigned packed = o0 | o1 << 8 | o2 << 16 | o3 << 24;
   _mm_storeu_si128(reinterpret_cast<__m128i*>(out.bytes.data()),
                    _mm_cvtsi32_si128(static_cast<int>(packed)));
 #else
+  const unsigned octet[4] = {o0, o1, o2, o3};
   for (std::size_t k = 0; k < 4; ++k) out.bytes[k] = static_cast<std::uint8_t>(octet[k]);
   std::fill(out.bytes.begin() + 4, out.bytes.end(), std::uint8_t{0});
 #endif

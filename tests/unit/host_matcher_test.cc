@@ -1,7 +1,7 @@
 // The host index (white-box): same answers as the per-rule check, ordered, de-duplicated.
-#include <gtest/gtest.h>
-
 #include "host_matcher.h"
+
+#include <gtest/gtest.h>
 
 namespace authbypass {
 namespace {
@@ -64,9 +64,10 @@ TEST(HostIndex, DotMaskAndScanAgree) {
   idx.add(pat("a.b.example.com"), 3);
   idx.add(pat(".x.y.z.w.v.u.t.s.r"), 4);
   idx.finish();
-  for (const char* url : {"http://a.b.example.com/x", "http://b.example.com/", "http://example.com/",
-                          "http://com/x", "http://q.x.y.z.w.v.u.t.s.r/x", "http://evil-example.com/",
-                          "http://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example.com/x"}) {
+  for (const char* url :
+       {"http://a.b.example.com/x", "http://b.example.com/", "http://example.com/", "http://com/x",
+        "http://q.x.y.z.w.v.u.t.s.r/x", "http://evil-example.com/",
+        "http://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example.com/x"}) {
     SCOPED_TRACE(url);
     Request req;
     ASSERT_TRUE(req.parse(RequestInput{"GET", url, "", ""}));
@@ -91,6 +92,59 @@ TEST(HostIndex, OverflowIsReported) {
   for (std::uint32_t i = 0; i < 20; ++i) idx.add(pat(".example.com"), i);
   idx.finish();
   EXPECT_EQ(lookup(idx, "http://a.example.com/"), (std::vector<std::uint32_t>{999}));
+}
+
+// Without a one-label suffix entry the index first checks a host's last two labels; it
+// must still find every entry that HostPattern::matches() accepts, and nothing else.
+TEST(HostIndex, LastTwoLabelFilterKeepsEveryMatch) {
+  const std::vector<std::string> texts = {
+      "crl.example.com", ".example.com", ".o.lencr.org", "lencr.org",   "localhost",
+      ".b.c.d.e",        "x.y",          ".net.example", "192.0.2.0/24"};
+  HostIndex idx;
+  std::vector<HostPattern> pats;
+  for (std::uint32_t i = 0; i < texts.size(); ++i) {
+    pats.push_back(pat(texts[i]));
+    idx.add(pats.back(), i);
+  }
+  idx.finish();
+  for (const char* host : {"crl.example.com",
+                           "example.com",
+                           "a.crl.example.com",
+                           "evilexample.com",
+                           "com",
+                           "o.lencr.org",
+                           "r3.o.lencr.org",
+                           "lencr.org",
+                           "x.lencr.org",
+                           "lencr.org.evil",
+                           "localhost",
+                           "a.localhost",
+                           "localhost.com",
+                           "b.c.d.e",
+                           "a.b.c.d.e",
+                           "c.d.e",
+                           "d.e",
+                           "x.y",
+                           "w.x.y",
+                           "y",
+                           "net.example",
+                           "a.net.example",
+                           "example",
+                           "192.0.2.9",
+                           "shop1314.de",
+                           "static.video42.com",
+                           "a-b.c_d.example.com"}) {
+    SCOPED_TRACE(host);
+    Request req;
+    ASSERT_TRUE(req.parse(RequestInput{"GET", std::string("http://") + host + "/", "", ""}));
+    std::vector<std::uint32_t> want;
+    for (std::uint32_t i = 0; i < pats.size(); ++i)
+      if (pats[i].matches(req)) want.push_back(i);
+    std::uint32_t out[16];
+    const std::size_t n = idx.lookup(req, out, 16);
+    ASSERT_NE(n, SIZE_MAX);
+    EXPECT_EQ(std::vector<std::uint32_t>(out, out + n), want);
+  }
 }
 
 }  // namespace
