@@ -248,7 +248,7 @@ int cmd_explain(int argc, char** argv) {
     std::cout << "          host " << req.host << ", port " << req.port;
     if (!req.is_connect) {
       std::cout << ", path "
-                << (req.match_path_ok ? req.match_path : "(unmatchable: " + req.path + ")");
+                << (req.match_path_ok ? std::string(req.match_path) : "(unmatchable: " + std::string(req.path) + ")");
     }
     std::cout << ", User-Agent "
               << (req.user_agent.empty() ? std::string("(none)") : "'" + req.user_agent + "'")

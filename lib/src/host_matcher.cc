@@ -97,8 +97,16 @@ std::string_view HostIndex::last_two_labels(std::string_view name) {
   return before == std::string_view::npos ? name : name.substr(before + 1);
 }
 
-bool HostIndex::tail_may_match(std::string_view host) const {
-  const std::uint64_t h = hash_name(last_two_labels(host)) | 1;  // 0 marks an empty slot
+bool HostIndex::tail_may_match(const Request& req) const {
+  std::string_view tail = req.host;
+  if (req.host_dots_known) {  // from the parser's dot mask: no scan
+    std::uint64_t d = req.host_dots;
+    if (d != 0) d &= ~(std::uint64_t{1} << (63 - __builtin_clzll(d)));  // all but the last dot
+    if (d != 0) tail.remove_prefix(static_cast<std::size_t>(64 - __builtin_clzll(d)));
+  } else {
+    tail = last_two_labels(tail);
+  }
+  const std::uint64_t h = hash_name(tail) | 1;  // 0 marks an empty slot
   const std::size_t mask = tails_.size() - 1;
   for (std::size_t i = h & mask;; i = (i + 1) & mask) {
     if (tails_[i] == h) return true;
@@ -166,7 +174,7 @@ std::size_t HostIndex::lookup(const Request& req, std::uint32_t* out, std::size_
 
   if (req.host_kind == HostKind::kName) {
     const std::string_view h = req.host;
-    if (tail_filter_ && !tail_may_match(h)) return 0;  // most hosts: one probe, no match
+    if (tail_filter_ && !tail_may_match(req)) return 0;  // most hosts: one probe, no match
     if (const NameEntry* e = find_name(h)) {
       append(e->exact);
       append(e->suffix);

@@ -110,7 +110,8 @@ std::uint8_t method_bit(std::string_view m) {
   return method_bit_of(m);
 }
 
-bool Request::parse_plain_url(std::string_view u) {
+bool Request::parse_plain_url() {
+  const std::string_view u = url;
   std::size_t i;
   bool https = false;
   if (u.size() >= 8 && std::memcmp(u.data(), "http://", 7) == 0) {
@@ -182,11 +183,49 @@ bool Request::parse_plain_url(std::string_view u) {
   host.assign(name);
   host_dots = dots;
   host_dots_known = dots_known;
-  const std::string_view path_text = p0 == q ? std::string_view("/") : u.substr(p0, q - p0);
-  path.assign(path_text);
-  text::lower_into(path_text, match_path);  // from the input, not from the fresh copy
-  if (q < n) query.assign(query_text);
+  path = p0 == q ? std::string_view("/") : u.substr(p0, q - p0);
+  set_match_path_lower(path);
+  if (q < n) query = query_text;
   return true;
+}
+
+void Request::set_match_path_lower(std::string_view p) {
+  if (!text::has_upper(p)) {
+    match_path = p;
+    return;
+  }
+  text::lower_into(p, match_path_buf_);
+  match_path = match_path_buf_;
+}
+
+Request::Request(const Request& other) : RequestFields(other) {
+  view_like(other);
+}
+
+Request& Request::operator=(const Request& other) {
+  if (this != &other) {
+    RequestFields::operator=(other);
+    view_like(other);
+  }
+  return *this;
+}
+
+void Request::view_like(const Request& other) {
+  // Each view is into other.url, other.match_path_buf_ or static text (kept as it is).
+  auto repoint = [&](std::string_view v) {
+    for (const auto& [from, to] :
+         {std::pair<const std::string*, const std::string*>{&other.url, &url},
+          {&other.match_path_buf_, &match_path_buf_}}) {
+      const char* b = from->data();
+      if (v.data() >= b && v.data() + v.size() <= b + from->size() && !v.empty())
+        return std::string_view(to->data() + (v.data() - b), v.size());
+    }
+    return v;
+  };
+  path = repoint(other.path);
+  params = repoint(other.params);
+  query = repoint(other.query);
+  match_path = repoint(other.match_path);
 }
 
 bool Request::parse(const RequestInput& in) {
@@ -203,8 +242,8 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
   // The fields parse_plain_url does not set; it sets all the others when it succeeds.
   host_kind = HostKind::kName;
   host_ip = IpAddress{};
-  params.clear();
-  query.clear();
+  params = {};
+  query = {};
 
   auto fail = [this](const char* msg) {
     error_ = msg;
@@ -216,8 +255,8 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
     host_dots = 0;
     host_dots_known = false;
     port = 0;
-    path.clear();
-    match_path.clear();
+    path = {};
+    match_path = {};
     match_path_ok = false;
   };
 
@@ -238,12 +277,13 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
   method_bit = method_bit_of(method);
   is_connect = method_bit == kConnectBit;
 
-  // URL.
-  std::string_view u = in.url;
-  if (shortcut && !is_connect && parse_plain_url(u)) return parse_client(in);
+  // URL, from the Request's own copy (the views point into it).
+  if (shortcut && !is_connect && in.url.size() <= kMaxUrlLength && parse_plain_url())
+    return parse_client(in);
   reset_url_fields();
-  if (u.empty()) return fail("missing URL");
-  if (u.size() > kMaxUrlLength) return fail("URL longer than 8192 bytes");
+  std::string_view u = url;
+  if (in.url.empty()) return fail("missing URL");
+  if (in.url.size() > kMaxUrlLength) return fail("URL longer than 8192 bytes");
   if (text::has_space_or_control(u)) return fail("URL contains a space or control character");
 
   std::string_view authority;
@@ -323,26 +363,22 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
     if (hash != std::string_view::npos) rest = rest.substr(0, hash);
     std::size_t qmark = rest.find('?');
     std::string_view p = rest.substr(0, qmark);
-    if (qmark != std::string_view::npos) query.assign(rest.substr(qmark + 1));
+    if (qmark != std::string_view::npos) query = rest.substr(qmark + 1);
     std::size_t semi = p.find(';');
     if (semi != std::string_view::npos) {
-      params.assign(p.substr(semi + 1));
+      params = p.substr(semi + 1);
       p = p.substr(0, semi);
     }
-    if (p.empty()) {
-      path.assign("/");
-    } else {
-      path.assign(p);
-    }
+    path = p.empty() ? std::string_view("/") : p;
     // The matching form: decode once, refuse anything that could be read two ways.
-    if (path.find('%') == std::string::npos) {
+    if (path.find('%') == std::string_view::npos) {
       // Common case: nothing to decode. The URL has no control bytes and the path no
       // '?', '#' or ';' (split off above), so only '\\' can make it unmatchable.
-      match_path_ok = path.find('\\') == std::string::npos;
-      if (match_path_ok) text::lower_into(path, match_path);
-    } else if (text::percent_decode(path, match_path, /*allow_nul=*/false)) {
+      match_path_ok = path.find('\\') == std::string_view::npos;
+      if (match_path_ok) set_match_path_lower(path);
+    } else if (text::percent_decode(path, match_path_buf_, /*allow_nul=*/false)) {
       match_path_ok = true;
-      for (char& c : match_path) {
+      for (char& c : match_path_buf_) {
         auto uc = static_cast<unsigned char>(c);
         if (text::is_ctl(uc) || c == '?' || c == '#' || c == ';' || c == '\\') {
           match_path_ok = false;
@@ -350,11 +386,15 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
         }
         c = text::lower(c);
       }
+      match_path = match_path_buf_;
     }
     if (!match_path_ok) {
-      match_path.clear();
-    } else if (match_path.find("/.") != std::string::npos) {
-      remove_dot_segments(match_path);  // only a "/." can start a dot-segment
+      match_path = {};
+    } else if (match_path.find("/.") != std::string_view::npos) {
+      // Only a "/." can start a dot-segment; removed in the buffer.
+      if (match_path.data() != match_path_buf_.data()) match_path_buf_.assign(match_path);
+      remove_dot_segments(match_path_buf_);
+      match_path = match_path_buf_;
     }
   }
 

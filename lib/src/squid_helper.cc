@@ -93,18 +93,19 @@ std::size_t split_line(std::string_view line, std::string_view* out, bool* nul) 
   if (n >= 64) {
     // 64 bytes per step (fewer loop exits than per 16 bytes), the rest as the 64 bytes
     // that end the line with the bits already seen shifted out.
-    auto masks = [&](const char* p, std::uint64_t& sp, std::uint64_t& nul_bits) {
-      sp = 0;
-      nul_bits = 0;
+    // NUL bytes: the byte-wise minimum of every block read (the last block overlaps the
+    // one before, but every byte of it is in the line), tested once at the end.
+    __m128i low = _mm_set1_epi8(-1);
+    auto masks = [&](const char* p) {
+      std::uint64_t sp = 0;
       for (int k = 0; k < 4; ++k) {
         const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
         sp |= static_cast<std::uint64_t>(
                   static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, space))))
               << (16 * k);
-        nul_bits |= static_cast<std::uint64_t>(
-                        static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, nil))))
-                    << (16 * k);
+        low = _mm_min_epu8(low, x);
       }
+      return sp;
     };
     auto emit = [&](std::size_t at, std::uint64_t sp) {
       while (sp != 0) {
@@ -112,20 +113,13 @@ std::size_t split_line(std::string_view line, std::string_view* out, bool* nul) 
         sp &= sp - 1;
       }
     };
-    std::uint64_t sp = 0;
-    std::uint64_t nb = 0;
-    for (; i + 64 <= n; i += 64) {
-      masks(s + i, sp, nb);
-      zeros |= nb != 0;
-      emit(i, sp);
-    }
+    for (; i + 64 <= n; i += 64) emit(i, masks(s + i));
     if (i < n) {
       const unsigned seen = static_cast<unsigned>(64 - (n - i));
-      masks(s + n - 64, sp, nb);
-      zeros |= (nb >> seen) != 0;
-      emit(i, sp >> seen);
+      emit(i, masks(s + n - 64) >> seen);
       i = n;
     }
+    zeros |= _mm_movemask_epi8(_mm_cmpeq_epi8(low, nil));
   } else {
     for (; i + 16 <= n; i += 16) block(i, 0);
     if (i < n && n >= 16) {  // the rest, as the 16 bytes that end the line

@@ -180,6 +180,29 @@ inline void assign_if_changed(std::string& dst, std::string_view src) {
   if (!equal(dst, src)) dst.assign(src);
 }
 
+// True iff `s` holds an ASCII upper-case letter.
+inline bool has_upper(std::string_view s) {
+  const char* p = s.data();
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  if (n >= 16) {
+    auto upper16 = [p](std::size_t at) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + at));
+      return _mm_movemask_epi8(_mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('A' - 1)),
+                                             _mm_cmplt_epi8(x, _mm_set1_epi8('Z' + 1))));
+    };
+    int any = 0;
+    for (; i + 16 <= n; i += 16) any |= upper16(i);
+    if (i < n) any |= upper16(n - 16);  // the tail as the 16 bytes ending at s[n - 1]
+    return any != 0;
+  }
+#endif
+  for (; i < n; ++i)
+    if (p[i] >= 'A' && p[i] <= 'Z') return true;
+  return false;
+}
+
 // `out` = `in` with A-Z lower-cased (other bytes as they are). `in` must not view `out`.
 inline void lower_into(std::string_view in, std::string& out) {
   const std::size_t n = in.size();

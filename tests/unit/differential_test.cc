@@ -537,7 +537,7 @@ std::string RefRuleMismatch(const GenRule& r, const Request& q, Date today) {
   if (has_path) {
     if (connect) return "path (CONNECT has none)";
     if (!q.match_path_ok) return "path (unmatchable)";
-    const std::string& p = q.match_path;
+    const std::string p(q.match_path);
     if (!r.path_prefix.empty() &&
         std::none_of(r.path_prefix.begin(), r.path_prefix.end(), [&](const std::string& s) {
           const std::string l = AsciiLower(s);
@@ -824,14 +824,14 @@ TEST(DifferentialMatchPath, AgreesWithNaiveNormalization) {
     const std::string url = "http://h.test" + path;
     ASSERT_TRUE(req.parse({.method = "GET", .url = url, .user_agent = {}, .src = {}})) << url << ": " << req.error();
     ASSERT_EQ(req.path, path) << url;
-    const auto want = RefMatchPath(req.path);
+    const auto want = RefMatchPath(std::string(req.path));
     unmatchable += !want;
     dotted += want && path.find("/.") != std::string::npos;
     const bool same = want ? (req.match_path_ok && req.match_path == *want) : !req.match_path_ok;
     if (!same) {
       ++failures;
       ADD_FAILURE() << "match_path differs (AUTHBYPASS_DIFF_SEED=" << seed << ")\n  url: " << url
-                    << "\n  engine:    " << (req.match_path_ok ? "'" + req.match_path + "'" : "unmatchable")
+                    << "\n  engine:    " << (req.match_path_ok ? "'" + std::string(req.match_path) + "'" : "unmatchable")
                     << "\n  reference: " << (want ? "'" + *want + "'" : "unmatchable");
     }
   }

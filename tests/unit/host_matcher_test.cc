@@ -144,6 +144,10 @@ TEST(HostIndex, LastTwoLabelFilterKeepsEveryMatch) {
     const std::size_t n = idx.lookup(req, out, 16);
     ASSERT_NE(n, SIZE_MAX);
     EXPECT_EQ(std::vector<std::uint32_t>(out, out + n), want);
+    req.host_dots_known = false;  // the index's own scan of the name
+    const std::size_t m = idx.lookup(req, out, 16);
+    ASSERT_NE(m, SIZE_MAX);
+    EXPECT_EQ(std::vector<std::uint32_t>(out, out + m), want);
   }
 }
 

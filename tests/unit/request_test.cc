@@ -7,6 +7,7 @@
 
 #include <cctype>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -835,8 +836,8 @@ TEST(RequestParse, RecentUserAgentsComeBackIntact) {
 // still the current request's: the same text may come with a new id, and ids are never
 // reused for another text.
 TEST(RequestParse, UserAgentIdsComeBackIntact) {
-  const std::string uas[] = {"Microsoft-CryptoAPI/10.0", "MSOSIA", "curl/7.88.1", "A", "B",
-                             "C", "D", "E", "F", "G"};
+  const std::string uas[] = {
+      "Microsoft-CryptoAPI/10.0", "MSOSIA", "curl/7.88.1", "A", "B", "C", "D", "E", "F", "G"};
   std::uint64_t ids[std::size(uas)] = {};
   std::uint64_t next_id = 1;
   Request req;
@@ -845,7 +846,7 @@ TEST(RequestParse, UserAgentIdsComeBackIntact) {
     x = x * 1103515245u + 12345u;
     const std::size_t k = (x >> 16) % std::size(uas);
     if (ids[k] == 0 || (x >> 8) % 17 == 0) ids[k] = next_id++;  // sometimes re-numbered
-    const bool with_id = (x >> 4) % 5 != 0;  // and sometimes no id at all
+    const bool with_id = (x >> 4) % 5 != 0;                     // and sometimes no id at all
     RequestInput in{"GET", "http://a.b/c", uas[k], "10.0.0.1", with_id ? ids[k] : 0};
     ASSERT_TRUE(req.parse(in));
     ASSERT_EQ(req.user_agent, uas[k]);
@@ -866,6 +867,33 @@ TEST(RequestParse, MethodBits) {
   Request req;
   ASSERT_TRUE(req.parse({"PROPFIND", "http://a.b/c", "", ""}));
   EXPECT_EQ(req.method_bit, 0);
+}
+
+// path, params, query and match_path view the Request's own text: a copy views its own,
+// and keeps its values when the original is parsed again or destroyed.
+TEST(RequestParse, CopiesViewTheirOwnText) {
+  for (const char* url :
+       {"http://a.b/X.crl?q=1", "http://a.b/%41/b;p=1?q", "http://a.b/x/./y.crl",
+        "http://crl.example.com/some/longer/path/that/is/not/short.crl?x=y", "http://a.b"}) {
+    SCOPED_TRACE(url);
+    auto original = std::make_unique<Request>();
+    ASSERT_TRUE(original->parse(RequestInput{"GET", url, "", ""}));
+    const std::string path(original->path), params(original->params), query(original->query),
+        match(original->match_path);
+    Request copy(*original);
+    Request assigned;
+    ASSERT_TRUE(assigned.parse(RequestInput{"GET", "http://other.example/zzz", "", ""}));
+    assigned = *original;
+    ASSERT_TRUE(original->parse(RequestInput{"GET", "http://q.example/OTHER?w", "", ""}));
+    original.reset();
+    for (const Request* r : {&copy, &assigned}) {
+      EXPECT_EQ(r->path, path);
+      EXPECT_EQ(r->params, params);
+      EXPECT_EQ(r->query, query);
+      EXPECT_EQ(r->match_path, match);
+      EXPECT_TRUE(r->match_path_ok);
+    }
+  }
 }
 
 }  // namespace

@@ -36,20 +36,9 @@ enum class HostKind : std::uint8_t {
   kIpv6,  // a bracketed IPv6 literal
 };
 
-// A parsed, normalized request. Parsing reuses the object's buffers, so a Request that is
-// parsed again and again does not allocate once warm (except for non-ASCII host names).
-//
-// Fields are valid only when ok() is true. A malformed request never matches any rule.
-struct Request {
-  // Parses `in` into this object. Returns ok(); on failure error() says why.
-  bool parse(const RequestInput& in);
-  // The same result as parse() by the general parser alone (parse() takes a shortcut
-  // for common URLs); for tests and fuzzing, which compare the two.
-  bool parse_reference(const RequestInput& in);
-
-  bool ok() const { return error_.empty(); }
-  std::string_view error() const { return error_; }
-
+// The owned part of a Request (everything but the views into its own text), so that
+// Request's copies can copy it whole and then re-point the views.
+struct RequestFields {
   std::string method;           // as sent (HTTP methods are case-sensitive)
   std::uint8_t method_bit = 0;  // method_bit(method): a bit for common methods, else 0
   bool is_connect = false;
@@ -61,17 +50,9 @@ struct Request {
   // otherwise not computed (readers scan `host` themselves).
   std::uint64_t host_dots = 0;
   bool host_dots_known = false;
-  IpAddress host_ip;       // when host_kind is kIpv4 / kIpv6
-  std::uint16_t port = 0;  // explicit port, or the scheme's default (80 / 443)
-  std::string path;        // path as sent (no query, no ;params); "/" when absent
-  std::string params;      // ";params" part of the path, without the ';' (may be empty)
-  std::string query;       // query without the '?' (may be empty)
-
-  // The path used for matching: percent-decoded once, dot-segments removed, ASCII
-  // lower-cased. Empty and match_path_ok false when the path cannot be matched safely
-  // (%00, malformed escapes, a decoded control byte, '?', '#', ';' or '\').
-  std::string match_path;
-  bool match_path_ok = false;
+  IpAddress host_ip;           // when host_kind is kIpv4 / kIpv6
+  std::uint16_t port = 0;      // explicit port, or the scheme's default (80 / 443)
+  bool match_path_ok = false;  // see Request::match_path
 
   std::string user_agent;        // as sent
   std::string user_agent_lower;  // ASCII lower-cased copy for literal matching
@@ -90,15 +71,7 @@ struct Request {
   mutable std::array<UaRegexMemo, 4> ua_regex_memo{};
   mutable std::uint8_t ua_regex_memo_next = 0;
 
- private:
-  bool parse_impl(const RequestInput& in, bool shortcut);
-  // The common absolute URL "http[s]://name/path[?query]" with a plain lower-case
-  // name and a path with nothing to decode: fills scheme..match_path and returns true;
-  // otherwise returns false having changed nothing.
-  bool parse_plain_url(std::string_view u);
-  // User-Agent and client address, the last step of parsing.
-  bool parse_client(const RequestInput& in);
-
+ protected:
   std::string error_;
   std::uint64_t user_agent_id_ = 0;  // RequestInput::user_agent_id of user_agent (0: none)
   // User-Agents seen before the current one, with their lower-case form and memos:
@@ -111,6 +84,50 @@ struct Request {
   };
   std::array<RecentUa, 7> recent_ua_{};
   std::uint8_t recent_ua_next_ = 0;
+  std::string match_path_buf_;  // match_path when it differs from the path as sent
+};
+
+// A parsed, normalized request. Parsing reuses the object's buffers, so a Request that is
+// parsed again and again does not allocate once warm (except for non-ASCII host names).
+// path, params, query and match_path view the Request's own text (`url` and an internal
+// buffer): valid while the Request lives and until its next parse(); copies view their
+// own text.
+//
+// Fields are valid only when ok() is true. A malformed request never matches any rule.
+struct Request : RequestFields {
+  Request() = default;
+  Request(const Request& other);
+  Request& operator=(const Request& other);
+
+  // Parses `in` into this object. Returns ok(); on failure error() says why.
+  bool parse(const RequestInput& in);
+  // The same result as parse() by the general parser alone (parse() takes a shortcut
+  // for common URLs); for tests and fuzzing, which compare the two.
+  bool parse_reference(const RequestInput& in);
+
+  bool ok() const { return error_.empty(); }
+  std::string_view error() const { return error_; }
+
+  std::string_view path;    // path as sent (no query, no ;params); "/" when absent
+  std::string_view params;  // ";params" part of the path, without the ';' (may be empty)
+  std::string_view query;   // query without the '?' (may be empty)
+  // The path used for matching: percent-decoded once, dot-segments removed, ASCII
+  // lower-cased. Empty and match_path_ok false when the path cannot be matched safely
+  // (%00, malformed escapes, a decoded control byte, '?', '#', ';' or '\').
+  std::string_view match_path;
+
+ private:
+  bool parse_impl(const RequestInput& in, bool shortcut);
+  // The common absolute URL "http[s]://name/path[?query]" with a plain lower-case
+  // name and a path with nothing to decode, in `url`: fills scheme..match_path and
+  // returns true; otherwise returns false having changed nothing.
+  bool parse_plain_url();
+  // User-Agent and client address, the last step of parsing.
+  bool parse_client(const RequestInput& in);
+  // match_path = `p` lower-cased: `p` itself when it has no upper-case letter.
+  void set_match_path_lower(std::string_view p);
+  // The views of `other`, re-pointed into this object's copies of its text.
+  void view_like(const Request& other);
 };
 
 // A bit for each of the common HTTP methods (GET, HEAD, POST, CONNECT, PUT, DELETE,
