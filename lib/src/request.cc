@@ -122,7 +122,6 @@ bool Request::parse_plain_url() {
   } else {
     return false;
   }
-  if (u.size() > kMaxUrlLength) return false;
   const auto* b = reinterpret_cast<const unsigned char*>(u.data());
   const std::size_t n = u.size();
 
@@ -212,14 +211,13 @@ Request& Request::operator=(const Request& other) {
 
 void Request::view_like(const Request& other) {
   // Each view is into other.url, other.match_path_buf_ or static text (kept as it is).
-  auto repoint = [&](std::string_view v) {
-    for (const auto& [from, to] :
-         {std::pair<const std::string*, const std::string*>{&other.url, &url},
-          {&other.match_path_buf_, &match_path_buf_}}) {
-      const char* b = from->data();
-      if (v.data() >= b && v.data() + v.size() <= b + from->size() && !v.empty())
-        return std::string_view(to->data() + (v.data() - b), v.size());
-    }
+  auto repoint = [&](std::string_view v) -> std::string_view {
+    auto inside = [&](const std::string& s) {
+      return !v.empty() && v.data() >= s.data() && v.data() + v.size() <= s.data() + s.size();
+    };
+    if (inside(other.url)) return {url.data() + (v.data() - other.url.data()), v.size()};
+    if (inside(other.match_path_buf_))
+      return {match_path_buf_.data() + (v.data() - other.match_path_buf_.data()), v.size()};
     return v;
   };
   path = repoint(other.path);

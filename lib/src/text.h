@@ -180,6 +180,14 @@ inline void assign_if_changed(std::string& dst, std::string_view src) {
   if (!equal(dst, src)) dst.assign(src);
 }
 
+#if defined(__SSE2__)
+// 0xff in each byte of `x` that is an ASCII upper-case letter, 0 elsewhere.
+inline __m128i upper_bytes16(__m128i x) {
+  return _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('A' - 1)),
+                       _mm_cmplt_epi8(x, _mm_set1_epi8('Z' + 1)));
+}
+#endif
+
 // True iff `s` holds an ASCII upper-case letter.
 inline bool has_upper(std::string_view s) {
   const char* p = s.data();
@@ -189,8 +197,7 @@ inline bool has_upper(std::string_view s) {
   if (n >= 16) {
     auto upper16 = [p](std::size_t at) {
       const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + at));
-      return _mm_movemask_epi8(_mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('A' - 1)),
-                                             _mm_cmplt_epi8(x, _mm_set1_epi8('Z' + 1))));
+      return _mm_movemask_epi8(upper_bytes16(x));
     };
     int any = 0;
     for (; i + 16 <= n; i += 16) any |= upper16(i);
@@ -213,10 +220,8 @@ inline void lower_into(std::string_view in, std::string& out) {
     char* d = out.data();
     auto lower16 = [s, d](std::size_t at) {
       const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + at));
-      const __m128i up = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('A' - 1)),
-                                       _mm_cmplt_epi8(x, _mm_set1_epi8('Z' + 1)));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(d + at),
-                       _mm_or_si128(x, _mm_and_si128(up, _mm_set1_epi8(0x20))));
+                       _mm_or_si128(x, _mm_and_si128(upper_bytes16(x), _mm_set1_epi8(0x20))));
     };
     std::size_t i = 0;
     for (; i + 16 <= n; i += 16) lower16(i);
