@@ -97,6 +97,33 @@ std::string_view HostIndex::last_two_labels(std::string_view name) {
   return before == std::string_view::npos ? name : name.substr(before + 1);
 }
 
+std::uint64_t HostIndex::tail_hash(std::string_view s) {
+  // The first and last 8 bytes (4 for shorter text, the bytes themselves under 4) and the
+  // length: a filter, so a collision only costs the full lookup.
+  const std::size_t n = s.size();
+  const char* p = s.data();
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;
+  if (n >= 8) {
+    std::memcpy(&a, p, 8);
+    std::memcpy(&b, p + n - 8, 8);
+  } else if (n >= 4) {
+    std::uint32_t x;
+    std::uint32_t y;
+    std::memcpy(&x, p, 4);
+    std::memcpy(&y, p + n - 4, 4);
+    a = x;
+    b = y;
+  } else if (n > 0) {
+    a = static_cast<unsigned char>(p[0]) | (static_cast<unsigned char>(p[n / 2]) << 8) |
+        (static_cast<unsigned char>(p[n - 1]) << 16);
+  }
+  constexpr std::uint64_t k = 0x9E3779B97F4A7C15ull;
+  std::uint64_t h = ((a ^ (n << 56)) * k) ^ b;
+  h *= 0xC2B2AE3D27D4EB4Full;
+  return (h ^ (h >> 29)) | 1;  // 0 marks an empty slot
+}
+
 bool HostIndex::tail_may_match(const Request& req) const {
   std::string_view tail = req.host;
   if (req.host_dots_known) {  // from the parser's dot mask: no scan
@@ -106,9 +133,9 @@ bool HostIndex::tail_may_match(const Request& req) const {
   } else {
     tail = last_two_labels(tail);
   }
-  const std::uint64_t h = hash_name(tail) | 1;  // 0 marks an empty slot
+  const std::uint64_t h = tail_hash(tail);
   const std::size_t mask = tails_.size() - 1;
-  for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+  for (std::size_t i = (h >> 1) & mask;; i = (i + 1) & mask) {  // bit 0 is always 1
     if (tails_[i] == h) return true;
     if (tails_[i] == 0) return false;
   }
@@ -144,8 +171,8 @@ void HostIndex::finish() {
     while (tail_cap < names_.size() * 4) tail_cap *= 2;
     tails_.assign(tail_cap, 0);
     for (const auto& [name, entry] : names_) {
-      const std::uint64_t h = hash_name(last_two_labels(name)) | 1;
-      std::size_t i = h & (tail_cap - 1);
+      const std::uint64_t h = tail_hash(last_two_labels(name));
+      std::size_t i = (h >> 1) & (tail_cap - 1);  // bit 0 is always 1
       while (tails_[i] != 0 && tails_[i] != h) i = (i + 1) & (tail_cap - 1);
       tails_[i] = h;
     }

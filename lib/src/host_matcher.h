@@ -79,6 +79,7 @@ class HostIndex {
   // them matches no name entry, which settles most requests in one probe. Off when some
   // suffix entry has a single label (".org"): then any host may match.
   static std::string_view last_two_labels(std::string_view name);
+  static std::uint64_t tail_hash(std::string_view s);
   bool tail_may_match(const Request& req) const;
   std::vector<std::uint64_t> tails_;
   bool tail_filter_ = false;

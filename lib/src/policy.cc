@@ -148,9 +148,16 @@ bool Policy::path_match(const Rule& r, const Request& req, bool* regex_fault) co
       std::none_of(m.path_prefix.begin(), m.path_prefix.end(),
                    [&](const std::string& s) { return text::starts_with(p, s); }))
     return false;
-  if (!m.path_suffix.empty() && std::none_of(m.path_suffix.begin(), m.path_suffix.end(),
-                                             [&](const std::string& s) { return text::ends_with(p, s); }))
-    return false;
+  if (!m.path_suffix.empty()) {
+    bool any = false;
+    for (const std::string& s : m.path_suffix) {
+      if (text::ends_with(p, s)) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) return false;
+  }
   if (!m.path_regex.empty()) {
     bool fault = false;
     bool ok = any_regex(m.path_regex, &fault, [&](const Regex& re) { return re.full_match(p); });
@@ -199,7 +206,9 @@ bool Policy::rule_matches_except_hosts(const Rule& r, const Request& req, bool* 
   const Match& m = r.match;
   if (req.method_bit != 0 ? (m.method_bits & req.method_bit) == 0 : !methods_match(r, req))
     return false;
-  if (std::find(m.ports.begin(), m.ports.end(), req.port) == m.ports.end()) return false;
+  bool port_ok = false;  // a plain loop: rules list one or two ports
+  for (std::uint16_t p : m.ports) port_ok |= p == req.port;
+  if (!port_ok) return false;
   if (!m.src.empty() && !src_match(r, req)) return false;
   if ((!m.path_prefix.empty() || !m.path_suffix.empty() || !m.path_regex.empty()) &&
       !path_match(r, req, fault))

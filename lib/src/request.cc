@@ -259,9 +259,11 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
   };
 
   // Method: an HTTP token, compared case-sensitively.
-  const bool method_ok =
-      !in.method.empty() && in.method.size() <= kMaxMethodLength &&
-      std::all_of(in.method.begin(), in.method.end(), [](char c) { return kTokenChars.has(c); });
+  // A common method (one with a bit) is a token: only other methods are checked.
+  const std::uint8_t bit = method_bit_of(in.method);
+  const bool method_ok = bit != 0 || (!in.method.empty() && in.method.size() <= kMaxMethodLength &&
+                                      std::all_of(in.method.begin(), in.method.end(),
+                                                  [](char c) { return kTokenChars.has(c); }));
   if (!method_ok) {
     method.clear();
     method_bit = 0;
@@ -272,8 +274,8 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
     return fail("method is not an HTTP token");
   }
   text::assign_if_changed(method, in.method);
-  method_bit = method_bit_of(method);
-  is_connect = method_bit == kConnectBit;
+  method_bit = bit;
+  is_connect = bit == kConnectBit;
 
   // URL, from the Request's own copy (the views point into it).
   if (shortcut && !is_connect && in.url.size() <= kMaxUrlLength && parse_plain_url())
