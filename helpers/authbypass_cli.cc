@@ -251,7 +251,7 @@ int cmd_explain(int argc, char** argv) {
                 << (req.match_path_ok ? std::string(req.match_path) : "(unmatchable: " + std::string(req.path) + ")");
     }
     std::cout << ", User-Agent "
-              << (req.user_agent.empty() ? std::string("(none)") : "'" + req.user_agent + "'")
+              << (req.user_agent.empty() ? std::string("(none)") : "'" + std::string(req.user_agent) + "'")
               << ", client " << (req.src ? req.src->to_string() : std::string("(unknown)")) << "\n";
   }
 

@@ -174,20 +174,21 @@ bool Policy::user_agent_match(const Rule& r, const Request& req, bool* regex_fau
   const Match& m = r.match;
   if (!m.user_agent.empty() &&
       std::none_of(m.user_agent.begin(), m.user_agent.end(), [&](const std::string& s) {
-        return std::string_view(req.user_agent_lower).find(s) != std::string_view::npos;
+        return req.user_agent_lower.find(s) != std::string_view::npos;
       }))
     return false;
   if (!m.user_agent_regex.empty()) {
     bool fault = false;
     bool ok = any_regex(m.user_agent_regex, &fault, [&](const Regex& re) {
-      for (const Request::UaRegexMemo& memo : req.ua_regex_memo) {
+      Request::UaMemo& memos = req.ua_memo();
+      for (const Request::UaRegexMemo& memo : memos.entries) {
         if (memo.regex == &re && memo.policy == generation_) {
           return memo.match ? Regex::Result::kMatch : Regex::Result::kNoMatch;
         }
       }
       Regex::Result res = re.search(req.user_agent);
       if (res != Regex::Result::kFault) {  // faults are counted every time, never kept
-        req.ua_regex_memo[req.ua_regex_memo_next++ % req.ua_regex_memo.size()] =
+        memos.entries[memos.next++ % memos.entries.size()] =
             Request::UaRegexMemo{&re, generation_, res == Regex::Result::kMatch};
       }
       return res;

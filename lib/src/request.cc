@@ -220,6 +220,8 @@ void Request::view_like(const Request& other) {
       return {match_path_buf_.data() + (v.data() - other.match_path_buf_.data()), v.size()};
     return v;
   };
+  user_agent = recent_ua_[current_ua_].raw;
+  user_agent_lower = recent_ua_[current_ua_].lower;
   path = repoint(other.path);
   params = repoint(other.params);
   query = repoint(other.query);
@@ -411,30 +413,26 @@ bool Request::parse_client(const RequestInput& in) {
   // A warm Request often sees the same UA again: known by its id when the caller numbers
   // User-Agents, else by its text.
   const std::uint64_t id = in.user_agent_id;
-  if (id != 0 ? id != user_agent_id_ : in.user_agent != user_agent) {
-    RecentUa* slot = nullptr;
-    for (RecentUa& r : recent_ua_) {
-      if (id != 0 ? r.id == id : r.raw == in.user_agent) {
-        slot = &r;
-        break;
-      }
+  if (const RecentUa& cur = recent_ua_[current_ua_];
+      id != 0 ? id != cur.id : in.user_agent != cur.raw) {
+    std::size_t k = 0;
+    for (; k < recent_ua_.size(); ++k) {
+      const RecentUa& r = recent_ua_[k];
+      if (id != 0 ? r.id == id : r.raw == in.user_agent) break;
     }
-    const bool seen = slot != nullptr;
-    if (!seen) slot = &recent_ua_[recent_ua_next_++ % recent_ua_.size()];
-    // The current one goes to the slot (evicting its User-Agent if it was not `seen`).
-    user_agent.swap(slot->raw);
-    user_agent_lower.swap(slot->lower);
-    std::swap(user_agent_id_, slot->id);
-    std::swap(ua_regex_memo, slot->memo);
-    std::swap(ua_regex_memo_next, slot->memo_next);
-    if (!seen) {
-      user_agent_id_ = id;
-      user_agent.assign(in.user_agent);
-      text::lower_into(user_agent, user_agent_lower);
-      ua_regex_memo = {};
-      ua_regex_memo_next = 0;
+    if (k == recent_ua_.size()) {  // new: it takes the oldest slot
+      k = recent_ua_next_;
+      recent_ua_next_ = static_cast<std::uint8_t>((k + 1) % recent_ua_.size());
+      RecentUa& r = recent_ua_[k];
+      r.raw.assign(in.user_agent);
+      text::lower_into(r.raw, r.lower);
+      r.id = id;
+      r.memo = {};
     }
+    current_ua_ = static_cast<std::uint8_t>(k);
   }
+  user_agent = recent_ua_[current_ua_].raw;
+  user_agent_lower = recent_ua_[current_ua_].lower;
   // Parsed every time: an IPv4 parse costs less than comparing with and keeping the last
   // address's text.
   if (in.src.empty()) {

@@ -562,7 +562,7 @@ std::string RefRuleMismatch(const GenRule& r, const Request& q, Date today) {
     return "user_agent";
   if (!r.user_agent_regex.empty() &&
       std::none_of(r.user_agent_regex.begin(), r.user_agent_regex.end(),
-                   [&](const std::string& re) { return RefRegex(re, q.user_agent, false); }))
+                   [&](const std::string& re) { return RefRegex(re, std::string(q.user_agent), false); }))
     return "user_agent_regex";
   if (!r.src.empty()) {
     if (!q.src) return "src (none given)";

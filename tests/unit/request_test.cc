@@ -869,22 +869,23 @@ TEST(RequestParse, MethodBits) {
   EXPECT_EQ(req.method_bit, 0);
 }
 
-// path, params, query and match_path view the Request's own text: a copy views its own,
-// and keeps its values when the original is parsed again or destroyed.
+// path, params, query, match_path and the User-Agent view the Request's own text: a copy
+// views its own, and keeps its values when the original is parsed again or destroyed.
 TEST(RequestParse, CopiesViewTheirOwnText) {
   for (const char* url :
        {"http://a.b/X.crl?q=1", "http://a.b/%41/b;p=1?q", "http://a.b/x/./y.crl",
         "http://crl.example.com/some/longer/path/that/is/not/short.crl?x=y", "http://a.b"}) {
     SCOPED_TRACE(url);
     auto original = std::make_unique<Request>();
-    ASSERT_TRUE(original->parse(RequestInput{"GET", url, "", ""}));
+    ASSERT_TRUE(original->parse(RequestInput{"GET", url, "Microsoft-CryptoAPI/10.0", ""}));
     const std::string path(original->path), params(original->params), query(original->query),
         match(original->match_path);
     Request copy(*original);
     Request assigned;
     ASSERT_TRUE(assigned.parse(RequestInput{"GET", "http://other.example/zzz", "", ""}));
     assigned = *original;
-    ASSERT_TRUE(original->parse(RequestInput{"GET", "http://q.example/OTHER?w", "", ""}));
+    for (const char* ua : {"a", "B", "c", "D", "e", "F", "g", "H", "i"})  // every UA slot anew
+      ASSERT_TRUE(original->parse(RequestInput{"GET", "http://q.example/OTHER?w", ua, ""}));
     original.reset();
     for (const Request* r : {&copy, &assigned}) {
       EXPECT_EQ(r->path, path);
@@ -892,6 +893,8 @@ TEST(RequestParse, CopiesViewTheirOwnText) {
       EXPECT_EQ(r->query, query);
       EXPECT_EQ(r->match_path, match);
       EXPECT_TRUE(r->match_path_ok);
+      EXPECT_EQ(r->user_agent, "Microsoft-CryptoAPI/10.0");
+      EXPECT_EQ(r->user_agent_lower, "microsoft-cryptoapi/10.0");
     }
   }
 }

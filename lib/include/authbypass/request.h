@@ -54,44 +54,44 @@ struct RequestFields {
   std::uint16_t port = 0;      // explicit port, or the scheme's default (80 / 443)
   bool match_path_ok = false;  // see Request::match_path
 
-  std::string user_agent;        // as sent
-  std::string user_agent_lower;  // ASCII lower-cased copy for literal matching
   std::optional<IpAddress> src;  // client address, when given
 
   std::string url;  // the URL as given, for logs
 
-  // Engine-internal: outcomes of `user_agent_regex` on this user_agent, kept with the
-  // last few distinct User-Agents parse() saw (a proxy sees few distinct ones). Like every
-  // field, written by the thread that owns this Request; never share one between threads.
+  // Engine-internal: outcomes of `user_agent_regex` on one User-Agent, kept with each of
+  // the last few distinct User-Agents parse() saw (a proxy sees few distinct ones). Like
+  // every field, written by the thread that owns this Request; never share one between
+  // threads.
   struct UaRegexMemo {
     const void* regex = nullptr;
     std::uint64_t policy = 0;  // Policy::generation() of the policy that owns `regex`
     bool match = false;
   };
-  mutable std::array<UaRegexMemo, 4> ua_regex_memo{};
-  mutable std::uint8_t ua_regex_memo_next = 0;
+  struct UaMemo {
+    std::array<UaRegexMemo, 4> entries{};
+    std::uint8_t next = 0;  // the entry to overwrite next
+  };
 
  protected:
   std::string error_;
-  std::uint64_t user_agent_id_ = 0;  // RequestInput::user_agent_id of user_agent (0: none)
-  // User-Agents seen before the current one, with their lower-case form and memos:
-  // parse() swaps one back in when it comes again.
+  // The last distinct User-Agents, with their lower-case form and memos; the current one
+  // is recent_ua_[current_ua_].
   struct RecentUa {
     std::string raw, lower;
-    std::uint64_t id = 0;
-    std::array<UaRegexMemo, 4> memo{};
-    std::uint8_t memo_next = 0;
+    std::uint64_t id = 0;  // RequestInput::user_agent_id of `raw` (0: none)
+    UaMemo memo;
   };
-  std::array<RecentUa, 7> recent_ua_{};
-  std::uint8_t recent_ua_next_ = 0;
-  std::string match_path_buf_;  // match_path when it differs from the path as sent
+  mutable std::array<RecentUa, 8> recent_ua_{};
+  std::uint8_t current_ua_ = 0;
+  std::uint8_t recent_ua_next_ = 1;  // the slot to fill next
+  std::string match_path_buf_;       // match_path when it differs from the path as sent
 };
 
 // A parsed, normalized request. Parsing reuses the object's buffers, so a Request that is
 // parsed again and again does not allocate once warm (except for non-ASCII host names).
-// path, params, query and match_path view the Request's own text (`url` and an internal
-// buffer): valid while the Request lives and until its next parse(); copies view their
-// own text.
+// path, params, query, match_path, user_agent and user_agent_lower view the Request's own
+// text (`url` and internal buffers): valid while the Request lives and until its next
+// parse(); copies view their own text.
 //
 // Fields are valid only when ok() is true. A malformed request never matches any rule.
 struct Request : RequestFields {
@@ -115,6 +115,11 @@ struct Request : RequestFields {
   // lower-cased. Empty and match_path_ok false when the path cannot be matched safely
   // (%00, malformed escapes, a decoded control byte, '?', '#', ';' or '\').
   std::string_view match_path;
+
+  std::string_view user_agent;        // as sent
+  std::string_view user_agent_lower;  // ASCII lower-cased copy for literal matching
+  // Engine-internal: the memo of user_agent_regex outcomes for this user_agent.
+  UaMemo& ua_memo() const { return recent_ua_[current_ua_].memo; }
 
  private:
   bool parse_impl(const RequestInput& in, bool shortcut);
