@@ -206,12 +206,27 @@ void append_audit_json(std::string& out, const AuditEvent& e,
   bool plain = !e.fixed_json.empty() && e.status < 0 && e.bytes < 0;
   std::size_t total =
       8 + second_text.size() + sizeof stamp + e.fixed_json.size() + 2 + e.request_json.size();
+  // Values that sit back to back in memory (a caller's record keeps a request's fields
+  // so) are checked as one run: one scan instead of one per field.
+  const char* run = nullptr;
+  std::size_t run_len = 0;
+  auto check_run = [&] {
+    plain = plain && json_special(run, run_len) == run_len;
+    run_len = 0;
+  };
   for (std::size_t i = 0; i < std::size(fields) && plain; ++i) {
     const auto& [key, value] = fields[i];
     if (value.empty() || skipped(i)) continue;
-    plain = json_special(value.data(), value.size()) == value.size();
     total += key.size() + value.size() + 1;
+    if (run_len != 0 && run + run_len == value.data()) {
+      run_len += value.size();
+      continue;
+    }
+    if (run_len != 0) check_run();
+    run = value.data();
+    run_len = value.size();
   }
+  if (run_len != 0) check_run();
   if (plain) {
     const std::size_t at = out.size();
     out.resize(at + total);
