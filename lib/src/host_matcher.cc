@@ -167,13 +167,18 @@ void HostIndex::finish() {
   tail_filter_ = !names_.empty() && (suffix_labels_ & 2) == 0;
   tails_.clear();
   if (tail_filter_) {
+    // Sized by the distinct tails (many names share a domain), so the table stays small.
+    std::vector<std::uint64_t> hashes;
+    hashes.reserve(names_.size());
+    for (const auto& [name, entry] : names_) hashes.push_back(tail_hash(last_two_labels(name)));
+    std::sort(hashes.begin(), hashes.end());
+    hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());
     std::size_t tail_cap = 16;
-    while (tail_cap < names_.size() * 4) tail_cap *= 2;
+    while (tail_cap < hashes.size() * 4) tail_cap *= 2;
     tails_.assign(tail_cap, 0);
-    for (const auto& [name, entry] : names_) {
-      const std::uint64_t h = tail_hash(last_two_labels(name));
+    for (const std::uint64_t h : hashes) {
       std::size_t i = (h >> 1) & (tail_cap - 1);  // bit 0 is always 1
-      while (tails_[i] != 0 && tails_[i] != h) i = (i + 1) & (tail_cap - 1);
+      while (tails_[i] != 0) i = (i + 1) & (tail_cap - 1);
       tails_[i] = h;
     }
   }
