@@ -926,6 +926,21 @@ bool check_ocsp_request(ci_headers_list_t* hreq, Txn& t) {
 // adaptation_access comes here, bypassed or not, so anything that is not a bypass is a 204
 // (no event): never a 403 for a request that merely cannot be evaluated, which Squid then
 // authenticates.
+// The encapsulated HTTP request (request line, Host, User-Agent) as the engine's input;
+// its method, URL and User-Agent are also kept in t for the audit event.
+authbypass::icap::Translated translate_request(ci_headers_list_t* hreq, Txn& t) {
+  const std::string line = first_line(hreq);
+  const auto host = header(hreq, "Host");
+  const auto ua = header(hreq, "User-Agent");
+  authbypass::icap::Translated tr = authbypass::icap::translate(
+      {line, host ? std::optional<std::string_view>(*host) : std::nullopt,
+       ua ? std::optional<std::string_view>(*ua) : std::nullopt, t.src});
+  t.method = tr.method;
+  t.url = tr.url;
+  t.ua = tr.user_agent;
+  return tr;
+}
+
 void classify_decide(ci_request_t* req, Txn& t) {
   t.decide = true;
   t.action = Action::kAllow;
@@ -938,15 +953,7 @@ void classify_decide(ci_request_t* req, Txn& t) {
   const bool authenticated = header(icap, "X-Authenticated-User").has_value();
   const bool client_mark = has_mark_header(hreq);
 
-  const std::string line = first_line(hreq);
-  const auto host = header(hreq, "Host");
-  const auto ua = header(hreq, "User-Agent");
-  authbypass::icap::Translated tr = authbypass::icap::translate(
-      {line, host ? std::optional<std::string_view>(*host) : std::nullopt,
-       ua ? std::optional<std::string_view>(*ua) : std::nullopt, t.src});
-  t.method = tr.method;
-  t.url = tr.url;
-  t.ua = tr.user_agent;
+  const authbypass::icap::Translated tr = translate_request(hreq, t);
 
   Decision d;
   bool is_connect = false;
@@ -1037,15 +1044,7 @@ void classify(ci_request_t* req, Txn& t) {
     block(t, "no encapsulated HTTP request headers");
     return;
   }
-  const std::string line = first_line(hreq);
-  const auto host = header(hreq, "Host");
-  const auto ua = header(hreq, "User-Agent");
-  authbypass::icap::Translated tr = authbypass::icap::translate(
-      {line, host ? std::optional<std::string_view>(*host) : std::nullopt,
-       ua ? std::optional<std::string_view>(*ua) : std::nullopt, t.src});
-  t.method = tr.method;
-  t.url = tr.url;
-  t.ua = tr.user_agent;
+  const authbypass::icap::Translated tr = translate_request(hreq, t);
   if (!tr.ok()) {
     block(t, tr.error);
     return;
