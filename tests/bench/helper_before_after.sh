@@ -45,7 +45,7 @@ cmake -S "$base_tree" -B "$base_tree/build" -DCMAKE_BUILD_TYPE=Release -DAUTHBYP
   -DAUTHBYPASS_BENCH=OFF >/dev/null
 cmake --build "$base_tree/build" -j2 --target ext_authbypass_acl >&2
 echo "== building the current helper" >&2
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DAUTHBYPASS_PGO= >/dev/null  # both without PGO
 cmake --build build-bench -j2 --target ext_authbypass_acl >&2
 base_bin="$base_tree/build/helpers/ext_authbypass_acl"
 cur_bin="$src_dir/build-bench/helpers/ext_authbypass_acl"

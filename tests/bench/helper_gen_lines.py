@@ -3,9 +3,10 @@
 
 Copied from the shared benchmark reference material (bench-reference/gen_lines.py) so
 that tests/bench/helper_throughput.sh is self-contained; only this docstring differs,
-the output is byte-for-byte the reference's (seed 42).
+the output is byte-for-byte the reference's (seed 42), and SEED (default 42) is read from
+the environment so that scripts/build-pgo can train on other lines than the benchmark's.
 
-Usage: OUT=DIR helper_gen_lines.py [N]   (N lines, default 1,000,000)
+Usage: OUT=DIR [SEED=N] helper_gen_lines.py [N]   (N lines, default 1,000,000)
 Writes, in $OUT (default .):
   revocation_hosts.txt   56 CA revocation (CRL/OCSP/AIA) host names
   urlrewrite.txt         squidGuard url_rewrite format:  URL ip/fqdn ident method
@@ -14,9 +15,9 @@ Writes, in $OUT (default .):
                          CHANNEL SRC METHOD %#URI %#>ha{User-Agent} -
 Mix: 20% revocation hosts, 10% *.crl on other hosts, 70% ordinary browsing.
 """
-import random, sys, urllib.parse
+import os, random, sys, urllib.parse
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-rnd = random.Random(42)
+rnd = random.Random(int(os.environ.get("SEED", "42")))
 REVOCATION_HOSTS = """crl.microsoft.com mscrl.microsoft.com oneocsp.microsoft.com ocsp.msocsp.com
 ctldl.windowsupdate.com crl3.digicert.com crl4.digicert.com ocsp.digicert.com cacerts.digicert.com
 crl.sectigo.com ocsp.sectigo.com crl.comodoca.com ocsp.comodoca.com crl.usertrust.com ocsp.usertrust.com

@@ -33,10 +33,10 @@ while [[ $# -gt 0 ]]; do
 done
 mkdir -p "$work"
 
-# (a) the helper, Release
-echo "== building ext_authbypass_acl (Release, $build_dir/)" >&2
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build_dir" -j2 --target ext_authbypass_acl >&2
+# (a) profile-guided, as packaging/build-deb builds the .deb (scripts/build-pgo; only an
+# incremental build when $build_dir was trained on this very tree)
+echo "== building ext_authbypass_acl (Release, profile-guided, $build_dir/)" >&2
+scripts/build-pgo "$build_dir" -DCMAKE_BUILD_TYPE=Release >&2
 
 # (b) the echo loop
 echo "== building the echo loop" >&2

@@ -6,7 +6,7 @@ usage: deb_test.py build   SOURCE_DIR BUILD_DIR VERSION
        deb_test.py install SOURCE_DIR BUILD_DIR VERSION MARKER
        deb_test.py cleanup SOURCE_DIR BUILD_DIR VERSION MARKER
 
-build    packaging/build-deb BUILD_DIR (Release, /usr, Debian's hardening flags, cpack -G
+build    packaging/build-deb BUILD_DIR (Release, profile-guided, /usr, Debian's hardening flags, cpack -G
          DEB), then: lintian without errors; the control fields (Depends from
          dpkg-shlibdeps, squid and c-icap only recommended), the conffiles, the maintainer
          scripts (valid sh, never starting, stopping or reloading a service), and the
@@ -143,6 +143,19 @@ def test_build(src: str, build_dir: str, version: str) -> int:
                   "\n".join((r.stdout + r.stderr).splitlines()[-30:]))
     if not os.path.isfile(deb):
         return summary(checks)
+    # The package is the profile-guided build the benchmarks measure (scripts/build-pgo):
+    # trained (profiles and the tree stamp written) and configured to use the profiles.
+    pgo = os.path.join(build_dir, "pgo")
+    profiles = [n for n in os.listdir(pgo) if n.endswith(".gcda")] if os.path.isdir(pgo) else []
+    with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
+        cache = f.read()
+    checks.expect(bool(profiles) and os.path.isfile(os.path.join(pgo, "trained")) and
+                  re.search(r"^AUTHBYPASS_PGO:[A-Z]+=use$", cache, re.M) is not None and
+                  re.search(r"^CMAKE_INTERPROCEDURAL_OPTIMIZATION:[A-Z]+=ON$", cache, re.M)
+                  is not None,
+                  f"profile-guided, link-time optimized build ({len(profiles)} profiles)",
+                  f"{pgo}: {sorted(profiles)[:5]}; cache PGO/IPO lines: " +
+                  "; ".join(l for l in cache.splitlines() if "PGO" in l or "INTERPROCEDURAL" in l))
 
     print("== lintian", flush=True)
     r = run(["lintian", "--fail-on", "error", "--display-info", deb], timeout=300)
