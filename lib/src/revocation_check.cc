@@ -320,7 +320,7 @@ struct RevocationCheck::Impl {
     std::array<Level, kMaxDepth + 1> levels{};
   };
   std::array<Candidate, kKinds> cand;
-  unsigned alive_mask = 0;
+  unsigned alive_mask = 0;  // bit k set exactly when cand[k].alive
 
   // -- DER walker --
   struct Frame {
@@ -451,9 +451,10 @@ struct RevocationCheck::Impl {
     }
     // Shape checks, per live candidate.
     bool want_capture = false, encapsulate = false;
-    for (std::size_t k = 0; k < kKinds; ++k) {
+    for (unsigned live = alive_mask; live != 0; live &= live - 1) {  // the live candidates
+      const auto k = static_cast<std::size_t>(std::countr_zero(live));
       Candidate& c = cand[k];
-      if (!c.alive) continue;
+      if (!c.alive) continue;  // killed earlier in this loop
       const Item* item = nullptr;
       if (d == 0) {
         if (tag != kSeq) {
@@ -533,9 +534,10 @@ struct RevocationCheck::Impl {
   void end_primitive() {
     in_prim = false;
     const int d = depth + 1;
-    for (std::size_t k = 0; k < kKinds; ++k) {
+    for (unsigned live = d == 0 ? 0u : alive_mask; live != 0; live &= live - 1) {
+      const auto k = static_cast<std::size_t>(std::countr_zero(live));
       Candidate& c = cand[k];
-      if (!c.alive || d == 0) continue;
+      if (!c.alive) continue;  // killed earlier in this loop
       const Candidate::Level& lv = c.levels[static_cast<std::size_t>(d - 1)];
       if (lv.pattern == nullptr) continue;
       const Item& it =
@@ -582,9 +584,10 @@ struct RevocationCheck::Impl {
     while (depth >= 0 && frames[static_cast<std::size_t>(depth)].remaining == 0 &&
            state != State::kRejected) {
       const int d = depth;
-      for (std::size_t k = 0; k < kKinds; ++k) {
+      for (unsigned live = alive_mask; live != 0; live &= live - 1) {
+        const auto k = static_cast<std::size_t>(std::countr_zero(live));
         Candidate& c = cand[k];
-        if (!c.alive) continue;
+        if (!c.alive) continue;  // killed earlier in this loop
         const Candidate::Level& lv = c.levels[static_cast<std::size_t>(d)];
         const Pattern* p = lv.pattern;
         if (p == nullptr) continue;

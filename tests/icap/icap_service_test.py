@@ -73,6 +73,17 @@ CLIENT = "10.1.2.3"
 UA = "Microsoft-CryptoAPI/10.0"
 
 
+def wait_events(lab, pred, timeout: float = 5.0) -> list[dict]:
+    """The lab's audit events that match pred, once there is at least one (or after timeout):
+    c-icap writes an event when it releases the transaction, just after the answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        evs = [e for e in lab.audit_events() if pred(e)]
+        if evs or time.monotonic() >= deadline:
+            return evs
+        time.sleep(0.05)
+
+
 def read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
@@ -341,8 +352,9 @@ def main(argv) -> int:
         st, lines, rest = respmod(ic, url, crl, req_hdr=None)
         sl, _b, _c = http_status(rest, lines)
         checks.expect("403" in sl, "no encapsulated request headers: 403", f"ICAP {st} {sl}")
-        evs = [e for e in ic.audit_events() if e.get("reason") == "no encapsulated HTTP request headers"]
-        checks.expect(len(evs) == 1, "audit: blocked, reason 'no encapsulated HTTP request headers'")
+        evs = wait_events(ic, lambda e: e.get("reason") == "no encapsulated HTTP request headers")
+        checks.expect(len(evs) == 1, "audit: blocked, reason 'no encapsulated HTTP request headers'",
+                      f"{len(evs)} such events")
         expected_events.append(("blocked", None, None))
         st, lines, rest = respmod(ic, url, crl, req_hdr=["GARBAGE", "Host: crl.lab.test"])
         sl, _b, _c = http_status(rest, lines)
@@ -572,8 +584,7 @@ def main(argv) -> int:
         checks.expect(st == 204, f"MaxBodySize crl 1K: a {len(crl)}-byte CRL passes ({st})")
         st, lines, rest = respmod(ic3, "http://crl.lab.test/40k.crl", read(d["crl-40k.crl"]))
         checks.expect("403" in http_status(rest, lines)[0], "MaxBodySize crl 1K: a 40 KB CRL is blocked")
-        time.sleep(0.2)
-        evs = [e for e in ic3.audit_events() if e.get("url") == "http://crl.lab.test/40k.crl"]
+        evs = wait_events(ic3, lambda e: e.get("url") == "http://crl.lab.test/40k.crl")
         checks.expect(len(evs) == 1 and "cap" in (evs[0].get("reason") or ""),
                       "audit: the reason names the cap", str(evs))
     except (IcapLabError, OSError) as e:
