@@ -666,6 +666,17 @@ struct RevocationCheck::Impl {
         if (prim_left == 0) end_primitive();
         continue;
       }
+      if (hdr_len == 0 && n >= 2 && p[1] < 0x80 && (p[0] & 0x1f) != 0x1f) {
+        // The common header, short-form length and whole in this chunk: read as
+        // parse_header reads it, without collecting it byte by byte.
+        const std::uint8_t tag = p[0];
+        const std::uint64_t len = p[1];
+        p += 2;
+        n -= 2;
+        der_seen += 2;
+        on_header(tag, len, 2);
+        continue;
+      }
       hdr[hdr_len++] = *p++;
       --n;
       ++der_seen;
