@@ -922,10 +922,6 @@ bool check_ocsp_request(ci_headers_list_t* hreq, Txn& t) {
   return true;
 }
 
-// REQMOD in authbypass.Mode decide|both: the service decides. Every request of Squid's
-// adaptation_access comes here, bypassed or not, so anything that is not a bypass is a 204
-// (no event): never a 403 for a request that merely cannot be evaluated, which Squid then
-// authenticates.
 // The encapsulated HTTP request (request line, Host, User-Agent) as the engine's input;
 // its method, URL and User-Agent are also kept in t for the audit event.
 authbypass::icap::Translated translate_request(ci_headers_list_t* hreq, Txn& t) {
@@ -941,6 +937,10 @@ authbypass::icap::Translated translate_request(ci_headers_list_t* hreq, Txn& t) 
   return tr;
 }
 
+// REQMOD in authbypass.Mode decide|both: the service decides. Every request of Squid's
+// adaptation_access comes here, bypassed or not, so anything that is not a bypass is a 204
+// (no event): never a 403 for a request that merely cannot be evaluated, which Squid then
+// authenticates.
 void classify_decide(ci_request_t* req, Txn& t) {
   t.decide = true;
   t.action = Action::kAllow;
