@@ -330,6 +330,97 @@ TEST_F(RevocationCheckTest, CabTrustLists) {
   EXPECT_EQ(check(Verify::kCtl, lying, "", &why), State::kRejected);
 }
 
+// DER built by hand, for the revoked-entry cases below.
+std::string der_len(std::size_t n) {
+  if (n < 0x80) return std::string(1, static_cast<char>(n));
+  std::string b;
+  for (; n > 0; n >>= 8) b.insert(b.begin(), static_cast<char>(n & 0xff));
+  return std::string(1, static_cast<char>(0x80 | b.size())) + b;
+}
+std::string tlv(unsigned tag, const std::string& content) {
+  return std::string(1, static_cast<char>(tag)) + der_len(content.size()) + content;
+}
+// A CRL (unsigned: the checker checks shape, not signatures) whose revokedCertificates
+// holds `before` ordinary entries, then `odd`, then `after` ordinary entries.
+std::string crl_with_entry(const std::string& odd, int before = 200, int after = 200) {
+  const std::string reason =
+      tlv(0x30, tlv(0x06, "\x55\x1d\x15") + tlv(0x04, tlv(0x0a, std::string(1, '\x01'))));
+  std::string entries;
+  for (int i = 0; i < before + after; ++i) {
+    if (i == before) entries += odd;
+    std::string serial = tlv(0x02, std::string(20, static_cast<char>(0x10 + i % 64)));
+    entries += tlv(0x30, serial + tlv(0x17, "241201000000Z") + tlv(0x30, reason));
+  }
+  if (after == 0) entries += odd;
+  const std::string alg = tlv(0x30, tlv(0x06, "\x2a\x86\x48\xce\x3d\x04\x03\x02"));
+  const std::string tbs =
+      tlv(0x02, std::string(1, '\x01')) + alg +
+      tlv(0x30, tlv(0x31, tlv(0x30, tlv(0x06, "\x55\x04\x03") + tlv(0x0c, "x")))) +
+      tlv(0x17, "261202115540Z") + tlv(0x30, entries);
+  return tlv(0x30, tlv(0x30, tbs) + alg + tlv(0x03, std::string(33, '\0')));
+}
+
+TEST_F(RevocationCheckTest, RevokedEntriesGetTheSameVerdictWholeOrCut) {
+  // Entries that lie whole in a chunk take a faster path than entries cut by a chunk's
+  // end (revocation_check.cc, skim_revoked): both must reach the same verdict and reason.
+  const std::string serial = tlv(0x02, "\x01\x02");
+  const std::string date = tlv(0x17, "241201000000Z");
+  std::string deep = tlv(0x04, "x");
+  for (int i = 0; i < 30; ++i) deep = tlv(0x30, deep);
+  struct Case {
+    const char* name;
+    std::string entry;
+    const char* reason;  // empty: genuine
+  } cases[] = {
+      {"no extensions", tlv(0x30, serial + date), ""},
+      {"GeneralizedTime, 200-byte serial",
+       tlv(0x30, tlv(0x02, std::string(200, '\x7f')) + tlv(0x18, "20241201000000Z")), ""},
+      {"empty extensions", tlv(0x30, serial + date + tlv(0x30, "")), ""},
+      {"constructed OCTET STRING inside extensions",
+       tlv(0x30, serial + date + tlv(0x30, tlv(0x24, tlv(0x04, "ab")))), ""},
+      {"empty OID in extensions", tlv(0x30, serial + date + tlv(0x30, tlv(0x06, ""))), "empty OID"},
+      {"extensions nested too deep", tlv(0x30, serial + date + tlv(0x30, deep)),
+       "DER nested deeper than 24 levels"},
+      {"a fourth element", tlv(0x30, serial + date + tlv(0x30, "") + tlv(0x30, "")),
+       "not a valid crl: unexpected SEQUENCE at depth 4"},
+      {"no revocation date", tlv(0x30, serial), "not a valid crl: missing UTCTime at depth 4"},
+      {"date first", tlv(0x30, date + serial), "not a valid crl: unexpected UTCTime at depth 4"},
+      {"SET for SEQUENCE", tlv(0x31, serial + date), "not a valid crl: unexpected SET at depth 3"},
+      {"non-minimal length", tlv(0x30, std::string("\x02\x81\x02\x01\x02", 5) + date),
+       "non-minimal DER length (long form for a short length)"},
+      {"serial overflows the entry", tlv(0x30, std::string("\x02\x20\x01", 3) + date),
+       "DER element overflows its parent (bad lengths)"},
+      {"multi-byte tag in extensions", tlv(0x30, serial + date + tlv(0x30, tlv(0x1f, "a"))),
+       "DER tag 0x1f uses the multi-byte form (not expected here)"},
+      {"indefinite length", std::string("\x30\x80", 2) + serial + date + std::string(2, '\0'),
+       "indefinite length (BER, not DER)"},
+  };
+  for (const Case& c : cases) {
+    for (int after : {200, 0}) {  // in the middle of the list, and its last entry
+      const std::string crl = crl_with_entry(c.entry, 200, after);
+      for (std::size_t chunk : {1u, 7u, 100u, 4096u, 1u << 20}) {
+        std::string why;
+        const State s = check(Verify::kCrl, crl, "application/pkix-crl", &why, chunk);
+        const std::string where = std::string(c.name) + ", chunk " + std::to_string(chunk) +
+                                  (after == 0 ? ", last entry" : "");
+        if (*c.reason == '\0') {
+          EXPECT_EQ(s, State::kGenuine) << where << ": " << why;
+        } else {
+          EXPECT_EQ(s, State::kRejected) << where;
+          EXPECT_EQ(why, c.reason) << where;
+        }
+      }
+    }
+  }
+  // An entry running past the end of the list.
+  const std::string last = tlv(0x30, serial + date);
+  std::string crl = crl_with_entry(last, 200, 0);
+  std::string why;
+  crl[crl.rfind(last) + 1] = '\x7f';  // the last entry's length: 19 -> 127
+  EXPECT_EQ(check(Verify::kCrl, crl, "", &why), State::kRejected);
+  EXPECT_EQ(why, "DER element overflows its parent (bad lengths)");
+}
+
 TEST_F(RevocationCheckTest, OversizedObjectIsRejectedAtItsHeader) {
   // A SEQUENCE declaring 110,000,000 bytes: over the 100 MiB CRL cap, known from 6 bytes.
   std::string head("\x30\x84\x06\x8e\x77\x80", 6);
