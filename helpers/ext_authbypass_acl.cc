@@ -229,6 +229,7 @@ class AuditRecords {
   using Table = std::shared_ptr<const std::vector<std::string>>;
 
   bool empty() const { return raw.empty(); }
+  std::size_t bytes() const { return raw.size(); }  // the records' size, not the JSON's
   void reserve(std::size_t bytes) { raw.reserve(bytes); }
   void clear() {
     raw.clear();
@@ -697,11 +698,12 @@ class Helper {
   // (one request in flight: latency matters) is written here, after any batch still being
   // written. Under heavy load (input waiting: see release_if_idle()) a big batch is held
   // back and joined by the next ones while the writer is busy or until kHandOffEvents,
-  // so that the writer is woken once for several reads. False when stdout cannot be
-  // written.
+  // so that the writer is woken once for several reads; never past kMaxHeldBytes of
+  // answers or kMaxHeldAuditBytes of audit records, so a slow writer makes this thread
+  // wait instead of the held batch growing. False when stdout cannot be written.
   bool end_batch() {
     if (audit_.events >= kOffloadAuditEvents && start_writer()) {
-      if (out_.size() < kMaxHeldBytes) {
+      if (out_.size() < kMaxHeldBytes && audit_.bytes() < kMaxHeldAuditBytes) {
         if (audit_.events < kHandOffEvents) return true;
         std::lock_guard lock(writer_mutex_);
         if (job_) return true;  // the writer is still at the last one
@@ -944,8 +946,9 @@ class Helper {
   std::chrono::system_clock::time_point batch_time_{};  // `ts` of the batch's audit events
   // The writer thread (end_batch): one batch at a time, handed over under writer_mutex_.
   static constexpr std::size_t kOffloadAuditEvents = 32;
-  static constexpr std::size_t kHandOffEvents = 1024;                 // see end_batch()
-  static constexpr std::size_t kMaxHeldBytes = std::size_t{1} << 20;  // of answers held back
+  static constexpr std::size_t kHandOffEvents = 1024;                        // see end_batch()
+  static constexpr std::size_t kMaxHeldBytes = std::size_t{256} << 10;       // answers held
+  static constexpr std::size_t kMaxHeldAuditBytes = std::size_t{256} << 10;  // records held
   std::thread writer_;
   std::mutex writer_mutex_;
   std::condition_variable writer_cv_;
