@@ -325,8 +325,6 @@ struct RevocationCheck::Impl {
   // -- DER walker --
   struct Frame {
     std::uint64_t remaining = 0;  // content bytes left
-    std::uint8_t tag = 0;
-    int children = 0;
   };
   std::array<Frame, kMaxDepth + 1> frames{};
   int depth = -1;  // index of the innermost open frame; -1 before the outer object
@@ -442,7 +440,6 @@ struct RevocationCheck::Impl {
         return;
       }
       parent.remaining -= hlen + len;
-      ++parent.children;
     }
     if (state == State::kRejected) return;
     if (d > kMaxDepth) {
@@ -513,7 +510,7 @@ struct RevocationCheck::Impl {
         return;
       }
       depth = d;
-      frames[static_cast<std::size_t>(d)] = Frame{len, tag, 0};
+      frames[static_cast<std::size_t>(d)] = Frame{len};
       if (len == 0) close_frames();
     } else {
       if (tag == kOid && len == 0) {
@@ -607,46 +604,50 @@ struct RevocationCheck::Impl {
     }
   }
 
-  // A header that breaks DER: rejected with why; -1 for parse_header to return.
-  [[gnu::cold, gnu::noinline]] int bad_header(const std::string& why) {
-    reject(why);
-    return -1;
-  }
-
-  // Parses a TLV header from h[0..avail); returns 0 if more bytes are needed, -1 on a DER
-  // violation (rejected), else the header length. Inlined into feed_der, which calls it
-  // for every DER header (not inlined, a 100 MB CRL takes 10% more instructions); the
-  // rejections are out of line.
-  [[gnu::always_inline]] int parse_header(const std::uint8_t* h, std::size_t avail,
-                                          std::uint8_t& tag, std::uint64_t& len) {
+  // The DER header rules, in one place (the walk and the fast path below both use them):
+  // the header at h[0..avail) gives its length, 0 if more bytes are needed, -1 if it
+  // breaks DER (bad_header_reason says how).
+  [[gnu::always_inline]] static int decode_header(const std::uint8_t* h, std::size_t avail,
+                                                  std::uint8_t& tag, std::uint64_t& len) {
     if (avail < 2) return 0;
     tag = h[0];
-    if ((tag & 0x1f) == 0x1f) {
-      return bad_header("DER tag " + hex_byte(tag) +
-                        " uses the multi-byte form (not expected here)");
-    }
-    std::uint8_t l0 = h[1];
+    if ((tag & 0x1f) == 0x1f) return -1;  // multi-byte tag
+    const std::uint8_t l0 = h[1];
     if (l0 < 0x80) {
       len = l0;
       return 2;
     }
-    if (l0 == 0x80) {
-      return bad_header("indefinite length (BER, not DER)");
-    }
-    std::size_t n = l0 & 0x7f;
-    if (n > 4) {
-      return bad_header("DER length of " + std::to_string(n) + " bytes overflows");
-    }
+    const std::size_t n = l0 & 0x7f;
+    if (n == 0 || n > 4) return -1;  // indefinite, or a length past 32 bits
     if (avail < 2 + n) return 0;
-    if (h[2] == 0) {
-      return bad_header("non-minimal DER length (leading zero)");
-    }
+    if (h[2] == 0) return -1;  // leading zero
     len = 0;
     for (std::size_t i = 0; i < n; ++i) len = (len << 8) | h[2 + i];
-    if (len < 0x80) {
-      return bad_header("non-minimal DER length (long form for a short length)");
-    }
+    if (len < 0x80) return -1;  // long form for a short length
     return static_cast<int>(2 + n);
+  }
+
+  // Why decode_header refused the header at h, in words for the audit log.
+  [[gnu::cold, gnu::noinline]] static std::string bad_header_reason(const std::uint8_t* h) {
+    if ((h[0] & 0x1f) == 0x1f) {
+      return "DER tag " + hex_byte(h[0]) + " uses the multi-byte form (not expected here)";
+    }
+    const std::size_t n = h[1] & 0x7f;
+    if (n == 0) return "indefinite length (BER, not DER)";
+    if (n > 4) return "DER length of " + std::to_string(n) + " bytes overflows";
+    if (h[2] == 0) return "non-minimal DER length (leading zero)";
+    return "non-minimal DER length (long form for a short length)";
+  }
+
+  // decode_header for the walk: a header that breaks DER rejects the body. Inlined into
+  // feed_der, which calls it for every DER header (not inlined, a 100 MB CRL takes 10%
+  // more instructions).
+  [[gnu::always_inline]] int parse_header(const std::uint8_t* h, std::size_t avail,
+                                          std::uint8_t& tag, std::uint64_t& len) {
+    const int r = decode_header(h, avail, tag, len);
+    if (r < 0) [[unlikely]]
+      reject(bad_header_reason(h));
+    return r;
   }
 
   // ---- Fast path: the entries of a CRL's revokedCertificates ----
@@ -660,22 +661,12 @@ struct RevocationCheck::Impl {
   // accept is left to the walk, which gives the verdict and the reason: this pass never
   // rejects, so it can only be faster, never different.
 
-  // A header at h[0..avail) that DER allows here: its length, else 0 (cut, or not DER).
-  static std::size_t peek_header(const std::uint8_t* h, std::size_t avail, std::uint8_t& tag,
-                                 std::uint64_t& len) {
-    if (avail < 2) return 0;
-    tag = h[0];
-    if ((tag & 0x1f) == 0x1f) return 0;
-    const std::uint8_t l0 = h[1];
-    if (l0 < 0x80) {
-      len = l0;
-      return 2;
-    }
-    const std::size_t nb = l0 & 0x7f;
-    if (nb == 0 || nb > 4 || avail < 2 + nb || h[2] == 0) return 0;
-    len = 0;
-    for (std::size_t i = 0; i < nb; ++i) len = (len << 8) | h[2 + i];
-    return len < 0x80 ? 0 : 2 + nb;
+  // decode_header for this pass: the header's length, or 0 when it is cut or breaks DER
+  // (the walk then takes the entry and says why).
+  static std::size_t whole_header(const std::uint8_t* h, std::size_t avail, std::uint8_t& tag,
+                                  std::uint64_t& len) {
+    const int r = decode_header(h, avail, tag, len);
+    return r > 0 ? static_cast<std::size_t>(r) : 0;
   }
 
   // Elements filling [q, end) exactly, at depth d and below, with no shape to match: true
@@ -685,7 +676,7 @@ struct RevocationCheck::Impl {
       if (d > kMaxDepth) return false;
       std::uint8_t tag = 0;
       std::uint64_t len = 0;
-      const std::size_t h = peek_header(q, static_cast<std::size_t>(end - q), tag, len);
+      const std::size_t h = whole_header(q, static_cast<std::size_t>(end - q), tag, len);
       if (h == 0 || len > static_cast<std::uint64_t>(end - q) - h) return false;
       q += h;
       if ((tag & 0x20) != 0) {
@@ -703,20 +694,20 @@ struct RevocationCheck::Impl {
   static std::size_t revoked_entry(const std::uint8_t* q, std::size_t avail, int d, int* matched) {
     std::uint8_t tag = 0;
     std::uint64_t len = 0;
-    const std::size_t h = peek_header(q, avail, tag, len);
+    const std::size_t h = whole_header(q, avail, tag, len);
     if (h == 0 || tag != kSeq || d + 1 > kMaxDepth || len > avail - h) return 0;
     const std::uint8_t* c = q + h;
     const std::uint8_t* const end = c + len;
-    std::size_t ch = peek_header(c, static_cast<std::size_t>(end - c), tag, len);  // serial
+    std::size_t ch = whole_header(c, static_cast<std::size_t>(end - c), tag, len);  // serial
     if (ch == 0 || tag != kInt || len > static_cast<std::uint64_t>(end - c) - ch) return 0;
     c += ch + len;
-    ch = peek_header(c, static_cast<std::size_t>(end - c), tag, len);  // revocationDate
+    ch = whole_header(c, static_cast<std::size_t>(end - c), tag, len);  // revocationDate
     if (ch == 0 || (tag != kUtc && tag != kGen) || len > static_cast<std::uint64_t>(end - c) - ch)
       return 0;
     c += ch + len;
     *matched = 3;
     if (c < end) {  // crlEntryExtensions: one SEQUENCE, the entry's last element
-      ch = peek_header(c, static_cast<std::size_t>(end - c), tag, len);
+      ch = whole_header(c, static_cast<std::size_t>(end - c), tag, len);
       if (ch == 0 || tag != kSeq || len != static_cast<std::uint64_t>(end - c) - ch) return 0;
       if (!plain_der(c + ch, end, d + 2)) return 0;
       *matched = 4;
@@ -740,7 +731,6 @@ struct RevocationCheck::Impl {
       if (e == 0) break;
       used += e;
       list.remaining -= e;
-      ++list.children;
       c.progress += matched;
     }
     der_seen += used;
