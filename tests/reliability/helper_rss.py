@@ -105,10 +105,11 @@ def main() -> int:
     audit_lines = sum(1 for _ in open(audit, "rb")) if os.path.exists(audit) else 0
 
     # Warm samples of a live process (VmRSS is gone while it exits). The helper's buffers are
-    # bounded but reach their high-water mark whenever a read brings the most audit events,
-    # and glibc hands freed blocks back and takes them again, so single samples move by
-    # ~1-1.5 MB either way on a fast machine; a leak moves the level. Growth: the median of
-    # the last quarter of the warm samples minus the median of the first quarter.
+    # bounded (the batch held for the audit writer: 256 KiB of answers and of records) but
+    # reach their high-water mark when a read brings the most audit events, and glibc hands
+    # freed blocks back and takes them again, so single samples move by some hundred kB
+    # either way; a leak moves the level. Growth: the median of the last quarter of the
+    # warm samples minus the median of the first quarter.
     warm = [s for s in samples if s[0] >= lines // 10 and s[1] > 0]
     q = max(1, len(warm) // 4)
     growth = int(statistics.median(r for _, r in warm[-q:]) -
