@@ -221,6 +221,21 @@ def run_wrk(wrk: str, script: str, port: int, conns: int, seconds: float) -> dic
     raise RuntimeError(f"wrk gave no result (rc {r.returncode}): {r.stdout[-2000:]} {r.stderr[-2000:]}")
 
 
+SQUID_HWM_LIMIT_KB = 256 * 1024
+
+
+def vm_hwm_kb(pid: int) -> int:
+    """Peak resident set of a process in kB (VmHWM), 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def proc_cpu_ticks(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -260,6 +275,10 @@ class BenchLab(SquidLab):
     server_persistent_connections off (tests/bench/e2e_issue11_setup.py)."""
 
     def __init__(self, *a, origin_port: int | None, cache0: bool = True, **kw):
+        # the hosts of every URL the benchmarks send, from the lab's hosts_file (no DNS):
+        # without it each forwarded request left a lookup pending for 30 s, Squid grew
+        # ~28 KB per request (1.9 GB after 69,000) and stalled seconds when they timed out
+        kw.setdefault("hosts", [u.split("/")[2] for u in BYPASS_URLS + BROWSE_URLS])
         super().__init__(*a, **kw)
         self.bench_origin_port = origin_port
         self.cache0 = cache0
@@ -752,6 +771,15 @@ def main() -> int:
                 for k in cells:
                     cells[k] = [r for r in cells[k] if r["round"] < done_rounds]
             res["rounds_done"] = done_rounds
+            # Squid's own peak memory: a few tens of MB with cache_mem 8 MB. Far more means
+            # it holds something per request (as it did with DNS lookups pending, before
+            # the lab's hosts_file), and then its rate is not Squid's usual rate.
+            res["squid_vmhwm_kb"] = {name: vm_hwm_kb(lab.squid.pid) for name, lab in labs.items()}
+            for name, kb in res["squid_vmhwm_kb"].items():
+                if kb > SQUID_HWM_LIMIT_KB:
+                    res["errors"].append(f"{name}: Squid peaked at {kb} kB (limit"
+                                         f" {SQUID_HWM_LIMIT_KB} kB): it keeps something per"
+                                         " request; see BenchLab")
             # for the record: squidlab's own Python origin (idle so far), the same wrk settings
             try:
                 if res["errors"]:

@@ -242,7 +242,8 @@ def main(argv) -> int:
     # helper, which only looks at the policy file when it gets a request (see
     # docs/reliability.md, "idle helper keeps an older policy").
     gc.disable()
-    lab = SquidLab(a.helper, seed_policy, check_interval_ms=CHECK_INTERVAL_MS, verbose=True)
+    lab = SquidLab(a.helper, seed_policy, check_interval_ms=CHECK_INTERVAL_MS, verbose=True,
+                   hosts=["probe.reload.test", "always.reload.test", "never.reload.test"])
     stop = threading.Event()
     results: list[tuple] = []
     clients: list[Client] = []

@@ -53,6 +53,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterable
 
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
 NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"
@@ -307,9 +308,14 @@ class SquidLab:
     def __init__(self, helper: str, policy: str, *, helper_args: list[str] | None = None,
                  check_interval_ms: int | None = None, extra_conf: str = "",
                  bypass_access: str | None = None, verbose: bool = False,
-                 supervised: bool = False):
+                 supervised: bool = False, hosts: Iterable[str] = ()):
         """bypass_access: lines that replace `http_access allow authbypass` (e.g. prefilter
         ACL definitions and `http_access allow authbypass_candidates authbypass`).
+        hosts: names the lab's hosts_file maps to 127.0.0.1 (with localhost). Squid looks
+        up the host of every request it forwards (netdb, even with never_direct and pinger
+        off); the lab has no DNS server, so a name not listed waits dns_timeout (30 s),
+        each waiting request holding ~25 KB, and then all fail at once. Harmless for a few
+        requests; under load (benchmarks) list the URLs' hosts.
         supervised: start Squid as Debian's squid.service does (DEBIAN_SERVICE_ARGS, no
         -N): a master and a kid; the default (False) is one process, `squid -N`."""
         self.helper_src = os.path.abspath(helper)
@@ -321,6 +327,7 @@ class SquidLab:
         self.bypass_access = bypass_access or "http_access allow authbypass"
         self.verbose = verbose
         self.supervised = supervised
+        self.hosts = sorted(set(hosts))
         self.dir: str | None = None
         self.origin: OriginServer | None = None   # GET/HEAD/POST (originserver peer)
         self.tunnel: OriginServer | None = None   # CONNECT (parent-proxy peer)
@@ -464,6 +471,7 @@ coredump_dir {self.dir}
 pinger_enable off
 shutdown_lifetime 1 seconds
 dns_nameservers 127.0.0.1
+hosts_file {self.path('hosts')}
 cache deny all
 cache_mem 8 MB
 icp_port 0
@@ -507,6 +515,10 @@ http_access deny all
         with open(self.conf, "w") as f:
             f.write(conf)
         os.chmod(self.conf, 0o644)
+        with open(self.path("hosts"), "w") as f:
+            f.write("127.0.0.1 localhost\n::1 localhost\n")
+            f.writelines(f"127.0.0.1 {h}\n" for h in self.hosts)
+        os.chmod(self.path("hosts"), 0o644)
 
     def _parse_conf(self):
         r = subprocess.run([SQUID, "-k", "parse", "-f", self.conf], capture_output=True,
