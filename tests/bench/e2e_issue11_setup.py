@@ -175,7 +175,7 @@ def main() -> int:
             asks = {"prefilter": AuditCounter(labs["prefilter"].audit_log),
                     "icap-prefilter": AuditCounter(icap.audit_log)}
             if FLOOR_HELPER in labs:
-                asks[FLOOR_HELPER] = lambda: external_acl_requests_sent(labs[FLOOR_HELPER].port)
+                asks[FLOOR_HELPER] = lambda: external_acl_requests_sent(labs[FLOOR_HELPER])
             if floor_icap is not None:
                 asks[FLOOR_ICAP] = floor_icap.reqmods
 

@@ -147,6 +147,11 @@ def write_results(res: dict, path: str, t0: float) -> int:
     return 1 if res["errors"] else 0
 
 
+def host_of(url: str) -> str:
+    """The host of an absolute http:// URL."""
+    return url.split("/")[2]
+
+
 def lua_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -163,7 +168,7 @@ def wrk_script(mix: str, user: str, password: str) -> str:
             url, ua = BROWSE_URLS[na % len(BROWSE_URLS)], BROWSER_UA
             auth = f"Basic {cred}" if kind == "A" else None
             na += 1
-        host = url.split("/")[2]
+        host = host_of(url)
         h = [f"[\"Host\"] = {lua_str(host)}", f"[\"User-Agent\"] = {lua_str(ua)}",
              "[\"Accept\"] = \"*/*\""]
         if auth:
@@ -278,7 +283,7 @@ class BenchLab(SquidLab):
         # the hosts of every URL the benchmarks send, from the lab's hosts_file (no DNS):
         # without it each forwarded request left a lookup pending for 30 s, Squid grew
         # ~28 KB per request (1.9 GB after 69,000) and stalled seconds when they timed out
-        kw.setdefault("hosts", [u.split("/")[2] for u in BYPASS_URLS + BROWSE_URLS])
+        kw.setdefault("hosts", [host_of(u) for u in BYPASS_URLS + BROWSE_URLS])
         super().__init__(*a, **kw)
         self.bench_origin_port = origin_port
         self.cache0 = cache0
@@ -406,14 +411,10 @@ def icap_dropins(cli: str, policy: str, secret_file: str, url: str, mode: str,
     return out, info
 
 
-def external_acl_requests_sent(port: int) -> int:
+def external_acl_requests_sent(lab: SquidLab) -> int:
     """Squid's own count of requests sent to its external ACL helpers (the sum of
-    "requests sent" in cachemgr's external_acl page; squidlab allows manager from
-    localhost)."""
-    import urllib.request
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(f"http://127.0.0.1:{port}/squid-internal-mgr/external_acl", timeout=10) as r:
-        text = r.read().decode(errors="replace")
+    "requests sent" in cachemgr's external_acl page)."""
+    text = lab.mgr("external_acl")
     counts = re.findall(r"requests sent:\s*(\d+)", text, re.I)
     if not counts:
         raise RuntimeError(f"no 'requests sent' in Squid's external_acl page: {text[:500]!r}")
@@ -649,7 +650,7 @@ def main() -> int:
             # the floors keep no audit log: Squid's count of helper requests, the floor
             # server's count of REQMOD transactions
             if FLOOR_HELPER in labs:
-                audits[FLOOR_HELPER] = lambda: external_acl_requests_sent(labs[FLOOR_HELPER].port)
+                audits[FLOOR_HELPER] = lambda: external_acl_requests_sent(labs[FLOOR_HELPER])
             if floor_icap is not None:
                 audits[FLOOR_ICAP] = floor_icap.reqmods
             scripts = {}

@@ -59,6 +59,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -243,7 +244,8 @@ def main(argv) -> int:
     # docs/reliability.md, "idle helper keeps an older policy").
     gc.disable()
     lab = SquidLab(a.helper, seed_policy, check_interval_ms=CHECK_INTERVAL_MS, verbose=True,
-                   hosts=["probe.reload.test", "always.reload.test", "never.reload.test"])
+                   hosts=[urllib.parse.urlsplit(url).hostname
+                          for url, _ua, _creds in (PROBE, ALWAYS, NEVER)])
     stop = threading.Event()
     results: list[tuple] = []
     clients: list[Client] = []

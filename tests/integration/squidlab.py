@@ -53,6 +53,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Iterable
 
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
@@ -723,6 +724,14 @@ http_access deny all
         r = subprocess.run(cmd, capture_output=True, text=True, env=_curl_env(),
                            timeout=timeout + 5)
         return r.stdout.strip(), r.returncode
+
+    def mgr(self, page: str, timeout: float = 10) -> str:
+        """A page of Squid's cache manager (squid-internal-mgr/PAGE; the lab allows manager
+        from localhost), fetched directly, never through an environment proxy."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{self.port}/squid-internal-mgr/{page}",
+                         timeout=timeout) as r:
+            return r.read().decode(errors="replace")
 
     def get(self, url: str, *, ua: str | None = None, method: str = "GET",
             user: str | None = None, password: str | None = None, data: str | None = None,

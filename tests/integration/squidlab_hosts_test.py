@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -28,15 +27,9 @@ REQUESTS = 40
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 
 
-def mgr(lab: SquidLab, page: str) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{lab.port}/squid-internal-mgr/{page}",
-                                timeout=10) as r:
-        return r.read().decode(errors="replace")
-
-
 def dns_queries_in_use(lab: SquidLab) -> int:
     """The "In Use" count of Squid's idns_query pool (cache manager page mem)."""
-    for line in mgr(lab, "mem").splitlines():
+    for line in lab.mgr("mem").splitlines():
         if line.startswith("cbdata idns_query"):
             fields = [f.strip() for f in line.split("\t")]
             # name, object size, 7 chunk columns, then Allocated (#, KB, high KB, high hrs,
@@ -74,7 +67,7 @@ def main(argv) -> int:
             if after - before > 2:
                 failures.append(f"hosts_file lab: {after - before} more DNS queries in memory"
                                 f" after {REQUESTS} requests (expected none)")
-            entry = [line for line in mgr(lab, "ipcache").splitlines() if HOST in line]
+            entry = [line for line in lab.mgr("ipcache").splitlines() if HOST in line]
             print(f"ipcache: {entry}")
             if not entry or " H " not in entry[0] or "127.0.0.1" not in entry[0]:
                 failures.append(f"{HOST} is not in Squid's IP cache from the hosts file"
