@@ -71,13 +71,18 @@ Commands:
               [--ids 84,125] [--service-areas Common,Skype] [--category C,..]
               [--required-only] [--owner X] [--ticket Y] [--connect] [--shadow]
               [--expires YYYY-MM-DD] [--revocation-ids 84,125] [--keep-wildcards]
-        Turn Microsoft 365 endpoint sets (default: the CRL/OCSP sets 84 and 125)
-        into a policy file: GET/HEAD (OCSP: also POST) on port 80 with verify;
-        --connect adds CONNECT rules for TCP 443. What cannot be expressed
-        safely is reported on stderr, never guessed. See docs/m365.md.
+              [--instance Worldwide|USGovDoD|USGovGCCHigh|China]
+              [--allow-customer-domain HOST|.DOMAIN]...
+        Turn Microsoft 365 endpoint sets (default: the CRL/OCSP sets 84 and 125
+        of the Worldwide list) into a policy file: GET/HEAD (OCSP: also POST) on
+        port 80 with verify; --connect adds CONNECT rules for TCP 443 of required
+        sets (others only when named with --ids). Hosts in customer-hosting
+        domains (.blob.core.windows.net, .sharepoint.com, ...) only with
+        --allow-customer-domain. What is left out is reported on stderr, never
+        guessed. See docs/m365.md.
   m365 ips ENDPOINTS.json [--service-areas ..] [--ids ..] [--category Optimize,Allow]
            [--required-only] [--ipv4|--ipv6] [--format plain|nft|iptables-restore|squid-acl]
-           [--name NAME] [--out FILE] [--version V | --version-file FILE]
+           [--name NAME] [--out FILE] [--version V | --version-file FILE] [--instance I]
         Aggregated firewall lists of the endpoint sets' IP ranges.
   m365 diff OLD.json NEW.json [--old-version V] [--new-version V] [--format text|json]
   m365 diff CHANGES.json [--endpoints ENDPOINTS.json] [--format text|json]
@@ -101,7 +106,8 @@ int usage_error(const std::string& msg) {
 // Parsed command line: positional arguments and --options (with values where declared).
 struct Args {
   std::vector<std::string> positional;
-  std::map<std::string, std::string> options;
+  std::map<std::string, std::string> options;  // the last value of each option
+  std::map<std::string, std::vector<std::string>> all;  // every value, for repeatable options
   std::string error;
 };
 
@@ -136,6 +142,7 @@ Args parse_args(int argc, char** argv, int first, const std::vector<std::string>
         return a;
       }
       a.options[arg] = value;
+      a.all[arg].push_back(value);
     } else {
       a.positional.push_back(arg);
     }
@@ -576,6 +583,21 @@ std::string m365_selection(const Args& a, m365::Selection& sel) {
   return {};
 }
 
+// The endpoint list's instance from --instance (default Worldwide), canonical; nullopt for
+// a name the web service does not have.
+std::optional<std::string> m365_instance(const Args& a) {
+  auto it = a.options.find("--instance");
+  if (it == a.options.end()) return std::string(m365::kWorldwide);
+  return m365::canonical_instance(it->second);
+}
+
+// Usage error for a bad --instance, or kOk.
+int m365_check_instance_option(const Args& a) {
+  if (m365_instance(a)) return kOk;
+  return usage_error("unknown --instance '" + a.options.at("--instance") +
+                     "' (Worldwide, USGovDoD, USGovGCCHigh or China)");
+}
+
 // The endpoint-list version from --version or --version-file (the /version answer).
 // nullopt: an error was printed (exit code in *rc).
 std::optional<std::string> m365_version(const Args& a, bool required, int* rc) {
@@ -594,9 +616,7 @@ std::optional<std::string> m365_version(const Args& a, bool required, int* rc) {
   }
   if (f != a.options.end()) {
     std::string err;
-    auto instance = a.options.find("--instance");
-    auto ver = m365::load_version_file(f->second, &err,
-                                       instance == a.options.end() ? "Worldwide" : instance->second);
+    auto ver = m365::load_version_file(f->second, &err, m365_instance(a).value_or(""));
     if (!ver) {
       std::cerr << "authbypass: " << err << "\n";
       *rc = kFailure;
@@ -661,16 +681,26 @@ int run_import(int argc, char** argv) {
   Args a = parse_args(argc, argv, 3,
                       {"--service-areas", "--ids", "--category", "--owner", "--ticket",
                        "--policy-out", "--version", "--version-file", "--instance",
-                       "--revocation-ids", "--expires", "--date"},
+                       "--revocation-ids", "--expires", "--date", "--allow-customer-domain"},
                       {"--required-only", "--connect", "--shadow", "--keep-wildcards"});
   if (!a.error.empty()) return usage_error(a.error);
   if (a.positional.size() != 1) return usage_error("m365 import needs exactly one ENDPOINTS.json");
   if (!a.options.contains("--policy-out"))
     return usage_error("m365 import needs --policy-out FILE (or - for stdout)");
+  if (int rc = m365_check_instance_option(a); rc != kOk) return rc;
   m365::ImportOptions o;
+  o.instance = *m365_instance(a);
   if (std::string e = m365_selection(a, o.selection); !e.empty()) return usage_error(e);
-  if (!m365_revocation_ids(a, o.revocation_ids))
-    return usage_error("--revocation-ids needs a list of endpoint set ids like 84,125");
+  if (a.options.contains("--revocation-ids")) {
+    std::vector<int> ids;
+    if (!m365_revocation_ids(a, ids))
+      return usage_error("--revocation-ids needs a list of endpoint set ids like 84,125");
+    o.revocation_ids = std::move(ids);
+  }
+  if (auto it = a.all.find("--allow-customer-domain"); it != a.all.end())
+    for (const std::string& v : it->second)
+      if (!split_list(v, o.allow_customer_domains))
+        return usage_error("--allow-customer-domain needs a host or .domain, e.g. .sharepoint.com");
   std::string err;
   auto today = date_option(a, &err);
   if (!today) return usage_error(err);
@@ -718,6 +748,7 @@ int run_ips(int argc, char** argv) {
                       {"--required-only", "--ipv4", "--ipv6"});
   if (!a.error.empty()) return usage_error(a.error);
   if (a.positional.size() != 1) return usage_error("m365 ips needs exactly one ENDPOINTS.json");
+  if (int rc = m365_check_instance_option(a); rc != kOk) return rc;
   m365::IpsOptions o;
   if (std::string e = m365_selection(a, o.selection); !e.empty()) return usage_error(e);
   const bool v4 = a.options.contains("--ipv4"), v6 = a.options.contains("--ipv6");
@@ -743,6 +774,10 @@ int run_ips(int argc, char** argv) {
   o.version = *version;
   auto list = m365_load(a.positional[0]);
   if (!list) return kFailure;
+  if (std::string e = m365::check_list_instance(*list, *m365_instance(a)); !e.empty()) {
+    std::cerr << "authbypass: " << e << "\nauthbypass: nothing was written\n";
+    return kFailure;
+  }
   m365::IpsResult r = m365::firewall_list(*list, o);
   if (!r.ok()) {
     for (const auto& e : r.errors) std::cerr << "authbypass: " << e << "\n";

@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "authbypass/customer_hosting.h"
 #include "authbypass/policy_check.h"
 #include "cidr_set.h"
 #include "text.h"
@@ -611,17 +612,27 @@ bool valid_version(std::string_view v) {
   return true;
 }
 
+std::optional<std::string> canonical_instance(std::string_view name) {
+  for (std::string_view i : kInstances)
+    if (iequals(i, name)) return std::string(i);
+  return std::nullopt;
+}
+
 std::optional<std::string> parse_version_answer(std::string_view text, const std::string& name,
                                                 std::string* error, std::string_view instance) {
   auto fail = [&](std::string msg) -> std::optional<std::string> {
     if (error) *error = name + ": " + std::move(msg);
     return std::nullopt;
   };
-  // A bare version on a line of its own (e.g. written by a script).
+  const std::string fetch = "; fetch https://endpoints.office.com/version/" +
+                            std::string(instance) + "?clientrequestid=...";
+  // A bare version (e.g. written by a script) names no instance, so it cannot be checked.
   std::string_view t = text;
   while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) t.remove_suffix(1);
   while (!t.empty() && (t.front() == ' ' || t.front() == '\n')) t.remove_prefix(1);
-  if (valid_version(t) && !t.empty() && t.front() != '{' && t.front() != '[') return std::string(t);
+  if (valid_version(t))
+    return fail("a bare version, not the web service's /version answer: give it with --version " +
+                std::string(t) + ", or give the /version answer, which names its instance" + fetch);
 
   std::vector<std::string> errs;
   Errors errors(errs);
@@ -631,20 +642,40 @@ std::optional<std::string> parse_version_answer(std::string_view text, const std
     return std::nullopt;
   }
   const json* entry = nullptr;
+  std::vector<std::string> instances;  // named in the answer
+  auto instance_of = [](const json& e) -> std::optional<std::string> {
+    auto it = e.find("instance");
+    if (it == e.end() || !it->is_string()) return std::nullopt;
+    return sanitize(it->get_ref<const std::string&>(), 40);
+  };
   if (doc->is_object()) {
-    entry = &*doc;
+    if (!doc->contains("latest")) {
+      if (doc->contains("id") && doc->contains("serviceArea"))
+        return fail("an endpoint set, not a /version answer" + fetch);
+      return fail("missing field 'latest': not a /version answer" + fetch);
+    }
+    auto i = instance_of(*doc);
+    if (!i) return fail("the /version answer names no instance (no string 'instance' field)" + fetch);
+    instances.push_back(*i);
+    if (iequals(*i, instance)) entry = &*doc;
   } else if (doc->is_array()) {
     for (const json& e : *doc) {
-      if (!e.is_object()) return fail("the /version answer must hold objects");
-      auto it = e.find("instance");
-      if (it != e.end() && it->is_string() && iequals(it->get_ref<const std::string&>(), instance))
-        entry = &e;
+      if (!e.is_object()) return fail("not a /version answer (a list that holds no objects)" + fetch);
+      if (e.contains("endpointSetId"))
+        return fail("a /changes answer, not a /version answer" + fetch);
+      if (e.contains("serviceArea") || e.contains("urls"))
+        return fail("an endpoint list, not a /version answer" + fetch);
+      auto i = instance_of(e);
+      if (!i) return fail("an entry of the /version answer names no instance" + fetch);
+      instances.push_back(*i);
+      if (iequals(*i, instance)) entry = &e;
     }
-    if (!entry && doc->size() == 1) entry = &(*doc)[0];
-    if (!entry) return fail("no entry for instance '" + std::string(instance) + "' in the /version answer");
   } else {
     return fail("not a /version answer (expected {\"instance\": ..., \"latest\": ...})");
   }
+  if (!entry)
+    return fail("the /version answer is for instance " + join(instances, ", ") +
+                ", but the endpoint list is " + std::string(instance) + "'s (--instance)" + fetch);
   auto it = entry->find("latest");
   if (it == entry->end()) return fail("missing field 'latest' (expected the /version answer)");
   if (!it->is_string()) return fail("'latest' must be a string, not " + type_name(*it));
@@ -658,6 +689,97 @@ std::optional<std::string> load_version_file(const std::string& path, std::strin
   std::string text;
   if (!read_whole_file(path, &text, error)) return std::nullopt;
   return parse_version_answer(text, path, error, instance);
+}
+
+namespace {
+
+// Microsoft domains that only one family of instances uses.
+struct CloudFamily {
+  std::string_view name;                   // for messages
+  std::vector<std::string_view> instances;  // the instances of the family
+  std::vector<std::string_view> domains;
+};
+
+const std::vector<CloudFamily>& cloud_families() {
+  static const std::vector<CloudFamily> kFamilies = {
+      {"Worldwide",
+       {"Worldwide"},
+       {"office.com", "office365.com", "office.net", "outlook.com", "sharepoint.com", "lync.com",
+        "microsoftonline.com", "teams.microsoft.com", "skype.com", "onmicrosoft.com"}},
+      {"US Government",
+       {"USGovDoD", "USGovGCCHigh"},
+       {"office365.us", "microsoft.us", "microsoftonline.us", "skypeforbusiness.us",
+        "sharepoint.us", "sharepoint-mil.us", "onmicrosoft.us", "office.us"}},
+      {"China (21Vianet)",
+       {"China"},
+       {"outlook.cn", "microsoftonline.cn", "chinacloudapi.cn", "sharepoint.cn", "onmschina.cn",
+        "office365.cn", "partner.office365.cn"}},
+  };
+  return kFamilies;
+}
+
+bool under_domain(std::string_view host, std::string_view domain) {
+  if (host.starts_with("*.")) host.remove_prefix(2);
+  return host == domain ||
+         (host.size() > domain.size() && host.ends_with(domain) &&
+          host[host.size() - domain.size() - 1] == '.');
+}
+
+}  // namespace
+
+std::string check_list_instance(const EndpointList& list, std::string_view instance) {
+  const auto& families = cloud_families();
+  std::vector<std::size_t> count(families.size());
+  std::vector<std::string> example(families.size());
+  for (const auto& s : list.sets)
+    for (const auto& u : s.urls)
+      for (std::size_t f = 0; f < families.size(); ++f)
+        for (std::string_view d : families[f].domains)
+          if (under_domain(u, d)) {
+            if (count[f]++ == 0) example[f] = sanitize(u, 80);
+            break;
+          }
+  std::size_t best = 0;  // Worldwide when nothing says otherwise
+  for (std::size_t f = 1; f < families.size(); ++f)
+    if (count[f] > count[best]) best = f;
+  const CloudFamily& got = families[best];
+  if (std::find(got.instances.begin(), got.instances.end(), instance) != got.instances.end())
+    return {};
+  const std::string evidence =
+      count[best] == 0 ? "none of its hosts is in a Microsoft 365 domain of another instance"
+                       : std::to_string(count[best]) + " of its hosts are in " +
+                             std::string(got.name) + " domains, e.g. " + example[best];
+  std::vector<std::string> names(got.instances.begin(), got.instances.end());
+  return list.file + ": this endpoint list is not one of the " + std::string(instance) +
+         " instance: it looks like a " + std::string(got.name) + " list (" + evidence +
+         "); give its instance with --instance " + join(names, " or ") +
+         " and that instance's /version answer";
+}
+
+RevocationContent revocation_content(const EndpointSet& set) {
+  RevocationContent c;
+  c.common = iequals(set.service_area, "Common");
+  for (const auto& u : set.urls) {
+    auto h = policy_host(u, nullptr);
+    if (!h || h->front() == '.' || is_www_host(*h)) continue;
+    (looks_like_revocation_host(*h) ? c.revocation_hosts : c.other_hosts).push_back(*h);
+  }
+  return c;
+}
+
+std::string RevocationContent::describe() const {
+  auto some = [](const std::vector<std::string>& v) {
+    std::vector<std::string> first(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(v.size(), 3)));
+    return join(first, ", ") + (v.size() > 3 ? ", ..." : "");
+  };
+  const std::size_t n = revocation_hosts.size() + other_hosts.size();
+  const bool one = revocation_hosts.size() == 1;
+  std::string out = std::to_string(revocation_hosts.size()) + " of " + std::to_string(n) +
+                    " named hosts " + (one ? "is a" : "are") + " CRL/OCSP/CA-certificate host" +
+                    (one ? "" : "s");
+  if (!revocation_hosts.empty()) out += " (" + some(revocation_hosts) + ")";
+  if (!other_hosts.empty()) out += ", beside " + some(other_hosts);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -756,6 +878,89 @@ bool looks_like_ocsp_host(std::string_view host) {
 // ---------------------------------------------------------------------------------------
 // Import
 
+namespace {
+
+// The revocation set ids in force: the caller's, or the instance's known ones.
+std::vector<int> revocation_ids_of(const ImportOptions& o) {
+  if (o.revocation_ids) return *o.revocation_ids;
+  return o.instance == kWorldwide ? kRevocationSetIds : std::vector<int>{};
+}
+
+// The sets of the list (other than `skip`) that list revocation hosts, by their content:
+// those that are revocation sets and those that only mention such hosts.
+std::string revocation_candidates(const EndpointList& list, const std::vector<int>& skip) {
+  std::vector<std::string> yes, no;
+  for (const auto& s : list.sets) {
+    if (contains(skip, s.id)) continue;
+    RevocationContent c = revocation_content(s);
+    if (c.revocation_hosts.empty()) continue;
+    (c.revocation_set() ? yes : no)
+        .push_back(std::to_string(s.id) + " (" + s.service_area + ": " + c.describe() + ")");
+  }
+  std::string out = yes.empty() ? "no set of the list is a revocation set by its hosts"
+                                : "revocation sets by their hosts: " + join(yes, "; ");
+  if (!no.empty())
+    out += "; not revocation sets (never bypassed over plain HTTP), though they list such "
+           "hosts: " + join(no, "; ");
+  return out;
+}
+
+// Normalizes the allow_customer_domains entries; errors for entries that are not host
+// entries or reach no customer-hosting domain.
+std::vector<std::string> allowed_customer_hosts(const ImportOptions& o,
+                                                std::vector<std::string>& errors) {
+  std::vector<std::string> out;
+  for (const std::string& a : o.allow_customer_domains) {
+    std::string why;
+    auto h = policy_host(a, &why);
+    if (!h) {
+      errors.push_back("--allow-customer-domain '" + sanitize(a, 80) + "': " + why);
+      continue;
+    }
+    const bool wildcard = h->front() == '.';
+    if (customer_hosting_zones(wildcard ? h->substr(1) : *h, wildcard).empty()) {
+      errors.push_back("--allow-customer-domain '" + sanitize(a, 80) +
+                       "' is in no customer-hosting domain: nothing to allow (the list is in "
+                       "docs/m365.md)");
+      continue;
+    }
+    out.push_back(*h);
+  }
+  return out;
+}
+
+// `allow` (a policy host entry) covers `host` (one too): equal, or ".d" above it.
+bool allow_covers(std::string_view allow, std::string_view host) {
+  if (allow == host) return true;
+  if (allow.front() != '.') return false;
+  std::string_view name = host.front() == '.' ? host.substr(1) : host;
+  return name == allow.substr(1) || name.ends_with(allow);
+}
+
+// Empty when `host` may be imported; else why not. Records the allow entries used.
+std::string customer_hosting_refusal(const std::string& host, const std::vector<std::string>& allow,
+                                     std::set<std::string>& used) {
+  const bool wildcard = host.front() == '.';
+  const std::string_view name = wildcard ? std::string_view(host).substr(1) : host;
+  auto zones = customer_hosting_zones(name, wildcard);
+  if (zones.empty()) return {};
+  for (const auto& a : allow) {
+    if (allow_covers(a, host)) {
+      used.insert(a);
+      return {};
+    }
+  }
+  std::string where = "." + std::string(zones.front()->domain) + " (" +
+                      std::string(zones.front()->service) + ")";
+  if (zones.size() > 1) where += " and " + std::to_string(zones.size() - 1) + " more";
+  const bool above = zones.front()->domain.size() > name.size();  // ".windows.net"
+  return std::string(above ? "covers" : "is in") + " the customer-hosting domain " + where +
+         ", where any customer of that service can host what it likes; "
+         "--allow-customer-domain " + host + " imports it all the same";
+}
+
+}  // namespace
+
 ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
   ImportResult r;
   auto& notes = r.notes;
@@ -771,17 +976,30 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
   if (o.expires && *o.expires <= o.today)
     r.errors.push_back("expires " + format_date(*o.expires) + " is not after today (" +
                        format_date(o.today) + ")");
+  const std::vector<std::string> allow = allowed_customer_hosts(o, r.errors);
   if (!r.errors.empty()) return r;
+  if (std::string e = check_list_instance(list, o.instance); !e.empty()) {
+    r.errors.push_back(e);
+    return r;
+  }
+  const std::vector<int> revocation_ids = revocation_ids_of(o);
 
   std::vector<const EndpointSet*> sets;
   if (o.selection.empty()) {
+    if (revocation_ids.empty()) {
+      r.errors.push_back(list.file + ": the revocation sets of the " + o.instance +
+                         " list are not known (84 and 125 are the Worldwide list's): name them "
+                         "with --revocation-ids after reading the list; " +
+                         revocation_candidates(list, {}));
+      return r;
+    }
     for (const auto& s : list.sets)
-      if (contains(o.revocation_ids, s.id)) sets.push_back(&s);
+      if (contains(revocation_ids, s.id)) sets.push_back(&s);
     if (sets.empty()) {
       r.errors.push_back(list.file + ": the list has none of the revocation sets " +
-                         join_ids(o.revocation_ids) +
-                         " (has Microsoft renumbered them? choose sets with --ids and "
-                         "--revocation-ids)");
+                         join_ids(revocation_ids) +
+                         " (has Microsoft renumbered them? name them with --revocation-ids; " +
+                         revocation_candidates(list, {}) + ")");
       return r;
     }
   } else {
@@ -795,36 +1013,35 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
 
   std::vector<RuleOut> rules;
   std::vector<int> chosen_ids;
+  std::set<std::string> allow_used;
   for (const EndpointSet* s : sets) {
     chosen_ids.push_back(s->id);
     const std::string set = "set " + std::to_string(s->id);
-    const bool revocation = contains(o.revocation_ids, s->id);
-    bool revocation_hosts = false;
-    for (const auto& u : s->urls) revocation_hosts = revocation_hosts || looks_like_revocation_host(u);
-    if (revocation && !(iequals(s->service_area, "Common") && revocation_hosts)) {
-      std::vector<int> candidates;
-      for (const auto& other : list.sets) {
-        if (contains(o.revocation_ids, other.id) || !iequals(other.service_area, "Common")) continue;
-        if (std::any_of(other.urls.begin(), other.urls.end(),
-                        [](const std::string& u) { return looks_like_revocation_host(u); }))
-          candidates.push_back(other.id);
-      }
+    const bool revocation = contains(revocation_ids, s->id);
+    const RevocationContent content = revocation_content(*s);
+    if (revocation && !content.revocation_set()) {
       r.errors.push_back(
           list.file + ": " + set + " is taken as a revocation set (--revocation-ids " +
-          join_ids(o.revocation_ids, ",") + ") but does not look like one (" +
-          (revocation_hosts ? "serviceArea '" + s->service_area + "', not Common"
-                            : "no CRL/OCSP host among its urls") +
-          "): has Microsoft renumbered its sets? Check the list and name the revocation sets "
-          "with --revocation-ids" +
-          (candidates.empty() ? std::string()
-                              : " (sets with CRL/OCSP-like hosts: " + join_ids(candidates) + ")"));
+          join_ids(revocation_ids, ",") + ") but is not one by its hosts (" +
+          (content.common ? content.describe()
+                          : "serviceArea '" + s->service_area + "', not Common") +
+          "): a revocation set holds CRL/OCSP/CA-certificate hosts only, and nothing else is "
+          "bypassed over plain HTTP. Has Microsoft renumbered its sets? " +
+          revocation_candidates(list, revocation_ids));
       continue;
     }
-    if (!revocation && revocation_hosts)
-      notes.push_back(set + " (" + s->service_area + ") has CRL/OCSP-like hosts but is not a "
-                      "revocation set: if Microsoft moved the revocation hosts there, add it "
-                      "with --revocation-ids " + join_ids(o.revocation_ids, ",") + "," +
-                      std::to_string(s->id));
+    if (!revocation && content.revocation_set())
+      notes.push_back(set + " (" + s->service_area + ") is a revocation set by its hosts (" +
+                      content.describe() + ") but not among the revocation sets " +
+                      (revocation_ids.empty() ? std::string("(none named)")
+                                              : join_ids(revocation_ids)) +
+                      ": if Microsoft moved the revocation hosts there, name it with "
+                      "--revocation-ids");
+    else if (!revocation && !content.revocation_hosts.empty())
+      notes.push_back(set + " (" + s->service_area + ") lists CRL/OCSP/CA-certificate hosts but "
+                      "is not a revocation set (" + content.describe() +
+                      "): nothing of it is bypassed over plain HTTP; write a rule by hand for "
+                      "a revocation host it needs");
 
     // Hosts.
     std::set<std::string> host_set;
@@ -839,6 +1056,10 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
         notes.push_back(set + ": '" + *h + "' not imported: a general web site (all of it would "
                         "bypass), not a revocation endpoint; write a rule with path_prefix by "
                         "hand (see microsoft-pki-paths in config/policy.yaml)");
+        continue;
+      }
+      if (std::string refusal = customer_hosting_refusal(*h, allow, allow_used); !refusal.empty()) {
+        notes.push_back(set + ": '" + *h + "' not imported: it " + refusal);
         continue;
       }
       host_set.insert(*h);
@@ -896,7 +1117,7 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
       notes.push_back(set + " (" + s->service_area + "): no rule: " +
                       (s->urls.empty() ? std::string("it lists no urls") +
                                              (s->ips.empty() ? "" : ", only IP ranges (see 'authbypass m365 ips')")
-                                       : std::string("none of its urls can be written as a policy host")));
+                                       : std::string("none of its urls can be imported (see the notes)")));
       continue;
     }
 
@@ -912,9 +1133,15 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
 
     if (revocation) {
       if (has80) {
-        std::vector<std::string> ocsp, other;
-        for (const auto& h : hosts)
+        // OCSP responders by name: GET, HEAD and POST (verify: ocsp). Other named hosts and
+        // the wildcards: GET and HEAD (verify: revocation, which takes OCSP answers too).
+        // The wildcards' OCSP responders are not named (sr.symcd.com under *.symcd.com):
+        // POST to them gets a rule of its own (verify: ocsp), so no request matches two.
+        std::vector<std::string> ocsp, other, wildcards;
+        for (const auto& h : hosts) {
           (h.front() != '.' && looks_like_ocsp_host(h) ? ocsp : other).push_back(h);
+          if (h.front() == '.') wildcards.push_back(h);
+        }
         if (!ocsp.empty()) {
           RuleOut ru;
           ru.id = rid + "-ocsp";
@@ -943,6 +1170,19 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
           ru.negative_name = "a look-alike of " + th + " authenticates";
           rules.push_back(std::move(ru));
         }
+        if (!wildcards.empty()) {
+          RuleOut ru;
+          ru.id = rid + "-ocsp-post";
+          ru.comment = comment;
+          ru.description = base + ": OCSP requests (POST) to the OCSP responders under its "
+                           "wildcard domains, which the set does not name";
+          ru.methods = {"POST"};
+          ru.hosts = wildcards;
+          ru.verify = "ocsp";
+          ru.test_method = "POST";
+          ru.test_url = "http://" + test_host(wildcards) + "/";
+          rules.push_back(std::move(ru));
+        }
       } else {
         notes.push_back(set + " lists no TCP port 80: no plain-HTTP rule");
       }
@@ -960,7 +1200,11 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
       if (!has80 && !has443)
         notes.push_back(set + " (" + s->service_area + "): no rule: no TCP port 80 or 443");
     }
-    if (has443 && o.connect) {
+    const bool connect_allowed = s->required || contains(o.selection.ids, s->id);
+    if (has443 && o.connect && !connect_allowed)
+      notes.push_back(set + " (" + s->service_area + ", optional): no CONNECT rule: --connect "
+                      "takes required sets only; name the set with --ids to add it");
+    if (has443 && o.connect && connect_allowed) {
       RuleOut ru;
       ru.id = rid + "-connect";
       ru.comment = comment;
@@ -975,6 +1219,9 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
     }
   }
   if (!r.errors.empty()) return r;
+  for (const auto& a : allow)
+    if (!allow_used.contains(a))
+      notes.push_back("--allow-customer-domain " + a + ": no host of the chosen sets is under it");
   if (rules.empty()) {
     r.errors.push_back(list.file + ": nothing to import from set" + (chosen_ids.size() == 1 ? " " : "s ") +
                        join_ids(chosen_ids) + " (see the notes)");
@@ -989,12 +1236,14 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
        "#\n"
        "# Source: Microsoft 365 endpoint list version "
     << o.version << "\n#   file " << sanitize(list.file, 200) << "\n#   sha256 " << list.sha256
-    << "\n#   endpoint sets " << join_ids(chosen_ids) << " (revocation sets: "
-    << join_ids(o.revocation_ids) << ")\n"
+    << "\n#   instance " << o.instance << ", endpoint sets " << join_ids(chosen_ids)
+    << " (revocation sets: " << (revocation_ids.empty() ? "none" : join_ids(revocation_ids))
+    << ")\n"
     << "# Options: owner " << (o.owner.empty() ? "-" : sanitize(o.owner)) << ", ticket "
     << (o.ticket.empty() ? "-" : sanitize(o.ticket)) << ", mode "
     << (o.shadow ? "shadow" : "enforce") << ", CONNECT " << (o.connect ? "yes" : "no")
-    << ", expires " << (o.expires ? format_date(*o.expires) : "never") << "\n";
+    << ", expires " << (o.expires ? format_date(*o.expires) : "never")
+    << ", customer-hosting domains allowed " << (allow.empty() ? "none" : join(allow, " ")) << "\n";
   if (!notes.empty()) {
     y << "#\n# Notes: what was not imported, and why (review these):\n";
     for (const auto& n : notes) y << "#   " << sanitize(n, 400) << "\n";

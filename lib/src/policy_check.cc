@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "authbypass/customer_hosting.h"
+
 namespace authbypass {
 
 std::string Warning::to_string() const { return where.to_string() + ": warning: " + message; }
@@ -47,6 +49,37 @@ TestReport run_policy_tests(const Policy& policy, Date today) {
   return report;
 }
 
+namespace {
+
+// An enforce rule that opens a CONNECT tunnel, or bypasses with nothing checked (verify: none), to
+// a host in (or a wildcard above) a customer-hosting domain: one warning per such hosts
+// entry, naming the host and the domain.
+void lint_customer_hosting(const Rule& r, std::vector<Warning>& out) {
+  const Match& m = r.match;
+  const bool connect = std::find(m.methods.begin(), m.methods.end(), "CONNECT") != m.methods.end();
+  if (r.mode == Mode::kShadow || (!connect && r.verify != Verify::kNone)) return;
+  for (const HostPattern& h : m.hosts) {
+    // IP literals name no domain; a top-level wildcard has its own warning.
+    if (h.kind == HostPattern::Kind::kCidr || h.name.find('.') == std::string::npos) continue;
+    const bool wildcard = h.kind == HostPattern::Kind::kSuffix;
+    auto zones = customer_hosting_zones(h.name, wildcard);
+    if (zones.empty()) continue;
+    std::string where = "." + std::string(zones.front()->domain) + " (" +
+                        std::string(zones.front()->service) + ")";
+    if (zones.size() > 1) where += " and " + std::to_string(zones.size() - 1) + " more";
+    out.push_back(Warning{
+        r.where, "rule '" + r.id + "': " +
+                     (connect ? "CONNECT to '" : "unchecked bypass (verify: none) to '") + h.text +
+                     "', " + (zones.front()->domain.size() > h.name.size() ? "which covers" : "in") +
+                     " the customer-hosting domain " +
+                     where + ": any customer of that service can host there, so " +
+                     (connect ? "the tunnel reaches servers anyone can run"
+                              : "anyone's content passes unauthenticated")});
+  }
+}
+
+}  // namespace
+
 std::vector<Warning> lint_policy(const Policy& policy, Date today) {
   std::vector<Warning> out;
   for (const Rule& r : policy.rules()) {
@@ -61,10 +94,15 @@ std::vector<Warning> lint_policy(const Policy& policy, Date today) {
                                                    "checks what comes back"
                                                  : ""));
     }
+    // A CONNECT-only rule on port 443 is one finding (a tunnel), not two.
+    const bool tunnel_only = m.methods == std::vector<std::string>{"CONNECT"} &&
+                             m.ports == std::vector<std::uint16_t>{443};
     if (std::find(m.methods.begin(), m.methods.end(), "CONNECT") != m.methods.end())
-      warn("allows CONNECT: an opaque tunnel whose content cannot be checked");
+      warn(std::string("allows CONNECT") + (tunnel_only ? " to port 443" : "") +
+           ": an opaque tunnel whose content cannot be checked");
     for (std::uint16_t p : m.ports)
-      if (p != 80) warn("allows port " + std::to_string(p) + " (revocation data is served on port 80)");
+      if (p != 80 && !tunnel_only)
+        warn("allows port " + std::to_string(p) + " (revocation data is served on port 80)");
     for (const HostPattern& h : m.hosts) {
       if (h.kind == HostPattern::Kind::kSuffix && h.name.find('.') == std::string::npos)
         warn("hosts entry '" + h.text + "' covers a whole top-level domain");
@@ -72,6 +110,7 @@ std::vector<Warning> lint_policy(const Policy& policy, Date today) {
           h.cidr.prefix < (h.cidr.base.v6 ? 32 : 16))
         warn("hosts entry '" + h.text + "' is a very wide address block");
     }
+    lint_customer_hosting(r, out);
     if (r.expires) {
       if (!r.active(today)) {
         warn("expired on " + format_date(*r.expires) + " and is inactive");

@@ -122,7 +122,7 @@ m365_import)
   run m365 import "$d/endpoints-2024053100.json" --version-file "$d/version.json" \
     --owner secops@example.com --ticket SEC-1010 --policy-out "$tmp/m365.yaml"
   expect_rc 0
-  expect_out "wrote $tmp/m365.yaml: 4 rules (m365-84-ocsp, m365-84, m365-125-ocsp, m365-125) from endpoint list version 2024053100"
+  expect_out "wrote $tmp/m365.yaml: 5 rules (m365-84-ocsp, m365-84, m365-125-ocsp, m365-125, m365-125-ocsp-post) from endpoint list version 2024053100"
   expect_err "note: set 84: 'www.microsoft.com' not imported: a general web site"
   expect_err "note: set 84: TCP 443 not imported"
   grep -q '^# Source: Microsoft 365 endpoint list version 2024053100$' "$tmp/m365.yaml" || fail "no version in the header"
@@ -156,7 +156,7 @@ m365_import)
   run m365 import "$d/bad-cidr-prefix.json" --version 2024053100 --policy-out "$tmp/x.yaml"
   expect_err "record 1 (id 11): 'ips' entry '1.2.3.4/33': bad prefix length"
   run m365 import "$d/renumbered.json" --version 2024053100 --policy-out "$tmp/x.yaml"
-  expect_rc 1; expect_err "set 84 is taken as a revocation set"; expect_err "(sets with CRL/OCSP-like hosts: 201)"
+  expect_rc 1; expect_err "set 84 is taken as a revocation set"; expect_err "revocation sets by their hosts: 201 (Common: 2 of 2 named hosts"
   run m365 import "$d/renumbered.json" --version 2024053100 --revocation-ids 201 --policy-out "$tmp/x.yaml"
   expect_rc 0; expect_out "1 rule (m365-201)"
   run m365 import "$d/endpoints-2024053100.json" --version 2024053100 --shadow --expires 2099-01-01 --policy-out "$tmp/s.yaml"
@@ -230,6 +230,87 @@ m365_diff)
   run m365 diff a b c; expect_rc 2
   run m365 diff "$d/changes-2024053100.json" --format xml; expect_rc 2
   run m365 diff "$d/changes-2024053100.json" --old-version 1; expect_rc 2 ;;
+m365_connect_narrow)
+  # --connect: required sets only, never a customer-hosting domain unless named; what `check`
+  # then says of the documented example.
+  d=$src/tests/data/m365
+  run m365 import "$d/endpoints-2024053100.json" --version-file "$d/version.json" \
+    --service-areas Skype,Common --connect --policy-out "$tmp/sc.yaml"
+  expect_rc 0
+  expect_out "wrote $tmp/sc.yaml: 10 rules (m365-12-connect, m365-56-connect, m365-59-connect, m365-84-ocsp, m365-84, m365-84-connect, m365-125-ocsp, m365-125, m365-125-ocsp-post, m365-125-connect)"
+  expect_err "authbypass: note: set 27: 'mlccdn.blob.core.windows.net' not imported: it is in the customer-hosting domain .core.windows.net (Azure Storage accounts: blobs, files, tables, queues and static web sites), where any customer of that service can host what it likes; --allow-customer-domain mlccdn.blob.core.windows.net imports it all the same"
+  expect_err "authbypass: note: set 59: '.msecnd.net' not imported: it covers the customer-hosting domain .vo.msecnd.net (Azure CDN (classic) endpoints)"
+  for h in mlccdn.blob.core.windows.net x.streaming.mediaservices.windows.net az1.vo.msecnd.net; do
+    run explain "$tmp/sc.yaml" --method CONNECT --url "$h:443"; expect_rc 0; expect_out "decision: AUTHENTICATE"
+  done
+  run check "$tmp/sc.yaml"; expect_rc 0; expect_out "OK: policy valid, 5 warnings"
+  expect_out "warning: rule 'm365-12-connect': allows CONNECT to port 443: an opaque tunnel whose content cannot be checked"
+  grep -q "allows port 443" "$tmp/out" && fail "a second warning per tunnel rule"
+  # Optional set 27 needs --ids, its storage host --allow-customer-domain; check names it.
+  run m365 import "$d/endpoints-2024053100.json" --version 2024053100 --service-areas Skype --connect \
+    --allow-customer-domain mlccdn.blob.core.windows.net --policy-out "$tmp/x.yaml"
+  expect_rc 0; expect_err "authbypass: note: set 27 (Skype, optional): no CONNECT rule: --connect takes required sets only; name the set with --ids to add it"
+  run m365 import "$d/endpoints-2024053100.json" --version 2024053100 --ids 27 --connect \
+    --allow-customer-domain mlccdn.blob.core.windows.net --allow-customer-domain .azurewebsites.net --policy-out "$tmp/27.yaml"
+  expect_rc 0; expect_out "1 rule (m365-27-connect)"
+  expect_err "authbypass: note: --allow-customer-domain .azurewebsites.net: no host of the chosen sets is under it"
+  run check "$tmp/27.yaml"; expect_rc 0
+  expect_out "warning: rule 'm365-27-connect': CONNECT to 'mlccdn.blob.core.windows.net', in the customer-hosting domain .core.windows.net (Azure Storage accounts: blobs, files, tables, queues and static web sites): any customer of that service can host there, so the tunnel reaches servers anyone can run"
+  run m365 import "$d/endpoints-2024053100.json" --version 2024053100 --ids 27 --connect \
+    --allow-customer-domain crl.example.com --policy-out "$tmp/x.yaml"
+  expect_rc 1; expect_err "authbypass: --allow-customer-domain 'crl.example.com' is in no customer-hosting domain: nothing to allow" ;;
+m365_ocsp_post)
+  # OCSP responders under the revocation set's wildcards take POST (verify: ocsp).
+  d=$src/tests/data/m365
+  run m365 import "$d/endpoints-2024053100.json" --version 2024053100 --policy-out "$tmp/m365.yaml"; expect_rc 0
+  run explain "$tmp/m365.yaml" --method POST --url http://sr.symcd.com/
+  expect_rc 0; expect_out "decision: BYPASS (no proxy authentication) by rule 'm365-125-ocsp-post'"; expect_out "verify ocsp"
+  run explain "$tmp/m365.yaml" --method POST --url http://ocsp.entrust.net/
+  expect_rc 0; expect_out "by rule 'm365-125-ocsp-post'"
+  run explain "$tmp/m365.yaml" --url http://sr.symcd.com/MFEwTzBNMEswSTAJBgUrDgMCGgUABBQ
+  expect_rc 0; expect_out "by rule 'm365-125'"; expect_out "verify revocation"
+  run explain "$tmp/m365.yaml" --method POST --url http://crl.globalsign.com/
+  expect_rc 0; expect_out "decision: AUTHENTICATE" ;;
+m365_instance)
+  # A USGovDoD list: its instance and version file are checked, its revocation sets are
+  # named by their content, and the Office client's hosts are never bypassed over HTTP.
+  d=$src/tests/data/m365
+  run m365 import "$d/endpoints-usgovdod.json" --version-file "$d/version.json" --policy-out "$tmp/x.yaml"
+  expect_rc 1
+  expect_err "authbypass: $d/endpoints-usgovdod.json: this endpoint list is not one of the Worldwide instance: it looks like a US Government list (12 of its hosts are in US Government domains, e.g. outlook-dod.office365.us); give its instance with --instance USGovDoD or USGovGCCHigh and that instance's /version answer"
+  run m365 import "$d/endpoints-usgovdod.json" --instance USGovDoD --version-file "$d/version.json" --policy-out "$tmp/x.yaml"
+  expect_rc 1
+  expect_err "authbypass: $d/version.json: the /version answer is for instance Worldwide, but the endpoint list is USGovDoD's (--instance); fetch https://endpoints.office.com/version/USGovDoD?clientrequestid=..."
+  run m365 import "$d/endpoints-usgovdod.json" --instance USGovDoD --version-file "$d/endpoints-usgovdod.json" --policy-out "$tmp/x.yaml"
+  expect_rc 1; expect_err "endpoints-usgovdod.json: an endpoint list, not a /version answer"
+  run m365 import "$d/endpoints-usgovdod.json" --instance USGovDoD --version-file "$d/version-usgovdod.json" --policy-out "$tmp/x.yaml"
+  expect_rc 1
+  expect_err "the revocation sets of the USGovDoD list are not known (84 and 125 are the Worldwide list's): name them with --revocation-ids after reading the list; revocation sets by their hosts: 20 (Common: 14 of 17 named hosts are CRL/OCSP/CA-certificate hosts (cacerts.digicert.com, crl.globalsign.com, crl.globalsign.net, ...), beside apps.identrust.com, cert.int-x3.letsencrypt.org, secure.globalsign.com); not revocation sets (never bypassed over plain HTTP), though they list such hosts: 17 (Common: 1 of 14 named hosts is a CRL/OCSP/CA-certificate host (crl.microsoft.com), beside activation.sls.microsoft.com, go.microsoft.com, insertmedia.bing.office.net, ...)"
+  run m365 import "$d/endpoints-usgovdod.json" --instance USGovDoD --version-file "$d/version-usgovdod.json" --revocation-ids 17 --policy-out "$tmp/x.yaml"
+  expect_rc 1; expect_err "set 17 is taken as a revocation set (--revocation-ids 17) but is not one by its hosts (1 of 14 named hosts"
+  [ -e "$tmp/x.yaml" ] && fail "a file was written on failure"
+  run m365 import "$d/endpoints-usgovdod.json" --instance usgovdod --version-file "$d/version-all.json" \
+    --revocation-ids 20 --service-areas Common --connect --policy-out "$tmp/dod.yaml"
+  expect_rc 0; expect_out "from endpoint list version 2024052800"
+  expect_out "(m365-17-connect, m365-20-ocsp, m365-20, m365-20-ocsp-post, m365-20-connect, m365-22-connect)"
+  expect_err "note: set 17 (Common) lists CRL/OCSP/CA-certificate hosts but is not a revocation set"
+  grep -q '^#   instance USGovDoD, endpoint sets 17, 20, 22, 27 (revocation sets: 20)$' "$tmp/dod.yaml" || fail "no instance in the header"
+  for u in http://go.microsoft.com/fwlink/ http://officecdn.microsoft.com/pr/x.cab http://activation.sls.microsoft.com/; do
+    run explain "$tmp/dod.yaml" --url "$u"; expect_rc 0; expect_out "decision: AUTHENTICATE"
+  done
+  run explain "$tmp/dod.yaml" --method POST --url http://sr.symcd.com/; expect_rc 0; expect_out "by rule 'm365-20-ocsp-post'"
+  run check "$tmp/dod.yaml"; expect_rc 0; expect_out "OK: policy valid, 3 warnings"
+  run m365 import "$d/endpoints-2024053100.json" --instance China --version-file "$d/version-all.json" --policy-out "$tmp/x.yaml"
+  expect_rc 1; expect_err "this endpoint list is not one of the China instance: it looks like a Worldwide list"
+  run m365 ips "$d/endpoints-usgovdod.json" --version-file "$d/version.json"
+  expect_rc 1; expect_err "this endpoint list is not one of the Worldwide instance"
+  run m365 ips "$d/endpoints-usgovdod.json" --instance USGovDoD --version-file "$d/version-usgovdod.json"
+  expect_rc 0; expect_out "52.127.64.0/21"
+  run m365 import "$d/endpoints-usgovdod.json" --instance Germany --version 1 --policy-out "$tmp/x.yaml"
+  expect_rc 2; expect_err "unknown --instance 'Germany' (Worldwide, USGovDoD, USGovGCCHigh or China)"
+  printf '2024053100\n' >"$tmp/v.txt"
+  run m365 import "$d/endpoints-2024053100.json" --version-file "$tmp/v.txt" --policy-out "$tmp/x.yaml"
+  expect_rc 1; expect_err "a bare version, not the web service's /version answer: give it with --version 2024053100" ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
 echo "ok [$case_name]"

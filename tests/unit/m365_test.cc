@@ -295,18 +295,19 @@ TEST(M365Version, VersionAnswers) {
   EXPECT_EQ(load_version_file(kData + "version.json", &err).value_or(err), "2024053100");
   EXPECT_EQ(load_version_file(kData + "version-all.json", &err).value_or(err), "2024053100");
   EXPECT_EQ(load_version_file(kData + "version-all.json", &err, "China").value_or(err), "2024052800");
-  EXPECT_EQ(parse_version_answer("2024053100\n", "v", &err).value_or(err), "2024053100");
-  EXPECT_EQ(parse_version_answer(R"([{"instance":"USGovDoD","latest":"2024052800"}])", "v", &err)
+  EXPECT_EQ(parse_version_answer(R"([{"instance":"USGovDoD","latest":"2024052800"}])", "v", &err,
+                                 "USGovDoD")
                 .value_or(err),
-            "2024052800");  // the only entry
+            "2024052800");
   EXPECT_FALSE(parse_version_answer(R"({"instance":"Worldwide"})", "v", &err));
   EXPECT_NE(err.find("missing field 'latest'"), std::string::npos) << err;
-  EXPECT_FALSE(parse_version_answer(R"({"latest": 2024053100})", "v", &err));
+  EXPECT_FALSE(parse_version_answer(R"({"instance":"Worldwide","latest": 2024053100})", "v", &err));
   EXPECT_NE(err.find("'latest' must be a string"), std::string::npos) << err;
   EXPECT_FALSE(parse_version_answer(R"({"latest": "2024 05"})", "v", &err));
   EXPECT_FALSE(parse_version_answer(R"([{"instance":"A","latest":"1"},{"instance":"B","latest":"2"}])",
                                     "v", &err));
-  EXPECT_NE(err.find("no entry for instance 'Worldwide'"), std::string::npos) << err;
+  EXPECT_EQ(err, "v: the /version answer is for instance A, B, but the endpoint list is Worldwide's "
+                 "(--instance); fetch https://endpoints.office.com/version/Worldwide?clientrequestid=...");
   EXPECT_FALSE(parse_version_answer("{", "v", &err));
   EXPECT_FALSE(parse_version_answer("", "v", &err));
   EXPECT_FALSE(load_version_file(kData + "nope", &err));
@@ -372,7 +373,8 @@ TEST(M365Import, RevocationSetsRoundTrip) {
   EndpointList l = MustLoad(kNew);
   ImportResult r = import_policy(l, Opts());
   ASSERT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front());
-  EXPECT_EQ(r.rule_ids, (Strings{"m365-84-ocsp", "m365-84", "m365-125-ocsp", "m365-125"}));
+  EXPECT_EQ(r.rule_ids,
+            (Strings{"m365-84-ocsp", "m365-84", "m365-125-ocsp", "m365-125", "m365-125-ocsp-post"}));
   // Header: the version, the source and its hash.
   EXPECT_NE(r.policy.find("# Source: Microsoft 365 endpoint list version 2024053100"), std::string::npos);
   EXPECT_NE(r.policy.find("sha256 " + l.sha256), std::string::npos);
@@ -455,7 +457,8 @@ TEST(M365Import, ConnectOnlyWhenAsked) {
   o.selection.service_areas = {"Common", "skype"};  // case-insensitive
   ImportResult plain = import_policy(l, o);
   ASSERT_TRUE(plain.ok()) << plain.errors.front();
-  EXPECT_EQ(plain.rule_ids, (Strings{"m365-84-ocsp", "m365-84", "m365-125-ocsp", "m365-125"}));
+  EXPECT_EQ(plain.rule_ids,
+            (Strings{"m365-84-ocsp", "m365-84", "m365-125-ocsp", "m365-125", "m365-125-ocsp-post"}));
   EXPECT_TRUE(HasNote(plain, "set 12 (Skype): no rule: not a revocation set"));
   EXPECT_TRUE(HasNote(plain, "set 12 (Skype): TCP 80 not imported: plain HTTP"));
   EXPECT_TRUE(HasNote(plain, "set 11: UDP ports 3478,3479,3480,3481 not imported"));
@@ -507,7 +510,10 @@ TEST(M365Import, RenumberedSetsAreAnErrorWithAHint) {
   ASSERT_FALSE(r.ok());
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_NE(r.errors[0].find("set 84 is taken as a revocation set"), std::string::npos) << r.errors[0];
-  EXPECT_NE(r.errors[0].find("(sets with CRL/OCSP-like hosts: 201)"), std::string::npos) << r.errors[0];
+  EXPECT_NE(r.errors[0].find("revocation sets by their hosts: 201 (Common: 2 of 2 named hosts are "
+                            "CRL/OCSP/CA-certificate hosts (crl.microsoft.com, mscrl.microsoft.com))"),
+            std::string::npos)
+      << r.errors[0];
 
   ImportOptions o = Opts();
   o.revocation_ids = {201};
@@ -519,7 +525,9 @@ TEST(M365Import, RenumberedSetsAreAnErrorWithAHint) {
   o.revocation_ids = {84};
   o.selection.ids = {201};
   ImportResult hint = import_policy(l, o);
-  EXPECT_TRUE(HasNote(hint, "set 201 (Common) has CRL/OCSP-like hosts but is not a revocation set"));
+  EXPECT_TRUE(HasNote(hint, "set 201 (Common) is a revocation set by its hosts (2 of 2 named hosts "
+                           "are CRL/OCSP/CA-certificate hosts (crl.microsoft.com, "
+                           "mscrl.microsoft.com)) but not among the revocation sets 84"));
 
   EndpointList none = MustLoad(kNew);
   ImportOptions o2 = Opts();
@@ -586,7 +594,7 @@ TEST(M365Import, RequiredOnlyAndCategory) {
   o.selection.categories = {"default"};
   ImportResult r = import_policy(l, o);
   ASSERT_TRUE(r.ok()) << r.errors.front();
-  EXPECT_EQ(r.rule_ids.size(), 4u);
+  EXPECT_EQ(r.rule_ids.size(), 5u);
   o.selection.categories = {"Optimize"};
   r = import_policy(l, o);
   ASSERT_FALSE(r.ok());
@@ -614,6 +622,255 @@ TEST(M365Import, HostileTextStaysInsideItsYamlScalar) {
   EXPECT_EQ(r.rule_ids, Strings{"m365-84"});
   EXPECT_EQ(p->rules().size(), 1u);
   EXPECT_EQ(p->rules()[0].ticket, "SEC-\"1\" \\ #x");
+}
+
+// OCSP responders under a set's wildcards (sr.symcd.com under *.symcd.com) take POST in a
+// rule of their own (verify: ocsp); GET there stays with the CRL rule, and hosts named
+// like CRL or AIA servers still get no POST.
+TEST(M365Import, OcspPostToWildcardRespondersIsBypassed) {
+  auto p = MustLoadPolicy(import_policy(MustLoad(kNew), Opts()).policy);
+  ASSERT_TRUE(p);
+  const Rule* post = p->find_rule("m365-125-ocsp-post");
+  ASSERT_NE(post, nullptr);
+  EXPECT_EQ(post->verify, Verify::kOcsp);
+  EXPECT_EQ(post->match.methods, Strings{"POST"});
+  EXPECT_EQ(Decide(*p, {"POST", "http://sr.symcd.com/"}), "m365-125-ocsp-post");
+  EXPECT_EQ(Decide(*p, {"POST", "http://ocsp.entrust.net/"}), "m365-125-ocsp-post");
+  EXPECT_EQ(Decide(*p, {"POST", "http://ocsp.verisign.com/"}), "m365-125-ocsp-post");
+  EXPECT_EQ(Decide(*p, {"GET", "http://sr.symcd.com/MFEwTzBNMEswSTAJBgUrDgMCGgUABBQ"}), "m365-125");
+  EXPECT_EQ(Decide(*p, {"GET", "http://crl.entrust.net/level1k.crl"}), "m365-125");
+  EXPECT_EQ(Decide(*p, {"POST", "http://crl.globalsign.com/"}), "");  // named, not OCSP
+  EXPECT_EQ(Decide(*p, {"POST", "http://cacerts.digicert.com/"}), "");
+  EXPECT_EQ(Decide(*p, {"PUT", "http://sr.symcd.com/"}), "");
+  EXPECT_EQ(Decide(*p, {"POST", "http://sr.symcd.com.evil.test/"}), "");
+  // No request matches two of the set's rules: their host/method pairs are disjoint.
+  for (const Rule& a : p->rules())
+    for (const Rule& b : p->rules()) {
+      if (&a == &b) continue;
+      for (const std::string& m : a.match.methods) {
+        if (std::find(b.match.methods.begin(), b.match.methods.end(), m) == b.match.methods.end())
+          continue;
+        for (const HostPattern& h : a.match.hosts)
+          for (const HostPattern& g : b.match.hosts)
+            EXPECT_NE(h.text, g.text) << a.id << " and " << b.id << " both take " << m;
+      }
+    }
+}
+
+// --connect: CONNECT rules for required sets only (others when named with --ids), never
+// for a host in a customer-hosting domain unless --allow-customer-domain names it.
+TEST(M365Import, ConnectTakesRequiredSetsAndNoCustomerHostingDomains) {
+  EndpointList l = MustLoad(kNew);
+  ImportOptions o = Opts();
+  o.selection.service_areas = {"Skype", "Common"};
+  o.connect = true;
+  ImportResult r = import_policy(l, o);
+  ASSERT_TRUE(r.ok()) << r.errors.front();
+  EXPECT_EQ(r.rule_ids, (Strings{"m365-12-connect", "m365-56-connect", "m365-59-connect",
+                                 "m365-84-ocsp", "m365-84", "m365-84-connect", "m365-125-ocsp",
+                                 "m365-125", "m365-125-ocsp-post", "m365-125-connect"}));
+  EXPECT_TRUE(HasNote(r, "set 27: 'mlccdn.blob.core.windows.net' not imported: it is in the "
+                         "customer-hosting domain .core.windows.net (Azure Storage accounts: "
+                         "blobs, files, tables, queues and static web sites), where any customer "
+                         "of that service can host what it likes; --allow-customer-domain "
+                         "mlccdn.blob.core.windows.net imports it all the same"));
+  EXPECT_TRUE(HasNote(r, "set 27: '.streaming.mediaservices.windows.net' not imported: it is in "
+                         "the customer-hosting domain .mediaservices.windows.net"));
+  EXPECT_TRUE(HasNote(r, "set 59: '.msecnd.net' not imported: it covers the customer-hosting "
+                         "domain .vo.msecnd.net (Azure CDN (classic) endpoints)"));
+  auto p = MustLoadPolicy(r.policy);
+  ASSERT_TRUE(p);
+  for (const char* url : {"mlccdn.blob.core.windows.net:443", "evil.blob.core.windows.net:443",
+                          "x.streaming.mediaservices.windows.net:443", "az1.vo.msecnd.net:443",
+                          "aadcdn.msecnd.net:443"})
+    EXPECT_EQ(Decide(*p, {"CONNECT", url}), "") << url;
+  EXPECT_EQ(Decide(*p, {"CONNECT", "login.microsoftonline.com:443"}), "m365-56-connect");
+  EXPECT_EQ(Decide(*p, {"CONNECT", "x.msauth.net:443"}), "m365-59-connect");
+  // What `check` says of it: one line per tunnel rule, nothing about customer domains.
+  auto warnings = lint_policy(*p, kToday);
+  EXPECT_EQ(warnings.size(), 5u);
+  for (const auto& w : warnings)
+    EXPECT_NE(w.message.find("allows CONNECT to port 443"), std::string::npos) << w.message;
+
+  // Allowed by name, the host of optional set 27 still needs the set named with --ids.
+  o.allow_customer_domains = {"mlccdn.blob.core.windows.net"};
+  r = import_policy(l, o);
+  ASSERT_TRUE(r.ok()) << r.errors.front();
+  EXPECT_TRUE(HasNote(r, "set 27 (Skype, optional): no CONNECT rule: --connect takes required "
+                         "sets only; name the set with --ids to add it"));
+  EXPECT_EQ(std::count(r.rule_ids.begin(), r.rule_ids.end(), "m365-27-connect"), 0);
+
+  o.selection = {};
+  o.selection.ids = {27};
+  r = import_policy(l, o);
+  ASSERT_TRUE(r.ok()) << r.errors.front();
+  EXPECT_EQ(r.rule_ids, Strings{"m365-27-connect"});
+  p = MustLoadPolicy(r.policy);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(Decide(*p, {"CONNECT", "mlccdn.blob.core.windows.net:443"}), "m365-27-connect");
+  EXPECT_EQ(Decide(*p, {"CONNECT", "evil.blob.core.windows.net:443"}), "");
+  EXPECT_EQ(Decide(*p, {"CONNECT", "x.streaming.mediaservices.windows.net:443"}), "");
+  EXPECT_NE(r.policy.find("customer-hosting domains allowed mlccdn.blob.core.windows.net"),
+            std::string::npos);
+  // ...and `check` names it.
+  warnings = lint_policy(*p, kToday);
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_NE(warnings[1].message.find("rule 'm365-27-connect': CONNECT to "
+                                     "'mlccdn.blob.core.windows.net', in the customer-hosting "
+                                     "domain .core.windows.net"),
+            std::string::npos)
+      << warnings[1].message;
+
+  // A wildcard given as published; an entry that allows nothing is reported.
+  o.selection.ids = {31};
+  o.allow_customer_domains = {"*.sharepoint.com", ".azurewebsites.net"};
+  r = import_policy(l, o);
+  ASSERT_TRUE(r.ok()) << r.errors.front();
+  EXPECT_NE(r.policy.find("        - .sharepoint.com\n"), std::string::npos);
+  EXPECT_TRUE(HasNote(r, "--allow-customer-domain .azurewebsites.net: no host of the chosen sets "
+                         "is under it"));
+  for (const char* bad : {"crl.example.com", "*", "*.net", "a b"}) {
+    o.allow_customer_domains = {bad};
+    r = import_policy(l, o);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.errors.front().find("--allow-customer-domain '"), std::string::npos)
+        << r.errors.front();
+  }
+}
+
+// The same holds for plain-HTTP rules: a revocation set's host in a customer-hosting domain
+// is left out and reported.
+TEST(M365Import, CustomerHostingHostsNeverInRevocationRules) {
+  auto lr = parse_endpoints(
+      R"([{"id": 84, "serviceArea": "Common", "category": "Default", "required": true,
+           "expressRoute": false, "tcpPorts": "80",
+           "urls": ["crl.microsoft.com", "crl.blob.core.windows.net", "*.azureedge.net", "mscrl.microsoft.com"]}])",
+      "t.json");
+  ASSERT_TRUE(lr.ok()) << lr.errors.front();
+  ImportResult r = import_policy(*lr.list, Opts());
+  ASSERT_TRUE(r.ok()) << r.errors.front();
+  auto p = MustLoadPolicy(r.policy);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(Decide(*p, {"GET", "http://crl.microsoft.com/x.crl"}), "m365-84");
+  EXPECT_EQ(Decide(*p, {"GET", "http://crl.blob.core.windows.net/x.crl"}), "");
+  EXPECT_EQ(Decide(*p, {"GET", "http://evil.azureedge.net/x.crl"}), "");
+  EXPECT_TRUE(HasNote(r, "set 84: 'crl.blob.core.windows.net' not imported"));
+  EXPECT_TRUE(HasNote(r, "set 84: '.azureedge.net' not imported"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Other instances (USGovDoD): revocation sets named by content, version files checked
+
+const std::string kDod = kData + "endpoints-usgovdod.json";
+
+TEST(M365Instance, ListsAreCheckedAgainstTheirInstance) {
+  EXPECT_EQ(canonical_instance("usgovdod").value_or("-"), "USGovDoD");
+  EXPECT_EQ(canonical_instance("WORLDWIDE").value_or("-"), "Worldwide");
+  EXPECT_FALSE(canonical_instance("Germany"));
+  EndpointList dod = MustLoad(kDod);
+  EXPECT_EQ(check_list_instance(dod, "USGovDoD"), "");
+  EXPECT_EQ(check_list_instance(dod, "USGovGCCHigh"), "");  // one family: the version decides
+  EXPECT_EQ(check_list_instance(dod, "Worldwide"),
+            kDod + ": this endpoint list is not one of the Worldwide instance: it looks like a US "
+                   "Government list (12 of its hosts are in US Government domains, e.g. "
+                   "outlook-dod.office365.us); give its instance with --instance USGovDoD or "
+                   "USGovGCCHigh and that instance's /version answer");
+  EndpointList ww = MustLoad(kNew);
+  EXPECT_EQ(check_list_instance(ww, "Worldwide"), "");
+  EXPECT_NE(check_list_instance(ww, "China").find("it looks like a Worldwide list"),
+            std::string::npos);
+  ImportOptions o = Opts();
+  ImportResult r = import_policy(dod, o);  // Worldwide by default
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.errors.front().find("is not one of the Worldwide instance"), std::string::npos);
+}
+
+TEST(M365Instance, VersionFileOfAnotherInstanceOrFormatIsRefused) {
+  std::string err;
+  EXPECT_EQ(load_version_file(kData + "version-usgovdod.json", &err, "USGovDoD").value_or(err),
+            "2024052800");
+  EXPECT_EQ(load_version_file(kData + "version-all.json", &err, "USGovDoD").value_or(err),
+            "2024052800");
+  EXPECT_FALSE(load_version_file(kData + "version-usgovdod.json", &err));
+  EXPECT_EQ(err, kData + "version-usgovdod.json: the /version answer is for instance USGovDoD, "
+                         "but the endpoint list is Worldwide's (--instance); fetch "
+                         "https://endpoints.office.com/version/Worldwide?clientrequestid=...");
+  EXPECT_FALSE(load_version_file(kData + "version.json", &err, "USGovDoD"));
+  EXPECT_NE(err.find("is for instance Worldwide, but the endpoint list is USGovDoD's"),
+            std::string::npos)
+      << err;
+  EXPECT_FALSE(parse_version_answer("2024053100\n", "v", &err));
+  EXPECT_NE(err.find("v: a bare version, not the web service's /version answer: give it with "
+                     "--version 2024053100"),
+            std::string::npos)
+      << err;
+  EXPECT_FALSE(parse_version_answer(R"({"latest": "2024053100"})", "v", &err));
+  EXPECT_NE(err.find("names no instance"), std::string::npos) << err;
+  EXPECT_FALSE(load_version_file(kDod, &err, "USGovDoD"));
+  EXPECT_NE(err.find("an endpoint list, not a /version answer"), std::string::npos) << err;
+  EXPECT_FALSE(load_version_file(kData + "changes-2024053100.json", &err));
+  EXPECT_NE(err.find("a /changes answer, not a /version answer"), std::string::npos) << err;
+}
+
+TEST(M365Instance, RevocationSetsAreNamedByContent) {
+  EndpointList dod = MustLoad(kDod);
+  const RevocationContent office = revocation_content(*dod.find(17));
+  EXPECT_FALSE(office.revocation_set());
+  EXPECT_EQ(office.describe(),
+            "1 of 14 named hosts is a CRL/OCSP/CA-certificate host (crl.microsoft.com), beside "
+            "activation.sls.microsoft.com, go.microsoft.com, insertmedia.bing.office.net, ...");
+  const RevocationContent ca = revocation_content(*dod.find(20));
+  EXPECT_TRUE(ca.revocation_set());
+  EXPECT_EQ(ca.revocation_hosts.size(), 14u);
+  EXPECT_EQ(ca.other_hosts, (Strings{"apps.identrust.com", "cert.int-x3.letsencrypt.org",
+                                     "secure.globalsign.com"}));
+  EXPECT_TRUE(revocation_content(*MustLoad(kNew).find(84)).revocation_set());
+  EXPECT_TRUE(revocation_content(*MustLoad(kNew).find(125)).revocation_set());
+
+  ImportOptions o = Opts();
+  o.instance = "USGovDoD";
+  o.version = "2024052800";
+  ImportResult r = import_policy(dod, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors.front(),
+            kDod + ": the revocation sets of the USGovDoD list are not known (84 and 125 are the "
+                   "Worldwide list's): name them with --revocation-ids after reading the list; "
+                   "revocation sets by their hosts: 20 (Common: 14 of 17 named hosts are "
+                   "CRL/OCSP/CA-certificate hosts (cacerts.digicert.com, crl.globalsign.com, "
+                   "crl.globalsign.net, ...), beside apps.identrust.com, "
+                   "cert.int-x3.letsencrypt.org, secure.globalsign.com); not revocation sets "
+                   "(never bypassed over plain HTTP), though they list such hosts: 17 (Common: 1 "
+                   "of 14 named hosts is a CRL/OCSP/CA-certificate host (crl.microsoft.com), "
+                   "beside activation.sls.microsoft.com, go.microsoft.com, "
+                   "insertmedia.bing.office.net, ...)");
+  // Naming the Office client's set as a revocation set is refused...
+  o.revocation_ids = std::vector<int>{17, 20};
+  r = import_policy(dod, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.errors.front().find("set 17 is taken as a revocation set (--revocation-ids 17,20) "
+                                  "but is not one by its hosts (1 of 14 named hosts"),
+            std::string::npos)
+      << r.errors.front();
+  // ...and whatever is imported, go.microsoft.com & co. are never bypassed over plain HTTP.
+  for (bool connect : {false, true}) {
+    o.revocation_ids = std::vector<int>{20};
+    o.selection.service_areas = {"Common"};
+    o.connect = connect;
+    r = import_policy(dod, o);
+    ASSERT_TRUE(r.ok()) << r.errors.front();
+    EXPECT_TRUE(HasNote(r, "set 17 (Common) lists CRL/OCSP/CA-certificate hosts but is not a "
+                           "revocation set (1 of 14 named hosts"));
+    auto p = MustLoadPolicy(r.policy);
+    ASSERT_TRUE(p);
+    for (const char* url : {"http://go.microsoft.com/fwlink/?LinkId=1",
+                            "http://officecdn.microsoft.com/pr/x/office/data/v64.cab",
+                            "http://activation.sls.microsoft.com/", "http://crl.microsoft.com/x.crl"})
+      EXPECT_EQ(Decide(*p, {"GET", url}), "") << url;
+    EXPECT_EQ(Decide(*p, {"GET", "http://crl3.digicert.com/DigiCertGlobalRootG2.crl"}), "m365-20");
+    EXPECT_EQ(Decide(*p, {"POST", "http://sr.symcd.com/"}), "m365-20-ocsp-post");
+    EXPECT_EQ(Decide(*p, {"CONNECT", "go.microsoft.com:443"}), connect ? "m365-17-connect" : "");
+    EXPECT_EQ(Decide(*p, {"CONNECT", "officecdn.microsoft.com.edgesuite.net:443"}), "");
+  }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -103,14 +103,64 @@ TEST(PolicyLint, Warnings) {
       "p.yaml:5:5: warning: rule 'watch': matches on client-controlled data alone "
       "(user_agent/path without hosts): any client can send it to any server",
       "p.yaml:8:5: warning: rule 'old': expires on 2026-12-01 (in 6 days)",
-      "p.yaml:11:5: warning: rule 'tunnel': allows CONNECT: an opaque tunnel whose content cannot "
-      "be checked",
-      "p.yaml:11:5: warning: rule 'tunnel': allows port 443 (revocation data is served on port "
-      "80)",
+      "p.yaml:11:5: warning: rule 'tunnel': allows CONNECT to port 443: an opaque tunnel whose "
+      "content cannot be checked",
       "p.yaml:13:5: warning: rule 'tld': hosts entry '.com' covers a whole top-level domain",
       "p.yaml:15:5: warning: rule 'soon': expires on 2026-12-10 (in 15 days)",
       "p.yaml:18:5: warning: rule 'gone': expired on 2026-11-25 and is inactive",
       "p.yaml:21:5: warning: rule 'wide': hosts entry '10.0.0.0/8' is a very wide address block",
+  };
+  EXPECT_EQ(got, want);
+}
+
+// CONNECT rules and unchecked rules that reach a customer-hosting domain are named, host by
+// host; checked (verify) and shadow rules, IP literals and the providers' own names are not.
+TEST(PolicyLint, CustomerHostingDomainsNamedHostByHost) {
+  auto p = load(R"(version: 1
+rules:
+  - id: tunnels
+    match:
+      methods: [CONNECT]
+      ports: [443]
+      hosts: [mlccdn.blob.core.windows.net, .sharepoint.com, .windows.net, login.microsoftonline.com, 13.107.6.152, core.windows.net]
+  - id: plain
+    match: {hosts: [app.azurewebsites.net]}
+  - id: checked
+    match: {hosts: [.blob.core.windows.net, x.azureedge.net]}
+    verify: crl
+  - id: trial
+    mode: shadow
+    match: {hosts: [.azureedge.net], methods: [CONNECT], ports: [443]}
+  - id: mixed
+    match: {hosts: [crl.example], methods: [GET, CONNECT], ports: [80, 443]}
+)");
+  std::vector<std::string> got;
+  for (const auto& w : lint_policy(*p, kToday)) got.push_back(w.to_string());
+  const std::vector<std::string> want = {
+      "p.yaml:3:5: warning: rule 'tunnels': allows CONNECT to port 443: an opaque tunnel whose "
+      "content cannot be checked",
+      "p.yaml:3:5: warning: rule 'tunnels': CONNECT to 'mlccdn.blob.core.windows.net', in the "
+      "customer-hosting domain .core.windows.net (Azure Storage accounts: blobs, files, tables, "
+      "queues and static web sites): any customer of that service can host there, so the tunnel "
+      "reaches servers anyone can run",
+      "p.yaml:3:5: warning: rule 'tunnels': CONNECT to '.sharepoint.com', in the "
+      "customer-hosting domain .sharepoint.com (SharePoint Online and OneDrive sites of every "
+      "tenant): any customer of that service can host there, so the tunnel reaches servers "
+      "anyone can run",
+      "p.yaml:3:5: warning: rule 'tunnels': CONNECT to '.windows.net', which covers the "
+      "customer-hosting domain .core.windows.net (Azure Storage accounts: blobs, files, tables, "
+      "queues and static web sites) and 3 more: any customer of that service can host there, so "
+      "the tunnel reaches servers anyone can run",
+      "p.yaml:8:5: warning: rule 'plain': unchecked bypass (verify: none) to "
+      "'app.azurewebsites.net', in the customer-hosting domain .azurewebsites.net (Azure App "
+      "Service web apps): any customer of that service can host there, so anyone's content "
+      "passes unauthenticated",
+      "p.yaml:13:5: warning: rule 'trial': allows CONNECT to port 443: an opaque tunnel whose "
+      "content cannot be checked",
+      "p.yaml:16:5: warning: rule 'mixed': allows CONNECT: an opaque tunnel whose content cannot "
+      "be checked",
+      "p.yaml:16:5: warning: rule 'mixed': allows port 443 (revocation data is served on port "
+      "80)",
   };
   EXPECT_EQ(got, want);
 }

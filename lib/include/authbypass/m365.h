@@ -36,8 +36,15 @@ inline constexpr unsigned kMinPrefixV6 = 16;
 
 // The endpoint sets that carry the CRL / OCSP / CA-certificate hosts (service area
 // Common): 84 and 125 in the worldwide list. The only sets `import` turns into
-// plain-HTTP bypass rules (GET/HEAD on port 80, verify: revocation).
+// plain-HTTP bypass rules (GET/HEAD on port 80, verify: revocation). Other instances
+// number their sets differently: there the revocation sets are named by the caller.
 inline const std::vector<int> kRevocationSetIds = {84, 125};
+
+// The web service's instances, as spelled in its URLs and /version answers.
+inline constexpr std::string_view kWorldwide = "Worldwide";
+inline constexpr std::string_view kInstances[] = {"Worldwide", "USGovDoD", "USGovGCCHigh", "China"};
+// The instance's canonical spelling (case-insensitive match), or nullopt.
+std::optional<std::string> canonical_instance(std::string_view name);
 
 struct PortRange {
   std::uint16_t first = 0;
@@ -93,14 +100,22 @@ std::optional<Cidr> parse_published_block(std::string_view text, std::string* er
 // of [A-Za-z0-9._-].
 bool valid_version(std::string_view version);
 
-// The /version answer: {"instance": "Worldwide", "latest": "2024053100", ...}, or a list
-// of such objects (the entry for `instance` is taken, or the only entry), or a plain
-// version string on a line of its own. nullopt and *error otherwise.
+// The /version answer: {"instance": "Worldwide", "latest": "2024053100", ...}, or a list of
+// such objects (the entry for `instance` is taken). The answer must name `instance`: an
+// answer for another instance, an object without "instance", a bare version string, an
+// endpoint list or a /changes answer is nullopt with *error saying which it is.
 std::optional<std::string> parse_version_answer(std::string_view text, const std::string& name,
                                                 std::string* error,
-                                                std::string_view instance = "Worldwide");
+                                                std::string_view instance = kWorldwide);
 std::optional<std::string> load_version_file(const std::string& path, std::string* error,
-                                             std::string_view instance = "Worldwide");
+                                             std::string_view instance = kWorldwide);
+
+// Checks that an endpoint list belongs to `instance` (a canonical instance name), judged
+// by the Microsoft domains its hosts use: US Government lists (USGovDoD, USGovGCCHigh)
+// name hosts under office365.us, microsoft.us, ...; China's under outlook.cn,
+// chinacloudapi.cn, ...; the Worldwide list under office.com, office365.com, .... The
+// family with the most hosts decides. Empty when it fits, else the error.
+std::string check_list_instance(const EndpointList& list, std::string_view instance);
 
 // Which sets a command works on. Every non-empty criterion must hold (AND); a list holds
 // if any entry holds. Service areas and categories compare case-insensitively.
@@ -134,24 +149,61 @@ bool looks_like_revocation_host(std::string_view host);
 // isrg.trustid.ocsp.identrust.com). Gets POST as well as GET/HEAD.
 bool looks_like_ocsp_host(std::string_view host);
 
+// What a set holds, judged by its named hosts (exact names that can be policy hosts;
+// wildcards and www.* web sites are not counted): those that look like revocation
+// endpoints (looks_like_revocation_host) and the others.
+struct RevocationContent {
+  bool common = false;  // service area Common
+  std::vector<std::string> revocation_hosts;
+  std::vector<std::string> other_hosts;
+  // A revocation set by content: service area Common, and at least two of every three
+  // named hosts are revocation endpoints. A set that lists crl.microsoft.com among the
+  // Office client's hosts (go.microsoft.com, officecdn.microsoft.com, ...) is not one.
+  bool revocation_set() const {
+    return common && !revocation_hosts.empty() &&
+           revocation_hosts.size() >= 2 * other_hosts.size();
+  }
+  // What the set holds, for messages: "2 of 2 named hosts are CRL/OCSP/CA-certificate
+  // hosts (crl.microsoft.com, mscrl.microsoft.com)", "1 of 4 named hosts is a
+  // CRL/OCSP/CA-certificate host (crl.microsoft.com), beside go.microsoft.com, ...".
+  std::string describe() const;
+};
+RevocationContent revocation_content(const EndpointSet& set);
+
 // ---------------------------------------------------------------------------------------
 // `authbypass m365 import`: chosen sets -> policy YAML (DESIGN §2 schema).
 //
-// Per revocation set: rule m365-<id>-ocsp (its OCSP responders: GET, HEAD, POST, port 80,
-// verify: ocsp) and rule m365-<id> (the other hosts: GET, HEAD, port 80, verify:
-// revocation); a wildcard beside listed hosts of its domain is narrowed to them (the
-// CA's web site stays out) unless keep_wildcards. With `connect`, also m365-<id>-connect (CONNECT to port 443, verify: none)
-// for every chosen set that lists TCP 443. Other sets get no plain-HTTP rule at all (their
-// traffic cannot be verified); without `connect` they are only reported. Hosts named
-// www.* (general web sites, e.g. www.microsoft.com) are never imported: reported. The
-// generated text is loaded and its tests run before it is returned.
+// Per revocation set (which must be one by content, RevocationContent::revocation_set):
+// rule m365-<id>-ocsp (its OCSP responders by name: GET, HEAD, POST, port 80, verify:
+// ocsp), rule m365-<id> (its other hosts and its wildcards: GET, HEAD, port 80, verify:
+// revocation) and rule m365-<id>-ocsp-post (its wildcards, whose OCSP responders are not
+// named, e.g. sr.symcd.com under *.symcd.com: POST only, port 80, verify: ocsp); no two of
+// them match the same request. A wildcard beside listed hosts of its domain is narrowed
+// to them (the CA's web site stays out) unless keep_wildcards. With `connect`, also
+// m365-<id>-connect (CONNECT to port 443, verify: none) for every chosen set that lists
+// TCP 443 and is required or named in selection.ids. Other sets get no plain-HTTP rule at
+// all (their traffic cannot be verified). Never imported, each reported in `notes`:
+// hosts named www.* (general web sites, e.g. www.microsoft.com) and hosts in or above a
+// customer-hosting domain (authbypass/customer_hosting.h) that no entry of
+// allow_customer_domains covers. The list must belong to `instance`
+// (check_list_instance). The generated text is loaded and its tests run before it is
+// returned.
 struct ImportOptions {
   Selection selection;  // empty: the revocation sets
-  std::vector<int> revocation_ids = kRevocationSetIds;
+  // nullopt: the instance's known revocation sets (Worldwide: kRevocationSetIds; other
+  // instances: none known, so an import without a selection is an error naming the sets
+  // that are revocation sets by content).
+  std::optional<std::vector<int>> revocation_ids;
+  std::string instance{kWorldwide};  // the endpoint list's instance (canonical name)
+  // Hosts in customer-hosting domains to import all the same: policy host entries
+  // ("mlccdn.blob.core.windows.net", ".sharepoint.com"; "*.x" is taken as ".x"). An entry
+  // covers a host equal to it or, for ".x", any host under x (a wildcard host only when
+  // the entry is that wildcard or above it).
+  std::vector<std::string> allow_customer_domains;
   std::string version;  // the endpoint-list version (required)
   std::string owner;
   std::string ticket;
-  bool connect = false;  // also CONNECT rules for TCP 443
+  bool connect = false;  // also CONNECT rules for TCP 443 (required sets, or named in --ids)
   bool shadow = false;   // every rule in mode: shadow (no tests are generated then)
   // Revocation sets: a "*.domain" wildcard beside hosts listed under that domain is
   // dropped (the listed hosts stay), unless this is set. Reported either way.

@@ -30,8 +30,10 @@ struct Warning {
 };
 
 // Warnings: a rule that can match on client-controlled data alone (user_agent* or path_*
-// without hosts), a rule listing CONNECT or a port other than 80, a rule expiring within
-// 30 days of `today` or already expired.
+// without hosts), a rule listing CONNECT or a port other than 80 (a CONNECT-only rule on
+// port 443 is one warning), each hosts entry of a CONNECT or `verify: none` rule that is
+// in or above a customer-hosting domain (authbypass/customer_hosting.h), a rule expiring
+// within 30 days of `today` or already expired.
 std::vector<Warning> lint_policy(const Policy& policy, Date today);
 
 }  // namespace authbypass
