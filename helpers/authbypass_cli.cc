@@ -106,7 +106,7 @@ int usage_error(const std::string& msg) {
 // Parsed command line: positional arguments and --options (with values where declared).
 struct Args {
   std::vector<std::string> positional;
-  std::map<std::string, std::string> options;  // the last value of each option
+  std::map<std::string, std::string> options;           // the last value of each option
   std::map<std::string, std::vector<std::string>> all;  // every value, for repeatable options
   std::string error;
 };

@@ -655,12 +655,14 @@ std::optional<std::string> parse_version_answer(std::string_view text, const std
       return fail("missing field 'latest': not a /version answer" + fetch);
     }
     auto i = instance_of(*doc);
-    if (!i) return fail("the /version answer names no instance (no string 'instance' field)" + fetch);
+    if (!i)
+      return fail("the /version answer names no instance (no string 'instance' field)" + fetch);
     instances.push_back(*i);
     if (iequals(*i, instance)) entry = &*doc;
   } else if (doc->is_array()) {
     for (const json& e : *doc) {
-      if (!e.is_object()) return fail("not a /version answer (a list that holds no objects)" + fetch);
+      if (!e.is_object())
+        return fail("not a /version answer (a list that holds no objects)" + fetch);
       if (e.contains("endpointSetId"))
         return fail("a /changes answer, not a /version answer" + fetch);
       if (e.contains("serviceArea") || e.contains("urls"))
@@ -695,7 +697,7 @@ namespace {
 
 // Microsoft domains that only one family of instances uses.
 struct CloudFamily {
-  std::string_view name;                   // for messages
+  std::string_view name;                    // for messages
   std::vector<std::string_view> instances;  // the instances of the family
   std::vector<std::string_view> domains;
 };
@@ -720,9 +722,8 @@ const std::vector<CloudFamily>& cloud_families() {
 
 bool under_domain(std::string_view host, std::string_view domain) {
   if (host.starts_with("*.")) host.remove_prefix(2);
-  return host == domain ||
-         (host.size() > domain.size() && host.ends_with(domain) &&
-          host[host.size() - domain.size() - 1] == '.');
+  return host == domain || (host.size() > domain.size() && host.ends_with(domain) &&
+                            host[host.size() - domain.size() - 1] == '.');
 }
 
 }  // namespace
@@ -769,7 +770,8 @@ RevocationContent revocation_content(const EndpointSet& set) {
 
 std::string RevocationContent::describe() const {
   auto some = [](const std::vector<std::string>& v) {
-    std::vector<std::string> first(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(v.size(), 3)));
+    std::vector<std::string> first(
+        v.begin(), v.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(v.size(), 3)));
     return join(first, ", ") + (v.size() > 3 ? ", ..." : "");
   };
   const std::size_t n = revocation_hosts.size() + other_hosts.size();
@@ -900,8 +902,10 @@ std::string revocation_candidates(const EndpointList& list, const std::vector<in
   std::string out = yes.empty() ? "no set of the list is a revocation set by its hosts"
                                 : "revocation sets by their hosts: " + join(yes, "; ");
   if (!no.empty())
-    out += "; not revocation sets (never bypassed over plain HTTP), though they list such "
-           "hosts: " + join(no, "; ");
+    out +=
+        "; not revocation sets (never bypassed over plain HTTP), though they list such "
+        "hosts: " +
+        join(no, "; ");
   return out;
 }
 
@@ -950,13 +954,14 @@ std::string customer_hosting_refusal(const std::string& host, const std::vector<
       return {};
     }
   }
-  std::string where = "." + std::string(zones.front()->domain) + " (" +
-                      std::string(zones.front()->service) + ")";
+  std::string where =
+      "." + std::string(zones.front()->domain) + " (" + std::string(zones.front()->service) + ")";
   if (zones.size() > 1) where += " and " + std::to_string(zones.size() - 1) + " more";
   const bool above = zones.front()->domain.size() > name.size();  // ".windows.net"
   return std::string(above ? "covers" : "is in") + " the customer-hosting domain " + where +
          ", where any customer of that service can host what it likes; "
-         "--allow-customer-domain " + host + " imports it all the same";
+         "--allow-customer-domain " +
+         host + " imports it all the same";
 }
 
 }  // namespace
@@ -1031,15 +1036,17 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
       continue;
     }
     if (!revocation && content.revocation_set())
-      notes.push_back(set + " (" + s->service_area + ") is a revocation set by its hosts (" +
-                      content.describe() + ") but not among the revocation sets " +
-                      (revocation_ids.empty() ? std::string("(none named)")
-                                              : join_ids(revocation_ids)) +
-                      ": if Microsoft moved the revocation hosts there, name it with "
-                      "--revocation-ids");
+      notes.push_back(
+          set + " (" + s->service_area + ") is a revocation set by its hosts (" +
+          content.describe() + ") but not among the revocation sets " +
+          (revocation_ids.empty() ? std::string("(none named)") : join_ids(revocation_ids)) +
+          ": if Microsoft moved the revocation hosts there, name it with "
+          "--revocation-ids");
     else if (!revocation && !content.revocation_hosts.empty())
-      notes.push_back(set + " (" + s->service_area + ") lists CRL/OCSP/CA-certificate hosts but "
-                      "is not a revocation set (" + content.describe() +
+      notes.push_back(set + " (" + s->service_area +
+                      ") lists CRL/OCSP/CA-certificate hosts but "
+                      "is not a revocation set (" +
+                      content.describe() +
                       "): nothing of it is bypassed over plain HTTP; write a rule by hand for "
                       "a revocation host it needs");
 
@@ -1114,10 +1121,12 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
       notes.push_back(set + ": UDP ports " + s->udp_ports_text +
                       " not imported: a proxy carries TCP only (see 'authbypass m365 ips')");
     if (hosts.empty()) {
-      notes.push_back(set + " (" + s->service_area + "): no rule: " +
-                      (s->urls.empty() ? std::string("it lists no urls") +
-                                             (s->ips.empty() ? "" : ", only IP ranges (see 'authbypass m365 ips')")
-                                       : std::string("none of its urls can be imported (see the notes)")));
+      notes.push_back(
+          set + " (" + s->service_area + "): no rule: " +
+          (s->urls.empty()
+               ? std::string("it lists no urls") +
+                     (s->ips.empty() ? "" : ", only IP ranges (see 'authbypass m365 ips')")
+               : std::string("none of its urls can be imported (see the notes)")));
       continue;
     }
 
@@ -1174,7 +1183,8 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
           RuleOut ru;
           ru.id = rid + "-ocsp-post";
           ru.comment = comment;
-          ru.description = base + ": OCSP requests (POST) to the OCSP responders under its "
+          ru.description = base +
+                           ": OCSP requests (POST) to the OCSP responders under its "
                            "wildcard domains, which the set does not name";
           ru.methods = {"POST"};
           ru.hosts = wildcards;
@@ -1202,7 +1212,8 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
     }
     const bool connect_allowed = s->required || contains(o.selection.ids, s->id);
     if (has443 && o.connect && !connect_allowed)
-      notes.push_back(set + " (" + s->service_area + ", optional): no CONNECT rule: --connect "
+      notes.push_back(set + " (" + s->service_area +
+                      ", optional): no CONNECT rule: --connect "
                       "takes required sets only; name the set with --ids to add it");
     if (has443 && o.connect && connect_allowed) {
       RuleOut ru;

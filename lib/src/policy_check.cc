@@ -64,15 +64,16 @@ void lint_customer_hosting(const Rule& r, std::vector<Warning>& out) {
     const bool wildcard = h.kind == HostPattern::Kind::kSuffix;
     auto zones = customer_hosting_zones(h.name, wildcard);
     if (zones.empty()) continue;
-    std::string where = "." + std::string(zones.front()->domain) + " (" +
-                        std::string(zones.front()->service) + ")";
+    std::string where =
+        "." + std::string(zones.front()->domain) + " (" + std::string(zones.front()->service) + ")";
     if (zones.size() > 1) where += " and " + std::to_string(zones.size() - 1) + " more";
     out.push_back(Warning{
-        r.where, "rule '" + r.id + "': " +
-                     (connect ? "CONNECT to '" : "unchecked bypass (verify: none) to '") + h.text +
-                     "', " + (zones.front()->domain.size() > h.name.size() ? "which covers" : "in") +
-                     " the customer-hosting domain " +
-                     where + ": any customer of that service can host there, so " +
+        r.where, "rule '" + r.id +
+                     "': " + (connect ? "CONNECT to '" : "unchecked bypass (verify: none) to '") +
+                     h.text + "', " +
+                     (zones.front()->domain.size() > h.name.size() ? "which covers" : "in") +
+                     " the customer-hosting domain " + where +
+                     ": any customer of that service can host there, so " +
                      (connect ? "the tunnel reaches servers anyone can run"
                               : "anyone's content passes unauthenticated")});
   }

@@ -306,8 +306,10 @@ TEST(M365Version, VersionAnswers) {
   EXPECT_FALSE(parse_version_answer(R"({"latest": "2024 05"})", "v", &err));
   EXPECT_FALSE(parse_version_answer(R"([{"instance":"A","latest":"1"},{"instance":"B","latest":"2"}])",
                                     "v", &err));
-  EXPECT_EQ(err, "v: the /version answer is for instance A, B, but the endpoint list is Worldwide's "
-                 "(--instance); fetch https://endpoints.office.com/version/Worldwide?clientrequestid=...");
+  EXPECT_EQ(
+      err,
+      "v: the /version answer is for instance A, B, but the endpoint list is Worldwide's "
+      "(--instance); fetch https://endpoints.office.com/version/Worldwide?clientrequestid=...");
   EXPECT_FALSE(parse_version_answer("{", "v", &err));
   EXPECT_FALSE(parse_version_answer("", "v", &err));
   EXPECT_FALSE(load_version_file(kData + "nope", &err));
@@ -373,8 +375,8 @@ TEST(M365Import, RevocationSetsRoundTrip) {
   EndpointList l = MustLoad(kNew);
   ImportResult r = import_policy(l, Opts());
   ASSERT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors.front());
-  EXPECT_EQ(r.rule_ids,
-            (Strings{"m365-84-ocsp", "m365-84", "m365-125-ocsp", "m365-125", "m365-125-ocsp-post"}));
+  EXPECT_EQ(r.rule_ids, (Strings{"m365-84-ocsp", "m365-84", "m365-125-ocsp", "m365-125",
+                                 "m365-125-ocsp-post"}));
   // Header: the version, the source and its hash.
   EXPECT_NE(r.policy.find("# Source: Microsoft 365 endpoint list version 2024053100"), std::string::npos);
   EXPECT_NE(r.policy.find("sha256 " + l.sha256), std::string::npos);
@@ -457,8 +459,8 @@ TEST(M365Import, ConnectOnlyWhenAsked) {
   o.selection.service_areas = {"Common", "skype"};  // case-insensitive
   ImportResult plain = import_policy(l, o);
   ASSERT_TRUE(plain.ok()) << plain.errors.front();
-  EXPECT_EQ(plain.rule_ids,
-            (Strings{"m365-84-ocsp", "m365-84", "m365-125-ocsp", "m365-125", "m365-125-ocsp-post"}));
+  EXPECT_EQ(plain.rule_ids, (Strings{"m365-84-ocsp", "m365-84", "m365-125-ocsp", "m365-125",
+                                     "m365-125-ocsp-post"}));
   EXPECT_TRUE(HasNote(plain, "set 12 (Skype): no rule: not a revocation set"));
   EXPECT_TRUE(HasNote(plain, "set 12 (Skype): TCP 80 not imported: plain HTTP"));
   EXPECT_TRUE(HasNote(plain, "set 11: UDP ports 3478,3479,3480,3481 not imported"));
@@ -510,9 +512,10 @@ TEST(M365Import, RenumberedSetsAreAnErrorWithAHint) {
   ASSERT_FALSE(r.ok());
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_NE(r.errors[0].find("set 84 is taken as a revocation set"), std::string::npos) << r.errors[0];
-  EXPECT_NE(r.errors[0].find("revocation sets by their hosts: 201 (Common: 2 of 2 named hosts are "
-                            "CRL/OCSP/CA-certificate hosts (crl.microsoft.com, mscrl.microsoft.com))"),
-            std::string::npos)
+  EXPECT_NE(
+      r.errors[0].find("revocation sets by their hosts: 201 (Common: 2 of 2 named hosts are "
+                       "CRL/OCSP/CA-certificate hosts (crl.microsoft.com, mscrl.microsoft.com))"),
+      std::string::npos)
       << r.errors[0];
 
   ImportOptions o = Opts();
@@ -525,9 +528,10 @@ TEST(M365Import, RenumberedSetsAreAnErrorWithAHint) {
   o.revocation_ids = {84};
   o.selection.ids = {201};
   ImportResult hint = import_policy(l, o);
-  EXPECT_TRUE(HasNote(hint, "set 201 (Common) is a revocation set by its hosts (2 of 2 named hosts "
-                           "are CRL/OCSP/CA-certificate hosts (crl.microsoft.com, "
-                           "mscrl.microsoft.com)) but not among the revocation sets 84"));
+  EXPECT_TRUE(HasNote(hint,
+                      "set 201 (Common) is a revocation set by its hosts (2 of 2 named hosts "
+                      "are CRL/OCSP/CA-certificate hosts (crl.microsoft.com, "
+                      "mscrl.microsoft.com)) but not among the revocation sets 84"));
 
   EndpointList none = MustLoad(kNew);
   ImportOptions o2 = Opts();
@@ -669,15 +673,18 @@ TEST(M365Import, ConnectTakesRequiredSetsAndNoCustomerHostingDomains) {
   EXPECT_EQ(r.rule_ids, (Strings{"m365-12-connect", "m365-56-connect", "m365-59-connect",
                                  "m365-84-ocsp", "m365-84", "m365-84-connect", "m365-125-ocsp",
                                  "m365-125", "m365-125-ocsp-post", "m365-125-connect"}));
-  EXPECT_TRUE(HasNote(r, "set 27: 'mlccdn.blob.core.windows.net' not imported: it is in the "
-                         "customer-hosting domain .core.windows.net (Azure Storage accounts: "
-                         "blobs, files, tables, queues and static web sites), where any customer "
-                         "of that service can host what it likes; --allow-customer-domain "
-                         "mlccdn.blob.core.windows.net imports it all the same"));
-  EXPECT_TRUE(HasNote(r, "set 27: '.streaming.mediaservices.windows.net' not imported: it is in "
-                         "the customer-hosting domain .mediaservices.windows.net"));
-  EXPECT_TRUE(HasNote(r, "set 59: '.msecnd.net' not imported: it covers the customer-hosting "
-                         "domain .vo.msecnd.net (Azure CDN (classic) endpoints)"));
+  EXPECT_TRUE(HasNote(r,
+                      "set 27: 'mlccdn.blob.core.windows.net' not imported: it is in the "
+                      "customer-hosting domain .core.windows.net (Azure Storage accounts: "
+                      "blobs, files, tables, queues and static web sites), where any customer "
+                      "of that service can host what it likes; --allow-customer-domain "
+                      "mlccdn.blob.core.windows.net imports it all the same"));
+  EXPECT_TRUE(HasNote(r,
+                      "set 27: '.streaming.mediaservices.windows.net' not imported: it is in "
+                      "the customer-hosting domain .mediaservices.windows.net"));
+  EXPECT_TRUE(HasNote(r,
+                      "set 59: '.msecnd.net' not imported: it covers the customer-hosting "
+                      "domain .vo.msecnd.net (Azure CDN (classic) endpoints)"));
   auto p = MustLoadPolicy(r.policy);
   ASSERT_TRUE(p);
   for (const char* url : {"mlccdn.blob.core.windows.net:443", "evil.blob.core.windows.net:443",
@@ -696,8 +703,9 @@ TEST(M365Import, ConnectTakesRequiredSetsAndNoCustomerHostingDomains) {
   o.allow_customer_domains = {"mlccdn.blob.core.windows.net"};
   r = import_policy(l, o);
   ASSERT_TRUE(r.ok()) << r.errors.front();
-  EXPECT_TRUE(HasNote(r, "set 27 (Skype, optional): no CONNECT rule: --connect takes required "
-                         "sets only; name the set with --ids to add it"));
+  EXPECT_TRUE(HasNote(r,
+                      "set 27 (Skype, optional): no CONNECT rule: --connect takes required "
+                      "sets only; name the set with --ids to add it"));
   EXPECT_EQ(std::count(r.rule_ids.begin(), r.rule_ids.end(), "m365-27-connect"), 0);
 
   o.selection = {};
@@ -727,8 +735,9 @@ TEST(M365Import, ConnectTakesRequiredSetsAndNoCustomerHostingDomains) {
   r = import_policy(l, o);
   ASSERT_TRUE(r.ok()) << r.errors.front();
   EXPECT_NE(r.policy.find("        - .sharepoint.com\n"), std::string::npos);
-  EXPECT_TRUE(HasNote(r, "--allow-customer-domain .azurewebsites.net: no host of the chosen sets "
-                         "is under it"));
+  EXPECT_TRUE(HasNote(r,
+                      "--allow-customer-domain .azurewebsites.net: no host of the chosen sets "
+                      "is under it"));
   for (const char* bad : {"crl.example.com", "*", "*.net", "a b"}) {
     o.allow_customer_domains = {bad};
     r = import_policy(l, o);
@@ -771,10 +780,11 @@ TEST(M365Instance, ListsAreCheckedAgainstTheirInstance) {
   EXPECT_EQ(check_list_instance(dod, "USGovDoD"), "");
   EXPECT_EQ(check_list_instance(dod, "USGovGCCHigh"), "");  // one family: the version decides
   EXPECT_EQ(check_list_instance(dod, "Worldwide"),
-            kDod + ": this endpoint list is not one of the Worldwide instance: it looks like a US "
-                   "Government list (12 of its hosts are in US Government domains, e.g. "
-                   "outlook-dod.office365.us); give its instance with --instance USGovDoD or "
-                   "USGovGCCHigh and that instance's /version answer");
+            kDod +
+                ": this endpoint list is not one of the Worldwide instance: it looks like a US "
+                "Government list (12 of its hosts are in US Government domains, e.g. "
+                "outlook-dod.office365.us); give its instance with --instance USGovDoD or "
+                "USGovGCCHigh and that instance's /version answer");
   EndpointList ww = MustLoad(kNew);
   EXPECT_EQ(check_list_instance(ww, "Worldwide"), "");
   EXPECT_NE(check_list_instance(ww, "China").find("it looks like a Worldwide list"),
@@ -792,9 +802,10 @@ TEST(M365Instance, VersionFileOfAnotherInstanceOrFormatIsRefused) {
   EXPECT_EQ(load_version_file(kData + "version-all.json", &err, "USGovDoD").value_or(err),
             "2024052800");
   EXPECT_FALSE(load_version_file(kData + "version-usgovdod.json", &err));
-  EXPECT_EQ(err, kData + "version-usgovdod.json: the /version answer is for instance USGovDoD, "
-                         "but the endpoint list is Worldwide's (--instance); fetch "
-                         "https://endpoints.office.com/version/Worldwide?clientrequestid=...");
+  EXPECT_EQ(err, kData +
+                     "version-usgovdod.json: the /version answer is for instance USGovDoD, "
+                     "but the endpoint list is Worldwide's (--instance); fetch "
+                     "https://endpoints.office.com/version/Worldwide?clientrequestid=...");
   EXPECT_FALSE(load_version_file(kData + "version.json", &err, "USGovDoD"));
   EXPECT_NE(err.find("is for instance Worldwide, but the endpoint list is USGovDoD's"),
             std::string::npos)
@@ -833,16 +844,17 @@ TEST(M365Instance, RevocationSetsAreNamedByContent) {
   ImportResult r = import_policy(dod, o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.errors.front(),
-            kDod + ": the revocation sets of the USGovDoD list are not known (84 and 125 are the "
-                   "Worldwide list's): name them with --revocation-ids after reading the list; "
-                   "revocation sets by their hosts: 20 (Common: 14 of 17 named hosts are "
-                   "CRL/OCSP/CA-certificate hosts (cacerts.digicert.com, crl.globalsign.com, "
-                   "crl.globalsign.net, ...), beside apps.identrust.com, "
-                   "cert.int-x3.letsencrypt.org, secure.globalsign.com); not revocation sets "
-                   "(never bypassed over plain HTTP), though they list such hosts: 17 (Common: 1 "
-                   "of 14 named hosts is a CRL/OCSP/CA-certificate host (crl.microsoft.com), "
-                   "beside activation.sls.microsoft.com, go.microsoft.com, "
-                   "insertmedia.bing.office.net, ...)");
+            kDod +
+                ": the revocation sets of the USGovDoD list are not known (84 and 125 are the "
+                "Worldwide list's): name them with --revocation-ids after reading the list; "
+                "revocation sets by their hosts: 20 (Common: 14 of 17 named hosts are "
+                "CRL/OCSP/CA-certificate hosts (cacerts.digicert.com, crl.globalsign.com, "
+                "crl.globalsign.net, ...), beside apps.identrust.com, "
+                "cert.int-x3.letsencrypt.org, secure.globalsign.com); not revocation sets "
+                "(never bypassed over plain HTTP), though they list such hosts: 17 (Common: 1 "
+                "of 14 named hosts is a CRL/OCSP/CA-certificate host (crl.microsoft.com), "
+                "beside activation.sls.microsoft.com, go.microsoft.com, "
+                "insertmedia.bing.office.net, ...)");
   // Naming the Office client's set as a revocation set is refused...
   o.revocation_ids = std::vector<int>{17, 20};
   r = import_policy(dod, o);
@@ -858,13 +870,15 @@ TEST(M365Instance, RevocationSetsAreNamedByContent) {
     o.connect = connect;
     r = import_policy(dod, o);
     ASSERT_TRUE(r.ok()) << r.errors.front();
-    EXPECT_TRUE(HasNote(r, "set 17 (Common) lists CRL/OCSP/CA-certificate hosts but is not a "
-                           "revocation set (1 of 14 named hosts"));
+    EXPECT_TRUE(HasNote(r,
+                        "set 17 (Common) lists CRL/OCSP/CA-certificate hosts but is not a "
+                        "revocation set (1 of 14 named hosts"));
     auto p = MustLoadPolicy(r.policy);
     ASSERT_TRUE(p);
-    for (const char* url : {"http://go.microsoft.com/fwlink/?LinkId=1",
-                            "http://officecdn.microsoft.com/pr/x/office/data/v64.cab",
-                            "http://activation.sls.microsoft.com/", "http://crl.microsoft.com/x.crl"})
+    for (const char* url :
+         {"http://go.microsoft.com/fwlink/?LinkId=1",
+          "http://officecdn.microsoft.com/pr/x/office/data/v64.cab",
+          "http://activation.sls.microsoft.com/", "http://crl.microsoft.com/x.crl"})
       EXPECT_EQ(Decide(*p, {"GET", url}), "") << url;
     EXPECT_EQ(Decide(*p, {"GET", "http://crl3.digicert.com/DigiCertGlobalRootG2.crl"}), "m365-20");
     EXPECT_EQ(Decide(*p, {"POST", "http://sr.symcd.com/"}), "m365-20-ocsp-post");

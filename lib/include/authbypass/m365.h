@@ -160,8 +160,7 @@ struct RevocationContent {
   // named hosts are revocation endpoints. A set that lists crl.microsoft.com among the
   // Office client's hosts (go.microsoft.com, officecdn.microsoft.com, ...) is not one.
   bool revocation_set() const {
-    return common && !revocation_hosts.empty() &&
-           revocation_hosts.size() >= 2 * other_hosts.size();
+    return common && !revocation_hosts.empty() && revocation_hosts.size() >= 2 * other_hosts.size();
   }
   // What the set holds, for messages: "2 of 2 named hosts are CRL/OCSP/CA-certificate
   // hosts (crl.microsoft.com, mscrl.microsoft.com)", "1 of 4 named hosts is a
