@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "authbypass/audit.h"
+#include "authbypass/output_file.h"
 #include "authbypass/policy.h"
 #include "authbypass/policy_source.h"
 #include "authbypass/request.h"
@@ -503,8 +504,9 @@ class Helper {
     }
   }
 
-  // Writes the counters (atomically: a temporary file renamed over FILE) if a second has
-  // passed since the last write, or always when `force`. "%p" in FILE is the helper's PID.
+  // Writes the counters (with write_output_file: a regular file is replaced atomically) if
+  // a second has passed since the last write, or always when `force`. "%p" in FILE is the
+  // helper's PID.
   void maybe_write_stats(bool force) {
     if (opts_.stats_file.empty()) return;
     const auto now = std::chrono::steady_clock::now();
@@ -550,13 +552,12 @@ class Helper {
            "}";
     }
     j += "}}\n";
-    const std::string tmp = path + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0 || !write_all(fd, j) || ::close(fd) != 0 ||
-        ::rename(tmp.c_str(), path.c_str()) != 0) {
-      if (!stats_warned_) say("cannot write the stats file " + path + ": " + std::strerror(errno));
+    authbypass::OutputFileOptions o;
+    o.create_mode = 0640;
+    o.durable = false;  // rewritten every second: no fsync on the answering thread
+    if (auto r = authbypass::write_output_file(path, j, o); !r) {
+      if (!stats_warned_) say("cannot write the stats file: " + r.message);
       stats_warned_ = true;
-      if (fd >= 0) ::unlink(tmp.c_str());
     }
   }
 
