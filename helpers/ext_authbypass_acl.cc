@@ -46,6 +46,46 @@ extern "C" void on_hup(int) {
   g_hup = 1;
 }
 
+// The signal set-up, before any other code of the process: SIGHUP gets its handler and is
+// blocked (a SIGHUP that comes during start-up waits and is handled once the helper
+// serves), SIGPIPE is ignored, and every other signal is unblocked whatever mask Squid
+// left; threads started meanwhile inherit SIGHUP blocked. Idempotent.
+void set_up_signals() {
+  sigset_t hup;
+  sigemptyset(&hup);
+  sigaddset(&hup, SIGHUP);
+  sigprocmask(SIG_SETMASK, &hup, nullptr);
+  struct sigaction sa {};
+  sa.sa_handler = on_hup;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a blocked read() returns EINTR and we reload at once
+  sigaction(SIGHUP, &sa, nullptr);
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  sigaction(SIGPIPE, &ignore, nullptr);
+}
+
+// Start-up is over: a waiting SIGHUP is handled now, later ones at once (this thread only;
+// the writer thread keeps it blocked).
+void release_hup() {
+  sigset_t hup;
+  sigemptyset(&hup);
+  sigaddset(&hup, SIGHUP);
+  pthread_sigmask(SIG_UNBLOCK, &hup, nullptr);
+}
+
+// Runs set_up_signals() from the executable's pre-initialisation array: after the dynamic
+// loader has mapped the libraries, before any of their constructors and before main().
+// Until then a SIGHUP still ends the process (the kernel's default); the shipped logrotate
+// rule signals only helpers that handle SIGHUP (SigCgt in /proc/PID/status).
+extern "C" void authbypass_preinit_signals(int, char**, char**) {
+  set_up_signals();
+}
+using PreinitFunction = void (*)(int, char**, char**);
+__attribute__((section(".preinit_array"), used)) const PreinitFunction kPreinitSignals =
+    authbypass_preinit_signals;
+
 constexpr std::size_t kReadChunk = std::size_t{256} * 1024;
 constexpr std::size_t kEchoPrefix = 64;  // bytes of an over-long line kept to find its id
 
@@ -964,6 +1004,7 @@ class Helper {
 }  // namespace
 
 int main(int argc, char** argv) {
+  set_up_signals();  // already done before main(); again in case nothing ran the array
   Options opts;
   std::string error;
   bool done = false;
@@ -972,14 +1013,8 @@ int main(int argc, char** argv) {
   } else if (done) {
     return 0;
   }
-  struct sigaction sa {};
-  sa.sa_handler = on_hup;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: a blocked read() returns EINTR and we reload at once
-  sigaction(SIGHUP, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
   Helper helper(opts);
   helper.start(error);
+  release_hup();
   return helper.run();
 }
