@@ -326,7 +326,7 @@ output_devices)
     || fail "the private null device was replaced or changed ($(stat -c '%F %i %a %G' "$tmp/null")): /dev/null not tried"
   ln -s null "$tmp/link"; writes "$tmp/link"; [ -L "$tmp/link" ] && [ -c "$tmp/null" ] || fail "through a link"
   [ "$(ls -A "$tmp" | grep -c '^\.null\.')" = 0 ] || fail "temporary files left in $tmp"
-  before=$(stat -c '%F %i %a %t:%T %U:%G' /dev/null); dev_before=$(ls -A /dev)
+  before=$(stat -c '%F %i %a %t:%T %U:%G' /dev/null)
   restore_dev_null() {  # also on any early exit below
     if [ ! -c /dev/null ] || [ "$(stat -c %t:%T /dev/null)" != 1:3 ]; then
       echo "FAIL [$case_name]: /dev/null was replaced ($(stat -c '%F' /dev/null)): recreating it"
@@ -338,7 +338,7 @@ output_devices)
   after=$(stat -c '%F %i %a %t:%T %U:%G' /dev/null)
   restore_dev_null || fail "/dev/null was replaced"
   [ "$after" = "$before" ] || fail "/dev/null changed: $before -> $after"
-  [ "$(ls -A /dev)" = "$dev_before" ] || fail "/dev changed: $(diff <(echo "$dev_before") <(ls -A /dev))" ;;
+  [ -z "$(ls -A /dev | grep '^\.null\.')" ] || fail "temporary files left in /dev: $(ls -A /dev | grep '^\.null\.')" ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
 echo "ok [$case_name]"
