@@ -243,7 +243,13 @@ output_regular)
   [ "$(stat -c %i "$tmp/etc/m365.yaml")" != "$ino" ] || fail "rewritten in place, not renamed over"
   run m365 ips "$d/endpoints-2024053100.json" --out "$tmp/etc/m365.yaml"; expect_rc 0
   [ "$(stat -c %a "$tmp/etc/m365.yaml")" = 600 ] || fail "ips --out: mode not kept"
-  [ "$(ls -A "$tmp/etc" | tr '\n' ' ')" = "m365.yaml new.yaml " ] || fail "left behind: $(ls -A "$tmp/etc")" ;;
+  [ "$(ls -A "$tmp/etc" | tr '\n' ' ')" = "m365.yaml new.yaml " ] || fail "left behind: $(ls -A "$tmp/etc")"
+  if command -v strace >/dev/null; then  # durable: the file synced before the rename, the directory after
+    strace -o "$tmp/trace" -e trace=openat,fsync,rename "$ab" m365 ips "$d/endpoints-2024053100.json" --out "$tmp/etc/m365.yaml" >/dev/null 2>&1 \
+      || fail "under strace: exit $?"
+    order=$(sed -nE 's/^openat\(AT_FDCWD, "[^"]*\/(\.m365\.yaml\.[^"]*)".* = ([0-9]+)$/open-tmp fd\2/p; s/^openat\(AT_FDCWD, "[^"]*\/etc", .*O_DIRECTORY.* = ([0-9]+)$/open-dir fd\1/p; s/^fsync\(([0-9]+)\).*= 0$/fsync fd\1/p; s/^rename\(.*\) = 0$/rename/p' "$tmp/trace" | tr '\n' ' ')
+    case "$order" in "open-tmp fd3 fsync fd3 rename open-dir fd3 fsync fd3 ") ;; *) fail "not synced as promised: $order" ;; esac
+  fi ;;
 output_symlink)
   # Config-managed links stay links: the file they point to is replaced, in its own
   # directory; a dangling link gets its target created.

@@ -310,6 +310,19 @@ TEST_F(OutputFileTest, SocketIsRefused) {
   EXPECT_TRUE(S_ISSOCK(lstat_of(s).st_mode));
 }
 
+TEST_F(OutputFileTest, BlockDeviceIsRefusedAndNeverOpened) {
+  if (!is_root()) GTEST_SKIP() << "needs root (mknod)";
+  // A loop device number that need not exist: the name is refused before any open().
+  const std::string dev = path("disk");
+  if (::mknod(dev.c_str(), S_IFBLK | 0600, makedev(7, 250)) != 0)
+    GTEST_SKIP() << "mknod refused: " << std::strerror(errno);
+  auto r = write_output_file(dev, "data");
+  EXPECT_EQ(r.error, OutputFileError::refused);
+  EXPECT_NE(r.message.find(dev + " is a block device: nothing written"), std::string::npos)
+      << r.message;
+  EXPECT_TRUE(S_ISBLK(lstat_of(dev).st_mode));
+}
+
 TEST_F(OutputFileTest, FifoWithAReaderIsWrittenInPlace) {
   const std::string f = path("fifo");
   ASSERT_EQ(::mkfifo(f.c_str(), 0600), 0);
