@@ -248,7 +248,9 @@ output_regular)
     strace -o "$tmp/trace" -e trace=openat,fsync,rename "$ab" m365 ips "$d/endpoints-2024053100.json" --out "$tmp/etc/m365.yaml" >/dev/null 2>&1 \
       || fail "under strace: exit $?"
     order=$(sed -nE 's/^openat\(AT_FDCWD, "[^"]*\/(\.m365\.yaml\.[^"]*)".* = ([0-9]+)$/open-tmp fd\2/p; s/^openat\(AT_FDCWD, "[^"]*\/etc", .*O_DIRECTORY.* = ([0-9]+)$/open-dir fd\1/p; s/^fsync\(([0-9]+)\).*= 0$/fsync fd\1/p; s/^rename\(.*\) = 0$/rename/p' "$tmp/trace" | tr '\n' ' ')
-    case "$order" in "open-tmp fd3 fsync fd3 rename open-dir fd3 fsync fd3 ") ;; *) fail "not synced as promised: $order" ;; esac
+    re='^open-tmp fd([0-9]+) fsync fd([0-9]+) rename open-dir fd([0-9]+) fsync fd([0-9]+) $'
+    [[ $order =~ $re ]] && [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ] \
+      && [ "${BASH_REMATCH[3]}" = "${BASH_REMATCH[4]}" ] || fail "not synced as promised: $order"
   fi ;;
 output_symlink)
   # Config-managed links stay links: the file they point to is replaced, in its own
