@@ -1,16 +1,11 @@
 // `authbypass`: the security team's tool for the policy (DESIGN §6).
 // Exit codes: 0 ok, 1 policy or test failure, 2 usage error.
-#include <fcntl.h>
 #include <grp.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -22,6 +17,7 @@
 #include "authbypass/explain.h"
 #include "authbypass/icap_request.h"
 #include "authbypass/m365.h"
+#include "authbypass/output_file.h"
 #include "authbypass/policy.h"
 #include "authbypass/policy_check.h"
 #include "authbypass/report.h"
@@ -93,6 +89,12 @@ Options:
   --date YYYY-MM-DD   evaluate as on that day (UTC) instead of today
   -h, --help          this text
   --version           print the version
+
+Output files (--policy-out, --out, secret --out; "-" is standard output): a regular
+file is replaced atomically (a temporary file beside it, synced, renamed over it),
+keeping its mode, owner and group; a symbolic link is followed and its target
+replaced; a character device (/dev/null) or FIFO is written in place; a directory,
+block device or socket is refused.
 
 Exit status: 0 ok, 1 policy or test failure, 2 usage error.
 )";
@@ -442,42 +444,28 @@ int cmd_secret(int argc, char** argv) {
   }
   const std::string& path = out->second;
   if (path.empty()) return usage_error("--out needs a file name");
-  gid_t gid = static_cast<gid_t>(-1);
+  OutputFileOptions o;
+  o.force_mode = 0640;  // regular files only: a device or FIFO is written as it is
+  o.replace = a.options.count("--force") != 0;
   if (auto g = a.options.find("--group"); g != a.options.end()) {
     struct group* gr = ::getgrnam(g->second.c_str());
     if (!gr) return usage_error("unknown group '" + g->second + "'");
-    gid = gr->gr_gid;
-  }
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0 && !a.options.count("--force")) {
-    std::cerr << "authbypass: " << path
-              << " exists: not overwritten (--force replaces it; a running c-icap picks up the "
-                 "new secret within a second, so update Squid first: docs/icap-service.md)\n";
-    return kFailure;
+    o.group = gr->gr_gid;
   }
   const std::string secret = icap::generate_shared_secret() + "\n";
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  auto fail = [&](const std::string& what) {
-    std::cerr << "authbypass: " << what << ": " << std::strerror(errno) << "\n";
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    return kFailure;
-  };
-  if (fd < 0) return fail("cannot create " + tmp);
-  if (gid != static_cast<gid_t>(-1) && ::fchown(fd, static_cast<uid_t>(-1), gid) != 0)
-    return fail("cannot give " + tmp + " to the group");
-  if (::fchmod(fd, 0640) != 0) return fail("cannot chmod " + tmp);
-  if (::write(fd, secret.data(), secret.size()) != static_cast<ssize_t>(secret.size()))
-    return fail("cannot write " + tmp);
-  if (::fsync(fd) != 0) return fail("cannot sync " + tmp);
-  if (::close(fd) != 0) {
-    fd = -1;
-    return fail("cannot close " + tmp);
+  if (path == "-") {
+    std::cout << secret << std::flush;
+    return std::cout ? kOk : kFailure;
   }
-  fd = -1;
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot rename " + tmp + " to " + path);
-  std::cerr << "authbypass: new shared secret in " << path << " (mode 0640)\n";
+  if (OutputFileResult r = write_output_file(path, secret, o); !r) {
+    std::cerr << "authbypass: " << r.message;
+    if (r.error == OutputFileError::exists)
+      std::cerr << " (--force replaces it; a running c-icap picks up the new secret within a "
+                   "second, so update Squid first: docs/icap-service.md)";
+    std::cerr << "\n";
+    return kFailure;
+  }
+  std::cerr << "authbypass: new shared secret in " << path << "\n";
   return kOk;
 }
 
@@ -643,28 +631,15 @@ std::optional<m365::EndpointList> m365_load(const std::string& path) {
   return std::move(*r.list);
 }
 
-// Writes FILE atomically (a temporary file beside it, renamed over it), so a watcher such
-// as the Squid helper never sees half a policy. "-" is stdout.
+// Writes FILE with write_output_file() (a regular file is replaced atomically, so a
+// watcher such as the Squid helper never sees half a policy). "-" is stdout.
 bool write_output(const std::string& path, const std::string& content) {
   if (path == "-") {
     std::cout << content << std::flush;
     return static_cast<bool>(std::cout);
   }
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << content;
-    out.close();
-    if (!out) {
-      std::cerr << "authbypass: cannot write " << tmp << ": " << std::strerror(errno) << "\n";
-      std::remove(tmp.c_str());
-      return false;
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::cerr << "authbypass: cannot rename " << tmp << " to " << path << ": "
-              << std::strerror(errno) << "\n";
-    std::remove(tmp.c_str());
+  if (OutputFileResult r = write_output_file(path, content); !r) {
+    std::cerr << "authbypass: " << r.message << "\n";
     return false;
   }
   return true;

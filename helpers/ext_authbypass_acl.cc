@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "authbypass/audit.h"
+#include "authbypass/output_file.h"
 #include "authbypass/policy.h"
 #include "authbypass/policy_source.h"
 #include "authbypass/request.h"
@@ -44,6 +45,46 @@ volatile sig_atomic_t g_hup = 0;
 extern "C" void on_hup(int) {
   g_hup = 1;
 }
+
+// The signal set-up, before any other code of the process: SIGHUP gets its handler and is
+// blocked (a SIGHUP that comes during start-up waits and is handled once the helper
+// serves), SIGPIPE is ignored, and every other signal is unblocked whatever mask Squid
+// left; threads started meanwhile inherit SIGHUP blocked. Idempotent.
+void set_up_signals() {
+  sigset_t hup;
+  sigemptyset(&hup);
+  sigaddset(&hup, SIGHUP);
+  sigprocmask(SIG_SETMASK, &hup, nullptr);
+  struct sigaction sa {};
+  sa.sa_handler = on_hup;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a blocked read() returns EINTR and we reload at once
+  sigaction(SIGHUP, &sa, nullptr);
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  sigaction(SIGPIPE, &ignore, nullptr);
+}
+
+// Start-up is over: a waiting SIGHUP is handled now, later ones at once (this thread only;
+// the writer thread keeps it blocked).
+void release_hup() {
+  sigset_t hup;
+  sigemptyset(&hup);
+  sigaddset(&hup, SIGHUP);
+  pthread_sigmask(SIG_UNBLOCK, &hup, nullptr);
+}
+
+// Runs set_up_signals() from the executable's pre-initialisation array: after the dynamic
+// loader has mapped the libraries, before any of their constructors and before main().
+// Until then a SIGHUP still ends the process (the kernel's default); the shipped logrotate
+// rule signals only helpers that handle SIGHUP (SigCgt in /proc/PID/status).
+extern "C" void authbypass_preinit_signals(int, char**, char**) {
+  set_up_signals();
+}
+using PreinitFunction = void (*)(int, char**, char**);
+__attribute__((section(".preinit_array"), used)) const PreinitFunction kPreinitSignals =
+    authbypass_preinit_signals;
 
 constexpr std::size_t kReadChunk = std::size_t{256} * 1024;
 constexpr std::size_t kEchoPrefix = 64;  // bytes of an over-long line kept to find its id
@@ -503,8 +544,9 @@ class Helper {
     }
   }
 
-  // Writes the counters (atomically: a temporary file renamed over FILE) if a second has
-  // passed since the last write, or always when `force`. "%p" in FILE is the helper's PID.
+  // Writes the counters (with write_output_file: a regular file is replaced atomically) if
+  // a second has passed since the last write, or always when `force`. "%p" in FILE is the
+  // helper's PID.
   void maybe_write_stats(bool force) {
     if (opts_.stats_file.empty()) return;
     const auto now = std::chrono::steady_clock::now();
@@ -550,13 +592,12 @@ class Helper {
            "}";
     }
     j += "}}\n";
-    const std::string tmp = path + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0 || !write_all(fd, j) || ::close(fd) != 0 ||
-        ::rename(tmp.c_str(), path.c_str()) != 0) {
-      if (!stats_warned_) say("cannot write the stats file " + path + ": " + std::strerror(errno));
+    authbypass::OutputFileOptions o;
+    o.create_mode = 0640;
+    o.durable = false;  // rewritten every second: no fsync on the answering thread
+    if (auto r = authbypass::write_output_file(path, j, o); !r) {
+      if (!stats_warned_) say("cannot write the stats file: " + r.message);
       stats_warned_ = true;
-      if (fd >= 0) ::unlink(tmp.c_str());
     }
   }
 
@@ -963,6 +1004,7 @@ class Helper {
 }  // namespace
 
 int main(int argc, char** argv) {
+  set_up_signals();  // already done before main(); again in case nothing ran the array
   Options opts;
   std::string error;
   bool done = false;
@@ -971,14 +1013,8 @@ int main(int argc, char** argv) {
   } else if (done) {
     return 0;
   }
-  struct sigaction sa {};
-  sa.sa_handler = on_hup;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: a blocked read() returns EINTR and we reload at once
-  sigaction(SIGHUP, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
   Helper helper(opts);
   helper.start(error);
+  release_hup();
   return helper.run();
 }

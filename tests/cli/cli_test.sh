@@ -311,6 +311,123 @@ m365_instance)
   printf '2024053100\n' >"$tmp/v.txt"
   run m365 import "$d/endpoints-2024053100.json" --version-file "$tmp/v.txt" --policy-out "$tmp/x.yaml"
   expect_rc 1; expect_err "a bare version, not the web service's /version answer: give it with --version 2024053100" ;;
+output_regular)
+  # A regular file is replaced by rename (another inode), keeping its mode; a new one gets
+  # the umask's mode; nothing is left beside it.
+  umask 022; d=$src/tests/data/m365; mkdir "$tmp/etc"
+  run m365 import "$d/endpoints-2024053100.json" --version 2024053100 --policy-out "$tmp/etc/new.yaml"
+  expect_rc 0; [ "$(stat -c %a "$tmp/etc/new.yaml")" = 644 ] || fail "new file mode $(stat -c %a "$tmp/etc/new.yaml")"
+  printf 'old\n' >"$tmp/etc/m365.yaml"; chmod 0600 "$tmp/etc/m365.yaml"; ino=$(stat -c %i "$tmp/etc/m365.yaml")
+  run m365 import "$d/endpoints-2024053100.json" --version 2024053100 --policy-out "$tmp/etc/m365.yaml"
+  expect_rc 0; grep -q '^version: 1$' "$tmp/etc/m365.yaml" || fail "not replaced"
+  [ "$(stat -c %a "$tmp/etc/m365.yaml")" = 600 ] || fail "mode not kept: $(stat -c %a "$tmp/etc/m365.yaml")"
+  [ "$(stat -c %i "$tmp/etc/m365.yaml")" != "$ino" ] || fail "rewritten in place, not renamed over"
+  run m365 ips "$d/endpoints-2024053100.json" --out "$tmp/etc/m365.yaml"; expect_rc 0
+  [ "$(stat -c %a "$tmp/etc/m365.yaml")" = 600 ] || fail "ips --out: mode not kept"
+  [ "$(ls -A "$tmp/etc" | tr '\n' ' ')" = "m365.yaml new.yaml " ] || fail "left behind: $(ls -A "$tmp/etc")"
+  if command -v strace >/dev/null; then  # durable: the file synced before the rename, the directory after
+    strace -o "$tmp/trace" -e trace=openat,fsync,rename "$ab" m365 ips "$d/endpoints-2024053100.json" --out "$tmp/etc/m365.yaml" >/dev/null 2>&1 \
+      || fail "under strace: exit $?"
+    order=$(sed -nE 's/^openat\(AT_FDCWD, "[^"]*\/(\.m365\.yaml\.[^"]*)".* = ([0-9]+)$/open-tmp fd\2/p; s/^openat\(AT_FDCWD, "[^"]*\/etc", .*O_DIRECTORY.* = ([0-9]+)$/open-dir fd\1/p; s/^fsync\(([0-9]+)\).*= 0$/fsync fd\1/p; s/^rename\(.*\) = 0$/rename/p' "$tmp/trace" | tr '\n' ' ')
+    re='^open-tmp fd([0-9]+) fsync fd([0-9]+) rename open-dir fd([0-9]+) fsync fd([0-9]+) $'
+    [[ $order =~ $re ]] && [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ] \
+      && [ "${BASH_REMATCH[3]}" = "${BASH_REMATCH[4]}" ] || fail "not synced as promised: $order"
+  fi ;;
+output_symlink)
+  # Config-managed links stay links: the file they point to is replaced, in its own
+  # directory; a dangling link gets its target created.
+  d=$src/tests/data/m365; mkdir "$tmp/etc" "$tmp/store"
+  printf 'old\n' >"$tmp/store/m365.yaml"; ln -s ../store/m365.yaml "$tmp/etc/m365.yaml"
+  run m365 import "$d/endpoints-2024053100.json" --version 2024053100 --policy-out "$tmp/etc/m365.yaml"
+  expect_rc 0; [ -L "$tmp/etc/m365.yaml" ] || fail "m365 import replaced the link"
+  [ "$(readlink "$tmp/etc/m365.yaml")" = ../store/m365.yaml ] || fail "link changed"
+  grep -q '^version: 1$' "$tmp/store/m365.yaml" || fail "the link's target was not written"
+  ln -s ../store/ips.nft "$tmp/etc/ips.nft"
+  run m365 ips "$d/endpoints-2024053100.json" --format nft --out "$tmp/etc/ips.nft"; expect_rc 0
+  [ -L "$tmp/etc/ips.nft" ] || fail "m365 ips replaced a dangling link"
+  grep -q '^set m365_v4 {$' "$tmp/store/ips.nft" || fail "the dangling link's target was not created"
+  run m365 ips "$d/endpoints-2024053100.json" --out "$tmp/etc/ips.nft"; expect_rc 0
+  [ -L "$tmp/etc/ips.nft" ] || fail "m365 ips --out replaced the link"
+  [ "$(ls -A "$tmp/etc" | tr '\n' ' ')" = "ips.nft m365.yaml " ] || fail "left behind: $(ls -A "$tmp/etc")"
+  [ "$(ls -A "$tmp/store" | tr '\n' ' ')" = "ips.nft m365.yaml " ] || fail "left behind: $(ls -A "$tmp/store")" ;;
+output_fifo)
+  # A FIFO is written in place: the reader gets the policy and the FIFO stays a FIFO.
+  # Without a reader: an error at once, never a wait, never a regular file in its place.
+  d=$src/tests/data/m365; mkfifo "$tmp/fifo"
+  run m365 import "$d/endpoints-2024053100.json" --version 2024053100 --policy-out "$tmp/fifo"
+  expect_rc 1; expect_err "$tmp/fifo is a FIFO with no reader: nothing written (start the reader first)"
+  [ -p "$tmp/fifo" ] || fail "the FIFO was replaced"
+  timeout 20 cat "$tmp/fifo" >"$tmp/got" & reader=$!
+  for _ in $(seq 100); do  # until the reader has opened its end
+    run m365 import "$d/endpoints-2024053100.json" --version 2024053100 --policy-out "$tmp/fifo"
+    grep -q "no reader" "$tmp/err" || break; sleep 0.1
+  done
+  expect_rc 0; [ -p "$tmp/fifo" ] || { kill "$reader" 2>/dev/null; fail "the FIFO was replaced"; }
+  wait "$reader"; grep -q '^version: 1$' "$tmp/got" || fail "the reader got: $(head -c 200 "$tmp/got")" ;;
+output_refused)
+  d=$src/tests/data/m365; mkdir "$tmp/dir"
+  run m365 import "$d/endpoints-2024053100.json" --version 2024053100 --policy-out "$tmp/dir"
+  expect_rc 1; expect_err "$tmp/dir is a directory: nothing written (give the name of a file"
+  run m365 ips "$d/endpoints-2024053100.json" --out "$tmp/dir"; expect_rc 1; expect_err "is a directory"
+  run secret --out "$tmp/dir" --force; expect_rc 1; expect_err "is a directory"
+  [ -d "$tmp/dir" ] && [ -z "$(ls -A "$tmp/dir")" ] || fail "the directory changed" ;;
+output_secret)
+  # secret --out: 0640 whatever the umask, never over a file without --force, through a
+  # link the target is replaced, and --force keeps the old group unless --group says.
+  umask 077; mkdir "$tmp/etc" "$tmp/store"
+  run secret --out "$tmp/etc/s"; expect_rc 0; [ "$(stat -c %a "$tmp/etc/s")" = 640 ] || fail "mode"
+  grep -qE '^[0-9a-f]{64}$' "$tmp/etc/s" || fail "content"; cp "$tmp/etc/s" "$tmp/first"
+  run secret --out "$tmp/etc/s"; expect_rc 1; expect_err "$tmp/etc/s exists: not replaced (--force replaces it"
+  cmp -s "$tmp/etc/s" "$tmp/first" || fail "replaced without --force"
+  mv "$tmp/etc/s" "$tmp/store/s"; ln -s ../store/s "$tmp/etc/s"
+  run secret --out "$tmp/etc/s"; expect_rc 1; expect_err "exists: not replaced"
+  run secret --out "$tmp/etc/s" --force; expect_rc 0
+  [ -L "$tmp/etc/s" ] || fail "secret --force replaced the link"
+  cmp -s "$tmp/store/s" "$tmp/first" && fail "the target was not replaced"
+  [ "$(stat -c %a "$tmp/store/s")" = 640 ] || fail "target mode $(stat -c %a "$tmp/store/s")"
+  if [ "$(id -u)" = 0 ]; then
+    chgrp nogroup "$tmp/store/s"
+    run secret --out "$tmp/etc/s" --force; expect_rc 0
+    [ "$(stat -c %G "$tmp/store/s")" = nogroup ] || fail "--force lost the group: $(stat -c %G "$tmp/store/s")"
+    run secret --out "$tmp/etc/s" --force --group root; expect_rc 0
+    [ "$(stat -c %G "$tmp/store/s")" = root ] || fail "--group not applied"
+  fi
+  run secret --out -; expect_rc 0; grep -qE '^[0-9a-f]{64}$' "$tmp/out" || fail "--out - is stdout"
+  [ "$(ls -A "$tmp/etc" | tr '\n' ' ')" = "s " ] || fail "left behind: $(ls -A "$tmp/etc")" ;;
+output_devices)
+  # As root: character devices are written in place, never renamed over. First a private
+  # null device (mknod in this test's directory): a regression breaks only that one, and
+  # the machine's /dev/null is not tried. Then /dev/null itself, checked (and put back if
+  # ever broken) afterwards.
+  [ "$(id -u)" = 0 ] || { echo "SKIP [$case_name]: needs root (mknod, /dev/null)"; exit 77; }
+  mknod -m 666 "$tmp/null" c 1 3 2>/dev/null && printf x >"$tmp/null" 2>/dev/null \
+    || { echo "SKIP [$case_name]: cannot make or use a device node in $tmp"; exit 77; }
+  d=$src/tests/data/m365
+  writes() {  # every output path of the CLI, to $1
+    run m365 import "$d/endpoints-2024053100.json" --version 2024053100 --policy-out "$1"; expect_rc 0
+    run m365 ips "$d/endpoints-2024053100.json" --out "$1"; expect_rc 0
+    run secret --out "$1"; expect_rc 0
+    run secret --out "$1" --force --group nogroup; expect_rc 0
+  }
+  ino=$(stat -c %i "$tmp/null")
+  writes "$tmp/null"
+  [ -c "$tmp/null" ] && [ "$(stat -c '%i %a %t:%T %G' "$tmp/null")" = "$ino 666 1:3 root" ] \
+    || fail "the private null device was replaced or changed ($(stat -c '%F %i %a %G' "$tmp/null")): /dev/null not tried"
+  ln -s null "$tmp/link"; writes "$tmp/link"; [ -L "$tmp/link" ] && [ -c "$tmp/null" ] || fail "through a link"
+  [ "$(ls -A "$tmp" | grep -c '^\.null\.')" = 0 ] || fail "temporary files left in $tmp"
+  before=$(stat -c '%F %i %a %t:%T %U:%G' /dev/null)
+  restore_dev_null() {  # also on any early exit below
+    if [ ! -c /dev/null ] || [ "$(stat -c %t:%T /dev/null)" != 1:3 ]; then
+      echo "FAIL [$case_name]: /dev/null was replaced ($(stat -c '%F' /dev/null)): recreating it"
+      rm -f /dev/null; mknod -m 666 /dev/null c 1 3; return 1
+    fi
+  }
+  trap 'restore_dev_null; rm -rf "$tmp"' EXIT
+  writes /dev/null
+  after=$(stat -c '%F %i %a %t:%T %U:%G' /dev/null)
+  restore_dev_null || fail "/dev/null was replaced"
+  [ "$after" = "$before" ] || fail "/dev/null changed: $before -> $after"
+  [ -z "$(ls -A /dev | grep '^\.null\.')" ] || fail "temporary files left in /dev: $(ls -A /dev | grep '^\.null\.')" ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
 echo "ok [$case_name]"

@@ -356,6 +356,45 @@ def case_stats():
         h.kill()
 
 
+def case_stats_output():
+    """--stats-file through a symbolic link (as config management lays files out): the
+    link stays, the file it names gets the counters, replaced whole each time (another
+    inode), nothing left beside either."""
+    tmp = tempfile.mkdtemp(prefix="ab-helper-")
+    run_dir, store = os.path.join(tmp, "run"), os.path.join(tmp, "store")
+    os.mkdir(run_dir)
+    os.mkdir(store)
+    link, target = os.path.join(run_dir, "stats.json"), os.path.join(store, "stats.json")
+    os.symlink("../store/stats.json", link)  # dangling until the first write
+    h = Helper("--stats-file", link, tmp=tmp)
+    try:
+        inodes = set()
+        for round_ in range(3):
+            h.ask(f"{round_} " + CRL, f"{round_} " + OK_CRL)
+            deadline = time.time() + 5
+            while time.time() < deadline:
+                try:
+                    st = json.load(open(target))
+                    if st.get("bypass") == round_ + 1:
+                        inodes.add(os.stat(target).st_ino)
+                        break
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.1)
+            else:
+                fail(f"round {round_}: counters not in the link's target "
+                     f"(link: {os.path.islink(link)}, run/: {os.listdir(run_dir)})")
+            if not os.path.islink(link) or os.readlink(link) != "../store/stats.json":
+                fail(f"round {round_}: the stats file's link was replaced")
+        if len(inodes) != 3:
+            fail(f"the file was rewritten in place, not replaced: inodes {inodes}")
+        h.close(0)
+        if os.listdir(run_dir) != ["stats.json"] or os.listdir(store) != ["stats.json"]:
+            fail(f"left behind: {os.listdir(run_dir)} {os.listdir(store)}")
+    finally:
+        h.kill()
+
+
 def case_rotate():
     """logrotate under load: rename + SIGHUP many times while lines stream; every bypass
     answered OK has exactly one audit line in one of the files."""
@@ -610,6 +649,7 @@ CASES = {
     "audit_failure": case_audit_failure,
     "rotate": case_rotate,
     "stats": case_stats,
+    "stats_output": case_stats_output,
     "protocol": case_protocol,
     "bad_input": case_bad_input,
     "empty_stdin": case_empty_stdin,
