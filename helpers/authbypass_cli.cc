@@ -72,7 +72,8 @@ Commands:
         KIND is a rule's verify (crl, ocsp, cert, ctl, revocation; default
         revocation); T the Content-Type the origin sent (default: none); --preview N
         decides as `authbypass.Verify preview` with an N-byte ICAP preview (Squid
-        sends 1024); --request checks an OCSP POST body instead. Exit status 0 when
+        sends 1024); --request checks an OCSP POST body instead (Content-Type
+        default application/ocsp-request). Exit status 0 when
         every FILE is verified, 1 when any is blocked.
   secret [--out FILE [--group GROUP] [--force]]
         Generate a shared secret for decision mode (32 random bytes, hex) on stdout,
@@ -299,6 +300,7 @@ int run(int argc, char** argv) {
     o.chunk = static_cast<std::size_t>(n);
   }
   o.request = a.options.contains("--request");
+  if (o.request && !a.options.contains("--content-type")) o.content_type = "application/ocsp-request";
   if (o.request && (a.options.contains("--verify") || o.preview))
     return usage_error("--request checks an OCSP POST body: no --verify or --preview with it");
   bool all_genuine = true, unreadable = false;
