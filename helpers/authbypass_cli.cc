@@ -209,10 +209,11 @@ struct Outcome {
 };
 
 std::optional<Verify> parse_verify(std::string_view s) {
-  static const std::pair<std::string_view, Verify> kNames[] = {
-      {"crl", Verify::kCrl},   {"ocsp", Verify::kOcsp},
-      {"cert", Verify::kCert}, {"ctl", Verify::kCtl},
-      {"revocation", Verify::kRevocation}};
+  static const std::pair<std::string_view, Verify> kNames[] = {{"crl", Verify::kCrl},
+                                                               {"ocsp", Verify::kOcsp},
+                                                               {"cert", Verify::kCert},
+                                                               {"ctl", Verify::kCtl},
+                                                               {"revocation", Verify::kRevocation}};
   for (const auto& [name, v] : kNames)
     if (s == name) return v;
   return std::nullopt;
@@ -220,8 +221,8 @@ std::optional<Verify> parse_verify(std::string_view s) {
 
 // Reads `in` (of `size` bytes) into the check as the service does; false on a read error.
 bool check_stream(std::istream& in, std::uint64_t size, const Options& o, Outcome& out) {
-  RevocationCheck c = o.request ? RevocationCheck::for_ocsp_request()
-                                : RevocationCheck::for_response(o.verify);
+  RevocationCheck c =
+      o.request ? RevocationCheck::for_ocsp_request() : RevocationCheck::for_response(o.verify);
   using State = RevocationCheck::State;
   auto blocked = [&] {
     out.genuine = false;
@@ -236,7 +237,8 @@ bool check_stream(std::istream& in, std::uint64_t size, const Options& o, Outcom
   // Feeds up to `limit` more bytes; false on a read error.
   auto feed_upto = [&](std::uint64_t limit) {
     while (fed < limit && c.state() != State::kRejected) {
-      const auto want = static_cast<std::streamsize>(std::min<std::uint64_t>(buf.size(), limit - fed));
+      const auto want =
+          static_cast<std::streamsize>(std::min<std::uint64_t>(buf.size(), limit - fed));
       in.read(buf.data(), want);
       const std::streamsize got = in.gcount();
       if (got <= 0) return false;
@@ -248,7 +250,7 @@ bool check_stream(std::istream& in, std::uint64_t size, const Options& o, Outcom
   if (o.preview && !o.request) {
     if (!feed_upto(std::min(*o.preview, size))) return false;
     if (c.state() == State::kRejected) return blocked();
-    if (fed < size && *o.preview > 0 && c.identified()) {  // the rest streams past unchecked
+    if (fed<size&& * o.preview> 0 && c.identified()) {  // the rest streams past unchecked
       out.genuine = true;
       out.kind = std::string(to_string(c.kind()));
       out.reason = "identified " + out.kind + " (preview)";
@@ -278,7 +280,8 @@ int run(int argc, char** argv) {
   Args a = parse_args(argc, argv, 2, {"--content-type", "--verify", "--preview", "--chunk"},
                       {"--request"});
   if (!a.error.empty()) return usage_error(a.error);
-  if (a.positional.empty()) return usage_error("verify needs at least one FILE (a body saved to disk)");
+  if (a.positional.empty())
+    return usage_error("verify needs at least one FILE (a body saved to disk)");
   Options o;
   if (auto it = a.options.find("--verify"); it != a.options.end()) {
     auto v = parse_verify(it->second);
@@ -287,11 +290,13 @@ int run(int argc, char** argv) {
                          "' (give a rule's verify: crl, ocsp, cert, ctl or revocation)");
     o.verify = *v;
   }
-  if (auto it = a.options.find("--content-type"); it != a.options.end()) o.content_type = it->second;
+  if (auto it = a.options.find("--content-type"); it != a.options.end())
+    o.content_type = it->second;
   std::uint64_t n = 0;
   if (a.options.contains("--preview")) {
     if (!number(a, "--preview", 0, 1 << 24, n))
-      return usage_error("--preview needs the preview size in bytes, 0-16777216 (Squid sends 1024)");
+      return usage_error(
+          "--preview needs the preview size in bytes, 0-16777216 (Squid sends 1024)");
     o.preview = n;
   }
   if (a.options.contains("--chunk")) {
@@ -300,7 +305,8 @@ int run(int argc, char** argv) {
     o.chunk = static_cast<std::size_t>(n);
   }
   o.request = a.options.contains("--request");
-  if (o.request && !a.options.contains("--content-type")) o.content_type = "application/ocsp-request";
+  if (o.request && !a.options.contains("--content-type"))
+    o.content_type = "application/ocsp-request";
   if (o.request && (a.options.contains("--verify") || o.preview))
     return usage_error("--request checks an OCSP POST body: no --verify or --preview with it");
   bool all_genuine = true, unreadable = false;

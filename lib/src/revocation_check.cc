@@ -1,6 +1,9 @@
 // Revocation-data checker: a streaming DER walker with per-kind shape patterns, a
-// streaming PEM (base64) front end, and a CAB header check. See revocation_check.h.
+// streaming PEM (base64) front end, and a CAB walker that inflates its one file into a
+// nested DER walk. See revocation_check.h.
 #include "authbypass/revocation_check.h"
+
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -8,8 +11,6 @@
 #include <cstring>
 #include <memory>
 #include <vector>
-
-#include <zlib.h>
 
 #include "text.h"
 
@@ -146,12 +147,12 @@ constexpr Item kEncapDataItems[] = {{kOid, 0, false, nullptr, Check::kOidData, f
                                     {0xa0, 0, true, &kEmptyOctets, Check::kNone, false, false}};
 constexpr Pattern kEncapData = {kEncapDataItems, 2, false, false};
 constexpr Item kSignedDataItems[] = {
-    {kInt, 0, false, nullptr, Check::kNone, false, false},        // version
-    {kSet, 0, false, nullptr, Check::kEmpty, false, false},       // digestAlgorithms
-    {kSeq, 0, false, &kEncapData, Check::kNone, false, false},    // encapContentInfo
-    {0xa0, 0, true, &kCertList, Check::kNone, false, false},      // certificates
-    {0xa1, 0, true, &kCrlList, Check::kNone, false, false},       // crls
-    {kSet, 0, false, nullptr, Check::kEmpty, true, false},        // signerInfos: none
+    {kInt, 0, false, nullptr, Check::kNone, false, false},      // version
+    {kSet, 0, false, nullptr, Check::kEmpty, false, false},     // digestAlgorithms
+    {kSeq, 0, false, &kEncapData, Check::kNone, false, false},  // encapContentInfo
+    {0xa0, 0, true, &kCertList, Check::kNone, false, false},    // certificates
+    {0xa1, 0, true, &kCrlList, Check::kNone, false, false},     // crls
+    {kSet, 0, false, nullptr, Check::kEmpty, true, false},      // signerInfos: none
 };
 constexpr Pattern kSignedData = {kSignedDataItems, 6, false, false};
 constexpr Item kSignedWrapItems[] = {{kSeq, 0, false, &kSignedData, Check::kNone, false, false}};
@@ -166,15 +167,15 @@ constexpr Pattern kPkcs7 = {kPkcs7Items, 2, false, false};
 constexpr Item kOidListItem[] = {{kOid, 0, false, nullptr, Check::kNone, false, false}};
 constexpr Pattern kOidList = {kOidListItem, 1, true, false};
 constexpr Item kCtlBodyItems[] = {
-    {kInt, 0, true, nullptr, Check::kNone, false, false},        // version
-    {kSeq, 0, false, &kOidList, Check::kNone, false, false},     // subjectUsage
-    {kOctets, 0, true, nullptr, Check::kNone, false, false},     // listIdentifier
-    {kInt, 0, true, nullptr, Check::kNone, false, false},        // sequenceNumber
-    {kUtc, kGen, false, nullptr, Check::kNone, false, false},    // ctlThisUpdate
-    {kUtc, kGen, true, nullptr, Check::kNone, false, false},     // ctlNextUpdate
-    {kSeq, 0, false, &kAlg, Check::kNone, false, false},         // subjectAlgorithm
-    {kSeq, 0, true, nullptr, Check::kNone, false, false},        // trustedSubjects
-    {0xa0, 0, true, nullptr, Check::kNone, false, false},        // ctlExtensions
+    {kInt, 0, true, nullptr, Check::kNone, false, false},      // version
+    {kSeq, 0, false, &kOidList, Check::kNone, false, false},   // subjectUsage
+    {kOctets, 0, true, nullptr, Check::kNone, false, false},   // listIdentifier
+    {kInt, 0, true, nullptr, Check::kNone, false, false},      // sequenceNumber
+    {kUtc, kGen, false, nullptr, Check::kNone, false, false},  // ctlThisUpdate
+    {kUtc, kGen, true, nullptr, Check::kNone, false, false},   // ctlNextUpdate
+    {kSeq, 0, false, &kAlg, Check::kNone, false, false},       // subjectAlgorithm
+    {kSeq, 0, true, nullptr, Check::kNone, false, false},      // trustedSubjects
+    {0xa0, 0, true, nullptr, Check::kNone, false, false},      // ctlExtensions
 };
 constexpr Pattern kCtlBody = {kCtlBodyItems, 9, false, false};
 constexpr Item kCtlWrapItems[] = {{kSeq, 0, false, &kCtlBody, Check::kNone, false, false}};
@@ -186,12 +187,12 @@ constexpr Item kEncapCtlItems[] = {{kOid, 0, false, nullptr, Check::kOidCtl, fal
                                    {0xa0, 0, false, &kCtlContent, Check::kNone, false, false}};
 constexpr Pattern kEncapCtl = {kEncapCtlItems, 2, false, false};
 constexpr Item kStlSignedItems[] = {
-    {kInt, 0, false, nullptr, Check::kNone, false, false},       // version
-    {kSet, 0, false, nullptr, Check::kNone, false, false},       // digestAlgorithms
-    {kSeq, 0, false, &kEncapCtl, Check::kNone, false, false},    // encapContentInfo
-    {0xa0, 0, true, &kCertList, Check::kNone, false, false},     // certificates
-    {0xa1, 0, true, &kCrlList, Check::kNone, false, false},      // crls
-    {kSet, 0, false, nullptr, Check::kNone, true, false},        // signerInfos
+    {kInt, 0, false, nullptr, Check::kNone, false, false},     // version
+    {kSet, 0, false, nullptr, Check::kNone, false, false},     // digestAlgorithms
+    {kSeq, 0, false, &kEncapCtl, Check::kNone, false, false},  // encapContentInfo
+    {0xa0, 0, true, &kCertList, Check::kNone, false, false},   // certificates
+    {0xa1, 0, true, &kCrlList, Check::kNone, false, false},    // crls
+    {kSet, 0, false, nullptr, Check::kNone, true, false},      // signerInfos
 };
 constexpr Pattern kStlSigned = {kStlSignedItems, 6, false, false};
 constexpr Item kStlWrapItems[] = {{kSeq, 0, false, &kStlSigned, Check::kNone, false, false}};
@@ -423,7 +424,6 @@ struct RevocationCheck::Impl {
   bool pem_at_line_start = true;
   std::size_t pem_trailing = 0;  // blank bytes after the END line
   static constexpr std::size_t kPemTrailingMax = 64;
-
 
   // ---------------------------------------------------------------------------------
 
@@ -668,8 +668,9 @@ struct RevocationCheck::Impl {
           break;
         case Check::kOidData:
           if (!oid_is(kOidDataBytes)) {
-            kill(k, "SignedData's content type is not id-data (a signed document or token, "
-                    "not a certs-only bundle)");
+            kill(k,
+                 "SignedData's content type is not id-data (a signed document or token, "
+                 "not a certs-only bundle)");
           }
           break;
         case Check::kOidCtl:
@@ -1079,8 +1080,8 @@ struct RevocationCheck::Impl {
   std::string cab_name;
   std::unique_ptr<z_stream, ZDeleter> zs;
   std::vector<std::uint8_t> block_out, history;
-  std::uint8_t ck_seen = 0;  // bytes of the MSZIP "CK" signature seen in this block
-  bool block_end = false;    // the block's deflate stream has ended
+  std::uint8_t ck_seen = 0;   // bytes of the MSZIP "CK" signature seen in this block
+  bool block_end = false;     // the block's deflate stream has ended
   std::unique_ptr<Impl> stl;  // the check of the file inside
 
   static std::uint32_t le32(const char* p) {
@@ -1134,7 +1135,8 @@ struct RevocationCheck::Impl {
           if (collect(p, n, 8)) cab_block_header();
           break;
         case CabPart::kBlock: {
-          const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(n, cab_block_left));
+          const std::size_t take =
+              static_cast<std::size_t>(std::min<std::uint64_t>(n, cab_block_left));
           cab_block_data(p, take);
           p += take;
           n -= take;
@@ -1196,7 +1198,8 @@ struct RevocationCheck::Impl {
     cab_file_size = le32(f);
     cab_name.assign(cab_fixed, 16, cab_fixed.size() - 17);
     const std::string shown = cab_name.substr(0, 64);
-    if (cab_name.size() < 5 || !text::iequals(std::string_view(cab_name).substr(cab_name.size() - 4), ".stl")) {
+    if (cab_name.size() < 5 ||
+        !text::iequals(std::string_view(cab_name).substr(cab_name.size() - 4), ".stl")) {
       reject("CAB holds '" + shown + "', not a certificate trust list (.stl)");
     } else if (le32(f + 4) != 0 || le16(f + 8) != 0) {
       reject("CAB file '" + shown + "' does not start its folder");
@@ -1278,7 +1281,8 @@ struct RevocationCheck::Impl {
       block_end = true;
       if (zs->avail_in != 0) reject("bytes after the end of an MSZIP block's deflate stream");
     } else if (r != Z_OK && !(r == Z_BUF_ERROR && zs->avail_in == 0)) {
-      reject("MSZIP data does not inflate (zlib: " + std::string(zs->msg ? zs->msg : "error") + ")");
+      reject("MSZIP data does not inflate (zlib: " + std::string(zs->msg ? zs->msg : "error") +
+             ")");
     } else if (zs->avail_out == 0 && zs->avail_in != 0) {
       reject("MSZIP block inflates past its declared size");
     }
@@ -1300,8 +1304,7 @@ struct RevocationCheck::Impl {
       history.insert(history.end(), block_out.begin(),
                      block_out.begin() + static_cast<std::ptrdiff_t>(cab_block_have));
       if (history.size() > kCabBlockMax)
-        history.erase(history.begin(),
-                      history.end() - static_cast<std::ptrdiff_t>(kCabBlockMax));
+        history.erase(history.begin(), history.end() - static_cast<std::ptrdiff_t>(kCabBlockMax));
     } else if (cab_block_have != cab_block_out) {
       reject("CAB data block shorter than declared");
       return;
@@ -1329,8 +1332,8 @@ struct RevocationCheck::Impl {
     if (stl->state == State::kRejected) stl_rejected();
   }
   void stl_rejected() {
-    reject("CAB file '" + cab_name.substr(0, 64) + "' is not a certificate trust list: " +
-           stl->reason);
+    reject("CAB file '" + cab_name.substr(0, 64) +
+           "' is not a certificate trust list: " + stl->reason);
   }
 
   void cab_next(CabPart part) {

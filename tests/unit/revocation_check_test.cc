@@ -326,7 +326,8 @@ std::string crl_with_entry(const std::string& odd, int before = 200, int after =
 State check_cut(Verify v, const std::string& body, std::string_view type, std::string* why) {
   State whole = State::kUndecided;
   std::string whole_reason;
-  for (std::size_t chunk : {std::size_t{1} << 30, std::size_t{1}, std::size_t{7}, std::size_t{4096}}) {
+  for (std::size_t chunk :
+       {std::size_t{1} << 30, std::size_t{1}, std::size_t{7}, std::size_t{4096}}) {
     auto c = RevocationCheck::for_response(v);
     State s = State::kUndecided;
     if (c.begin(type, "", static_cast<std::int64_t>(body.size())) != State::kRejected) {
@@ -375,9 +376,10 @@ std::string ctl_body() {
   const std::string usage = tlv(0x30, tlv(0x06, "\x2b\x06\x01\x04\x01\x82\x37\x0a\x03\x09"));
   std::string subjects;
   for (int i = 0; i < 40; ++i)
-    subjects += tlv(0x30, tlv(0x04, std::string(20, static_cast<char>(i))) +
-                              tlv(0x31, tlv(0x30, tlv(0x06, "\x2b\x06\x01\x04\x01\x82\x37\x0a\x0b\x14") +
-                                                      tlv(0x31, tlv(0x04, "name")))));
+    subjects +=
+        tlv(0x30, tlv(0x04, std::string(20, static_cast<char>(i))) +
+                      tlv(0x31, tlv(0x30, tlv(0x06, "\x2b\x06\x01\x04\x01\x82\x37\x0a\x0b\x14") +
+                                              tlv(0x31, tlv(0x04, "name")))));
   return tlv(0x30, usage + tlv(0x04, "authroot") + tlv(0x02, "\x17") + tlv(0x17, "261201000000Z") +
                        tlv(0x30, tlv(0x06, "\x2b\x0e\x03\x02\x1a")) + tlv(0x30, subjects));
 }
@@ -392,11 +394,11 @@ std::string stl(const std::string& cert, bool cms_style = false) {
 
 struct CabOptions {
   bool mszip = true;
-  std::size_t block = 32768;      // uncompressed bytes per CFDATA block
+  std::size_t block = 32768;  // uncompressed bytes per CFDATA block
   std::uint16_t flags = 0;
   std::uint16_t compress = 0xffff;  // 0xffff: from mszip
-  std::string after_block;        // appended to the first block's data (inside its size)
-  std::string after_cab;          // appended to the cabinet (counted in cbCabinet)
+  std::string after_block;          // appended to the first block's data (inside its size)
+  std::string after_cab;            // appended to the cabinet (counted in cbCabinet)
   int files = 1;
 };
 
@@ -507,13 +509,16 @@ TEST_F(RevocationCheckTest, SignedDataPassesOnlyAsACertsOnlyBundle) {
       {"certs-only, empty content", signed_data("", data_oid + tlv(0xa0, tlv(0x04, "")), cert, ""),
        ""},
       {"certs-only, no certificates", signed_data("", data_oid, "", ""), ""},
-      {"CMS signed document (content embedded)", slurp("signed.p7m"), "not empty (digestAlgorithms"},
+      {"CMS signed document (content embedded)", slurp("signed.p7m"),
+       "not empty (digestAlgorithms"},
       {"signed document, PEM", slurp("signed.pem"), "PEM 'CMS' is not"},
       {"detached signature", slurp("detached.p7s"), "is not empty"},
       {"code-signing content type", slurp("spc.p7"), "not empty (digestAlgorithms"},
       {"RFC 3161 time-stamp token", slurp("token.tst"), "not empty (digestAlgorithms"},
       {"code-signing content type, no digest algorithms",
-       signed_data("", tlv(0x06, "\x2b\x06\x01\x04\x01\x82\x37\x02\x01\x04") + tlv(0xa0, tlv(0x30, "")), cert, ""),
+       signed_data("",
+                   tlv(0x06, "\x2b\x06\x01\x04\x01\x82\x37\x02\x01\x04") + tlv(0xa0, tlv(0x30, "")),
+                   cert, ""),
        "content type is not id-data"},
       {"id-data carrying a program",
        signed_data("", data_oid + tlv(0xa0, tlv(0x04, "MZ\x90 program")), cert, ""),
@@ -525,7 +530,8 @@ TEST_F(RevocationCheckTest, SignedDataPassesOnlyAsACertsOnlyBundle) {
        "unexpected OCTET STRING"},
       {"a signed CTL is not a bundle", stl(cert), "not empty (digestAlgorithms"},
       {"a CTL without signers is not a bundle",
-       signed_data("", tlv(0x06, kOidCtl) + tlv(0xa0, ctl_body()), cert, ""), "content type is not id-data"},
+       signed_data("", tlv(0x06, kOidCtl) + tlv(0xa0, ctl_body()), cert, ""),
+       "content type is not id-data"},
   };
   for (const Case& c : cases) {
     std::string why;
@@ -579,12 +585,14 @@ TEST_F(RevocationCheckTest, CabTrustListsAreCheckedInside) {
        "'authroot.stl' is not a certificate trust list: it starts with 0x4d"},
       {"program named authroot.stl, stored", make_cab("authroot.stl", program, stored()),
        "is not a certificate trust list"},
-      {"program named setup.exe", make_cab("setup.exe", stl(cert)), "not a certificate trust list (.stl)"},
+      {"program named setup.exe", make_cab("setup.exe", stl(cert)),
+       "not a certificate trust list (.stl)"},
       {"certs-only bundle as the .stl", make_cab("authroot.stl", slurp("chain.p7c")),
        "content type is not szOID_CTL"},
       {"CTL content type carrying a program",
-       make_cab("authroot.stl", signed_data(kSha1Alg, tlv(0x06, kOidCtl) + tlv(0xa0, tlv(0x04, program)),
-                                            cert, kSigner)),
+       make_cab("authroot.stl",
+                signed_data(kSha1Alg, tlv(0x06, kOidCtl) + tlv(0xa0, tlv(0x04, program)), cert,
+                            kSigner)),
        "not a valid signed trust list"},
       {"signed document as the .stl", make_cab("authroot.stl", slurp("signed.p7m")),
        "content type is not szOID_CTL"},
@@ -609,7 +617,8 @@ TEST_F(RevocationCheckTest, CabTrustListsAreCheckedInside) {
   EXPECT_EQ(check_cut(Verify::kCtl, lying, "", &why), State::kRejected);
   // The trust list is not a kind of its own outside a CAB.
   EXPECT_EQ(check_cut(Verify::kCtl, stl(cert), "", &why), State::kRejected);
-  EXPECT_EQ(check_cut(Verify::kCrl, make_cab("authroot.stl", stl(cert)), "", &why), State::kRejected);
+  EXPECT_EQ(check_cut(Verify::kCrl, make_cab("authroot.stl", stl(cert)), "", &why),
+            State::kRejected);
 }
 
 TEST_F(RevocationCheckTest, CabMemoryStaysBoundedOnAHugeFolder) {
