@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -21,6 +23,7 @@
 #include "authbypass/policy.h"
 #include "authbypass/policy_check.h"
 #include "authbypass/report.h"
+#include "authbypass/revocation_check.h"
 #include "authbypass/squid_config.h"
 
 namespace {
@@ -60,6 +63,15 @@ Commands:
         the drop-in holds the shared secret (default /etc/authbypass/icap-secret).
         --previous-secret-file: accept the old secret too while rotating.
         --clients: the ACL of clients that may use the proxy (default localnet).
+  verify FILE... [--content-type T] [--verify KIND] [--preview N] [--chunk N] [--request]
+        The ICAP service's check of a response body on each FILE: "verified KIND:
+        genuine KIND" or "blocked -: REASON", the reason as in the audit log.
+        KIND is a rule's verify (crl, ocsp, cert, ctl, revocation; default
+        revocation); T the Content-Type the origin sent (default: none); --preview N
+        decides as `authbypass.Verify preview` with an N-byte ICAP preview (Squid
+        sends 1024); --request checks an OCSP POST body instead (Content-Type
+        default application/ocsp-request). Exit status 0 when
+        every FILE is verified, 1 when any is blocked.
   secret [--out FILE [--group GROUP] [--force]]
         Generate a shared secret for decision mode (32 random bytes, hex) on stdout,
         or into FILE (mode 0640, written atomically; an existing FILE only with --force).
@@ -182,6 +194,153 @@ void print_test_results(const TestReport& report, bool verbose) {
   }
   std::cout << report.passed << " passed, " << report.failed << " failed\n";
 }
+
+// ---------------------------------------------------------------------------------------
+// `authbypass verify FILE...`: the ICAP service's body check on files, for the security
+// team (what did the service see when an audit line says "blocked"?) and for tests. Each
+// file is checked as a response body with Content-Length = its size, the given
+// Content-Type and no Content-Encoding, in chunks as they would arrive; --preview N does
+// what `authbypass.Verify preview` does with an N-byte ICAP preview.
+namespace verify_cli {
+
+struct Options {
+  Verify verify = Verify::kRevocation;
+  std::string content_type;  // empty: the origin sent none
+  std::optional<std::uint64_t> preview;
+  std::size_t chunk = 65536;
+  bool request = false;  // the body of a bypassed OCSP POST (REQMOD)
+};
+
+// One file's outcome, in the words of the service's audit event (`event`, `reason`).
+struct Outcome {
+  bool genuine = false;
+  std::string kind;    // the kind passed, "-" when blocked
+  std::string reason;  // "genuine crl", "identified crl (preview)", or why it was blocked
+};
+
+std::optional<Verify> parse_verify(std::string_view s) {
+  static const std::pair<std::string_view, Verify> kNames[] = {{"crl", Verify::kCrl},
+                                                               {"ocsp", Verify::kOcsp},
+                                                               {"cert", Verify::kCert},
+                                                               {"ctl", Verify::kCtl},
+                                                               {"revocation", Verify::kRevocation}};
+  for (const auto& [name, v] : kNames)
+    if (s == name) return v;
+  return std::nullopt;
+}
+
+// Reads `in` (of `size` bytes) into the check as the service does; false on a read error.
+bool check_stream(std::istream& in, std::uint64_t size, const Options& o, Outcome& out) {
+  RevocationCheck c =
+      o.request ? RevocationCheck::for_ocsp_request() : RevocationCheck::for_response(o.verify);
+  using State = RevocationCheck::State;
+  auto blocked = [&] {
+    out.genuine = false;
+    out.kind = "-";
+    out.reason = c.reason().empty() ? "not revocation data" : std::string(c.reason());
+    return true;
+  };
+  if (c.begin(o.content_type, "", static_cast<std::int64_t>(size)) == State::kRejected)
+    return blocked();
+  std::vector<char> buf(o.chunk);
+  std::uint64_t fed = 0;
+  // Feeds up to `limit` more bytes; false on a read error.
+  auto feed_upto = [&](std::uint64_t limit) {
+    while (fed < limit && c.state() != State::kRejected) {
+      const auto want =
+          static_cast<std::streamsize>(std::min<std::uint64_t>(buf.size(), limit - fed));
+      in.read(buf.data(), want);
+      const std::streamsize got = in.gcount();
+      if (got <= 0) return false;
+      fed += static_cast<std::uint64_t>(got);
+      c.feed(std::string_view(buf.data(), static_cast<std::size_t>(got)));
+    }
+    return true;
+  };
+  if (o.preview && !o.request) {
+    if (!feed_upto(std::min(*o.preview, size))) return false;
+    if (c.state() == State::kRejected) return blocked();
+    if (fed<size&& * o.preview> 0 && c.identified()) {  // the rest streams past unchecked
+      out.genuine = true;
+      out.kind = std::string(to_string(c.kind()));
+      out.reason = "identified " + out.kind + " (preview)";
+      return true;
+    }
+  }
+  if (!feed_upto(size)) return false;
+  if (c.finish() != State::kGenuine) return blocked();
+  out.genuine = true;
+  out.kind = std::string(to_string(c.kind()));
+  out.reason = "genuine " + out.kind;
+  return true;
+}
+
+// A whole decimal number in [lo, hi] from --name, if given.
+bool number(const Args& a, const char* name, std::uint64_t lo, std::uint64_t hi, std::uint64_t& v) {
+  auto it = a.options.find(name);
+  if (it == a.options.end()) return true;
+  const std::string& s = it->second;
+  if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  v = std::stoull(s);
+  return v >= lo && v <= hi;
+}
+
+int run(int argc, char** argv) {
+  Args a = parse_args(argc, argv, 2, {"--content-type", "--verify", "--preview", "--chunk"},
+                      {"--request"});
+  if (!a.error.empty()) return usage_error(a.error);
+  if (a.positional.empty())
+    return usage_error("verify needs at least one FILE (a body saved to disk)");
+  Options o;
+  if (auto it = a.options.find("--verify"); it != a.options.end()) {
+    auto v = parse_verify(it->second);
+    if (!v)
+      return usage_error("bad --verify '" + it->second +
+                         "' (give a rule's verify: crl, ocsp, cert, ctl or revocation)");
+    o.verify = *v;
+  }
+  if (auto it = a.options.find("--content-type"); it != a.options.end())
+    o.content_type = it->second;
+  std::uint64_t n = 0;
+  if (a.options.contains("--preview")) {
+    if (!number(a, "--preview", 0, 1 << 24, n))
+      return usage_error(
+          "--preview needs the preview size in bytes, 0-16777216 (Squid sends 1024)");
+    o.preview = n;
+  }
+  if (a.options.contains("--chunk")) {
+    if (!number(a, "--chunk", 1, 1 << 24, n))
+      return usage_error("--chunk needs a size in bytes, 1-16777216");
+    o.chunk = static_cast<std::size_t>(n);
+  }
+  o.request = a.options.contains("--request");
+  if (o.request && !a.options.contains("--content-type"))
+    o.content_type = "application/ocsp-request";
+  if (o.request && (a.options.contains("--verify") || o.preview))
+    return usage_error("--request checks an OCSP POST body: no --verify or --preview with it");
+  bool all_genuine = true, unreadable = false;
+  for (const std::string& path : a.positional) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    std::ifstream in(path, std::ios::binary);
+    Outcome out;
+    if (ec || !in || !check_stream(in, size, o, out)) {
+      std::cerr << "authbypass: cannot read " << path << ": "
+                << (ec ? ec.message() : std::string(std::strerror(errno)))
+                << "; give a regular file holding the body\n";
+      unreadable = true;
+      continue;
+    }
+    all_genuine = all_genuine && out.genuine;
+    std::cout << path << ": " << (out.genuine ? "verified " : "blocked ") << out.kind << ": "
+              << out.reason << "\n";
+  }
+  if (unreadable) return kUsage;
+  return all_genuine ? kOk : kFailure;
+}
+
+}  // namespace verify_cli
 
 int cmd_check(int argc, char** argv) {
   Args a = parse_args(argc, argv, 2, {"--date"}, {"--strict", "--verbose"});
@@ -852,6 +1011,7 @@ int main(int argc, char** argv) {
     if (cmd == "secret") return cmd_secret(argc, argv);
     if (cmd == "report") return cmd_report(argc, argv);
     if (cmd == "m365") return cmd_m365(argc, argv);
+    if (cmd == "verify") return verify_cli::run(argc, argv);
     return usage_error("unknown command '" + std::string(cmd) + "'");
   } catch (const std::exception& e) {
     std::cerr << "authbypass: internal error: " << e.what() << "\n";

@@ -1,11 +1,16 @@
 // Revocation-data checker: a streaming DER walker with per-kind shape patterns, a
-// streaming PEM (base64) front end, and a CAB header check. See revocation_check.h.
+// streaming PEM (base64) front end, and a CAB walker that inflates its one file into a
+// nested DER walk. See revocation_check.h.
 #include "authbypass/revocation_check.h"
+
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
 #include <bit>
 #include <cstring>
+#include <memory>
+#include <vector>
 
 #include "text.h"
 
@@ -15,7 +20,10 @@ namespace {
 
 constexpr int kMaxDepth = 24;
 constexpr std::size_t kCapture = 16;  // primitive bytes kept for content checks
-constexpr std::size_t kKinds = 6;
+constexpr std::size_t kKinds = 7;
+// A seventh, internal kind: the signed certificate trust list (authroot.stl) inside a CAB.
+// Only the CAB walker's nested check uses it; it is never a verdict of its own.
+constexpr std::size_t kStl = 6;
 
 unsigned bit(RevocationKind k) {
   return 1u << static_cast<unsigned>(k);
@@ -29,6 +37,9 @@ enum class Check : std::uint8_t {
   kOcspStatus,     // ENUMERATED 0..6 except 4
   kOidOcspBasic,   // 1.3.6.1.5.5.7.48.1.1
   kOidSignedData,  // 1.2.840.113549.1.7.2
+  kOidData,        // 1.2.840.113549.1.7.1 (id-data: a certs-only bundle's content type)
+  kOidCtl,         // 1.3.6.1.4.1.311.10.1 (szOID_CTL: a certificate trust list)
+  kEmpty,          // the element has no content (checked at its header)
 };
 
 struct Pattern;
@@ -45,6 +56,7 @@ struct Pattern {
   const Item* items;
   std::size_t n;
   bool repeated;  // every child matches items[0]
+  bool choice;    // exactly one child, matching one of the items (all marked optional)
 };
 
 // A pattern item with this tag matches any element (0x00 is not a tag DER objects use
@@ -57,17 +69,17 @@ constexpr std::uint8_t kSeq = 0x30, kSet = 0x31, kInt = 0x02, kBits = 0x03, kOct
 // signatures carry NULL (05 00), RSA-PSS a SEQUENCE, ECDSA nothing.
 constexpr Item kAlgItems[] = {{kOid, 0, false, nullptr, Check::kNone, false, false},
                               {kAnyTag, 0, true, nullptr, Check::kNone, false, false}};
-constexpr Pattern kAlg = {kAlgItems, 2, false};
+constexpr Pattern kAlg = {kAlgItems, 2, false, false};
 constexpr Item kValidityItems[] = {{kUtc, kGen, false, nullptr, Check::kNone, false, false},
                                    {kUtc, kGen, false, nullptr, Check::kNone, false, false}};
-constexpr Pattern kValidity = {kValidityItems, 2, false};
+constexpr Pattern kValidity = {kValidityItems, 2, false, false};
 // A revoked entry: serial, revocationDate, extensions.
 constexpr Item kRevokedItems[] = {{kInt, 0, false, nullptr, Check::kNone, false, false},
                                   {kUtc, kGen, false, nullptr, Check::kNone, false, false},
                                   {kSeq, 0, true, nullptr, Check::kNone, false, false}};
-constexpr Pattern kRevoked = {kRevokedItems, 3, false};
+constexpr Pattern kRevoked = {kRevokedItems, 3, false, false};
 constexpr Item kRevokedListItem[] = {{kSeq, 0, false, &kRevoked, Check::kNone, false, false}};
-constexpr Pattern kRevokedList = {kRevokedListItem, 1, true};
+constexpr Pattern kRevokedList = {kRevokedListItem, 1, true, false};
 
 // CRL: CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue }
 constexpr Item kCrlTbsItems[] = {
@@ -79,11 +91,11 @@ constexpr Item kCrlTbsItems[] = {
     {kSeq, 0, true, &kRevokedList, Check::kNone, false, false},
     {0xa0, 0, true, nullptr, Check::kNone, false, false},  // crlExtensions
 };
-constexpr Pattern kCrlTbs = {kCrlTbsItems, 7, false};
+constexpr Pattern kCrlTbs = {kCrlTbsItems, 7, false, false};
 constexpr Item kCrlItems[] = {{kSeq, 0, false, &kCrlTbs, Check::kNone, false, false},
                               {kSeq, 0, false, &kAlg, Check::kNone, false, false},
                               {kBits, 0, false, nullptr, Check::kNone, false, false}};
-constexpr Pattern kCrl = {kCrlItems, 3, false};
+constexpr Pattern kCrl = {kCrlItems, 3, false, false};
 
 // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }
 constexpr Item kCertTbsItems[] = {
@@ -98,61 +110,112 @@ constexpr Item kCertTbsItems[] = {
     {0x82, 0, true, nullptr, Check::kNone, false, false},
     {0xa3, 0, true, nullptr, Check::kNone, false, false},  // extensions
 };
-constexpr Pattern kCertTbs = {kCertTbsItems, 10, false};
+constexpr Pattern kCertTbs = {kCertTbsItems, 10, false, false};
 constexpr Item kCertItems[] = {{kSeq, 0, false, &kCertTbs, Check::kNone, false, false},
                                {kSeq, 0, false, &kAlg, Check::kNone, false, false},
                                {kBits, 0, false, nullptr, Check::kNone, false, false}};
-constexpr Pattern kCert = {kCertItems, 3, false};
+constexpr Pattern kCert = {kCertItems, 3, false, false};
 
 // OCSPResponse ::= SEQUENCE { responseStatus, responseBytes [0] EXPLICIT OPTIONAL }
 constexpr Item kBasicItems[] = {{kSeq, 0, false, nullptr, Check::kNone, false, false},
                                 {kSeq, 0, false, &kAlg, Check::kNone, false, false},
                                 {kBits, 0, false, nullptr, Check::kNone, false, false},
                                 {0xa0, 0, true, nullptr, Check::kNone, false, false}};
-constexpr Pattern kBasic = {kBasicItems, 4, false};
+constexpr Pattern kBasic = {kBasicItems, 4, false, false};
 constexpr Item kBasicWrapItems[] = {{kSeq, 0, false, &kBasic, Check::kNone, false, false}};
-constexpr Pattern kBasicWrap = {kBasicWrapItems, 1, false};
+constexpr Pattern kBasicWrap = {kBasicWrapItems, 1, false, false};
 constexpr Item kRespBytesItems[] = {{kOid, 0, false, nullptr, Check::kOidOcspBasic, true, false},
                                     {kOctets, 0, false, &kBasicWrap, Check::kNone, false, true}};
-constexpr Pattern kRespBytes = {kRespBytesItems, 2, false};
+constexpr Pattern kRespBytes = {kRespBytesItems, 2, false, false};
 constexpr Item kRespBytesWrapItems[] = {{kSeq, 0, false, &kRespBytes, Check::kNone, false, false}};
-constexpr Pattern kRespBytesWrap = {kRespBytesWrapItems, 1, false};
+constexpr Pattern kRespBytesWrap = {kRespBytesWrapItems, 1, false, false};
 constexpr Item kOcspItems[] = {{kEnum, 0, false, nullptr, Check::kOcspStatus, false, false},
                                {0xa0, 0, true, &kRespBytesWrap, Check::kNone, false, false}};
-constexpr Pattern kOcsp = {kOcspItems, 2, false};
+constexpr Pattern kOcsp = {kOcspItems, 2, false, false};
 
-// ContentInfo { contentType signedData, content [0] EXPLICIT SignedData }
+// ContentInfo { contentType signedData, content [0] EXPLICIT SignedData }, as a
+// certs-only bundle (RFC 5280 4.2.2.1, RFC 8894 3.4): no digest algorithms, content type
+// id-data with no or empty content, certificates and CRLs, no signers. A SignedData with
+// signers or content is a signed document, a time stamp or a code signature: refused.
 constexpr Item kCertListItem[] = {{kSeq, 0, false, &kCert, Check::kNone, false, false}};
-constexpr Pattern kCertList = {kCertListItem, 1, true};
+constexpr Pattern kCertList = {kCertListItem, 1, true, false};
+constexpr Item kCrlListItem[] = {{kSeq, 0, false, &kCrl, Check::kNone, false, false}};
+constexpr Pattern kCrlList = {kCrlListItem, 1, true, false};
+constexpr Item kEmptyOctetsItems[] = {{kOctets, 0, false, nullptr, Check::kEmpty, false, false}};
+constexpr Pattern kEmptyOctets = {kEmptyOctetsItems, 1, false, false};
+constexpr Item kEncapDataItems[] = {{kOid, 0, false, nullptr, Check::kOidData, false, false},
+                                    {0xa0, 0, true, &kEmptyOctets, Check::kNone, false, false}};
+constexpr Pattern kEncapData = {kEncapDataItems, 2, false, false};
 constexpr Item kSignedDataItems[] = {
-    {kInt, 0, false, nullptr, Check::kNone, false, false},    // version
-    {kSet, 0, false, nullptr, Check::kNone, false, false},    // digestAlgorithms
-    {kSeq, 0, false, nullptr, Check::kNone, false, false},    // encapContentInfo
-    {0xa0, 0, true, &kCertList, Check::kNone, false, false},  // certificates
-    {0xa1, 0, true, nullptr, Check::kNone, false, false},     // crls
-    {kSet, 0, false, nullptr, Check::kNone, false, false},    // signerInfos
+    {kInt, 0, false, nullptr, Check::kNone, false, false},      // version
+    {kSet, 0, false, nullptr, Check::kEmpty, false, false},     // digestAlgorithms
+    {kSeq, 0, false, &kEncapData, Check::kNone, false, false},  // encapContentInfo
+    {0xa0, 0, true, &kCertList, Check::kNone, false, false},    // certificates
+    {0xa1, 0, true, &kCrlList, Check::kNone, false, false},     // crls
+    {kSet, 0, false, nullptr, Check::kEmpty, true, false},      // signerInfos: none
 };
-constexpr Pattern kSignedData = {kSignedDataItems, 6, false};
+constexpr Pattern kSignedData = {kSignedDataItems, 6, false, false};
 constexpr Item kSignedWrapItems[] = {{kSeq, 0, false, &kSignedData, Check::kNone, false, false}};
-constexpr Pattern kSignedWrap = {kSignedWrapItems, 1, false};
-constexpr Item kPkcs7Items[] = {{kOid, 0, false, nullptr, Check::kOidSignedData, true, false},
+constexpr Pattern kSignedWrap = {kSignedWrapItems, 1, false, false};
+constexpr Item kPkcs7Items[] = {{kOid, 0, false, nullptr, Check::kOidSignedData, false, false},
                                 {0xa0, 0, false, &kSignedWrap, Check::kNone, false, false}};
-constexpr Pattern kPkcs7 = {kPkcs7Items, 2, false};
+constexpr Pattern kPkcs7 = {kPkcs7Items, 2, false, false};
+
+// A signed certificate trust list (the .stl file inside a CAB trust list): SignedData whose
+// content type is szOID_CTL and whose content is a CertificateTrustList, either directly
+// (PKCS#7 style, as Windows writes it) or inside an OCTET STRING (CMS style).
+constexpr Item kOidListItem[] = {{kOid, 0, false, nullptr, Check::kNone, false, false}};
+constexpr Pattern kOidList = {kOidListItem, 1, true, false};
+constexpr Item kCtlBodyItems[] = {
+    {kInt, 0, true, nullptr, Check::kNone, false, false},      // version
+    {kSeq, 0, false, &kOidList, Check::kNone, false, false},   // subjectUsage
+    {kOctets, 0, true, nullptr, Check::kNone, false, false},   // listIdentifier
+    {kInt, 0, true, nullptr, Check::kNone, false, false},      // sequenceNumber
+    {kUtc, kGen, false, nullptr, Check::kNone, false, false},  // ctlThisUpdate
+    {kUtc, kGen, true, nullptr, Check::kNone, false, false},   // ctlNextUpdate
+    {kSeq, 0, false, &kAlg, Check::kNone, false, false},       // subjectAlgorithm
+    {kSeq, 0, true, nullptr, Check::kNone, false, false},      // trustedSubjects
+    {0xa0, 0, true, nullptr, Check::kNone, false, false},      // ctlExtensions
+};
+constexpr Pattern kCtlBody = {kCtlBodyItems, 9, false, false};
+constexpr Item kCtlWrapItems[] = {{kSeq, 0, false, &kCtlBody, Check::kNone, false, false}};
+constexpr Pattern kCtlWrap = {kCtlWrapItems, 1, false, false};
+constexpr Item kCtlContentItems[] = {{kSeq, 0, true, &kCtlBody, Check::kNone, false, false},
+                                     {kOctets, 0, true, &kCtlWrap, Check::kNone, false, true}};
+constexpr Pattern kCtlContent = {kCtlContentItems, 2, false, true};
+constexpr Item kEncapCtlItems[] = {{kOid, 0, false, nullptr, Check::kOidCtl, false, false},
+                                   {0xa0, 0, false, &kCtlContent, Check::kNone, false, false}};
+constexpr Pattern kEncapCtl = {kEncapCtlItems, 2, false, false};
+constexpr Item kStlSignedItems[] = {
+    {kInt, 0, false, nullptr, Check::kNone, false, false},     // version
+    {kSet, 0, false, nullptr, Check::kNone, false, false},     // digestAlgorithms
+    {kSeq, 0, false, &kEncapCtl, Check::kNone, false, false},  // encapContentInfo
+    {0xa0, 0, true, &kCertList, Check::kNone, false, false},   // certificates
+    {0xa1, 0, true, &kCrlList, Check::kNone, false, false},    // crls
+    {kSet, 0, false, nullptr, Check::kNone, true, false},      // signerInfos
+};
+constexpr Pattern kStlSigned = {kStlSignedItems, 6, false, false};
+constexpr Item kStlWrapItems[] = {{kSeq, 0, false, &kStlSigned, Check::kNone, false, false}};
+constexpr Pattern kStlWrap = {kStlWrapItems, 1, false, false};
+constexpr Item kStlItems[] = {{kOid, 0, false, nullptr, Check::kOidSignedData, false, false},
+                              {0xa0, 0, false, &kStlWrap, Check::kNone, false, false}};
+constexpr Pattern kStlRoot = {kStlItems, 2, false, false};
 
 // OCSPRequest ::= SEQUENCE { tbsRequest, optionalSignature [0] EXPLICIT OPTIONAL }
 constexpr Item kReqListItem[] = {{kSeq, 0, false, nullptr, Check::kNone, false, false}};
-constexpr Pattern kReqList = {kReqListItem, 1, true};
+constexpr Pattern kReqList = {kReqListItem, 1, true, false};
 constexpr Item kTbsReqItems[] = {{0xa0, 0, true, nullptr, Check::kNone, false, false},
                                  {0xa1, 0, true, nullptr, Check::kNone, false, false},
                                  {kSeq, 0, false, &kReqList, Check::kNone, true, false},
                                  {0xa2, 0, true, nullptr, Check::kNone, false, false}};
-constexpr Pattern kTbsReq = {kTbsReqItems, 4, false};
+constexpr Pattern kTbsReq = {kTbsReqItems, 4, false, false};
 constexpr Item kOcspReqItems[] = {{kSeq, 0, false, &kTbsReq, Check::kNone, false, false},
                                   {0xa0, 0, true, nullptr, Check::kNone, false, false}};
-constexpr Pattern kOcspReq = {kOcspReqItems, 2, false};
+constexpr Pattern kOcspReq = {kOcspReqItems, 2, false, false};
 
-const Pattern* root_pattern(RevocationKind k) {
-  switch (k) {
+const Pattern* root_pattern(std::size_t index) {
+  if (index == kStl) return &kStlRoot;
+  switch (static_cast<RevocationKind>(index)) {
     case RevocationKind::kCrl:
       return &kCrl;
     case RevocationKind::kOcspResponse:
@@ -173,6 +236,14 @@ constexpr std::uint8_t kOidOcspBasicBytes[] = {0x2b, 0x06, 0x01, 0x05, 0x05,
                                                0x07, 0x30, 0x01, 0x01};
 constexpr std::uint8_t kOidSignedDataBytes[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
                                                 0x0d, 0x01, 0x07, 0x02};
+constexpr std::uint8_t kOidDataBytes[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01};
+constexpr std::uint8_t kOidCtlBytes[] = {0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x0a, 0x01};
+
+// The name of a kind, the internal trust-list kind included.
+std::string kind_name(std::size_t index) {
+  return index == kStl ? std::string("signed trust list")
+                       : std::string(to_string(static_cast<RevocationKind>(index)));
+}
 
 std::string hex_byte(std::uint8_t b) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -339,6 +410,8 @@ struct RevocationCheck::Impl {
   std::uint8_t capture[kCapture] = {};
   std::size_t capture_len = 0;
   std::uint64_t prim_size = 0;
+  bool line_end_ok = true;  // one line ending may follow the object (not inside a CAB)
+  std::string line_end;     // the bytes after the object (at most 2)
 
   // -- PEM --
   std::string pem_label;
@@ -349,13 +422,8 @@ struct RevocationCheck::Impl {
   enum class PemState : std::uint8_t { kBody, kEndLine, kAfter } pem_state = PemState::kBody;
   std::string pem_line;  // the END line being read
   bool pem_at_line_start = true;
-
-  // -- CAB --
-  std::array<std::uint8_t, 36> cab_hdr{};
-  std::uint32_t cab_size = 0, cab_coff_files = 0;
-  std::uint16_t cab_files = 0, cab_names_done = 0;
-  std::string cab_entry;  // the CFFILE entry being read
-  bool cab_header_ok = false;
+  std::size_t pem_trailing = 0;  // blank bytes after the END line
+  static constexpr std::size_t kPemTrailingMax = 64;
 
   // ---------------------------------------------------------------------------------
 
@@ -376,6 +444,7 @@ struct RevocationCheck::Impl {
     take(RevocationKind::kCertificate, limits.cert);
     take(RevocationKind::kPkcs7, limits.cert);
     take(RevocationKind::kCtl, limits.ctl);
+    if (kinds & (1u << kStl)) c = std::max(c, limits.ctl);
     return c;
   }
 
@@ -395,7 +464,7 @@ struct RevocationCheck::Impl {
       if (std::popcount(allowed_now) > 1) {
         r = "not " + kinds_text(allowed_now) + ": " + r;
       } else {
-        r = "not a valid " + std::string(to_string(static_cast<RevocationKind>(best))) + ": " + r;
+        r = "not a valid " + kind_name(best) + ": " + r;
       }
       reject(r);
     }
@@ -407,7 +476,7 @@ struct RevocationCheck::Impl {
     for (std::size_t i = 0; i < kKinds; ++i) {
       if (!(kinds & (1u << i))) continue;
       if (!s.empty()) s += "/";
-      s += to_string(static_cast<RevocationKind>(i));
+      s += kind_name(i);
     }
     return s;
   }
@@ -427,8 +496,9 @@ struct RevocationCheck::Impl {
                       std::to_string(cap) + "-byte cap");
         }
       }
+      const auto cl = static_cast<std::uint64_t>(content_length);
       if (format == Format::kDer && content_length >= 0 &&
-          der_total != static_cast<std::uint64_t>(content_length)) {
+          (cl < der_total || cl - der_total > (line_end_ok ? 2u : 0u))) {
         reject("DER object is " + std::to_string(der_total) + " bytes but Content-Length is " +
                std::to_string(content_length));
         return;
@@ -458,7 +528,7 @@ struct RevocationCheck::Impl {
           kill(k, "starts with " + tag_name(tag) + ", not SEQUENCE");
           continue;
         }
-        c.levels[0].pattern = root_pattern(static_cast<RevocationKind>(k));
+        c.levels[0].pattern = root_pattern(k);
         c.levels[0].pos = 0;
         ++c.progress;
         continue;
@@ -474,7 +544,7 @@ struct RevocationCheck::Impl {
         if (p->items[0].tag_a == kAnyTag || tag == p->items[0].tag_a ||
             (p->items[0].tag_b && tag == p->items[0].tag_b))
           item = &p->items[0];
-      } else {
+      } else if (!(p->choice && lv.pos > 0)) {  // a choice takes one child
         for (std::size_t i = lv.pos; i < p->n; ++i) {
           const Item& it = p->items[i];
           if (it.tag_a == kAnyTag || tag == it.tag_a || (it.tag_b != 0 && tag == it.tag_b)) {
@@ -497,7 +567,16 @@ struct RevocationCheck::Impl {
         kill(k, "OCSP response with status " + std::to_string(c.status) + " carries responseBytes");
         continue;
       }
-      if (item->identifies && item->check == Check::kNone) c.identified = true;
+      if (item->check == Check::kEmpty) {
+        if (len != 0) {
+          kill(k, tag_name(tag) + " at depth " + std::to_string(d) + " is not empty" +
+                      empty_hint(k, d, idx));
+          continue;
+        }
+        if (item->identifies && identifies_for(k, p)) c.identified = true;
+      } else if (item->identifies && item->check == Check::kNone && identifies_for(k, p)) {
+        c.identified = true;
+      }
       if (item->check != Check::kNone) want_capture = true;
       if (item->encapsulates) encapsulate = true;
       c.levels[static_cast<std::size_t>(d)] = {item->children, 0, 0};
@@ -525,6 +604,27 @@ struct RevocationCheck::Impl {
       (void)want_capture;
       if (len == 0) end_primitive();
     }
+  }
+
+  // The primitive just ended is exactly this OID's contents.
+  bool oid_is(const std::uint8_t (&oid)[9]) const {
+    return prim_size == sizeof oid && std::memcmp(capture, oid, sizeof oid) == 0;
+  }
+
+  // Why a SignedData element that must be empty matters, for the audit reason.
+  static std::string empty_hint(std::size_t k, int d, std::size_t idx) {
+    if (k != static_cast<std::size_t>(RevocationKind::kPkcs7)) return {};
+    if (d != 3) return " (content: a signed document, not a certs-only bundle)";
+    return idx == 1 ? " (digestAlgorithms: a signed object, not a certs-only bundle)"
+                    : " (signerInfos: a signed object, not a certs-only bundle)";
+  }
+
+  // Which identifying items count for kind k: a SignedData is identified by its own
+  // signerInfos, never by the certificates (or CRLs) it carries.
+  static bool identifies_for(std::size_t k, const Pattern* p) {
+    if (k == static_cast<std::size_t>(RevocationKind::kPkcs7)) return p == &kSignedData;
+    if (k == kStl) return p == &kStlSigned;
+    return true;
   }
 
   // A primitive at depth depth+1 ended; its first bytes are in capture.
@@ -562,12 +662,21 @@ struct RevocationCheck::Impl {
           }
           break;
         case Check::kOidSignedData:
-          if (prim_size != sizeof kOidSignedDataBytes ||
-              std::memcmp(capture, kOidSignedDataBytes, sizeof kOidSignedDataBytes) != 0) {
-            kill(k, "contentType is not signedData");
-          } else {
-            c.identified = true;
+          // Not identifying: a SignedData is one of the allowed kinds only once its
+          // content type and its (absent) signers are seen.
+          if (!oid_is(kOidSignedDataBytes)) kill(k, "contentType is not signedData");
+          break;
+        case Check::kOidData:
+          if (!oid_is(kOidDataBytes)) {
+            kill(k,
+                 "SignedData's content type is not id-data (a signed document or token, "
+                 "not a certs-only bundle)");
           }
+          break;
+        case Check::kOidCtl:
+          if (!oid_is(kOidCtlBytes)) kill(k, "SignedData's content type is not szOID_CTL");
+          break;
+        case Check::kEmpty:
           break;
       }
       (void)content;
@@ -587,6 +696,10 @@ struct RevocationCheck::Impl {
         const Pattern* p = lv.pattern;
         if (p == nullptr) continue;
         if (p->repeated) continue;
+        if (p->choice && lv.pos == 0) {
+          kill(k, "empty element at depth " + std::to_string(d));
+          continue;
+        }
         for (std::size_t i = lv.pos; i < p->n; ++i) {
           if (!p->items[i].optional) {
             kill(k,
@@ -747,7 +860,11 @@ struct RevocationCheck::Impl {
   void feed_der(const std::uint8_t* p, std::size_t n) {
     while (n > 0 && state != State::kRejected) {
       if (der_done) {
-        reject("bytes after the end of the DER object");
+        if (format == Format::kDer && line_end_ok) {
+          take_line_end(p, n);
+        } else {
+          reject("bytes after the end of the DER object");
+        }
         return;
       }
       if (!in_prim && hdr_len == 0 && in_revoked_list()) {
@@ -799,8 +916,25 @@ struct RevocationCheck::Impl {
     }
   }
 
+  // After the DER object, one line ending ("\n" or "\r\n") and nothing else: what
+  // Windows and OpenSSL accept from a file written with a final newline. Two bytes at
+  // most, of a fixed value: nothing can be carried in them.
+  void take_line_end(const std::uint8_t* p, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      line_end += static_cast<char>(p[i]);
+      if (line_end != "\n" && line_end != "\r" && line_end != "\r\n") {
+        reject("bytes after the end of the DER object");
+        return;
+      }
+    }
+  }
+
   void finish_der() {
     if (state == State::kRejected) return;
+    if (line_end == "\r") {
+      reject("bytes after the end of the DER object");
+      return;
+    }
     if (!der_done) {
       reject(der_seen == 0 ? "empty body" : "truncated: the DER object is incomplete");
       return;
@@ -843,6 +977,9 @@ struct RevocationCheck::Impl {
       if (pem_state == PemState::kAfter) {
         if (c != '\r' && c != '\n' && c != ' ' && c != '\t') {
           reject("bytes after the PEM END line");
+        } else if (++pem_trailing > kPemTrailingMax) {
+          reject("more than " + std::to_string(kPemTrailingMax) +
+                 " blank bytes after the PEM END line");
         }
         continue;
       }
@@ -914,75 +1051,313 @@ struct RevocationCheck::Impl {
   }
 
   // ---- CAB ----
+  //
+  // A CAB trust list is one cabinet, one folder, one file named *.stl, nothing else: the
+  // header (no reserved areas, no chained cabinets), the folder entry, the file entry and
+  // the data blocks follow each other with no gap, and the last block ends the cabinet.
+  // The folder is stored or MSZIP-compressed; its data is inflated block by block (each
+  // block a raw deflate stream whose dictionary is the previous 32 KiB of output) and fed
+  // to a nested DER check that accepts only a signed certificate trust list. Memory: the
+  // fixed parts being read, one block's output, 32 KiB of history and zlib's state.
 
-  static std::uint32_t le32(const std::uint8_t* p) {
-    return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
-           (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
+  enum class CabPart : std::uint8_t { kHeader, kFolder, kFile, kBlockHeader, kBlock, kEnd };
+  struct ZDeleter {
+    void operator()(z_stream* z) const {
+      inflateEnd(z);
+      delete z;
+    }
+  };
+  static constexpr std::size_t kCabBlockMax = 32768;  // uncompressed bytes per CFDATA
+  static constexpr std::size_t kCabNameMax = 255;
+
+  CabPart cab_part = CabPart::kHeader;
+  std::string cab_fixed;  // the header, folder, file entry or block header being read
+  std::uint32_t cab_size = 0, cab_data_start = 0, cab_file_size = 0;
+  std::uint16_t cab_blocks = 0, cab_blocks_done = 0, cab_compress = 0;
+  std::uint32_t cab_block_left = 0;  // compressed bytes of the current block still to come
+  std::uint16_t cab_block_out = 0;   // its uncompressed size
+  std::uint64_t cab_unpacked = 0, stl_fed = 0;
+  std::string cab_name;
+  std::unique_ptr<z_stream, ZDeleter> zs;
+  std::vector<std::uint8_t> block_out, history;
+  std::uint8_t ck_seen = 0;   // bytes of the MSZIP "CK" signature seen in this block
+  bool block_end = false;     // the block's deflate stream has ended
+  std::unique_ptr<Impl> stl;  // the check of the file inside
+
+  static std::uint32_t le32(const char* p) {
+    const auto* u = reinterpret_cast<const std::uint8_t*>(p);
+    return static_cast<std::uint32_t>(u[0]) | (static_cast<std::uint32_t>(u[1]) << 8) |
+           (static_cast<std::uint32_t>(u[2]) << 16) | (static_cast<std::uint32_t>(u[3]) << 24);
   }
-  static std::uint16_t le16(const std::uint8_t* p) {
-    return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
+  static std::uint16_t le16(const char* p) {
+    const auto* u = reinterpret_cast<const std::uint8_t*>(p);
+    return static_cast<std::uint16_t>(u[0] | (u[1] << 8));
   }
 
-  // Called with every body byte offset; reads the header and the CFFILE names.
-  void feed_cab(const std::uint8_t* p, std::size_t n, std::uint64_t offset) {
-    for (std::size_t i = 0; i < n && state != State::kRejected; ++i) {
-      const std::uint64_t at = offset + i;
-      if (at < 36) {
-        cab_hdr[at] = p[i];
-        if (at == 35) check_cab_header();
-        continue;
-      }
-      if (!cab_header_ok || cab_names_done >= cab_files || at < cab_coff_files) {
-        // Skip to the file table in one step.
-        if (cab_header_ok && cab_names_done < cab_files && at < cab_coff_files) {
-          std::uint64_t skip = std::min<std::uint64_t>(cab_coff_files - at, n - i) - 1;
-          i += static_cast<std::size_t>(skip);
-        } else {
-          break;  // header and names done: nothing more to look at
+  // Collects `want` bytes of a fixed part into cab_fixed; true once it is complete.
+  bool collect(const std::uint8_t*& p, std::size_t& n, std::size_t want) {
+    const std::size_t take = std::min(n, want - cab_fixed.size());
+    cab_fixed.append(reinterpret_cast<const char*>(p), take);
+    p += take;
+    n -= take;
+    return cab_fixed.size() == want;
+  }
+
+  void feed_cab(const std::uint8_t* p, std::size_t n) {
+    while (n > 0 && state != State::kRejected) {
+      switch (cab_part) {
+        case CabPart::kHeader:
+          if (collect(p, n, 36)) cab_header();
+          break;
+        case CabPart::kFolder:
+          if (collect(p, n, 8)) cab_folder();
+          break;
+        case CabPart::kFile: {
+          // 16 fixed bytes, then the NUL-terminated name.
+          const std::size_t before = cab_fixed.size();
+          if (before < 16) {
+            collect(p, n, 16);
+            break;
+          }
+          const auto* nul = static_cast<const std::uint8_t*>(std::memchr(p, 0, n));
+          const std::size_t take = nul ? static_cast<std::size_t>(nul - p) + 1 : n;
+          if (before - 16 + take > kCabNameMax + 1) {
+            reject("CAB file name too long");
+            return;
+          }
+          cab_fixed.append(reinterpret_cast<const char*>(p), take);
+          p += take;
+          n -= take;
+          if (nul) cab_file();
+          break;
         }
-        continue;
-      }
-      // Inside the CFFILE table: 16 fixed bytes, then a NUL-terminated name.
-      cab_entry += static_cast<char>(p[i]);
-      if (cab_entry.size() > 16 && p[i] == '\0') {
-        std::string_view name(cab_entry.data() + 16, cab_entry.size() - 17);
-        if (name.size() < 5 || !text::iequals(name.substr(name.size() - 4), ".stl")) {
-          reject("CAB holds '" + std::string(name.substr(0, 64)) +
-                 "', not a certificate trust list (.stl)");
+        case CabPart::kBlockHeader:
+          if (collect(p, n, 8)) cab_block_header();
+          break;
+        case CabPart::kBlock: {
+          const std::size_t take =
+              static_cast<std::size_t>(std::min<std::uint64_t>(n, cab_block_left));
+          cab_block_data(p, take);
+          p += take;
+          n -= take;
+          cab_block_left -= static_cast<std::uint32_t>(take);
+          if (cab_block_left == 0 && state != State::kRejected) cab_block_done();
+          break;
+        }
+        case CabPart::kEnd:
+          reject("bytes after the CAB's last data block");
           return;
-        }
-        ++cab_names_done;
-        if (cab_names_done == 1)
-          cand[static_cast<std::size_t>(RevocationKind::kCtl)].identified = true;
-        cab_entry.clear();
-      } else if (cab_entry.size() > 16 + 256) {
-        reject("CAB file name too long");
-        return;
       }
     }
   }
 
-  void check_cab_header() {
-    const std::uint8_t* h = cab_hdr.data();
+  void cab_header() {
+    const char* h = cab_fixed.data();
     cab_size = le32(h + 8);
-    cab_coff_files = le32(h + 16);
-    cab_files = le16(h + 28);
-    const std::uint16_t folders = le16(h + 26);
+    const std::uint32_t coff_files = le32(h + 16);
+    const std::uint16_t folders = le16(h + 26), files = le16(h + 28), flags = le16(h + 30);
     if (le32(h + 4) != 0 || le32(h + 12) != 0 || le32(h + 20) != 0) {
       reject("CAB header reserved fields are not zero");
     } else if (h[24] != 3 || h[25] != 1) {
       reject("CAB version is not 1.3");
-    } else if (folders == 0 || cab_files == 0 || cab_files > 64) {
-      reject("CAB has no folder or an odd number of files");
+    } else if (flags != 0) {
+      reject("CAB with flags " + std::to_string(flags) +
+             " (reserved areas, a signature or chained cabinets): not a trust list's cabinet");
+    } else if (folders != 1 || files != 1 || le16(h + 34) != 0) {
+      reject("CAB holds " + std::to_string(files) + " files in " + std::to_string(folders) +
+             " folders (a trust list's cabinet holds one file)");
     } else if (cab_size > limits.ctl) {
       reject("CAB of " + std::to_string(cab_size) + " bytes is over the cap");
     } else if (content_length >= 0 && cab_size != static_cast<std::uint64_t>(content_length)) {
       reject("CAB says " + std::to_string(cab_size) + " bytes but Content-Length is " +
              std::to_string(content_length));
-    } else if (cab_coff_files < 36 || cab_coff_files >= cab_size) {
-      reject("CAB file table outside the cabinet");
+    } else if (coff_files != 36 + 8) {
+      reject("CAB file table is not right after the folder table");
     } else {
-      cab_header_ok = true;
+      cab_next(CabPart::kFolder);
+    }
+  }
+
+  void cab_folder() {
+    const char* f = cab_fixed.data();
+    cab_data_start = le32(f);
+    cab_blocks = le16(f + 4);
+    cab_compress = le16(f + 6);
+    if (cab_compress > 1) {
+      reject("CAB folder compression " + std::to_string(cab_compress) +
+             " (only stored and MSZIP are checked)");
+    } else if (cab_blocks == 0) {
+      reject("CAB folder without data");
+    } else {
+      cab_next(CabPart::kFile);
+    }
+  }
+
+  void cab_file() {
+    const char* f = cab_fixed.data();
+    cab_file_size = le32(f);
+    cab_name.assign(cab_fixed, 16, cab_fixed.size() - 17);
+    const std::string shown = cab_name.substr(0, 64);
+    if (cab_name.size() < 5 ||
+        !text::iequals(std::string_view(cab_name).substr(cab_name.size() - 4), ".stl")) {
+      reject("CAB holds '" + shown + "', not a certificate trust list (.stl)");
+    } else if (le32(f + 4) != 0 || le16(f + 8) != 0) {
+      reject("CAB file '" + shown + "' does not start its folder");
+    } else if (cab_file_size == 0 || cab_file_size > limits.ctl) {
+      reject("CAB file '" + shown + "' of " + std::to_string(cab_file_size) +
+             " bytes (empty or over the cap)");
+    } else if (cab_data_start != 36 + 8 + cab_fixed.size()) {
+      reject("CAB data does not follow the file table");
+    } else {
+      stl = std::make_unique<Impl>();
+      stl->limits = limits;
+      stl->allowed = stl->allowed_now = stl->alive_mask = 1u << kStl;
+      stl->cand[kStl].alive = true;
+      stl->format = Format::kDer;
+      stl->content_length = cab_file_size;
+      stl->line_end_ok = false;
+      if (cab_compress == 1) {
+        zs.reset(new z_stream{});
+        if (inflateInit2(zs.get(), -15) != Z_OK) {
+          reject("CAB: zlib could not start");
+          return;
+        }
+        block_out.resize(kCabBlockMax);
+      }
+      cab_next(CabPart::kBlockHeader);
+    }
+  }
+
+  void cab_block_header() {
+    const char* b = cab_fixed.data();
+    cab_block_left = le16(b + 4);
+    cab_block_out = le16(b + 6);
+    if (cab_block_out == 0 || cab_block_out > kCabBlockMax) {
+      reject("CAB data block of " + std::to_string(cab_block_out) + " bytes uncompressed");
+    } else if (cab_compress == 0 && cab_block_left != cab_block_out) {
+      reject("stored CAB data block whose sizes differ");
+    } else if (cab_compress == 1 && cab_block_left < 3) {
+      reject("MSZIP block too short");
+    } else {
+      ck_seen = 0;
+      block_end = false;
+      cab_block_have = 0;
+      if (zs && cab_blocks_done > 0) {
+        inflateReset(zs.get());
+        inflateSetDictionary(zs.get(), history.data(), static_cast<uInt>(history.size()));
+      }
+      cab_next(CabPart::kBlock);
+    }
+  }
+  std::size_t cab_block_have = 0;  // uncompressed bytes of the current block so far
+
+  void cab_block_data(const std::uint8_t* p, std::size_t n) {
+    if (!zs) {  // stored
+      stl_feed(p, n);
+      cab_block_have += n;
+      return;
+    }
+    while (ck_seen < 2 && n > 0) {
+      if (*p != static_cast<std::uint8_t>("CK"[ck_seen])) {
+        reject("MSZIP block without its 'CK' signature");
+        return;
+      }
+      ++ck_seen;
+      ++p;
+      --n;
+    }
+    if (n == 0) return;
+    if (block_end) {
+      reject("bytes after the end of an MSZIP block's deflate stream");
+      return;
+    }
+    zs->next_in = const_cast<Bytef*>(p);
+    zs->avail_in = static_cast<uInt>(n);
+    zs->next_out = block_out.data() + cab_block_have;
+    zs->avail_out = static_cast<uInt>(cab_block_out - cab_block_have);
+    const int r = inflate(zs.get(), Z_NO_FLUSH);
+    cab_block_have = cab_block_out - zs->avail_out;
+    if (r == Z_STREAM_END) {
+      block_end = true;
+      if (zs->avail_in != 0) reject("bytes after the end of an MSZIP block's deflate stream");
+    } else if (r != Z_OK && !(r == Z_BUF_ERROR && zs->avail_in == 0)) {
+      reject("MSZIP data does not inflate (zlib: " + std::string(zs->msg ? zs->msg : "error") +
+             ")");
+    } else if (zs->avail_out == 0 && zs->avail_in != 0) {
+      reject("MSZIP block inflates past its declared size");
+    }
+  }
+
+  void cab_block_done() {
+    if (zs) {
+      if (!block_end) {
+        reject("MSZIP block ends inside its deflate stream");
+        return;
+      }
+      if (cab_block_have != cab_block_out) {
+        reject("MSZIP block inflates to " + std::to_string(cab_block_have) + " bytes, not " +
+               std::to_string(cab_block_out));
+        return;
+      }
+      stl_feed(block_out.data(), cab_block_have);
+      // The next block's dictionary: the last 32 KiB of output.
+      history.insert(history.end(), block_out.begin(),
+                     block_out.begin() + static_cast<std::ptrdiff_t>(cab_block_have));
+      if (history.size() > kCabBlockMax)
+        history.erase(history.begin(), history.end() - static_cast<std::ptrdiff_t>(kCabBlockMax));
+    } else if (cab_block_have != cab_block_out) {
+      reject("CAB data block shorter than declared");
+      return;
+    }
+    if (state == State::kRejected) return;
+    cab_unpacked += cab_block_have;
+    ++cab_blocks_done;
+    cab_next(cab_blocks_done == cab_blocks ? CabPart::kEnd : CabPart::kBlockHeader);
+  }
+
+  // Uncompressed bytes of the .stl, to its check.
+  void stl_feed(const std::uint8_t* p, std::size_t n) {
+    if (stl_fed == 0 && n > 0 && p[0] != kSeq) {
+      reject("CAB file '" + cab_name.substr(0, 64) +
+             "' is not a certificate trust list: it starts with " + hex_byte(p[0]) +
+             ", not a DER SEQUENCE");
+      return;
+    }
+    stl_fed += n;
+    if (stl_fed > cab_file_size) {
+      reject("CAB folder holds more than its one file");
+      return;
+    }
+    stl->feed_der(p, n);
+    if (stl->state == State::kRejected) stl_rejected();
+  }
+  void stl_rejected() {
+    reject("CAB file '" + cab_name.substr(0, 64) +
+           "' is not a certificate trust list: " + stl->reason);
+  }
+
+  void cab_next(CabPart part) {
+    cab_part = part;
+    cab_fixed.clear();
+  }
+
+  void finish_cab() {
+    if (state == State::kRejected) return;
+    if (cab_part != CabPart::kEnd) {
+      reject(cab_part == CabPart::kHeader ? "truncated CAB header" : "truncated CAB");
+    } else if (bytes != cab_size) {
+      reject("CAB says " + std::to_string(cab_size) + " bytes, body has " + std::to_string(bytes));
+    } else if (cab_unpacked != cab_file_size) {
+      reject("CAB folder holds " + std::to_string(cab_unpacked) + " bytes, its file " +
+             std::to_string(cab_file_size));
+    } else {
+      stl->finish_der();
+      if (stl->state != State::kGenuine) {
+        stl_rejected();
+      } else {
+        state = State::kGenuine;
+        found = RevocationKind::kCtl;
+      }
     }
   }
 
@@ -999,7 +1374,10 @@ struct RevocationCheck::Impl {
     if (f == Format::kPem) {
       unsigned by_label = 0;
       if (pem_label == "X509 CRL") by_label = bit(RevocationKind::kCrl);
-      if (pem_label == "CERTIFICATE") by_label = bit(RevocationKind::kCertificate);
+      // "X509 CERTIFICATE" is the label of old OpenSSL and Netscape tools; the label
+      // carries no data, the base64 under it is checked as any certificate.
+      if (pem_label == "CERTIFICATE" || pem_label == "X509 CERTIFICATE")
+        by_label = bit(RevocationKind::kCertificate);
       if (pem_label == "PKCS7") by_label = bit(RevocationKind::kPkcs7);
       mask &= by_label;
       mask &= ~bit(RevocationKind::kOcspRequest);
@@ -1018,6 +1396,13 @@ struct RevocationCheck::Impl {
     }
     alive_mask = mask;
     allowed_now = mask;
+    // PEM: the label names the kind, so its cap applies to the text from here on.
+    const std::uint64_t text_cap = cap_of(mask) * 3 / 2 + 1024;
+    if (f == Format::kPem && content_length >= 0 &&
+        static_cast<std::uint64_t>(content_length) > text_cap) {
+      reject("Content-Length " + std::to_string(content_length) + " is over the " +
+             std::to_string(text_cap) + "-byte cap of PEM " + kinds_text(mask));
+    }
   }
 
   // Returns how many bytes of `s` the sniffer consumed into its own buffer.
@@ -1059,14 +1444,14 @@ struct RevocationCheck::Impl {
       // Replay the sniffed bytes, then the rest of `s`.
       std::string buffered = std::move(sniff);
       sniff.clear();
-      route(buffered, 0);
-      if (s.size() > need && state != State::kRejected) route(s.substr(need), buffered.size());
+      route(buffered);
+      if (s.size() > need && state != State::kRejected) route(s.substr(need));
       return;
     }
-    route(s, bytes - s.size());
+    route(s);
   }
 
-  void route(std::string_view s, std::uint64_t offset) {
+  void route(std::string_view s) {
     const auto* p = reinterpret_cast<const std::uint8_t*>(s.data());
     switch (format) {
       case Format::kDer:
@@ -1076,7 +1461,7 @@ struct RevocationCheck::Impl {
         feed_pem(p, s.size());
         break;
       case Format::kCab:
-        feed_cab(p, s.size(), offset);
+        feed_cab(p, s.size());
         break;
       case Format::kSniffing:
         break;
@@ -1221,17 +1606,7 @@ RevocationCheck::State RevocationCheck::finish() {
       m.finish_der();
       break;
     case Impl::Format::kCab:
-      if (!m.cab_header_ok) {
-        m.reject("truncated CAB header");
-      } else if (m.bytes != m.cab_size) {
-        m.reject("CAB says " + std::to_string(m.cab_size) + " bytes, body has " +
-                 std::to_string(m.bytes));
-      } else if (m.cab_names_done < m.cab_files) {
-        m.reject("CAB file table incomplete");
-      } else {
-        m.state = State::kGenuine;
-        m.found = RevocationKind::kCtl;
-      }
+      m.finish_cab();
       break;
   }
   return m.state;
@@ -1271,11 +1646,11 @@ bool RevocationCheck::identified() const {
   if (identified == 0 || alive != 1) return false;
   switch (m.format) {
     case Impl::Format::kDer:
+      // Definite DER lengths: the object's end is known from its first header and is
+      // exactly where Content-Length says the body ends.
       return m.der_total == static_cast<std::uint64_t>(m.content_length);
-    case Impl::Format::kCab:
-      return m.cab_header_ok && m.cab_size == static_cast<std::uint64_t>(m.content_length);
-    case Impl::Format::kPem:
-      return true;  // the PEM size was capped at begin(); the DER total at its header
+    case Impl::Format::kCab:  // the trust list is known only once inflated and walked
+    case Impl::Format::kPem:  // text: its end is known only at the END line
     case Impl::Format::kSniffing:
       return false;
   }

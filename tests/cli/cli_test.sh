@@ -17,6 +17,60 @@ help)
   run --help; expect_rc 0; expect_out "usage: authbypass COMMAND"; expect_out "explain POLICY --url URL" ;;
 version)
   run --version; expect_rc 0; expect_out "authbypass " ;;
+verify_*)
+  # Bodies made here with openssl: a CA, its CRL (DER and PEM), a certs-only bundle, and
+  # impostors (a CMS-signed document, a program).
+  (cd "$tmp" && set -e
+   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+     -out ca.pem -subj /CN=CA -days 30 2>/dev/null
+   printf '[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\ncrlnumber=n\ndefault_md=sha256\ndefault_crl_days=7\ncertificate=ca.pem\nprivate_key=ca.key\n' >ca.cnf
+   : >index.txt; echo 01 >n
+   openssl ca -config ca.cnf -gencrl -out crl.pem 2>/dev/null
+   openssl crl -in crl.pem -outform DER -out crl.der
+   openssl crl2pkcs7 -nocrl -certfile ca.pem -outform DER -out ca.p7c
+   printf 'MZ\220\0 program' >prog.exe
+   openssl cms -sign -binary -nodetach -in prog.exe -signer ca.pem -inkey ca.key -outform DER \
+     -out signed.p7m
+   head -c 3000 /dev/urandom >>crl.pem.zip; cat crl.pem crl.pem.zip >glued.pem) \
+    >"$tmp/out" 2>"$tmp/err" || fail "openssl fixtures"
+  cd "$tmp"
+  case $case_name in
+  verify_genuine)
+    run verify crl.der crl.pem ca.pem ca.p7c; expect_rc 0
+    expect_out "crl.der: verified crl: genuine crl"; expect_out "crl.pem: verified crl: genuine crl"
+    expect_out "ca.pem: verified cert: genuine cert"; expect_out "ca.p7c: verified pkcs7: genuine pkcs7"
+    for c in 1 7 4096; do
+      run verify --chunk $c --verify crl --content-type application/pkix-crl crl.der; expect_rc 0
+    done ;;
+  verify_blocked)
+    run verify crl.der signed.p7m prog.exe; expect_rc 1
+    expect_out "crl.der: verified crl: genuine crl"
+    expect_out "signed.p7m: blocked -: not crl/ocsp/cert/pkcs7: SET at depth 3 is not empty (digestAlgorithms"
+    expect_out "prog.exe: blocked -: not revocation data: a Windows executable (MZ)"
+    run verify --verify cert crl.der; expect_rc 1; expect_out "crl.der: blocked -: not cert/pkcs7"
+    run verify --content-type text/html crl.der; expect_rc 1
+    expect_out "blocked -: Content-Type 'text/html' is not revocation data" ;;
+  verify_preview)
+    # DER whose end is Content-Length: identified from the preview, the rest unchecked.
+    run verify --preview 1024 crl.der; expect_rc 0
+    # (a CRL of a few hundred bytes fits the preview: checked whole)
+    expect_out "crl.der: verified crl: genuine crl"
+    run verify --preview 100 crl.der; expect_rc 0; expect_out "crl.der: verified crl: identified crl (preview)"
+    # PEM is never identified from a preview: a PEM CRL glued to junk is checked in full.
+    run verify --preview 16 --content-type application/octet-stream glued.pem; expect_rc 1
+    expect_out "glued.pem: blocked -: bytes after the PEM END line"
+    run verify --preview 16 ca.p7c; expect_rc 0; expect_out "ca.p7c: verified pkcs7: genuine pkcs7" ;;
+  verify_usage)
+    run verify; expect_rc 2; expect_err "verify needs at least one FILE"
+    run verify --verify bogus crl.der; expect_rc 2; expect_err "bad --verify 'bogus' (give a rule's verify"
+    run verify --preview x crl.der; expect_rc 2; expect_err "--preview needs the preview size in bytes"
+    run verify --chunk 0 crl.der; expect_rc 2; expect_err "--chunk needs a size in bytes"
+    run verify --request --preview 5 crl.der; expect_rc 2; expect_err "--request checks an OCSP POST body"
+    run verify missing.crl crl.der; expect_rc 2; expect_err "cannot read missing.crl"
+    expect_out "crl.der: verified crl: genuine crl"
+    run --help; expect_out "verify FILE... [--content-type T] [--verify KIND] [--preview N]" ;;
+  *) fail "no such verify case" ;;
+  esac ;;
 usage_errors)
   run; expect_rc 2
   run frobnicate; expect_rc 2; expect_err "unknown command 'frobnicate'"; expect_err "authbypass --help"

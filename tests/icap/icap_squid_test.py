@@ -8,10 +8,12 @@ usage: icap_squid_test.py HELPER MODULE POLICY DATA_DIR
 
 For each of authbypass.Verify full and preview (a fresh c-icap and Squid each):
   * genuine objects served to an unauthenticated client (CryptoAPI User-Agent): a small
-    CRL, a 20 MB CRL, a PEM CRL, an OCSP response, a DER certificate, a .p7c -> 200 and
-    byte-identical, one `verified` event each;
+    CRL, a 20 MB CRL, a PEM CRL, an OCSP response, a DER certificate, a .p7c, a CAB
+    trust list -> 200 and byte-identical, one `verified` event each;
   * impostors: HTML, an executable (MZ) and 20 MB of junk named .crl, a CRL with bytes
-    appended, and a truncated 20 MB CRL without Content-Length (fails only at its end)
+    appended, a truncated 20 MB CRL without Content-Length (fails only at its end), a
+    CAB holding a program as authroot.stl, CAdES signatures (content embedded, detached)
+    as .p7c, a PEM certificate followed by a ZIP
     -> 403 or a cut transfer, never the whole impostor; one `blocked` event each, with
     the reason;
   * OCSP POST with a real request -> 200 (the responder's answer); with 1 MB of junk ->
@@ -96,6 +98,9 @@ GENUINE = [
      "application/x-x509-ca-cert", "auto", "windows-root-certs", "cert"),
     (".p7c bundle", "http://cacerts.digicert.com/LabCA.p7c", "ca.p7c",
      "application/pkcs7-mime", "auto", "ca-revocation-hosts", "pkcs7"),
+    ("CAB trust list (MSZIP, signed CTL inside)",
+     "http://ctldl.windowsupdate.com/msdownload/update/v3/static/trustedr/en/authrootstl.cab",
+     "ctl.cab", "application/vnd.ms-cab-compressed", "auto", "windows-ctl", "ctl"),
 ]
 
 # (label, url, file, content type, content_length)
@@ -111,6 +116,19 @@ IMPOSTORS = [
      "application/pkix-crl", "auto"),
     ("truncated 20 MB CRL, no Content-Length", "http://evil.example.test/truncated.crl",
      "big-truncated.crl", "application/pkix-crl", None),
+    # Not revocation data, though a name check or a preview once passed them (a sixth
+    # field: the rule that bypasses them, when it is not crl-files).
+    ("CAB holding a program named authroot.stl",
+     "http://ctldl.windowsupdate.com/msdownload/update/v3/static/trustedr/en/disallowedcertstl.cab",
+     "prog-stl.cab", "application/vnd.ms-cab-compressed", "auto", "windows-ctl"),
+    ("CAdES-signed program (SignedData with content) as .p7c",
+     "http://cacerts.digicert.com/signed.p7c", "signed-doc.p7m", "application/pkcs7-mime", "auto",
+     "ca-revocation-hosts"),
+    ("detached CMS signature as .p7c", "http://cacerts.digicert.com/detached.p7c",
+     "detached.p7s", "application/pkcs7-mime", "auto", "ca-revocation-hosts"),
+    ("PEM certificate followed by 2 MB of ZIP, octet-stream",
+     "http://cacerts.digicert.com/LabCA-then-zip.crt", "cert-then-zip.pem",
+     "application/octet-stream", "auto", "ca-revocation-hosts"),
 ]
 
 # Caught by `full` only: its first 1024 bytes are a genuine CRL's of the declared size, so
@@ -169,7 +187,7 @@ def run_mode(mode: str, helper: str, module: str, policy: str, data: str, checks
                               and evs[0].get("verdict") == "identified crl (preview)",
                               f"[{mode}] {label}: passes in preview mode, as documented "
                               "(identified from the preview)", str((r, evs)))
-        for label, url, name, _ct, _cl in IMPOSTORS + (FULL_ONLY if mode == "full" else []):
+        for label, url, name, _ct, _cl, *rule in IMPOSTORS + (FULL_ONLY if mode == "full" else []):
             size = os.path.getsize(f[name])
             r = lab.download(url, out("dl"), ua=CRYPTOAPI)
             got = open(out("dl"), "rb").read() if os.path.exists(out("dl")) else b""
@@ -182,7 +200,7 @@ def run_mode(mode: str, helper: str, module: str, policy: str, data: str, checks
                                                    if cut else "NOT BLOCKED"), str(r))
             evs = event_for(url)
             ok = len(evs) == 1 and evs[0]["event"] == "blocked" and evs[0].get("reason") \
-                and evs[0].get("rule") == "crl-files"
+                and evs[0].get("rule") == (rule[0] if rule else "crl-files")
             checks.expect(ok, f"[{mode}] audit: blocked, reason "
                           f"{evs[0].get('reason')!r}" if evs else f"[{mode}] audit: blocked event",
                           str(evs))

@@ -11,21 +11,28 @@ Impostors: page.html, app.exe (MZ header), junk20m.bin (20 MB of random bytes),
 junk1m.bin (1 MB), big-truncated.crl (the 20 MB CRL without its last 100 KB),
 big-corrupt.crl (the 20 MB CRL with 64 KB of random bytes at 10 MB), crl.der.gz
 (the CRL gzip-compressed), crl-appended.crl (the CRL with bytes after it).
+A CAB trust list (ctl.cab: a signed szOID_CTL SignedData as authroot.stl, MSZIP) and
+impostors of the kinds a name check or a preview would pass: prog-stl.cab (a program as
+authroot.stl), signed-doc.p7m and detached.p7s (CAdES signatures, content embedded and
+detached), cert-then-zip.pem (a PEM certificate followed by 2 MB of ZIP).
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import struct
 import subprocess
 import sys
 import time
+import zlib
 
 BIG_REVOCATIONS = 560_000
 
 FILES = ["ca.pem", "ca.der", "leaf.pem", "crl.der", "crl.pem", "crl-40k.crl", "crl-70k.crl", "big.crl", "ocsp-req.der",
          "ocsp-resp.der", "ca.p7c", "page.html", "app.exe", "junk20m.bin", "junk1m.bin",
-         "big-truncated.crl", "big-corrupt.crl", "crl.der.gz", "crl-appended.crl"]
+         "big-truncated.crl", "big-corrupt.crl", "crl.der.gz", "crl-appended.crl",
+         "ctl.cab", "cert-then-zip.pem", "signed-doc.p7m", "detached.p7s", "prog-stl.cab"]
 
 
 def run(*cmd, cwd):
@@ -136,6 +143,7 @@ def make(d: str):
         f.write(gzip.compress(crl))
     with open(os.path.join(d, "crl-appended.crl"), "wb") as f:
         f.write(crl + b"MZ appended payload" + os.urandom(4000))
+    make_signed(d)
     for f in os.listdir(d):
         if f.startswith("index-big.txt"):
             os.remove(os.path.join(d, f))  # 54 MB, only needed for gencrl
@@ -143,6 +151,75 @@ def make(d: str):
             os.chmod(os.path.join(d, f), 0o644)
     print(f"testdata: made {len(FILES)} files in {d} in {time.monotonic() - t0:.1f}s "
           f"(big.crl {size} bytes)")
+
+
+def cab(name: str, data: bytes) -> bytes:
+    """A cabinet holding `data` as `name`, MSZIP (each 32 KiB block a raw deflate stream
+    whose dictionary is the previous 32 KiB, as Microsoft's tools write it)."""
+    blocks = []
+    for at in range(0, len(data), 32768):
+        raw = data[at:at + 32768]
+        z = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=data[max(0, at - 32768):at]) \
+            if at else zlib.compressobj(9, zlib.DEFLATED, -15)
+        blocks.append((b"CK" + z.compress(raw) + z.flush(), len(raw)))
+    entry = struct.pack("<IIHHHH", len(data), 0, 0, 0, 0, 0x20) + name.encode() + b"\0"
+    coff_data = 36 + 8 + len(entry)
+    body = b"".join(struct.pack("<IHH", 0, len(c), n) + c for c, n in blocks)
+    head = b"MSCF" + struct.pack("<IIIII", 0, coff_data + len(body), 0, 44, 0) + b"\x03\x01" + \
+        struct.pack("<HHHHH", 1, 1, 0, 0, 0)
+    return head + struct.pack("<IHH", coff_data, len(blocks), 1) + entry + body
+
+
+CTL_CONF = """asn1 = SEQUENCE:ctl
+[ctl]
+usage = SEQUENCE:usage
+listid = FORMAT:HEX,OCTETSTRING:0102
+seq = INTEGER:0x1234
+this = UTCTIME:261201000000Z
+alg = SEQUENCE:alg
+subjects = SEQUENCE:subjects
+[usage]
+u = OID:1.3.6.1.4.1.311.10.3.9
+[alg]
+a = OID:1.3.14.3.2.26
+[subjects]
+"""
+
+
+def make_signed(d: str):
+    """A CAB trust list (a signed szOID_CTL SignedData as authroot.stl, ~60 KB so that it
+    spans several MSZIP blocks) and SignedData / CAB impostors."""
+    subjects = "".join(f"s{i} = SEQUENCE:subj{i}\n" for i in range(900))
+    subjects += "".join(
+        f"[subj{i}]\nhash = FORMAT:HEX,OCTETSTRING:{i:040x}\nattrs = SET:attrs{i}\n"
+        f"[attrs{i}]\na = SEQUENCE:attr{i}\n[attr{i}]\noid = OID:1.3.6.1.4.1.311.10.11.11\n"
+        f"v = SET:val{i}\n[val{i}]\nv = OCTETSTRING:root{i}\n" for i in range(900))
+    with open(os.path.join(d, "ctl.cnf"), "w") as f:
+        f.write(CTL_CONF + subjects)
+    run("openssl", "asn1parse", "-genconf", "ctl.cnf", "-out", "ctl.der", "-noout", cwd=d)
+    run("openssl", "cms", "-sign", "-binary", "-nodetach", "-econtent_type",
+        "1.3.6.1.4.1.311.10.1", "-in", "ctl.der", "-signer", "ca.pem", "-inkey", "ca.key",
+        "-outform", "DER", "-out", "authroot.stl", cwd=d)
+    with open(os.path.join(d, "authroot.stl"), "rb") as f:
+        stl = f.read()
+    with open(os.path.join(d, "ctl.cab"), "wb") as f:
+        f.write(cab("authroot.stl", stl))
+    with open(os.path.join(d, "app.exe"), "rb") as f:
+        program = f.read()
+    with open(os.path.join(d, "prog-stl.cab"), "wb") as f:
+        f.write(cab("authroot.stl", program))
+    with open(os.path.join(d, "doc.bin"), "wb") as f:
+        f.write(program[:8192])
+    run("openssl", "cms", "-sign", "-binary", "-nodetach", "-cades", "-in", "doc.bin", "-signer",
+        "ca.pem", "-inkey", "ca.key", "-outform", "DER", "-out", "signed-doc.p7m", cwd=d)
+    run("openssl", "cms", "-sign", "-binary", "-cades", "-in", "doc.bin", "-signer", "ca.pem",
+        "-inkey", "ca.key", "-outform", "DER", "-out", "detached.p7s", cwd=d)
+    with open(os.path.join(d, "ca.pem"), "rb") as f:
+        pem = f.read()
+    with open(os.path.join(d, "cert-then-zip.pem"), "wb") as f:
+        f.write(pem + b"PK\x03\x04" + os.urandom(2 << 20))
+    for tmp in ("ctl.cnf", "ctl.der", "authroot.stl", "doc.bin"):
+        os.remove(os.path.join(d, tmp))
 
 
 if __name__ == "__main__":

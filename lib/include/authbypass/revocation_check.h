@@ -4,8 +4,14 @@
 //
 // It walks the DER structure (definite minimal lengths, the outer object exactly filling
 // the body, the expected tags and OIDs of each kind); PEM forms are base64-decoded on the
-// fly into the same walker; CABs are checked by their header and file names. The
-// Content-Type only narrows which kinds are possible; the bytes decide.
+// fly into the same walker. A PKCS#7 SignedData passes only as a certs-only bundle (no
+// digest algorithms, content type id-data with no or empty content, no signerInfos). A
+// CAB passes only as one folder holding one *.stl file, stored or MSZIP, whose inflated
+// bytes are a SignedData carrying a certificate trust list (szOID_CTL). Tolerated, as
+// Windows accepts them and too narrow to carry data: one line ending ("\n" or "\r\n")
+// after a DER object, the PEM label "X509 CERTIFICATE", a few blank bytes after a PEM END
+// line. BER (indefinite lengths) is refused. The Content-Type only narrows which kinds are
+// possible; the bytes decide.
 #pragma once
 
 #include <cstddef>
@@ -23,8 +29,8 @@ enum class RevocationKind : std::uint8_t {
   kCrl,           // X.509 CertificateList
   kOcspResponse,  // OCSPResponse
   kCertificate,   // X.509 Certificate
-  kPkcs7,         // PKCS#7 / CMS SignedData (certs-only bundles, .p7c)
-  kCtl,           // Microsoft CAB holding a certificate trust list (.stl)
+  kPkcs7,         // PKCS#7 / CMS SignedData as a certs-only bundle (.p7c, .p7b)
+  kCtl,           // Microsoft CAB holding a signed certificate trust list (.stl)
   kOcspRequest,   // OCSPRequest (REQMOD: the body of an OCSP POST)
 };
 std::string_view to_string(
@@ -74,9 +80,11 @@ class RevocationCheck {
   // For kRejected: why, in words for the audit log ("not DER: starts with '<' (HTML?)").
   std::string_view reason() const;
   // True once the bytes seen identify one allowed kind by its structure (tags, OIDs),
-  // nothing seen contradicts it, and the object's declared size fits the cap and matches
-  // Content-Length (which must be present). This is the "preview" verdict: enough to let
-  // the rest stream past unchecked (Verify preview mode).
+  // nothing seen contradicts it, and the object's declared size fits the cap and is
+  // exactly Content-Length (which must be present). This is the "preview" verdict: enough
+  // to let the rest stream past unchecked (Verify preview mode). Only DER whose first
+  // header gives its end can be identified before that end: never PEM, a CAB trust list,
+  // DER followed by a line ending, or a PKCS#7 bundle before its (empty) signerInfos.
   bool identified() const;
   // The kind recognized so far (meaningful when identified() or kGenuine).
   RevocationKind kind() const;
