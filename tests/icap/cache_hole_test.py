@@ -2,8 +2,8 @@
 """Integration test: nothing reaches an unauthenticated client from Squid's cache that the
 ICAP check did not pass for that delivery. Real Squid 5.7 running like a deployment
 (Debian's memory cache, helper ttl=60 negative_ttl=60) with the configuration exactly as
-written by `authbypass squid-config` (helper mode, and decision mode `--mode icap`) and by
-the shipped drop-in config/squid/authbypass.conf (uncommented), in front of a real
+written by `authbypass squid-config` (helper mode, and decision mode `--mode icap` with
+and without its prefilter) and by the shipped drop-in config/squid/authbypass.conf (uncommented), in front of a real
 c-icap 0.5.10 with srv_authbypass.so (authbypass.Verify full).
 
 usage: cache_hole_test.py CLI HELPER MODULE POLICY DATA_DIR
@@ -241,7 +241,7 @@ def crl_carrying_program(data: dict, tmp: str, length: int = 4096) -> tuple[str,
 
 
 def run(name: str, cli, helper, module, policy, data, tmp, checks, started, *, decide=False,
-        shipped=False):
+        shipped=False, args: tuple[str, ...] = ()):
     print(f"\n######## {name}", flush=True)
     ic = CIcap(module, policy, verify="full", verbose=True,
                **({"mode": "both", "secret": SECRET} if decide else {}))
@@ -258,7 +258,7 @@ def run(name: str, cli, helper, module, policy, data, tmp, checks, started, *, d
                 f.write(SECRET + "\n")
             os.chmod(secret_file, 0o600)
             dropin = SquidLab.generated_dropin(cli, policy, "--mode", "icap", "--secret-file",
-                                               secret_file, "--clients", "localhost")
+                                               secret_file, "--clients", "localhost", *args)
         else:
             dropin = SquidLab.generated_dropin(cli, policy)
         # range_offset_limit -1: the admin's own line, as Windows Update caching recipes
@@ -314,7 +314,9 @@ def main(argv) -> int:
         os.chmod(policy, 0o644)
         only = os.environ.get("CACHE_HOLE_ONLY", "")
         for name, kw in (("squid-config", {}), ("shipped drop-in", {"shipped": True}),
-                         ("squid-config --mode icap", {"decide": True})):
+                         ("squid-config --mode icap", {"decide": True}),
+                         ("squid-config --mode icap --no-prefilter",
+                          {"decide": True, "args": ("--no-prefilter",)})):
             if not only or only == name:
                 run(name, cli, helper, module, policy, data, tmp, checks, started, **kw)
     for pid in started:

@@ -23,7 +23,12 @@ are copied in):
     streamed), Content-Type and headers instead (the ICAP tests serve CRLs that way);
   * squid.conf: its own http_port 127.0.0.1:<free port>, every request forwarded to the
     origin through `cache_peer ... originserver` (real host names in URLs, no DNS), the
-    authbypass external ACL before proxy_auth, access log with %un %ea %et;
+    authbypass external ACL before proxy_auth, access log with %un %ea %et; like a
+    deployment: Squid's memory cache as Debian ships it and the helper's answers cached
+    for 60 s (a test about something else says why it turns either off:
+    no_cache_because=, no_helper_cache_because=); or, with dropin=, the configuration
+    exactly as `authbypass squid-config` or the shipped drop-in write it (only installed
+    paths and the ICAP port replaced);
   * `squid -N -f squid.conf` as a child process, ready when an authenticated request
     through it returns 200. With supervised=True, `squid --foreground -sYC -f squid.conf`
     instead, as Debian's squid.service runs it: a master process (lab.squid, whose PID
