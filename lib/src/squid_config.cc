@@ -107,12 +107,12 @@ void prefilter_acls(const Policy& policy, SquidConfig& cfg, const std::string& c
     std::sort(names.begin(), names.end());
     names.erase(std::unique(names.begin(), names.end()), names.end());
     if (!names.empty() && !ips.empty()) {
-      acl_lines(t, base + "_names", "dstdomain", names);
+      acl_lines(t, base + "_names", "dstdomain -n", names);
       acl_lines(t, base + "_ips", "dst -n", ips);
       acl_lines(t, base + "_hosts", "any-of", {base + "_names", base + "_ips"});
       parts.push_back(base + "_hosts");
     } else if (!names.empty()) {
-      acl_lines(t, base + "_hosts", "dstdomain", names);
+      acl_lines(t, base + "_hosts", "dstdomain -n", names);
       parts.push_back(base + "_hosts");
     } else if (!ips.empty()) {
       acl_lines(t, base + "_hosts", "dst -n", ips);
@@ -188,6 +188,39 @@ void prefilter_acls(const Policy& policy, SquidConfig& cfg, const std::string& c
   }
 }
 
+// Squid's cache and partial responses. srv_authbypass checks a bypassed response on its
+// way from the origin (respmod_precache): a cache hit, a revalidated (304) cached object
+// and a 206 slice that Squid cuts out of a whole object never pass that check for the
+// delivery. These lines keep every bypassed delivery a full, checked response from the
+// origin. Every ACL used is fast and needs no lookup.
+constexpr std::string_view kRangeAcl = "authbypass_range";
+
+// The ACL for requests that ask for part of an object (Range, its legacy spelling
+// Request-Range, If-Range). Such a request never skips authentication.
+void range_acl(std::string& t) {
+  t += "# A request for part of an object never skips authentication: Squid may cut the\n"
+       "# slice out of a whole response (cached, or checked as a whole when\n"
+       "# range_offset_limit is set), and a slice of revocation data is not revocation data.\n";
+  // One req_header ACL per header (Squid refuses one ACL over several headers).
+  t += "acl authbypass_hdr_range req_header Range .\n"
+       "acl authbypass_hdr_request_range req_header Request-Range .\n"
+       "acl authbypass_hdr_if_range req_header If-Range .\n"
+       "acl " +
+       std::string(kRangeAcl) +
+       " any-of authbypass_hdr_range authbypass_hdr_request_range authbypass_hdr_if_range\n";
+}
+
+// No cache lookup (hit, revalidation) and no storing for `acl`'s requests; `who` names
+// them in the comment (one line).
+void cache_deny(std::string& t, std::string_view acl, std::string_view who) {
+  t += "# Squid's cache: " + std::string(who) +
+       ":\n"
+       "# never a cache hit nor a revalidated cached copy (each goes to the origin and through\n"
+       "# the ICAP check), never stored. Cost: Squid caches none of these responses.\n"
+       "cache deny " +
+       std::string(acl) + "\n";
+}
+
 void icap_common(std::string& t) {
   t += "icap_enable on\nicap_preview_enable on\nicap_preview_size 1024\n"
          "icap_service_revival_delay 10\n"
@@ -232,6 +265,9 @@ SquidConfig squid_config_icap(const Policy& policy, const SquidConfigOptions& o)
     t += "\n";
   }
 
+  range_acl(t);
+  t += "\n";
+
   const std::string& c = o.clients;
   t += "# 1. http_access sees the request as the client sent it: a client that sends the mark\n"
        "#    itself is denied, whatever the value. Clients that send credentials are\n"
@@ -251,7 +287,9 @@ SquidConfig squid_config_icap(const Policy& policy, const SquidConfigOptions& o)
        "#    bypass, but no outage either); the mark cannot be forged (section 1, the secret).\n";
   icap_common(t);
   t += "icap_service authbypass_req reqmod_precache bypass=1 " + o.icap_url + "\n" +
-       "adaptation_access authbypass_req deny authbypass_has_creds\n";
+       "adaptation_access authbypass_req deny authbypass_has_creds\n"
+       "adaptation_access authbypass_req deny " +
+       std::string(kRangeAcl) + "\n";
   t += o.prefilter ? "adaptation_access authbypass_req allow authbypass_candidates\n"
                    : "adaptation_access authbypass_req allow all\n";
   t += "adaptation_access authbypass_req deny all\n\n";
@@ -276,6 +314,8 @@ SquidConfig squid_config_icap(const Policy& policy, const SquidConfigOptions& o)
        "\n"
        "adaptation_access authbypass_resp allow authbypass_marked\n"
        "adaptation_access authbypass_resp deny all\n\n";
+  cache_deny(t, "authbypass_marked", "requests the service marked");
+  t += "\n";
 
   t += "# The deciding rule is in the ICAP service's audit log (event bypass, one per request).\n"
        "logformat authbypass %ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt\n";
@@ -302,7 +342,10 @@ SquidConfig squid_config(const Policy& policy, const SquidConfigOptions& o) {
   if (!o.audit_log.empty()) t += " --audit-log " + o.audit_log;
   t += "\nacl authbypass external authbypass\n\n";
   prefilter_acls(policy, cfg, "the helper");
-  t += "http_access allow authbypass_candidates authbypass\n";
+  t += "\n";
+  range_acl(t);
+  cache_deny(t, "authbypass_candidates", "every candidate request, with or without credentials");
+  t += "\nhttp_access allow authbypass_candidates !" + std::string(kRangeAcl) + " authbypass\n";
   t += "# ... your `http_access allow authenticated` (proxy_auth) comes after this line.\n";
   t += "\n# Show the deciding rule in the access log (%ea is the helper's log=, %et its tag=):\n"
        "logformat authbypass %ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt "

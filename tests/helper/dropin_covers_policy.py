@@ -25,8 +25,8 @@ def values(text, pattern):
     return out
 
 
-want = values(gen, r"^acl ab_\S+ dstdomain (.*)$")
-have = values(dropin, r"^#acl authbypass_hosts dstdomain (.*)$")
+want = values(gen, r"^acl ab_\S+ dstdomain(?: -n)? (.*)$")
+have = values(dropin, r"^#acl authbypass_hosts dstdomain(?: -n)? (.*)$")
 
 
 def covered(name):

@@ -139,7 +139,9 @@ class Run:
     def __init__(self, a, policy: str, expect):
         self.a = a
         self.expect = expect
-        self.lab = SquidLab(a.helper, policy, supervised=True, verbose=False)
+        self.lab = SquidLab(a.helper, policy, supervised=True, verbose=False,
+                            no_helper_cache_because="every request must reach a helper that "
+                            "may be killed")
         self.results: list[tuple[str, float, float, int]] = []  # name, t0, t1, code
         self.stop_clients = threading.Event()
         self.threads: list[threading.Thread] = []

@@ -86,7 +86,8 @@ def helper_pids(lab: SquidLab) -> set[int]:
 
 def run_squid(a, policy: str, kills_left: int, expect, known_aborts: list) -> int:
     """One Squid: load, kills until done or Squid aborts. Returns kills made and survived."""
-    lab = SquidLab(a.helper, policy, verbose=False)
+    lab = SquidLab(a.helper, policy, verbose=False,
+                   no_helper_cache_because="every request must reach a helper that may be killed")
     stop = threading.Event()
     results: list[tuple[str, float, float, int]] = []
     threads: list[threading.Thread] = []

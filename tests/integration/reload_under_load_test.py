@@ -244,6 +244,8 @@ def main(argv) -> int:
     # docs/reliability.md, "idle helper keeps an older policy").
     gc.disable()
     lab = SquidLab(a.helper, seed_policy, check_interval_ms=CHECK_INTERVAL_MS, verbose=True,
+                   no_helper_cache_because="every answer is checked against the policy switch "
+                   "timeline",
                    hosts=[urllib.parse.urlsplit(url).hostname
                           for url, _ua, _creds in (PROBE, ALWAYS, NEVER)])
     stop = threading.Event()

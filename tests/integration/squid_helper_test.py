@@ -89,7 +89,8 @@ def main(argv) -> int:
 
     checks = Checks()
     cases: list[Case] = []
-    lab = SquidLab(helper, policy, verbose=True)
+    lab = SquidLab(helper, policy, verbose=True,
+                   no_helper_cache_because="follows the helper's policy reloads request by request")
     lab_dir = None
     try:
         lab.start()

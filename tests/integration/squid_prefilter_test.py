@@ -62,6 +62,7 @@ def main(argv) -> int:
     failures = []
     try:
         with SquidLab(helper, policy, bypass_access="\n".join(access),
+                      no_helper_cache_because="counts the requests that reach the helper",
                       helper_args=["--stats-file", os.path.join(stats_dir, "stats-%p.json")]) as lab:
             for method, url, ua, creds, want, _cand in CASES:
                 user = lab.USER if creds else None

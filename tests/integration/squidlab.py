@@ -23,7 +23,12 @@ are copied in):
     streamed), Content-Type and headers instead (the ICAP tests serve CRLs that way);
   * squid.conf: its own http_port 127.0.0.1:<free port>, every request forwarded to the
     origin through `cache_peer ... originserver` (real host names in URLs, no DNS), the
-    authbypass external ACL before proxy_auth, access log with %un %ea %et;
+    authbypass external ACL before proxy_auth, access log with %un %ea %et; like a
+    deployment: Squid's memory cache as Debian ships it and the helper's answers cached
+    for 60 s (a test about something else says why it turns either off:
+    no_cache_because=, no_helper_cache_because=); or, with dropin=, the configuration
+    exactly as `authbypass squid-config` or the shipped drop-in write it (only installed
+    paths and the ICAP port replaced);
   * `squid -N -f squid.conf` as a child process, ready when an authenticated request
     through it returns 200. With supervised=True, `squid --foreground -sYC -f squid.conf`
     instead, as Debian's squid.service runs it: a master process (lab.squid, whose PID
@@ -39,6 +44,7 @@ Set SQUIDLAB_KEEP=1 to keep the directory after stop() (its path is printed).
 from __future__ import annotations
 
 import atexit
+import base64
 import http.server
 import json
 import os
@@ -64,6 +70,25 @@ CURL = shutil.which("curl") or "/usr/bin/curl"
 DEBIAN_SERVICE_ARGS = ("--foreground", "-sYC")
 
 ORIGIN_BODY = b"squidlab origin: hello\n"
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHIPPED_DROPIN = os.path.join(os.path.dirname(os.path.dirname(HERE)), "config", "squid",
+                              "authbypass.conf")
+
+# The refresh_pattern lines of Debian bookworm's /etc/squid/squid.conf (Squid 5.7).
+DEBIAN_REFRESH_PATTERNS = """refresh_pattern ^ftp:\t\t1440\t20%\t10080
+refresh_pattern ^gopher:\t1440\t0%\t1440
+refresh_pattern -i (/cgi-bin/|\\?) 0\t0%\t0
+refresh_pattern .\t\t0\t20%\t4320"""
+
+# Installed paths in a Squid drop-in (`authbypass squid-config`'s defaults, the shipped
+# config/squid/authbypass.conf) and the lab's file that replaces each.
+DROPIN_PATHS = (
+    ("/usr/lib/squid/ext_authbypass_acl", lambda lab: lab.helper),
+    ("/etc/authbypass/policy.yaml", lambda lab: lab.policy),
+    ("/var/log/authbypass/helper.log", lambda lab: lab.audit_log),
+    ("/var/log/squid/access.log", lambda lab: lab.path("dropin-access.log")),
+)
 
 # Access log: one line per request, fields separated by single spaces, every field that
 # may hold spaces URL-encoded (%#...), so that split() parses it.
@@ -125,6 +150,15 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
                 pass  # the proxy went away mid-answer (e.g. a Squid kid aborted): fine
 
     def _answer_route(self, route: "Route", send_body: bool):
+        if route.revalidate and (self.headers.get("If-None-Match")
+                                 or self.headers.get("If-Modified-Since")):
+            self.send_response(304)  # "your copy is still good", whatever it holds
+            for k, v in route.headers:
+                self.send_header(k, v)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            return
         self.send_response(route.status)
         if route.content_type is not None:
             self.send_header("Content-Type", route.content_type)
@@ -180,7 +214,7 @@ class Route:
     def __init__(self, data: bytes | None = None, file: str | None = None,
                  content_type: str | None = "application/octet-stream", status: int = 200,
                  headers: list[tuple[str, str]] | None = None,
-                 content_length: int | str | None = "auto"):
+                 content_length: int | str | None = "auto", revalidate: bool = False):
         if (data is None) == (file is None):
             raise ValueError("give data or file")
         self.data, self.file = data, file
@@ -190,6 +224,8 @@ class Route:
         # "auto": the body's real size; None: no Content-Length (the body ends when the
         # connection closes, HTTP/1.0); an int: that value, true or not.
         self.content_length = content_length
+        # True: a conditional request (If-None-Match / If-Modified-Since) gets 304
+        self.revalidate = revalidate
 
     def length(self) -> int:
         return len(self.data) if self.data is not None else os.path.getsize(self.file)
@@ -235,12 +271,15 @@ class OriginServer(http.server.ThreadingHTTPServer):
     def serve(self, path: str, data: bytes | None = None, *, file: str | None = None,
               content_type: str | None = "application/octet-stream", status: int = 200,
               headers: list[tuple[str, str]] | None = None,
-              content_length: int | str | None = "auto") -> Route:
+              content_length: int | str | None = "auto", revalidate: bool = False) -> Route:
         """Answers requests for `path` (the request-target's path, query ignored) with
         this body (bytes, or a file streamed from disk), Content-Type (None: no header),
         status and extra headers. content_length: "auto" (the real size), None (no
-        Content-Length: the body ends when the connection closes) or a given number."""
-        r = Route(data, file, content_type, status, headers, content_length)
+        Content-Length: the body ends when the connection closes) or a given number.
+        revalidate: answer 304 Not Modified (with `headers`, no body) to any conditional
+        request (If-None-Match or If-Modified-Since), as an origin does to a cache's
+        revalidation."""
+        r = Route(data, file, content_type, status, headers, content_length, revalidate)
         with self._lock:
             self._routes[path] = r
         return r
@@ -309,7 +348,10 @@ class SquidLab:
     def __init__(self, helper: str, policy: str, *, helper_args: list[str] | None = None,
                  check_interval_ms: int | None = None, extra_conf: str = "",
                  bypass_access: str | None = None, verbose: bool = False,
-                 supervised: bool = False, hosts: Iterable[str] = ()):
+                 supervised: bool = False, hosts: Iterable[str] = (),
+                 no_cache_because: str | None = None,
+                 no_helper_cache_because: str | None = None,
+                 dropin: str | None = None, icap_port: int | None = None):
         """bypass_access: lines that replace `http_access allow authbypass` (e.g. prefilter
         ACL definitions and `http_access allow authbypass_candidates authbypass`).
         hosts: names the lab's hosts_file maps to 127.0.0.1 (with localhost). Squid looks
@@ -318,7 +360,21 @@ class SquidLab:
         each waiting request holding ~25 KB, and then all fail at once. Harmless for a few
         requests; under load (benchmarks) list the URLs' hosts.
         supervised: start Squid as Debian's squid.service does (DEBIAN_SERVICE_ARGS, no
-        -N): a master and a kid; the default (False) is one process, `squid -N`."""
+        -N): a master and a kid; the default (False) is one process, `squid -N`.
+
+        The lab runs like a deployment unless told otherwise: Squid's memory cache as
+        Debian ships it (no cache_mem line, Debian's refresh_pattern lines, no `cache`
+        rule) and the helper's answers cached as shipped (ttl=60 negative_ttl=60).
+        no_cache_because: a test that is about something else than caching may run with
+        `cache deny all`; the reason is required and written next to it in squid.conf.
+        no_helper_cache_because: likewise for ttl=0 negative_ttl=0 (every request asks
+        the helper), e.g. a test that follows policy reloads request by request.
+        dropin: a Squid drop-in exactly as `authbypass squid-config` writes it
+        (generated_dropin()) or as the shipped config/squid/authbypass.conf reads once
+        uncommented (shipped_dropin()). It is included verbatim where Debian's squid.conf
+        includes conf.d/*.conf, in place of the lab's own helper line and bypass_access;
+        only the installed paths (helper, policy, logs) and, with icap_port, the ICAP
+        port are replaced by the lab's (dropin_text())."""
         self.helper_src = os.path.abspath(helper)
         self.policy_src = os.path.abspath(policy)
         self.helper_args = list(helper_args or [])
@@ -329,6 +385,14 @@ class SquidLab:
         self.verbose = verbose
         self.supervised = supervised
         self.hosts = sorted(set(hosts))
+        for name, why in (("no_cache_because", no_cache_because),
+                          ("no_helper_cache_because", no_helper_cache_because)):
+            if why is not None and not why.strip():
+                raise ValueError(f"{name} needs the reason")
+        self.no_cache_because = no_cache_because
+        self.no_helper_cache_because = no_helper_cache_because
+        self.dropin = dropin
+        self.icap_port = icap_port
         self.dir: str | None = None
         self.origin: OriginServer | None = None   # GET/HEAD/POST (originserver peer)
         self.tunnel: OriginServer | None = None   # CONNECT (parent-proxy peer)
@@ -473,8 +537,7 @@ pinger_enable off
 shutdown_lifetime 1 seconds
 dns_nameservers 127.0.0.1
 hosts_file {self.path('hosts')}
-cache deny all
-cache_mem 8 MB
+{self._cache_conf()}
 icp_port 0
 htcp_port 0
 logfile_rotate 0
@@ -499,8 +562,7 @@ auth_param basic program {NCSA_AUTH} {self.path('htpasswd')}
 auth_param basic children 5 startup=0 idle=1
 auth_param basic realm squidlab
 
-external_acl_type authbypass ttl=0 negative_ttl=0 children-max=4 children-startup=0 concurrency=100 queue-size=1000 %SRC %METHOD %#URI %#>ha{{User-Agent}} {helper_cmd}
-acl authbypass external authbypass
+{self._helper_conf(helper_cmd)}
 acl authenticated proxy_auth REQUIRED
 
 # Debian's default port rules first (CONNECT only to 443), then the bypass, then auth.
@@ -508,7 +570,7 @@ http_access deny !Safe_ports
 http_access deny CONNECT !SSL_ports
 http_access allow localhost manager
 http_access deny manager
-{self.bypass_access}
+{self._bypass_conf()}
 http_access allow authenticated
 http_access deny all
 {self.extra_conf}
@@ -520,6 +582,64 @@ http_access deny all
             f.write("127.0.0.1 localhost\n::1 localhost\n")
             f.writelines(f"127.0.0.1 {h}\n" for h in self.hosts)
         os.chmod(self.path("hosts"), 0o644)
+
+    # ---- configuration pieces --------------------------------------------------------
+    def _cache_conf(self) -> str:
+        if self.no_cache_because is not None:
+            why = " ".join(self.no_cache_because.split())
+            return f"# cache deny all: {why}\ncache deny all\ncache_mem 8 MB"
+        return ("# Squid's memory cache as Debian ships it (default cache_mem; refresh_pattern\n"
+                "# lines of Debian's squid.conf)\n" + DEBIAN_REFRESH_PATTERNS)
+
+    def _helper_conf(self, helper_cmd: str) -> str:
+        if self.dropin is not None:
+            return "# the helper: defined by the drop-in (dropin.conf)"
+        ttl = 0 if self.no_helper_cache_because is not None else 60
+        why = ("" if self.no_helper_cache_because is None else
+               f"# ttl=0: {' '.join(self.no_helper_cache_because.split())}\n")
+        return (f"{why}external_acl_type authbypass ttl={ttl} negative_ttl={ttl} children-max=4 "
+                "children-startup=0 concurrency=100 queue-size=1000 %SRC %METHOD %#URI "
+                f"%#>ha{{User-Agent}} {helper_cmd}\nacl authbypass external authbypass")
+
+    def _bypass_conf(self) -> str:
+        if self.dropin is None:
+            return self.bypass_access
+        with open(self.dropin_path, "w") as f:
+            f.write(self.dropin_text())
+        os.chmod(self.dropin_path, 0o644)
+        return f"include {self.dropin_path}"
+
+    @property
+    def dropin_path(self) -> str:
+        return self.path("dropin.conf")
+
+    def dropin_text(self) -> str:
+        """The drop-in as the lab includes it: the given text with only the installed
+        paths (DROPIN_PATHS) and the ICAP port (icap_port) replaced by the lab's."""
+        text = self.dropin
+        for installed, attr in DROPIN_PATHS:
+            text = text.replace(installed, attr(self))
+        if self.icap_port is not None:
+            text = text.replace("icap://127.0.0.1:1344/", f"icap://127.0.0.1:{self.icap_port}/")
+        return text
+
+    @staticmethod
+    def shipped_dropin(path: str = SHIPPED_DROPIN) -> str:
+        """config/squid/authbypass.conf uncommented as its header says
+        (sed 's/^#\\([a-z]\\)/\\1/'): every line that starts with '#' and a letter."""
+        with open(path) as f:
+            return re.sub(r"(?m)^#([a-z])", r"\1", f.read())
+
+    @staticmethod
+    def generated_dropin(cli: str, policy: str, *args: str) -> str:
+        """`authbypass squid-config ARGS... POLICY`'s output (its installed paths and
+        ICAP URL left as they are: the lab replaces them, see dropin_text())."""
+        r = subprocess.run([cli, "squid-config", *args, policy], capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode != 0:
+            raise LabError(f"authbypass squid-config {' '.join(args)} failed "
+                           f"({r.returncode}): {r.stderr}")
+        return r.stdout
 
     def _parse_conf(self):
         r = subprocess.run([SQUID, "-k", "parse", "-f", self.conf], capture_output=True,
@@ -725,12 +845,17 @@ http_access deny all
                            timeout=timeout + 5)
         return r.stdout.strip(), r.returncode
 
-    def mgr(self, page: str, timeout: float = 10) -> str:
+    def mgr(self, page: str, timeout: float = 10, user: str | None = None) -> str:
         """A page of Squid's cache manager (squid-internal-mgr/PAGE; the lab allows manager
-        from localhost), fetched directly, never through an environment proxy."""
+        from localhost), fetched directly, never through an environment proxy. user: send
+        the lab's credentials (Proxy-Authorization), for configurations that demand them
+        after http_access (decision mode authenticates in adapted_http_access)."""
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://127.0.0.1:{self.port}/squid-internal-mgr/{page}",
-                         timeout=timeout) as r:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/squid-internal-mgr/{page}")
+        if user:
+            token = base64.b64encode(f"{user}:{self.PASSWORD}".encode()).decode()
+            req.add_header("Proxy-Authorization", f"Basic {token}")
+        with opener.open(req, timeout=timeout) as r:
             return r.read().decode(errors="replace")
 
     def get(self, url: str, *, ua: str | None = None, method: str = "GET",
@@ -755,12 +880,15 @@ http_access deny all
     def download(self, url: str, out: str, *, ua: str | None = None, method: str = "GET",
                  user: str | None = None, password: str | None = None,
                  data_file: str | None = None, content_type: str | None = None,
-                 timeout: float = 60) -> dict:
+                 timeout: float = 60, headers: list[str] | None = None) -> dict:
         """An HTTP request through the proxy that keeps the body in `out`. Returns
         {"status": HTTP status (0 if none), "curl_rc": curl's exit code (0 = the transfer
         completed; 18 partial file, 56 receive failure...), "size": bytes received}.
-        data_file: POST this file's bytes (--data-binary @file) with `content_type`."""
+        data_file: POST this file's bytes (--data-binary @file) with `content_type`.
+        headers: extra request header lines ("Name: value")."""
         args = ["-w", "%{http_code}", "-A", ua if ua is not None else "squidlab-curl"]
+        for h in headers or []:
+            args += ["-H", h]
         if user:
             args += ["--proxy-user", f"{user}:{password or self.PASSWORD}"]
         if data_file is not None:

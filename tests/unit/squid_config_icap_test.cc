@@ -83,6 +83,16 @@ TEST(SquidConfigIcap, TheVerifiedRecipe) {
                   "icap://127.0.0.1:1344/authbypass"), 0);
   EXPECT_GE(at(d, "adaptation_access authbypass_resp allow authbypass_marked"), 0);
   EXPECT_GE(at(d, "icap_send_client_ip on"), 0);
+  // Squid's cache never answers a marked request, and a request for part of an object
+  // never reaches the decision (so it is never marked), each after its ACL's definition.
+  long range_acl = at(d, "acl authbypass_range any-of authbypass_hdr_range "
+                         "authbypass_hdr_request_range authbypass_hdr_if_range");
+  long no_range = at(d, "adaptation_access authbypass_req deny authbypass_range");
+  ASSERT_GE(range_acl, 0) << cfg.text;
+  EXPECT_LT(range_acl, no_range);
+  EXPECT_LT(no_range, cand);
+  long marked_acl = at(d, "acl authbypass_marked req_header X-Authbypass ^" + kSecret + "\\s");
+  EXPECT_LT(marked_acl, at(d, "cache deny authbypass_marked"));
   // No helper in this mode.
   EXPECT_EQ(cfg.text.find("external_acl_type"), std::string::npos);
   EXPECT_EQ(cfg.text.find("http_access allow authbypass_candidates authbypass"), std::string::npos);
@@ -100,6 +110,9 @@ TEST(SquidConfigIcap, RotationNoPrefilterClientsAndUrl) {
   EXPECT_GE(at(d, "acl authbypass_marked req_header X-Authbypass ^" + kSecret + "\\s ^" + kOld +
                       "\\s"), 0) << cfg.text;
   EXPECT_GE(at(d, "adaptation_access authbypass_req allow all"), 0);
+  EXPECT_LT(at(d, "adaptation_access authbypass_req deny authbypass_range"),
+            at(d, "adaptation_access authbypass_req allow all"));
+  EXPECT_GE(at(d, "cache deny authbypass_marked"), 0);
   EXPECT_EQ(cfg.text.find("authbypass_candidates"), std::string::npos);
   EXPECT_EQ(cfg.text.find("acl ab_"), std::string::npos);
   EXPECT_GE(at(d, "http_access allow office !authbypass_has_creds"), 0);

@@ -30,7 +30,7 @@ TEST(SquidConfig, RuleCriteriaBecomeOneAllOfLine) {
       "  - id: crl\n    match: {hosts: [crl.example.com, .ca.test, sub.ca.test, 192.0.2.0/24],"
       " path_suffix: [.crl], user_agent: [Microsoft CryptoAPI]}\n");
   const std::string& t = cfg.text;
-  EXPECT_NE(t.find("acl ab_crl_names dstdomain .ca.test crl.example.com\n"), std::string::npos)
+  EXPECT_NE(t.find("acl ab_crl_names dstdomain -n .ca.test crl.example.com\n"), std::string::npos)
       << t;
   EXPECT_NE(t.find("acl ab_crl_ips dst -n 192.0.2.0/24\n"), std::string::npos) << t;
   EXPECT_NE(t.find("acl ab_crl_hosts any-of ab_crl_names ab_crl_ips\n"), std::string::npos);
@@ -44,8 +44,80 @@ TEST(SquidConfig, RuleCriteriaBecomeOneAllOfLine) {
   ASSERT_EQ(all_of.size(), 1u);
   EXPECT_EQ(all_of[0],
             "acl ab_crl all-of ab_crl_hosts ab_crl_method ab_crl_port ab_crl_path ab_crl_ua");
-  EXPECT_NE(t.find("http_access allow authbypass_candidates authbypass\n"), std::string::npos);
+  EXPECT_NE(t.find("http_access allow authbypass_candidates !authbypass_range authbypass\n"),
+            std::string::npos);
   EXPECT_TRUE(cfg.warnings.empty());
+}
+
+// Every line of `text` that defines or uses an ACL type that can make Squid wait for
+// DNS: dstdomain / dstdom_regex / dst without -n, srcdomain, srcdom_regex.
+std::vector<std::string> lookup_acls(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream words(line);
+    std::string acl, name, type, flag;
+    words >> acl >> name >> type >> flag;
+    if (acl != "acl") continue;
+    if (type == "srcdomain" || type == "srcdom_regex") out.push_back(line);
+    if ((type == "dstdomain" || type == "dstdom_regex" || type == "dst") && flag != "-n")
+      out.push_back(line);
+  }
+  return out;
+}
+
+TEST(SquidConfig, NoAclMakesSquidLookUpNamesOrAddresses) {
+  const std::string rules =
+      "  - id: crl\n    match: {hosts: [crl.example.com, .ca.test, 192.0.2.0/24, 2001:db8::/32],"
+      " path_suffix: [.crl], src: [10.0.0.0/8]}\n"
+      "  - id: names\n    match: {hosts: [ocsp.example.com]}\n"
+      "  - id: ips\n    match: {hosts: [198.51.100.7]}\n";
+  SquidConfigOptions icap;
+  icap.mode = SquidConfigMode::kIcap;
+  icap.secret = std::string(64, 'a');
+  for (const SquidConfig& cfg : {generate(rules), generate(rules, icap)}) {
+    EXPECT_TRUE(lookup_acls(cfg.text).empty()) << ::testing::PrintToString(lookup_acls(cfg.text));
+    EXPECT_NE(cfg.text.find("acl ab_names_hosts dstdomain -n ocsp.example.com\n"),
+              std::string::npos)
+        << cfg.text;
+    EXPECT_NE(cfg.text.find("acl ab_ips_hosts dst -n 198.51.100.7/32\n"), std::string::npos)
+        << cfg.text;
+  }
+}
+
+// Position of the first line that is exactly `line` (npos if none).
+std::size_t line_at(const std::string& text, const std::string& line) {
+  std::size_t pos = 0;
+  while ((pos = text.find(line + "\n", pos)) != std::string::npos) {
+    if (pos == 0 || text[pos - 1] == '\n') return pos;
+    ++pos;
+  }
+  return std::string::npos;
+}
+
+TEST(SquidConfig, CandidatesNeverUseSquidsCacheAndRangesNeverBypass) {
+  auto cfg = generate("  - id: crl\n    match: {path_suffix: [.crl]}\n    verify: crl\n");
+  const std::string& t = cfg.text;
+  const std::size_t cand = line_at(t, "acl authbypass_candidates any-of ab_crl");
+  const std::size_t range =
+      line_at(t,
+              "acl authbypass_range any-of authbypass_hdr_range authbypass_hdr_request_range "
+              "authbypass_hdr_if_range");
+  const std::size_t deny = line_at(t, "cache deny authbypass_candidates");
+  const std::size_t allow =
+      line_at(t, "http_access allow authbypass_candidates !authbypass_range authbypass");
+  for (const char* h : {"acl authbypass_hdr_range req_header Range .",
+                        "acl authbypass_hdr_request_range req_header Request-Range .",
+                        "acl authbypass_hdr_if_range req_header If-Range ."})
+    EXPECT_LT(line_at(t, h), range) << h << "\n" << t;
+  ASSERT_NE(cand, std::string::npos) << t;
+  ASSERT_NE(range, std::string::npos) << t;
+  ASSERT_NE(deny, std::string::npos) << t;
+  ASSERT_NE(allow, std::string::npos) << t;
+  EXPECT_LT(cand, deny);  // ACLs are defined before use
+  EXPECT_LT(range, allow);
+  // The only http_access line that allows without authentication carries the guard.
+  EXPECT_EQ(lines_starting(t, "http_access allow").size(), 1u) << t;
 }
 
 TEST(SquidConfig, ManyRulesStayAllOfOneLineEach) {

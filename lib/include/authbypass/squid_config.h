@@ -47,6 +47,14 @@ struct SquidConfig {
 // by Squid on the raw URL, so a percent-encoded path may miss the prefilter and simply be
 // authenticated: the prefilter can narrow what bypasses, never widen it.
 //
+// Every ACL it writes matches without DNS: names as `dstdomain -n` (an IP-literal URL never
+// matches a name and is never looked up), IPs as `dst -n`, clients as `src`.
+//
+// A bypassed delivery is always a full response fresh from the origin, through the ICAP
+// check: `cache deny` for every candidate (helper mode) or every marked request (decision
+// mode), so no hit, no revalidated cached copy, nothing stored; and a request with Range,
+// Request-Range or If-Range (`authbypass_range`) is never bypassed (it authenticates).
+//
 // Decision mode: throws std::invalid_argument when the secret (or the previous one) is not
 // a valid shared secret (icap::parse_shared_secret) or `clients` is not a safe ACL name.
 // The text then holds the secret: it must be installed readable by root and proxy only.
