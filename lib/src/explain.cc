@@ -126,8 +126,9 @@ Explanation explain(const Policy& policy, const Request& req, Date today) {
         detail = "a CONNECT request has no path (it opens a tunnel to " + req.host + ":" +
                  std::to_string(req.port) + ")";
       } else if (!req.match_path_ok) {
-        detail = "path " + quoted(req.path) +
-                 " cannot be matched safely (%00, a bad escape, or an encoded ?, #, ; or \\)";
+        detail = "path " + quoted(req.path) + " is never matched: " +
+                 (req.match_path_why != nullptr ? req.match_path_why : "it cannot be read safely") +
+                 " (a path that readers may resolve differently never matches path_* criteria)";
       } else {
         detail = "path " + quoted(req.match_path) + (ok ? " matches" : " does not match") + what;
         if (req.match_path != req.path) detail += " (as sent: " + quoted(req.path) + ")";
