@@ -118,7 +118,12 @@ explain_authenticate)
   run explain "$tmp/p.yaml" --method POST --url 'http://evil.test/x.exe?x=.crl'
   expect_rc 0; expect_out "decision: AUTHENTICATE: no rule matched"
   expect_out "FAIL method: method POST is not allowed"
-  expect_out "the query and ;params are never matched" ;;
+  expect_out "the query is never matched"
+  run explain "$tmp/p.yaml" --url 'http://evil.test/x.crl;/../evil.exe'
+  expect_rc 0; expect_out "decision: AUTHENTICATE: no rule matched"
+  expect_out "FAIL path: path '/x.crl;/../evil.exe' is never matched: the path has ;params, which origins resolve differently (a path that readers may resolve differently never matches path_* criteria)"
+  run explain "$tmp/p.yaml" --url 'http://evil.test/a//../x.crl'
+  expect_out "FAIL path: path '/a//../x.crl' is never matched: the path has an empty segment ('//')" ;;
 explain_malformed)
   run explain "$policy" --url http://3221225991/x.crl
   expect_rc 0; expect_out "decision: AUTHENTICATE: the request is malformed (host is a numeric form" ;;
