@@ -255,7 +255,12 @@ int cmd_explain(int argc, char** argv) {
     std::cout << "          host " << req.host << ", port " << req.port;
     if (!req.is_connect) {
       std::cout << ", path "
-                << (req.match_path_ok ? std::string(req.match_path) : "(unmatchable: " + std::string(req.path) + ")");
+                << (req.match_path_ok
+                        ? std::string(req.match_path)
+                        : "(unmatchable: " + std::string(req.path) +
+                              (req.match_path_why ? std::string("; ") + req.match_path_why
+                                                  : std::string()) +
+                              ")");
     }
     std::cout << ", User-Agent "
               << (req.user_agent.empty() ? std::string("(none)") : "'" + std::string(req.user_agent) + "'")
