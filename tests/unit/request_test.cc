@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "authbypass/ip.h"
+#include "text.h"
 
 namespace authbypass {
 namespace {
@@ -430,6 +431,27 @@ TEST(RequestParse, ParamsThenQuery) {
   EXPECT_EQ(req.params, "p=1");
   EXPECT_EQ(req.query, "q=2");
   EXPECT_FALSE(req.match_path_ok);
+}
+
+// text::has_double_slash against a plain search, for every length 0..40 and every place of
+// a "//" (and of single slashes around it), so that each 16-byte block and tail is covered.
+TEST(RequestParse, DoubleSlashScanAgreesWithPlainSearch) {
+  for (std::size_t n = 0; n <= 40; ++n) {
+    for (std::size_t at = 0; at <= n; ++at) {
+      for (int variant = 0; variant < 3; ++variant) {
+        std::string s(n, 'a');
+        if (at < n) s[at] = '/';
+        if (variant >= 1 && at + 1 < n) s[at + 1] = '/';
+        if (variant == 2 && at + 3 < n) s[at + 3] = '/';
+        // Guard bytes around the view: a scan that reads past it would see these.
+        const std::string padded = "//" + s + "//";
+        const std::string_view view(padded.data() + 2, n);
+        EXPECT_EQ(text::has_double_slash(view.data(), view.size()),
+                  view.find("//") != std::string_view::npos)
+            << "'" << view << "'";
+      }
+    }
+  }
 }
 
 // The paths of the attacks on the shipped /pki/ and trustedr/ rules: each is read as a
