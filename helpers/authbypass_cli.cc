@@ -38,9 +38,11 @@ constexpr std::string_view kUsageText =
     R"(usage: authbypass COMMAND [options]
 
 Commands:
-  check POLICY [--strict] [--date YYYY-MM-DD]
+  check POLICY [--strict] [--no-icap] [--date YYYY-MM-DD]
         Load and validate the policy, run its tests:, print warnings.
         --strict turns warnings into a failure (for CI gates).
+        --no-icap: for a proxy without the ICAP service, warn for every rule
+        whose verify check then does not happen, with what it lets through.
   test POLICY [--verbose] [--date YYYY-MM-DD]
         Run the policy's tests: only; prints "N passed, M failed".
   explain POLICY --url URL [--method M] [--user-agent UA] [--src IP] [--date YYYY-MM-DD]
@@ -343,7 +345,7 @@ int run(int argc, char** argv) {
 }  // namespace verify_cli
 
 int cmd_check(int argc, char** argv) {
-  Args a = parse_args(argc, argv, 2, {"--date"}, {"--strict", "--verbose"});
+  Args a = parse_args(argc, argv, 2, {"--date"}, {"--strict", "--verbose", "--no-icap"});
   if (!a.error.empty()) return usage_error(a.error);
   if (a.positional.size() != 1) return usage_error("check needs exactly one POLICY file");
   std::string err;
@@ -363,7 +365,12 @@ int cmd_check(int argc, char** argv) {
     std::cout << "  includes " << policy->files()[i] << " (" << n << " rules)\n";
   }
   auto warnings = lint_policy(*policy, *today);
+  const bool no_icap = a.options.contains("--no-icap");
+  if (no_icap)
+    for (Warning& w : unprotected_without_icap(*policy, *today)) warnings.push_back(std::move(w));
   for (const auto& w : warnings) std::cout << w.to_string() << "\n";
+  if (const std::string note = icap_dependency_note(*policy, *today); !no_icap && !note.empty())
+    std::cout << note << "\n";
   TestReport report = run_policy_tests(*policy, *today);
   print_test_results(report, a.options.contains("--verbose"));
   const bool strict_fail = a.options.contains("--strict") && !warnings.empty();
@@ -416,7 +423,12 @@ int cmd_explain(int argc, char** argv) {
     std::cout << "          host " << req.host << ", port " << req.port;
     if (!req.is_connect) {
       std::cout << ", path "
-                << (req.match_path_ok ? std::string(req.match_path) : "(unmatchable: " + std::string(req.path) + ")");
+                << (req.match_path_ok
+                        ? std::string(req.match_path)
+                        : "(unmatchable: " + std::string(req.path) +
+                              (req.match_path_why ? std::string("; ") + req.match_path_why
+                                                  : std::string()) +
+                              ")");
     }
     std::cout << ", User-Agent "
               << (req.user_agent.empty() ? std::string("(none)") : "'" + std::string(req.user_agent) + "'")

@@ -22,6 +22,16 @@ std::string join_map(const std::vector<T>& v, F f) {
 
 std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
 
+// The path, ;params, query and fragment as the URL has them (the path alone for a URL
+// without them).
+std::string_view sent_path(const Request& req) {
+  std::string_view u = req.url;
+  const std::size_t scheme = u.find("://");
+  if (scheme == std::string_view::npos) return req.path;
+  const std::size_t slash = u.find_first_of("/?#;", scheme + 3);
+  return slash == std::string_view::npos ? req.path : u.substr(slash);
+}
+
 }  // namespace
 
 int RuleExplanation::failed() const {
@@ -126,13 +136,13 @@ Explanation explain(const Policy& policy, const Request& req, Date today) {
         detail = "a CONNECT request has no path (it opens a tunnel to " + req.host + ":" +
                  std::to_string(req.port) + ")";
       } else if (!req.match_path_ok) {
-        detail = "path " + quoted(req.path) +
-                 " cannot be matched safely (%00, a bad escape, or an encoded ?, #, ; or \\)";
+        detail = "path " + quoted(sent_path(req)) + " is never matched: " +
+                 (req.match_path_why != nullptr ? req.match_path_why : "it cannot be read safely") +
+                 " (a path that readers may resolve differently never matches path_* criteria)";
       } else {
         detail = "path " + quoted(req.match_path) + (ok ? " matches" : " does not match") + what;
         if (req.match_path != req.path) detail += " (as sent: " + quoted(req.path) + ")";
-        if (!req.query.empty() || !req.params.empty())
-          detail += "; the query and ;params are never matched";
+        if (!req.query.empty()) detail += "; the query is never matched";
       }
       if (fault) detail += "; a regex gave up (input over 1024 bytes, or too complex) and counts as no match";
       add("path", ok, detail);

@@ -81,6 +81,33 @@ void remove_dot_segments(std::string& p) {
   p.resize(w);
 }
 
+// True iff the raw path `p` has a segment made only of '.', "%2e" and "%20" (any case)
+// other than a plain "." or "..": readers disagree on whether it is a dot-segment.
+bool has_odd_dot_segment(std::string_view p) {
+  std::size_t i = 0;
+  while (i < p.size()) {
+    std::size_t j = p.find('/', i);
+    if (j == std::string_view::npos) j = p.size();
+    const std::string_view seg = p.substr(i, j - i);
+    if (!seg.empty() && seg != "." && seg != ".." && (seg[0] == '.' || seg[0] == '%')) {
+      bool dots_and_spaces = true;
+      for (std::size_t k = 0; k < seg.size() && dots_and_spaces;) {
+        if (seg[k] == '.') {
+          ++k;
+        } else if (seg[k] == '%' && k + 3 <= seg.size() && seg[k + 1] == '2' &&
+                   (seg[k + 2] == 'e' || seg[k + 2] == 'E' || seg[k + 2] == '0')) {
+          k += 3;
+        } else {
+          dots_and_spaces = false;
+        }
+      }
+      if (dots_and_spaces) return true;
+    }
+    i = j + 1;
+  }
+  return false;
+}
+
 }  // namespace
 
 constexpr std::uint8_t kConnectBit = 8;
@@ -169,6 +196,8 @@ bool Request::parse_plain_url() {
     if (b[i] != '.' || b[i - 1] == '/') return false;  // "/." may start a dot-segment
     ++i;
   }
+  // An empty segment: origins that merge slashes read another path (general parser).
+  if (text::has_double_slash(u.data() + p0, q - p0)) return false;
   std::string_view query_text;
   if (q < n) {
     query_text = u.substr(q + 1);
@@ -177,6 +206,7 @@ bool Request::parse_plain_url() {
   }
   // Committed: nothing below fails.
   match_path_ok = true;
+  match_path_why = nullptr;
   text::assign_if_changed(scheme, https ? std::string_view("https") : std::string_view("http"));
   port = https ? 443 : 80;
   host.assign(name);
@@ -195,6 +225,74 @@ void Request::set_match_path_lower(std::string_view p) {
   }
   text::lower_into(p, match_path_buf_);
   match_path = match_path_buf_;
+}
+
+void Request::set_match_path(std::string_view p) {
+  match_path = {};
+  match_path_ok = false;
+  if (text::has_double_slash(p.data(), p.size())) {
+    match_path_why = "the path has an empty segment ('//'), which slash-merging origins drop";
+    return;
+  }
+  const bool escaped = p.find('%') != std::string_view::npos;
+  if (!escaped) {
+    // Nothing to decode. The URL has no control bytes or spaces (refused earlier).
+    for (char c : p) {
+      if (c == '\\' || static_cast<unsigned char>(c) >= 0x80) {
+        match_path_why = "the path has a backslash or a byte outside printable ASCII";
+        return;
+      }
+    }
+    set_match_path_lower(p);
+  } else {
+    // Decoded once, lower-cased. The escapes that name a delimiter, a control byte or a
+    // non-ASCII byte are refused, so the decoded path has the raw path's segments.
+    match_path_buf_.resize(p.size());
+    std::size_t w = 0;
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      auto c = static_cast<unsigned char>(p[i]);
+      if (c == '%') {
+        const int hi = i + 2 < p.size() ? text::hex_value(p[i + 1]) : -1;
+        const int lo = hi < 0 ? -1 : text::hex_value(p[i + 2]);
+        if (lo < 0) {
+          match_path_why = "the path has a malformed percent-escape";
+          return;
+        }
+        c = static_cast<unsigned char>(hi * 16 + lo);
+        if (text::is_ctl(c) || c >= 0x80) {
+          match_path_why = "the path has an encoded control byte or non-ASCII byte";
+          return;
+        }
+        if (c == '/' || c == '\\' || c == '?' || c == '#' || c == ';' || c == '%') {
+          match_path_why =
+              "the path has an encoded '/', '\\', '?', '#', ';' or '%', which origins decode "
+              "differently";
+          return;
+        }
+        i += 2;
+      } else if (c == '\\' || c >= 0x80) {
+        match_path_why = "the path has a backslash or a byte outside printable ASCII";
+        return;
+      }
+      match_path_buf_[w++] = text::lower(static_cast<char>(c));
+    }
+    match_path_buf_.resize(w);
+    match_path = match_path_buf_;
+  }
+  const bool dots = match_path.find("/.") != std::string_view::npos;
+  if ((dots || escaped) && has_odd_dot_segment(p)) {
+    match_path = {};
+    match_path_why =
+        "the path has a dot-segment that is encoded or not plain (%2e%2e, '...', '..%20')";
+    return;
+  }
+  if (dots) {
+    // Only a "/." can start a dot-segment (each one written as plain dots, checked above).
+    if (match_path.data() != match_path_buf_.data()) match_path_buf_.assign(match_path);
+    remove_dot_segments(match_path_buf_);
+    match_path = match_path_buf_;
+  }
+  match_path_ok = true;
 }
 
 Request::Request(const Request& other) : RequestFields(other) {
@@ -258,6 +356,7 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
     path = {};
     match_path = {};
     match_path_ok = false;
+    match_path_why = nullptr;
   };
 
   // Method: an HTTP token, compared case-sensitively.
@@ -359,44 +458,26 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
     return fail("CONNECT target has no port");
   }
 
-  // Path, params, query. The fragment is dropped.
+  // Path, params, query. A fragment is not part of the path, but Squid forwards it: a
+  // URL that has one is never matched on its path.
   if (!is_connect) {
-    std::size_t hash = rest.find('#');
-    if (hash != std::string_view::npos) rest = rest.substr(0, hash);
-    std::size_t qmark = rest.find('?');
-    std::string_view p = rest.substr(0, qmark);
-    if (qmark != std::string_view::npos) query = rest.substr(qmark + 1);
-    std::size_t semi = p.find(';');
+    const std::size_t hash = rest.find('#');
+    const std::string_view sent = rest.substr(0, hash);
+    const std::size_t qmark = sent.find('?');
+    std::string_view p = sent.substr(0, qmark);
+    if (qmark != std::string_view::npos) query = sent.substr(qmark + 1);
+    const std::size_t semi = p.find(';');
     if (semi != std::string_view::npos) {
       params = p.substr(semi + 1);
       p = p.substr(0, semi);
     }
     path = p.empty() ? std::string_view("/") : p;
-    // The matching form: decode once, refuse anything that could be read two ways.
-    if (path.find('%') == std::string_view::npos) {
-      // Common case: nothing to decode. The URL has no control bytes and the path no
-      // '?', '#' or ';' (split off above), so only '\\' can make it unmatchable.
-      match_path_ok = path.find('\\') == std::string_view::npos;
-      if (match_path_ok) set_match_path_lower(path);
-    } else if (text::percent_decode(path, match_path_buf_, /*allow_nul=*/false)) {
-      match_path_ok = true;
-      for (char& c : match_path_buf_) {
-        auto uc = static_cast<unsigned char>(c);
-        if (text::is_ctl(uc) || c == '?' || c == '#' || c == ';' || c == '\\') {
-          match_path_ok = false;
-          break;
-        }
-        c = text::lower(c);
-      }
-      match_path = match_path_buf_;
-    }
-    if (!match_path_ok) {
-      match_path = {};
-    } else if (match_path.find("/.") != std::string_view::npos) {
-      // Only a "/." can start a dot-segment; removed in the buffer.
-      if (match_path.data() != match_path_buf_.data()) match_path_buf_.assign(match_path);
-      remove_dot_segments(match_path_buf_);
-      match_path = match_path_buf_;
+    if (hash != std::string_view::npos) {
+      match_path_why = "the URL has a fragment ('#'), which Squid forwards to the origin";
+    } else if (semi != std::string_view::npos) {
+      match_path_why = "the path has ;params, which origins resolve differently";
+    } else {
+      set_match_path(path);
     }
   }
 

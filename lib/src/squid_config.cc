@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "authbypass/icap_request.h"
+#include "authbypass/policy_check.h"
 #include "compiled_regex.h"
 
 namespace authbypass {
@@ -322,6 +323,24 @@ SquidConfig squid_config_icap(const Policy& policy, const SquidConfigOptions& o)
   return cfg;
 }
 
+// Without the ICAP lines: a comment block and a warning per rule whose `verify` then does
+// not happen, so that an admin who deploys the helper alone learns what each such rule
+// delivers unchecked.
+void warn_unprotected_without_icap(const Policy& policy, SquidConfig& cfg) {
+  const std::vector<Warning> unprotected = unprotected_without_icap(policy, today_utc());
+  if (unprotected.empty()) return;
+  std::string& t = cfg.text;
+  t += "\n# NO ICAP SERVICE (--no-icap): nothing checks what comes back through the hole.\n"
+       "# These rules have `verify`, which only srv_authbypass enforces; here they deliver\n"
+       "# whatever the origin sends to clients without credentials:\n";
+  for (const Warning& w : unprotected) {
+    t += "#   " + w.message.substr(0, w.message.find(". Deploy")) + "\n";
+    cfg.warnings.push_back(w.message);
+  }
+  t += "# Deploy the ICAP service (squid-config without --no-icap, and the c-icap include),\n"
+       "# or remove these rules from the policy.\n";
+}
+
 }  // namespace
 
 SquidConfig squid_config(const Policy& policy, const SquidConfigOptions& o) {
@@ -367,6 +386,7 @@ SquidConfig squid_config(const Policy& policy, const SquidConfigOptions& o) {
          "adaptation_access authbypass_resp allow authbypass_candidates authbypass\n"
          "adaptation_access authbypass_resp deny all\n";
   }
+  if (o.icap_url.empty()) warn_unprotected_without_icap(policy, cfg);
   return cfg;
 }
 

@@ -287,6 +287,28 @@ inline std::size_t find_token_special(const char* s, std::size_t n) {
   return n;
 }
 
+// True iff s[0..n) holds "//" (an empty path segment). Never reads outside s[0..n).
+inline bool has_double_slash(const char* s, std::size_t n) {
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  if (n >= 17) {
+    const __m128i slash = _mm_set1_epi8('/');
+    // Bit k: s[at + k] and s[at + k + 1] are both '/'.
+    auto pairs16 = [s, slash](std::size_t at) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + at));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + at + 1));
+      return _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(a, slash), _mm_cmpeq_epi8(b, slash)));
+    };
+    for (; i + 17 <= n; i += 16)
+      if (pairs16(i) != 0) return true;
+    return i + 1 < n && pairs16(n - 17) != 0;  // the pairs left, within the last 17 bytes
+  }
+#endif
+  for (; i + 1 < n; ++i)
+    if (s[i] == '/' && s[i + 1] == '/') return true;
+  return false;
+}
+
 // Index of the first byte of s[0..n) that a URL path cannot take as is: a control byte,
 // space, 0x7f or non-ASCII, or one of % ; # \ ? . (n if none). Bytes [lo, s) must be
 // readable too (lo <= s): a short tail is then read as the 16 bytes ending at s[n - 1].

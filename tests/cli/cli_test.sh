@@ -85,6 +85,56 @@ check_shipped)
   expect_out "warning: rule 'crl-files': matches on client-controlled data alone" ;;
 check_strict)
   run check --strict "$policy"; expect_rc 1; expect_out "(--strict)" ;;
+check_wildcard_hosts)
+  cat >"$tmp/p.yaml" <<'YAML'
+version: 1
+rules:
+  - id: ca-hosts
+    match: {hosts: [crl.example.com, .example.net]}
+  - id: ca-files
+    match: {hosts: [.example.org], path_suffix: [.crl]}
+  - id: signin
+    match: {methods: [CONNECT], ports: [443], hosts: [.login.example.com]}
+  - id: watch
+    mode: shadow
+    match: {hosts: [.example.info]}
+YAML
+  run check "$tmp/p.yaml"; expect_rc 0
+  expect_out "$tmp/p.yaml:3:5: warning: rule 'ca-hosts': hosts entry '.example.net' covers example.net and every host under it, for any path (a web site or download host there skips authentication too): list the host names this rule is for, or add path_prefix/path_suffix."
+  expect_out "$tmp/p.yaml:7:5: warning: rule 'signin': allows CONNECT to port 443"
+  grep -q "'signin': hosts entry" "$tmp/out" && fail "a tunnel's wildcard warned as if it had a path"
+  grep -q "'ca-files': hosts entry" "$tmp/out" && fail "a wildcard with a path criterion warned"
+  grep -q "'watch': hosts entry" "$tmp/out" && fail "a shadow rule's wildcard warned"
+  grep -q "crl.example.com' covers" "$tmp/out" && fail "a host name warned"
+  run check --strict "$tmp/p.yaml"; expect_rc 1; expect_out "(--strict)" ;;
+check_no_icap)
+  cat >"$tmp/p.yaml" <<'YAML'
+version: 1
+rules:
+  - id: crl-files
+    match: {path_suffix: [.crl]}
+    verify: crl
+  - id: pki
+    match: {hosts: [www.example.com], path_prefix: [/pki/]}
+    verify: revocation
+  - id: plain
+    match: {hosts: [h.example.com]}
+    verify: none
+YAML
+  run check "$tmp/p.yaml"; expect_rc 0
+  expect_out "note: 2 rules (crl-files, pki) rely on the ICAP service for their verify check; without it they deliver whatever the origin sends. 'authbypass check --no-icap $tmp/p.yaml' lists what each lets through then."
+  grep -q "is not enforced without the ICAP service" "$tmp/out" && fail "per-rule ICAP warnings without --no-icap"
+  expect_out "OK: policy valid, 1 warnings"
+  run check --no-icap "$tmp/p.yaml"; expect_rc 0
+  expect_out "$tmp/p.yaml:3:5: warning: rule 'crl-files': verify: crl is not enforced without the ICAP service: whatever the origin answers (any host, GET, HEAD on port 80, paths ending in .crl) reaches clients without credentials unchecked, a program included. Deploy the ICAP service (the ICAP lines of \`authbypass squid-config\` and the c-icap include) or remove the rule."
+  expect_out "$tmp/p.yaml:6:5: warning: rule 'pki': verify: revocation is not enforced without the ICAP service: whatever the origin answers (hosts www.example.com, GET, HEAD on port 80, paths under /pki/) reaches clients without credentials unchecked"
+  grep -q "rule 'plain': verify" "$tmp/out" && fail "a verify: none rule in the ICAP warnings"
+  grep -q "^note: " "$tmp/out" && fail "the note beside --no-icap"
+  expect_out "OK: policy valid, 3 warnings"
+  run check --no-icap --strict "$tmp/p.yaml"; expect_rc 1; expect_out "(--strict)"
+  run check --no-icap "$policy"; expect_rc 0
+  expect_out "warning: rule 'crl-files': verify: crl is not enforced without the ICAP service: whatever the origin answers (any host, GET, HEAD on port 80, paths ending in .crl)"
+  run check "$policy"; expect_rc 0; expect_out "rely on the ICAP service for their verify check" ;;
 test_shipped)
   run test "$policy"; expect_rc 0
   grep -qE '^[0-9]+ passed, 0 failed$' "$tmp/out" || fail "no 'N passed, 0 failed' line"
@@ -123,7 +173,12 @@ explain_authenticate)
   run explain "$tmp/p.yaml" --method POST --url 'http://evil.test/x.exe?x=.crl'
   expect_rc 0; expect_out "decision: AUTHENTICATE: no rule matched"
   expect_out "FAIL method: method POST is not allowed"
-  expect_out "the query and ;params are never matched" ;;
+  expect_out "the query is never matched"
+  run explain "$tmp/p.yaml" --url 'http://evil.test/x.crl;/../evil.exe'
+  expect_rc 0; expect_out "decision: AUTHENTICATE: no rule matched"
+  expect_out "FAIL path: path '/x.crl;/../evil.exe' is never matched: the path has ;params, which origins resolve differently (a path that readers may resolve differently never matches path_* criteria)"
+  run explain "$tmp/p.yaml" --url 'http://evil.test/a//../x.crl'
+  expect_out "FAIL path: path '/a//../x.crl' is never matched: the path has an empty segment ('//')" ;;
 explain_malformed)
   run explain "$policy" --url http://3221225991/x.crl
   expect_rc 0; expect_out "decision: AUTHENTICATE: the request is malformed (host is a numeric form" ;;
@@ -184,13 +239,21 @@ m365_import)
   grep -q 'description: "Microsoft 365 endpoint set 84 (Common, Default, required), endpoint list version 2024053100' "$tmp/m365.yaml" || fail "no version in the description"
   ls "$tmp" | grep -q '\.tmp\.' && fail "temporary file left behind"
   cp "$tmp/m365.yaml" "$tmp/good.yaml"
-  run check "$tmp/m365.yaml"; expect_rc 0; expect_out "OK: policy valid, 0 warnings"; expect_out " passed, 0 failed"
+  run check "$tmp/m365.yaml"; expect_rc 0; expect_out "OK: policy valid, "; expect_out " passed, 0 failed"
   run explain "$tmp/m365.yaml" --url http://crl.microsoft.com/pki/crl/products/MicRooCerAut2011_2011_03_22.crl
   expect_rc 0; expect_out "decision: BYPASS (no proxy authentication) by rule 'm365-84'"; expect_out "verify revocation"
   run explain "$tmp/m365.yaml" --method CONNECT --url crl.microsoft.com:443
   expect_rc 0; expect_out "decision: AUTHENTICATE"
-  # Beside the shipped hand-edited policy (include:), whose tests still pass.
+  # An include that widens the policy fails the shipped policy's narrow-by-design tests:
+  # set 125's wildcards (*.entrust.net, ...) cover the CAs' web sites.
   sed 's/^version: 1$/version: 1\ninclude: [m365.yaml]/' "$policy" >"$tmp/policy.yaml"
+  run check "$tmp/policy.yaml"; expect_rc 1
+  expect_out "FAIL Narrow by design: Entrust's web site download (www.entrust.net) authenticates: expected authenticate, got bypass (rule m365-125)"
+  # Beside the shipped hand-edited policy (include:), set 84's rules keep its tests passing.
+  run m365 import "$d/endpoints-2024053100.json" --version-file "$d/version.json" --ids 84 \
+    --owner secops@example.com --ticket SEC-1010 --policy-out "$tmp/m365-84.yaml"
+  expect_rc 0
+  sed 's/^version: 1$/version: 1\ninclude: [m365-84.yaml]/' "$policy" >"$tmp/policy.yaml"
   run check "$tmp/policy.yaml"; expect_rc 0; expect_out " passed, 0 failed"
   run explain "$tmp/policy.yaml" --url http://crl3.digicert.com/DigiCertGlobalRootG2.crl; expect_rc 0; expect_out "decision: BYPASS"
   run explain "$tmp/policy.yaml" --url http://www.digicert.com/; expect_rc 0; expect_out "decision: AUTHENTICATE"
@@ -298,7 +361,9 @@ m365_connect_narrow)
   for h in mlccdn.blob.core.windows.net x.streaming.mediaservices.windows.net az1.vo.msecnd.net; do
     run explain "$tmp/sc.yaml" --method CONNECT --url "$h:443"; expect_rc 0; expect_out "decision: AUTHENTICATE"
   done
-  run check "$tmp/sc.yaml"; expect_rc 0; expect_out "OK: policy valid, 5 warnings"
+  # 5 tunnel rules, one warning each; the other 14 name set 125's CA wildcards (GET and POST).
+  run check "$tmp/sc.yaml"; expect_rc 0; expect_out "OK: policy valid, 19 warnings"
+  [ "$(grep -c "' covers " "$tmp/out")" = 14 ] || fail "expected 14 wildcard warnings"
   expect_out "warning: rule 'm365-12-connect': allows CONNECT to port 443: an opaque tunnel whose content cannot be checked"
   grep -q "allows port 443" "$tmp/out" && fail "a second warning per tunnel rule"
   # Optional set 27 needs --ids, its storage host --allow-customer-domain; check names it.
@@ -354,7 +419,8 @@ m365_instance)
     run explain "$tmp/dod.yaml" --url "$u"; expect_rc 0; expect_out "decision: AUTHENTICATE"
   done
   run explain "$tmp/dod.yaml" --method POST --url http://sr.symcd.com/; expect_rc 0; expect_out "by rule 'm365-20-ocsp-post'"
-  run check "$tmp/dod.yaml"; expect_rc 0; expect_out "OK: policy valid, 3 warnings"
+  # 3 tunnel rules; 16 warnings name set 20's CA wildcards (GET and POST).
+  run check "$tmp/dod.yaml"; expect_rc 0; expect_out "OK: policy valid, 19 warnings"
   run m365 import "$d/endpoints-2024053100.json" --instance China --version-file "$d/version-all.json" --policy-out "$tmp/x.yaml"
   expect_rc 1; expect_err "this endpoint list is not one of the China instance: it looks like a Worldwide list"
   run m365 ips "$d/endpoints-usgovdod.json" --version-file "$d/version.json"

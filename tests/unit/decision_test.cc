@@ -642,14 +642,74 @@ TEST_F(DecisionPaths, SuffixMustBypass) {
            "http://crl.example.com/x.crl",
            "http://crl.example.com/X.CRL",
            "http://crl.example.com/a/../x.crl",
-           "http://crl.example.com/a/%2e%2e/x.crl",
            "http://crl.example.com/x%2Ecrl",
            "http://crl.example.com/x.crl?x=.exe",  // the query is not matched
-           "http://crl.example.com/x.crl;p=.exe",  // nor ;params
+           "http://crl.example.com/x.crl?a;b",     // nor is a semicolon in the query
+           "http://crl.example.com/Microsoft%20RSA%20TLS%20CA%2001.crl",
+           "http://crl.example.com/pki/.well/x.crl",
            "http://[2001:db8::1]/x.crl",
            "http://192.0.2.7/x.crl",
        }) {
     EXPECT_TRUE(Bypasses("GET", url));
+  }
+}
+
+// A path that origins may resolve to another file than the engine's reading never matches
+// a rule with path criteria: ;params, a fragment, an empty segment, encoded delimiters,
+// double encoding, encoded or odd dot-segments, backslashes, non-ASCII bytes.
+constexpr std::string_view kAmbiguousPaths[] = {
+    "/pki/x;/../../a.exe",      // Tomcat: /a.exe; RFC 3986: /pki/x;/...
+    "/pki/..;/a.exe",           // Tomcat reads "..;" as ".."
+    "/pki/x.crl;",              // an empty ;params
+    "/pki//../a.exe",           // slash-merging origins: /a.exe; RFC 3986: /pki/a.exe
+    "//pki/x.crl",              // a leading empty segment
+    "/pki/x.crl//",             // a trailing one
+    "/pki/x#/../../a.exe",      // Squid forwards the fragment
+    "/pki/x.crl#",              // an empty fragment
+    "/x%2f..%2fpki/a.crl",      // %2F: a separator only to origins that decode it first
+    "/pki%2fa.crl",             //
+    "/pki/..%5ca.exe",          // %5C: a separator to IIS / Windows
+    "/pki/..\\a.exe",           // a raw backslash
+    "/pki/%2e%2e/a.exe",        // an encoded dot-segment
+    "/x/%2e%2e/pki/a.crl",      // one that would climb INTO the prefix
+    "/x/.%2E/pki/a.crl",        //
+    "/x/%2e/pki/a.crl",         //
+    "/x/.../pki/a.crl",         // three dots
+    "/x/..%20/pki/a.crl",       // dots and a space
+    "/pki/%252e%252e/a.exe",    // double encoding: %25
+    "/pki/%25/a.crl",           //
+    "/pki/a.exe%3b.crl",        // encoded ';', '#', '?'
+    "/pki/a.exe%23.crl",        //
+    "/pki/a.exe%3f.crl",        //
+    "/pki/%c0%ae%c0%ae/a.exe",  // overlong UTF-8 dots (old IIS)
+    "/pki/%e2%80%a4/a.crl",     // non-ASCII, encoded
+    "/pki/\xc3\xbc.crl",        // non-ASCII, raw
+    "/pki/%u002e%u002e/a.exe",  // IIS %u escapes are malformed escapes
+};
+
+TEST_F(DecisionPaths, AmbiguousPathsNeverMatchPathRules) {
+  struct Case {
+    const char* match;
+    const char* plain;  // a plain path the rule matches
+  };
+  for (const Case& c :
+       {Case{"{path_prefix: [/pki/]}", "/pki/x.crl"}, Case{"{path_prefix: [/]}", "/x"},
+        Case{"{path_suffix: [.crl]}", "/a.crl"}, Case{"{path_suffix: [.exe]}", "/a.exe"},
+        Case{"{path_regex: ['^/.*$']}", "/pki/a.exe"},
+        Case{"{hosts: [h.example], path_prefix: [/pki/, /x/]}", "/x/a"}}) {
+    const char* match = c.match;
+    Load(OneRule(match));
+    EXPECT_TRUE(Bypasses("GET", "http://h.example" + std::string(c.plain))) << match;
+    for (std::string_view path : kAmbiguousPaths) {
+      EXPECT_TRUE(Authenticates("GET", "http://h.example" + std::string(path))) << match;
+    }
+  }
+}
+
+TEST_F(DecisionPaths, AmbiguousPathsStillMatchRulesWithoutPathCriteria) {
+  Load(OneRule("{hosts: [h.example]}"));
+  for (std::string_view path : kAmbiguousPaths) {
+    EXPECT_TRUE(Bypasses("GET", "http://h.example" + std::string(path)));
   }
 }
 

@@ -65,8 +65,17 @@ TEST_F(ExplainTest, SaysWhichCriterionFailed) {
   const CriterionCheck* p = check(ex, "ca", "path");
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->detail,
-            "path '/x.exe' does not match path_suffix [.crl]; the query and ;params are never "
-            "matched");
+            "path '/x.exe' does not match path_suffix [.crl]; the query is never matched");
+  // A path that servers may read differently: never matched, with the form named.
+  Explanation amb = run("GET", "http://crl.verisign.com/x.crl#/../x.exe");
+  EXPECT_FALSE(amb.decision.bypass());
+  const CriterionCheck* a = check(amb, "ca", "path");
+  ASSERT_NE(a, nullptr);
+  EXPECT_FALSE(a->ok);
+  EXPECT_EQ(a->detail,
+            "path '/x.crl#/../x.exe' is never matched: the URL has a fragment ('#'), which Squid "
+            "forwards to the origin (a path that readers may resolve differently never matches "
+            "path_* criteria)");
   const CriterionCheck* h = check(ex, "ca", "host");
   ASSERT_NE(h, nullptr);
   EXPECT_TRUE(h->ok);

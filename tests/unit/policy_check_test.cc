@@ -161,8 +161,142 @@ rules:
       "be checked",
       "p.yaml:16:5: warning: rule 'mixed': allows port 443 (revocation data is served on port "
       "80)",
+      // The wildcard lint names what the customer-hosting lint did not.
+      "p.yaml:10:5: warning: rule 'checked': hosts entry '.blob.core.windows.net' covers "
+      "blob.core.windows.net and every host under it, for any path (a web site or download host "
+      "there skips authentication too): list the host names this rule is for, or add "
+      "path_prefix/path_suffix.",
   };
   EXPECT_EQ(got, want);
+}
+
+// A ".domain" entry without path criteria, named with its rule; not for names, paths, tunnels,
+// shadow or expired rules, or a whole TLD (warned above).
+TEST(PolicyLint, WildcardHostsWithoutPathCriteriaAreNamed) {
+  auto p = load(R"(version: 1
+rules:
+  - id: ca
+    match: {hosts: [crl.example.com, .example.net, 192.0.2.0/24, .c.example.org]}
+  - id: files
+    match: {hosts: [.example.org], path_suffix: [.crl]}
+  - id: regex
+    match: {hosts: [.example.org], path_regex: ['^/crl/']}
+  - id: tunnel
+    match: {methods: [CONNECT], ports: [443], hosts: [.login.example.com]}
+  - id: watch
+    mode: shadow
+    match: {hosts: [.example.info]}
+  - id: gone
+    expires: 2026-11-01
+    match: {hosts: [.example.biz]}
+  - id: tld
+    match: {hosts: [.com]}
+)");
+  std::vector<std::string> got;
+  for (const auto& w : lint_wildcard_hosts(*p, kToday)) got.push_back(w.to_string());
+  const std::string tail =
+      " and every host under it, for any path (a web site or download host there skips "
+      "authentication too): list the host names this rule is for";
+  const std::vector<std::string> want = {
+      "p.yaml:3:5: warning: rule 'ca': hosts entry '.example.net' covers example.net" + tail +
+          ", or add path_prefix/path_suffix.",
+      "p.yaml:3:5: warning: rule 'ca': hosts entry '.c.example.org' covers c.example.org" + tail +
+          ", or add path_prefix/path_suffix.",
+      // Not the CONNECT-only 'tunnel': a tunnel has no path; its CONNECT warning names it.
+  };
+  EXPECT_EQ(got, want);
+  // lint_policy includes them.
+  std::size_t in_lint = 0;
+  for (const auto& w : lint_policy(*p, kToday))
+    in_lint += w.message.find("' covers ") != std::string::npos &&
+               w.message.find("every host under it") != std::string::npos;
+  EXPECT_EQ(in_lint, want.size());
+}
+
+TEST(PolicyLint, NamedHostsAndPathRulesGiveNoWildcardWarning) {
+  auto p = load(R"(version: 1
+rules:
+  - id: ca
+    match: {hosts: [crl.example.com, aia.example.com]}
+    verify: revocation
+  - id: files
+    match: {hosts: [.example.org], path_prefix: [/pki/]}
+    verify: revocation
+)");
+  EXPECT_TRUE(lint_wildcard_hosts(*p, kToday).empty());
+  EXPECT_TRUE(lint_policy(*p, kToday).empty());
+}
+
+// Without the ICAP service, every active enforce rule with verify is named with what it
+// then delivers unchecked; verify: none, shadow and expired rules are not.
+TEST(PolicyLint, UnprotectedWithoutIcap) {
+  auto p = load(R"(version: 1
+rules:
+  - id: crl-files
+    match: {path_suffix: [.crl]}
+    verify: crl
+  - id: ocsp
+    match: {methods: [GET, POST], hosts: [ocsp.example.com, .o.example.org]}
+    verify: ocsp
+  - id: pki
+    match: {hosts: [www.example.com], path_prefix: [/pki/, /pkiops/], ports: [80, 8080]}
+    verify: revocation
+  - id: plain
+    match: {hosts: [h.example.com]}
+  - id: watch
+    mode: shadow
+    match: {hosts: [w.example.com]}
+    verify: crl
+  - id: gone
+    expires: 2026-11-01
+    match: {hosts: [g.example.com]}
+    verify: crl
+)");
+  std::vector<std::string> got;
+  for (const auto& w : unprotected_without_icap(*p, kToday)) got.push_back(w.to_string());
+  const std::string tail =
+      ") reaches clients without credentials unchecked, a program included. Deploy the ICAP "
+      "service (the ICAP lines of `authbypass squid-config` and the c-icap include) or remove "
+      "the rule.";
+  const std::vector<std::string> want = {
+      "p.yaml:3:5: warning: rule 'crl-files': verify: crl is not enforced without the ICAP "
+      "service: whatever the origin answers (any host, GET, HEAD on port 80, paths ending in "
+      ".crl" +
+          tail,
+      "p.yaml:6:5: warning: rule 'ocsp': verify: ocsp is not enforced without the ICAP service: "
+      "whatever the origin answers (hosts ocsp.example.com, .o.example.org, GET, POST on port 80" +
+          tail,
+      "p.yaml:9:5: warning: rule 'pki': verify: revocation is not enforced without the ICAP "
+      "service: whatever the origin answers (hosts www.example.com, GET, HEAD on ports 80, 8080, "
+      "paths under /pki/, /pkiops/" +
+          tail,
+  };
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(icap_dependency_note(*p, kToday),
+            "note: 3 rules (crl-files, ocsp, pki) rely on the ICAP service for their verify "
+            "check; without it they deliver whatever the origin sends. 'authbypass check "
+            "--no-icap p.yaml' lists what each lets through then.");
+  // Not part of the ordinary lint: only `check --no-icap` adds them.
+  for (const auto& w : lint_policy(*p, kToday))
+    EXPECT_EQ(w.message.find("ICAP service"), std::string::npos) << w.to_string();
+}
+
+TEST(PolicyLint, NoIcapNoteWithoutVerifyRules) {
+  auto p = load(R"(version: 1
+rules:
+  - id: plain
+    match: {hosts: [h.example.com]}
+  - id: one
+    match: {hosts: [c.example.com]}
+    verify: crl
+)");
+  EXPECT_EQ(icap_dependency_note(*p, kToday),
+            "note: 1 rule (one) relies on the ICAP service for its verify check; without it, it "
+            "delivers whatever the origin sends. 'authbypass check --no-icap p.yaml' lists "
+            "what each lets through then.");
+  auto none = load("version: 1\nrules:\n  - id: plain\n    match: {hosts: [h.example.com]}\n");
+  EXPECT_EQ(icap_dependency_note(*none, kToday), "");
+  EXPECT_TRUE(unprotected_without_icap(*none, kToday).empty());
 }
 
 }  // namespace

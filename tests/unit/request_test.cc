@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "authbypass/ip.h"
+#include "text.h"
 
 namespace authbypass {
 namespace {
@@ -410,13 +411,17 @@ TEST(RequestParse, QueryIsNotPath) {
   EXPECT_EQ(bare.match_path, "/x.exe");
 }
 
-TEST(RequestParse, ParamsAreNotPath) {
+// ;params are split off for logs, and make the path unmatchable: origins disagree on them.
+TEST(RequestParse, ParamsAreNotPathAndMakeItUnmatchable) {
   const Request req = Get("http://evil.test/index.html;.crl");
   ASSERT_TRUE(req.ok()) << req.error();
   EXPECT_EQ(req.path, "/index.html");
   EXPECT_EQ(req.params, ".crl");
   EXPECT_EQ(req.query, "");
-  EXPECT_EQ(req.match_path, "/index.html");
+  EXPECT_FALSE(req.match_path_ok);
+  EXPECT_EQ(req.match_path, "");
+  ASSERT_NE(req.match_path_why, nullptr);
+  EXPECT_NE(std::string_view(req.match_path_why).find(";params"), std::string_view::npos);
 }
 
 TEST(RequestParse, ParamsThenQuery) {
@@ -425,7 +430,69 @@ TEST(RequestParse, ParamsThenQuery) {
   EXPECT_EQ(req.path, "/x");
   EXPECT_EQ(req.params, "p=1");
   EXPECT_EQ(req.query, "q=2");
-  EXPECT_EQ(req.match_path, "/x");
+  EXPECT_FALSE(req.match_path_ok);
+}
+
+// text::has_double_slash against a plain search, for every length 0..40 and every place of
+// a "//" (and of single slashes around it), so that each 16-byte block and tail is covered.
+TEST(RequestParse, DoubleSlashScanAgreesWithPlainSearch) {
+  for (std::size_t n = 0; n <= 40; ++n) {
+    for (std::size_t at = 0; at <= n; ++at) {
+      for (int variant = 0; variant < 3; ++variant) {
+        std::string s(n, 'a');
+        if (at < n) s[at] = '/';
+        if (variant >= 1 && at + 1 < n) s[at + 1] = '/';
+        if (variant == 2 && at + 3 < n) s[at + 3] = '/';
+        // Guard bytes around the view: a scan that reads past it would see these.
+        const std::string padded = "//" + s + "//";
+        const std::string_view view(padded.data() + 2, n);
+        EXPECT_EQ(text::has_double_slash(view.data(), view.size()),
+                  view.find("//") != std::string_view::npos)
+            << "'" << view << "'";
+      }
+    }
+  }
+}
+
+// The paths of the attacks on the shipped /pki/ and trustedr/ rules: each is read as a
+// path inside the prefix by one reader and outside it by another, so none is matchable.
+TEST(RequestParse, PathsOriginsReadDifferentlyAreUnmatchable) {
+  struct Case {
+    std::string_view url;
+    std::string_view path;  // as split off (kept for logs)
+    std::string_view why;   // a word of match_path_why
+  };
+  for (const Case& c : {
+           Case{"http://www.microsoft.com/pki/x;/../../a.exe", "/pki/x", ";params"},
+           Case{"http://www.microsoft.com/pki//../a.exe", "/pki//../a.exe", "'//'"},
+           Case{"http://www.microsoft.com/pki/x#/../../a.exe", "/pki/x", "fragment"},
+           Case{"http://ctldl.windowsupdate.com/msdownload/update/v3/static/trustedr/"
+                "x.cab;/../../../x.exe",
+                "/msdownload/update/v3/static/trustedr/x.cab", ";params"},
+           Case{"http://www.microsoft.com/x%2f..%2fpki/a.crl", "/x%2f..%2fpki/a.crl", "encoded"},
+           Case{"http://www.microsoft.com/pki/%252e%252e/a.exe", "/pki/%252e%252e/a.exe",
+                "encoded"},
+           Case{"http://www.microsoft.com/x/%2e%2e/pki/a.crl", "/x/%2e%2e/pki/a.crl",
+                "dot-segment"},
+           Case{"http://www.microsoft.com/x/.../pki/a.crl", "/x/.../pki/a.crl", "dot-segment"},
+           Case{"http://www.microsoft.com/pki/..%5ca.exe", "/pki/..%5ca.exe", "encoded"},
+           Case{"http://www.microsoft.com/pki/%c0%ae%c0%ae/a.exe", "/pki/%c0%ae%c0%ae/a.exe",
+                "non-ASCII"},
+       }) {
+    SCOPED_TRACE(c.url);
+    for (bool shortcut : {true, false}) {
+      Request req;
+      const RequestInput in{.method = "GET", .url = c.url, .user_agent = {}, .src = {}};
+      ASSERT_TRUE(shortcut ? req.parse(in) : req.parse_reference(in)) << req.error();
+      EXPECT_EQ(req.path, c.path);
+      EXPECT_FALSE(req.match_path_ok);
+      EXPECT_EQ(req.match_path, "");
+      ASSERT_NE(req.match_path_why, nullptr);
+      EXPECT_NE(std::string_view(req.match_path_why).find(c.why), std::string_view::npos)
+          << req.match_path_why;
+      EXPECT_EQ(req.url, c.url);  // never rewritten
+    }
+  }
 }
 
 TEST(RequestParse, SemicolonInQueryIsQuery) {
@@ -466,13 +533,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         MatchPathCase{"http://h/X.CRL", "/x.crl"}, MatchPathCase{"http://h/a/../X.CRL", "/x.crl"},
         MatchPathCase{"http://h/x.crl/../evil.exe", "/evil.exe"},
-        MatchPathCase{"http://h/a/%2e%2e/x.crl", "/x.crl"},
-        MatchPathCase{"http://h/a/%2E%2E/x.crl", "/x.crl"},
-        MatchPathCase{"http://h/pki/%2e%2e/evil.exe", "/evil.exe"},
-        MatchPathCase{"http://h/a/%2e/x.crl", "/a/x.crl"},
-        MatchPathCase{"http://h/a/%252e%252e/x.crl", "/a/%2e%2e/x.crl"},
-        MatchPathCase{"http://h/a/%252e", "/a/%2e"},
         MatchPathCase{"http://h/%41%42c.CRL", "/abc.crl"},
+        MatchPathCase{"http://h/a/.%41/x", "/a/.a/x"}, MatchPathCase{"http://h/a/%2e.x", "/a/..x"},
         MatchPathCase{"http://h/x%2Ecrl", "/x.crl"}, MatchPathCase{"http://h/./x.crl", "/x.crl"},
         MatchPathCase{"http://h/a/./b/./c", "/a/b/c"},
         MatchPathCase{"http://h/a/b/c/../../d", "/a/d"}, MatchPathCase{"http://h/a/b/..", "/a/"},
@@ -482,14 +544,14 @@ INSTANTIATE_TEST_SUITE_P(
         MatchPathCase{"http://h/.hidden/..x", "/.hidden/..x"},
         MatchPathCase{"http://h/a%20b.crl", "/a b.crl"},
         MatchPathCase{"http://h/PKI/Root.CRL?Q=1", "/pki/root.crl"},
-        MatchPathCase{"http://h/a.crl;P", "/a.crl"}));
+        MatchPathCase{"http://h/a.crl?x;y", "/a.crl"}, MatchPathCase{"http://h/a/", "/a/"}));
 
 TEST(RequestParse, PathIsKeptAsSent) {
-  const Request req = Get("http://h/A/../%2E%2E/X.CRL");
+  const Request req = Get("http://h/A/../%42/X.CRL");
   ASSERT_TRUE(req.ok()) << req.error();
-  EXPECT_EQ(req.path, "/A/../%2E%2E/X.CRL");
-  EXPECT_EQ(req.match_path, "/x.crl");
-  EXPECT_EQ(req.url, "http://h/A/../%2E%2E/X.CRL");
+  EXPECT_EQ(req.path, "/A/../%42/X.CRL");
+  EXPECT_EQ(req.match_path, "/b/x.crl");
+  EXPECT_EQ(req.url, "http://h/A/../%42/X.CRL");
 }
 
 class RequestUnmatchablePath : public ::testing::TestWithParam<std::string_view> {};
@@ -501,20 +563,36 @@ TEST_P(RequestUnmatchablePath, MatchPathNotOk) {
   EXPECT_TRUE(req.match_path.empty()) << GetParam() << " -> \"" << req.match_path << "\"";
 }
 
-INSTANTIATE_TEST_SUITE_P(RequestParse, RequestUnmatchablePath,
-                         ::testing::Values(
-                             // NUL.
-                             "http://h/a%00.crl", "http://h/x.crl%00",
-                             // Malformed escapes.
-                             "http://h/a%zz.crl", "http://h/x.crl%4", "http://h/x.crl%",
-                             "http://h/a%4g.crl", "http://h/a%%32e.crl",
-                             // Decoded control bytes.
-                             "http://h/a%0a.crl", "http://h/a%0D%0A.crl", "http://h/a%09.crl",
-                             "http://h/a%1f.crl", "http://h/a%7f.crl",
-                             // Decoded delimiters.
-                             "http://h/x.exe%3f.crl", "http://h/x.exe%3F.crl",
-                             "http://h/x.exe%23.crl", "http://h/x.exe%3b.crl",
-                             "http://h/..%5c..%5cx.crl", "http://h/a%5Cb.crl"));
+INSTANTIATE_TEST_SUITE_P(
+    RequestParse, RequestUnmatchablePath,
+    ::testing::Values(
+        // NUL.
+        "http://h/a%00.crl", "http://h/x.crl%00",
+        // Malformed escapes.
+        "http://h/a%zz.crl", "http://h/x.crl%4", "http://h/x.crl%", "http://h/a%4g.crl",
+        "http://h/a%%32e.crl",
+        // Decoded control bytes.
+        "http://h/a%0a.crl", "http://h/a%0D%0A.crl", "http://h/a%09.crl", "http://h/a%1f.crl",
+        "http://h/a%7f.crl",
+        // Decoded delimiters.
+        "http://h/x.exe%3f.crl", "http://h/x.exe%3F.crl", "http://h/x.exe%23.crl",
+        "http://h/x.exe%3b.crl", "http://h/..%5c..%5cx.crl", "http://h/a%5Cb.crl",
+        // ;params and fragments, even empty ones.
+        "http://h/a.crl;P", "http://h/a.crl;", "http://h/a.crl;?q", "http://h/a.crl#",
+        "http://h/a.crl#x", "http://h/a.crl?q#x", "http://h#x",
+        // Empty segments.
+        "http://h//a.crl", "http://h/a//b.crl", "http://h/a.crl//",
+        "http://h/0123456789abcdef0123456789//a.crl",
+        "http://h/0123456789abcdef0123456789abcdef.crl//",
+        // Encoded separators and double encoding.
+        "http://h/a%2fb.crl", "http://h/a%2Fb.crl", "http://h/a%25b.crl",
+        "http://h/a/%252e%252e/x.crl", "http://h/a/%252e",
+        // Encoded or odd dot-segments.
+        "http://h/a/%2e%2e/x.crl", "http://h/a/%2E%2E/x.crl", "http://h/a/%2e/x.crl",
+        "http://h/a/.%2e/x.crl", "http://h/a/%2e.", "http://h/a/.../x.crl",
+        "http://h/a/..%20/x.crl", "http://h/a/%20../x.crl", "http://h/a/%20/x.crl",
+        // Non-ASCII, raw or encoded.
+        "http://h/\xc3\xbc.crl", "http://h/%C3%BC.crl", "http://h/%c0%ae.crl", "http://h/%ff.crl"));
 
 // ---------------------------------------------------------------------------------------------
 // Malformed input
@@ -771,6 +849,17 @@ TEST(RequestParse, ShortcutAgreesWithTheGeneralParser) {
       "http://a.b/0123456789abcdef0123456789abcdef.crl",
       "http://a.b/0123456789abcdef0123456789abcde/.crl",
       "http://a.b/0123456789abcdef0123456789abcdef%41.crl",
+      "http://a.b//x",
+      "http://a.b/x//",
+      "http://a.b/x//y",
+      "http://a.b/0123456789abcde//0123456789abcdef.crl",
+      "http://a.b/0123456789abcdef//0123456789abcdef.crl",
+      "http://a.b/0123456789abcdef0123456789abcdef0//x",
+      "http://a.b/0123456789abcdef0123456789abcdef.crl//",
+      "http://a.b/0123456789abcdef/0123456789abcdef/0123456789abcdef/",
+      "http://a.b/x#y",
+      "http://a.b/x?y#z",
+      "http://a.b/x;y",
   };
   for (const char* method : {"GET", "CONNECT", "POST"}) {
     for (const char* url : urls) {
@@ -792,6 +881,7 @@ TEST(RequestParse, ShortcutAgreesWithTheGeneralParser) {
       EXPECT_EQ(fast.query, ref.query);
       EXPECT_EQ(fast.match_path, ref.match_path);
       EXPECT_EQ(fast.match_path_ok, ref.match_path_ok);
+      EXPECT_EQ(fast.match_path_why == nullptr, ref.match_path_why == nullptr);
       EXPECT_EQ(fast.url, ref.url);
       EXPECT_EQ(fast.method_bit, ref.method_bit);
       if (fast.host_dots_known) {  // the shortcut's dot mask describes the host it found
@@ -873,13 +963,15 @@ TEST(RequestParse, MethodBits) {
 // views its own, and keeps its values when the original is parsed again or destroyed.
 TEST(RequestParse, CopiesViewTheirOwnText) {
   for (const char* url :
-       {"http://a.b/X.crl?q=1", "http://a.b/%41/b;p=1?q", "http://a.b/x/./y.crl",
-        "http://crl.example.com/some/longer/path/that/is/not/short.crl?x=y", "http://a.b"}) {
+       {"http://a.b/X.crl?q=1", "http://a.b/%41/b;p=1?q", "http://a.b/%41/b?q",
+        "http://a.b/x/./y.crl", "http://crl.example.com/some/longer/path/that/is/not/short.crl?x=y",
+        "http://a.b"}) {
     SCOPED_TRACE(url);
     auto original = std::make_unique<Request>();
     ASSERT_TRUE(original->parse(RequestInput{"GET", url, "Microsoft-CryptoAPI/10.0", ""}));
     const std::string path(original->path), params(original->params), query(original->query),
         match(original->match_path);
+    const bool match_ok = original->match_path_ok;
     Request copy(*original);
     Request assigned;
     ASSERT_TRUE(assigned.parse(RequestInput{"GET", "http://other.example/zzz", "", ""}));
@@ -892,7 +984,7 @@ TEST(RequestParse, CopiesViewTheirOwnText) {
       EXPECT_EQ(r->params, params);
       EXPECT_EQ(r->query, query);
       EXPECT_EQ(r->match_path, match);
-      EXPECT_TRUE(r->match_path_ok);
+      EXPECT_EQ(r->match_path_ok, match_ok);
       EXPECT_EQ(r->user_agent, "Microsoft-CryptoAPI/10.0");
       EXPECT_EQ(r->user_agent_lower, "microsoft-cryptoapi/10.0");
     }

@@ -162,6 +162,39 @@ TEST(SquidConfig, OptionsAndNoIcap) {
   EXPECT_NE(cfg.text.find("children-startup=0"), std::string::npos);
   EXPECT_NE(cfg.text.find("%SRC %METHOD %#URI %#>ha{User-Agent}"), std::string::npos);
   EXPECT_EQ(cfg.text.find("%LOGIN"), std::string::npos);
+  // No rule with verify: nothing to warn about.
+  EXPECT_EQ(cfg.text.find("NO ICAP SERVICE"), std::string::npos);
+  EXPECT_TRUE(cfg.warnings.empty());
+}
+
+// Without the ICAP lines, every rule with verify is named, in the text and as a warning,
+// with what it then delivers unchecked.
+TEST(SquidConfig, NoIcapNamesTheRulesItLeavesUnprotected) {
+  SquidConfigOptions o;
+  o.icap_url.clear();
+  auto cfg = generate(
+      "  - id: crl-files\n    match: {path_suffix: [.crl]}\n    verify: crl\n"
+      "  - id: plain\n    match: {hosts: [a.test]}\n",
+      o);
+  EXPECT_NE(cfg.text.find("# NO ICAP SERVICE (--no-icap): nothing checks what comes back "
+                          "through the hole.\n"),
+            std::string::npos)
+      << cfg.text;
+  EXPECT_NE(cfg.text.find("#   rule 'crl-files': verify: crl is not enforced without the ICAP "
+                          "service: whatever the origin answers (any host, GET, HEAD on port 80, "
+                          "paths ending in .crl) reaches clients without credentials unchecked, "
+                          "a program included\n"),
+            std::string::npos)
+      << cfg.text;
+  EXPECT_EQ(cfg.text.find("rule 'plain'"), std::string::npos) << cfg.text;
+  ASSERT_EQ(cfg.warnings.size(), 1u);
+  EXPECT_EQ(cfg.warnings[0].rfind("rule 'crl-files': verify: crl is not enforced", 0), 0u);
+  // With the ICAP lines: no such block.
+  SquidConfigOptions with_icap;
+  auto full =
+      generate("  - id: crl-files\n    match: {path_suffix: [.crl]}\n    verify: crl\n", with_icap);
+  EXPECT_EQ(full.text.find("NO ICAP SERVICE"), std::string::npos);
+  EXPECT_TRUE(full.warnings.empty());
 }
 
 }  // namespace

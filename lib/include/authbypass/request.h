@@ -53,6 +53,9 @@ struct RequestFields {
   IpAddress host_ip;           // when host_kind is kIpv4 / kIpv6
   std::uint16_t port = 0;      // explicit port, or the scheme's default (80 / 443)
   bool match_path_ok = false;  // see Request::match_path
+  // When match_path_ok is false for a parsed request that has a path: why, in a phrase
+  // for explanations ("the path holds ;params"); static text. Null otherwise.
+  const char* match_path_why = nullptr;
 
   std::optional<IpAddress> src;  // client address, when given
 
@@ -112,8 +115,22 @@ struct Request : RequestFields {
   std::string_view params;  // ";params" part of the path, without the ';' (may be empty)
   std::string_view query;   // query without the '?' (may be empty)
   // The path used for matching: percent-decoded once, dot-segments removed, ASCII
-  // lower-cased. Empty and match_path_ok false when the path cannot be matched safely
-  // (%00, malformed escapes, a decoded control byte, '?', '#', ';' or '\').
+  // lower-cased. Empty and match_path_ok false when the path is not one path to every
+  // reader, i.e. when an origin, Squid or a slash-merging or Windows file server may
+  // resolve it to another file than this reading does. That is the case for a URL that
+  // holds any of:
+  //   - a fragment ('#' anywhere after the host: Squid forwards it as part of the path);
+  //   - ';' in the path (";params": Tomcat-style servers strip them per segment, RFC 3986
+  //     readers keep them, so "/a/x;/../../b" is "/b" to one and "/a/..." to the other);
+  //   - an empty segment "//" (merged by nginx, Apache, IIS and Windows, kept by RFC 3986);
+  //   - '\' or a byte outside printable ASCII, raw or percent-encoded;
+  //   - a malformed escape, %00 or an encoded control byte;
+  //   - an encoded '/', '\', '?', '#', ';' or '%' (%2F, %5C, %3F, %23, %3B, %25: servers
+  //     decode them at different stages, or twice);
+  //   - a segment made only of dots and spaces other than a plain "." or ".." (%2e%2e,
+  //     ".%2E", "...", "..%20"): dot-segments count only when written as dots.
+  // Such a request never matches a rule with path_prefix, path_suffix or path_regex (it
+  // may still match rules without path criteria). The request itself is never rewritten.
   std::string_view match_path;
 
   std::string_view user_agent;        // as sent
@@ -131,6 +148,10 @@ struct Request : RequestFields {
   bool parse_client(const RequestInput& in);
   // match_path = `p` lower-cased: `p` itself when it has no upper-case letter.
   void set_match_path_lower(std::string_view p);
+  // match_path from the raw path `p` (no ;params, query or fragment) as the general
+  // parser sees it; leaves match_path_ok false and sets match_path_why when `p` has a
+  // form that readers may resolve differently (see match_path).
+  void set_match_path(std::string_view p);
   // The views of `other`, re-pointed into this object's copies of its text.
   void view_like(const Request& other);
 };
