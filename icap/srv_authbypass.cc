@@ -812,7 +812,9 @@ struct Txn {
       e.content_type = content_type;
       e.bytes = static_cast<std::int64_t>(seen);
       e.verdict = verdict;
-      e.reason = note.empty() ? reason : reason.empty() ? note : reason + "; " + note;
+      if (!note.empty()) reason = reason.empty() ? note : reason + "; " + note;
+      note.clear();
+      e.reason = reason;
       count_stat(event, verdict);
     }
     for (const Rule* r : shadows) {

@@ -309,7 +309,8 @@ class SquidLab:
     def __init__(self, helper: str, policy: str, *, helper_args: list[str] | None = None,
                  check_interval_ms: int | None = None, extra_conf: str = "",
                  bypass_access: str | None = None, verbose: bool = False,
-                 supervised: bool = False, hosts: Iterable[str] = ()):
+                 supervised: bool = False, hosts: Iterable[str] = (),
+                 helper_ttl: int = 0, cache: bool = False):
         """bypass_access: lines that replace `http_access allow authbypass` (e.g. prefilter
         ACL definitions and `http_access allow authbypass_candidates authbypass`).
         hosts: names the lab's hosts_file maps to 127.0.0.1 (with localhost). Squid looks
@@ -318,7 +319,11 @@ class SquidLab:
         each waiting request holding ~25 KB, and then all fail at once. Harmless for a few
         requests; under load (benchmarks) list the URLs' hosts.
         supervised: start Squid as Debian's squid.service does (DEBIAN_SERVICE_ARGS, no
-        -N): a master and a kid; the default (False) is one process, `squid -N`."""
+        -N): a master and a kid; the default (False) is one process, `squid -N`.
+        helper_ttl: the helper line's ttl= and negative_ttl= (0: every request asks it;
+        the shipped drop-in and squid-config use 60).
+        cache: True leaves Squid's memory cache on (no `cache deny all`), as Debian's
+        default squid.conf does."""
         self.helper_src = os.path.abspath(helper)
         self.policy_src = os.path.abspath(policy)
         self.helper_args = list(helper_args or [])
@@ -329,6 +334,8 @@ class SquidLab:
         self.verbose = verbose
         self.supervised = supervised
         self.hosts = sorted(set(hosts))
+        self.helper_ttl = int(helper_ttl)
+        self.cache = cache
         self.dir: str | None = None
         self.origin: OriginServer | None = None   # GET/HEAD/POST (originserver peer)
         self.tunnel: OriginServer | None = None   # CONNECT (parent-proxy peer)
@@ -473,7 +480,7 @@ pinger_enable off
 shutdown_lifetime 1 seconds
 dns_nameservers 127.0.0.1
 hosts_file {self.path('hosts')}
-cache deny all
+{"# cache on (Debian's default)" if self.cache else "cache deny all"}
 cache_mem 8 MB
 icp_port 0
 htcp_port 0
@@ -499,7 +506,7 @@ auth_param basic program {NCSA_AUTH} {self.path('htpasswd')}
 auth_param basic children 5 startup=0 idle=1
 auth_param basic realm squidlab
 
-external_acl_type authbypass ttl=0 negative_ttl=0 children-max=4 children-startup=0 concurrency=100 queue-size=1000 %SRC %METHOD %#URI %#>ha{{User-Agent}} {helper_cmd}
+external_acl_type authbypass ttl={self.helper_ttl} negative_ttl={self.helper_ttl} children-max=4 children-startup=0 concurrency=100 queue-size=1000 %SRC %METHOD %#URI %#>ha{{User-Agent}} {helper_cmd}
 acl authbypass external authbypass
 acl authenticated proxy_auth REQUIRED
 
