@@ -302,7 +302,12 @@ SquidConfig squid_config(const Policy& policy, const SquidConfigOptions& o) {
   if (!o.audit_log.empty()) t += " --audit-log " + o.audit_log;
   t += "\nacl authbypass external authbypass\n\n";
   prefilter_acls(policy, cfg, "the helper");
-  t += "http_access allow authbypass_candidates authbypass\n";
+  t += "# The bypass. When it lets a request through, authbypass_noted notes that on the\n"
+       "# transaction (last in the line: only then); the ICAP services below go by that note,\n"
+       "# never by a second helper lookup, which may answer otherwise after a policy reload.\n"
+       "acl authbypass_noted annotate_transaction authbypass=bypassed\n"
+       "acl authbypass_bypassed note authbypass bypassed\n";
+  t += "http_access allow authbypass_candidates authbypass authbypass_noted\n";
   t += "# ... your `http_access allow authenticated` (proxy_auth) comes after this line.\n";
   t += "\n# Show the deciding rule in the access log (%ea is the helper's log=, %et its tag=):\n"
        "logformat authbypass %ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt "
@@ -319,9 +324,9 @@ SquidConfig squid_config(const Policy& policy, const SquidConfigOptions& o) {
          "icap_service authbypass_resp respmod_precache bypass=0 " +
          resp +
          "\n"
-         "adaptation_access authbypass_req allow authbypass_candidates authbypass\n"
+         "adaptation_access authbypass_req allow authbypass_bypassed\n"
          "adaptation_access authbypass_req deny all\n"
-         "adaptation_access authbypass_resp allow authbypass_candidates authbypass\n"
+         "adaptation_access authbypass_resp allow authbypass_bypassed\n"
          "adaptation_access authbypass_resp deny all\n";
   }
   return cfg;

@@ -57,13 +57,23 @@ ROUND = [PROGRAM_URL, PROGRAM_URL, PROGRAM_URL, TOGGLED_CRL, PROGRAM_URL, STEADY
 
 def without_rule(policy: str, rule_id: str) -> str:
     """The policy text with one rule's list entry cut out (up to the next rule or
-    section comment)."""
+    section comment), and without its `tests:` section (some of its tests name the rule:
+    a policy whose tests name an unknown rule does not load)."""
     lines = policy.splitlines(keepends=True)
     start = next(i for i, l in enumerate(lines) if re.match(rf"^  - id: {re.escape(rule_id)}\s*$", l))
     end = start + 1
     while end < len(lines) and not re.match(r"^  (- id:|# -)", lines[end]):
         end += 1
-    return "".join(lines[:start] + lines[end:])
+    lines = lines[:start] + lines[end:]
+    tests = next((i for i, l in enumerate(lines) if l.startswith("tests:")), len(lines))
+    return "".join(lines[:tests])
+
+
+def loads(cli: str, text: str, tmp: str) -> bool:
+    path = os.path.join(tmp, "check.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return subprocess.run([cli, "check", path], capture_output=True, timeout=30).returncode == 0
 
 
 def generate(cli: str, *args: str) -> str:
@@ -126,6 +136,8 @@ def run(config: str, cli: str, helper: str, module: str, policy: str, data: str,
     ttl = 60 if config == "helper-ttl60" else 0
     tmp = tempfile.mkdtemp(prefix="toggle-")
     os.chmod(tmp, 0o755)
+    checks.expect(loads(cli, on, tmp) and loads(cli, off, tmp),
+                  "both policies load (`authbypass check`)")
     ic = CIcap(module, policy, mode="both" if decide else None,
                secret=SECRET if decide else None, verbose=True)
     lab = None
