@@ -277,6 +277,20 @@ SquidConfig squid_config_icap(const Policy& policy, const SquidConfigOptions& o)
        "adaptation_access authbypass_resp allow authbypass_marked\n"
        "adaptation_access authbypass_resp deny all\n\n";
 
+  t += "# 5. The secret never leaves Squid. Inside Squid a marked request carries the mark;\n"
+       "#    Squid's own answers echo request headers: error pages (%R in ERR_INVALID_RESP and\n"
+       "#    ERR_INVALID_REQ; %W, the mailto link of every page, with email_err_data on) and\n"
+       "#    TRACE with Max-Forwards: 0. So: no request data in mailto links, and a Squid-made\n"
+       "#    error or TRACE answer to a marked request is replaced by a reset connection (no\n"
+       "#    byte of it reaches the client, whatever the error templates say).\n"
+       "email_err_data off\n"
+       "acl authbypass_squid_error rep_header X-Squid-Error .\n"
+       "acl authbypass_trace method TRACE\n"
+       "http_reply_access deny authbypass_marked authbypass_squid_error\n"
+       "http_reply_access deny authbypass_marked authbypass_trace\n"
+       "deny_info TCP_RESET authbypass_squid_error\n"
+       "deny_info TCP_RESET authbypass_trace\n\n";
+
   t += "# The deciding rule is in the ICAP service's audit log (event bypass, one per request).\n"
        "logformat authbypass %ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt\n";
   return cfg;

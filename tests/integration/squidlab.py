@@ -125,6 +125,17 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
                 pass  # the proxy went away mid-answer (e.g. a Squid kid aborted): fine
 
     def _answer_route(self, route: "Route", send_body: bool):
+        if route.delay:
+            time.sleep(route.delay)  # e.g. past Squid's read_timeout
+        if route.raw is not None:  # not HTTP: these bytes (maybe none), then close
+            try:
+                if route.raw:
+                    self.wfile.write(route.raw)
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
+            return
         self.send_response(route.status)
         if route.content_type is not None:
             self.send_header("Content-Type", route.content_type)
@@ -180,9 +191,16 @@ class Route:
     def __init__(self, data: bytes | None = None, file: str | None = None,
                  content_type: str | None = "application/octet-stream", status: int = 200,
                  headers: list[tuple[str, str]] | None = None,
-                 content_length: int | str | None = "auto"):
+                 content_length: int | str | None = "auto", raw: bytes | None = None,
+                 delay: float = 0.0):
+        if raw is not None:
+            data = b""
         if (data is None) == (file is None):
             raise ValueError("give data or file")
+        # raw: the origin sends these bytes instead of an HTTP response and closes (b"":
+        # it closes at once, answering nothing). delay: seconds it waits before answering.
+        self.raw = raw
+        self.delay = delay
         self.data, self.file = data, file
         self.content_type = content_type
         self.status = status
@@ -235,12 +253,15 @@ class OriginServer(http.server.ThreadingHTTPServer):
     def serve(self, path: str, data: bytes | None = None, *, file: str | None = None,
               content_type: str | None = "application/octet-stream", status: int = 200,
               headers: list[tuple[str, str]] | None = None,
-              content_length: int | str | None = "auto") -> Route:
+              content_length: int | str | None = "auto", raw: bytes | None = None,
+              delay: float = 0.0) -> Route:
         """Answers requests for `path` (the request-target's path, query ignored) with
         this body (bytes, or a file streamed from disk), Content-Type (None: no header),
         status and extra headers. content_length: "auto" (the real size), None (no
-        Content-Length: the body ends when the connection closes) or a given number."""
-        r = Route(data, file, content_type, status, headers, content_length)
+        Content-Length: the body ends when the connection closes) or a given number.
+        raw: send these bytes instead of an HTTP response, then close (b"": close without
+        answering); delay: wait that many seconds first (an origin that times out)."""
+        r = Route(data, file, content_type, status, headers, content_length, raw, delay)
         with self._lock:
             self._routes[path] = r
         return r
