@@ -114,8 +114,7 @@ def main(argv) -> int:
                            capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise LabError(f"squid-config --mode icap failed: {r.stderr}")
-        # cache_mgr: an address, as every deployment sets (Squid 5.7 dumps the request into
-        # the error pages' mailto link, %W, only for an address with '@').
+        # cache_mgr: an address, as deployments set it (the mailto link of %W).
         # email_err_data on (Squid 6's default; 5.7's is off) even after the drop-in (an
         # admin's squid.conf overriding its `email_err_data off`): the reset of Squid-made
         # answers to marked requests must hold alone.
