@@ -284,11 +284,11 @@ SquidConfig squid_config_icap(const Policy& policy, const SquidConfigOptions& o)
        "#    error or TRACE answer to a marked request is replaced by a reset connection (no\n"
        "#    byte of it reaches the client, whatever the error templates say).\n"
        "email_err_data off\n"
-       "acl authbypass_squid_error rep_header X-Squid-Error .\n"
+       "acl authbypass_squid_reply rep_header X-Squid-Error .\n"
        "acl authbypass_trace method TRACE\n"
-       "http_reply_access deny authbypass_marked authbypass_squid_error\n"
+       "http_reply_access deny authbypass_marked authbypass_squid_reply\n"
        "http_reply_access deny authbypass_marked authbypass_trace\n"
-       "deny_info TCP_RESET authbypass_squid_error\n"
+       "deny_info TCP_RESET authbypass_squid_reply\n"
        "deny_info TCP_RESET authbypass_trace\n\n";
 
   t += "# The deciding rule is in the ICAP service's audit log (event bypass, one per request).\n"

@@ -97,11 +97,11 @@ TEST(SquidConfigIcap, SquidMadeAnswersToMarkedRequestsAreReset) {
   const std::string& t = cfg.text;
   auto has_line = [&](const std::string& l) { return t.find("\n" + l + "\n") != std::string::npos; };
   EXPECT_TRUE(has_line("email_err_data off")) << t;
-  EXPECT_TRUE(has_line("acl authbypass_squid_error rep_header X-Squid-Error ."));
+  EXPECT_TRUE(has_line("acl authbypass_squid_reply rep_header X-Squid-Error ."));
   EXPECT_TRUE(has_line("acl authbypass_trace method TRACE"));
-  EXPECT_TRUE(has_line("http_reply_access deny authbypass_marked authbypass_squid_error"));
+  EXPECT_TRUE(has_line("http_reply_access deny authbypass_marked authbypass_squid_reply"));
   EXPECT_TRUE(has_line("http_reply_access deny authbypass_marked authbypass_trace"));
-  EXPECT_TRUE(has_line("deny_info TCP_RESET authbypass_squid_error"));
+  EXPECT_TRUE(has_line("deny_info TCP_RESET authbypass_squid_reply"));
   EXPECT_TRUE(has_line("deny_info TCP_RESET authbypass_trace"));
   EXPECT_TRUE(has_line("request_header_access X-Authbypass deny all"));
   // The marked ACL is defined before the lines that use it.
