@@ -332,8 +332,7 @@ SquidConfig squid_config(const Policy& policy, const SquidConfigOptions& o) {
     t += "\n# ICAP: srv_authbypass checks that what passes through the hole is revocation data.\n"
          "# bypass=0: if c-icap is down, bypassed requests fail (closed), never unverified.\n";
     icap_common(t);
-    t += "icap_service authbypass_req reqmod_precache bypass=0 " +
-         req +
+    t += "icap_service authbypass_req reqmod_precache bypass=0 " + req +
          "\n"
          "icap_service authbypass_resp respmod_precache bypass=0 " +
          resp +

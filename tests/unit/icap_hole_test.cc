@@ -55,8 +55,7 @@ TEST(IcapHole, RequestThePolicyNoLongerBypasses) {
   EXPECT_TRUE(p.disagrees);
   EXPECT_EQ(plan_unauthenticated(false, false, true, nullptr, nullptr).action, HoleAction::kRefuse);
   // A GET: its response goes through RESPMOD, where it is checked.
-  EXPECT_EQ(plan_unauthenticated(false, false, false, nullptr, nullptr).action,
-            HoleAction::kAllow);
+  EXPECT_EQ(plan_unauthenticated(false, false, false, nullptr, nullptr).action, HoleAction::kAllow);
 }
 
 TEST(IcapHole, MarkedRuleNeedsTheSecretAndOneRuleId) {

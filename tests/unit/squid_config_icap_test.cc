@@ -95,7 +95,9 @@ TEST(SquidConfigIcap, TheVerifiedRecipe) {
 TEST(SquidConfigIcap, SquidMadeAnswersToMarkedRequestsAreReset) {
   auto cfg = generate(icap_options());
   const std::string& t = cfg.text;
-  auto has_line = [&](const std::string& l) { return t.find("\n" + l + "\n") != std::string::npos; };
+  auto has_line = [&](const std::string& l) {
+    return t.find("\n" + l + "\n") != std::string::npos;
+  };
   EXPECT_TRUE(has_line("email_err_data off")) << t;
   EXPECT_TRUE(has_line("acl authbypass_squid_reply rep_header X-Squid-Error ."));
   EXPECT_TRUE(has_line("acl authbypass_trace method TRACE"));
