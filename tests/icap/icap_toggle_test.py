@@ -226,6 +226,12 @@ def run(config: str, cli: str, helper: str, module: str, policy: str, data: str,
                       "never refused", str(summary(TOGGLED_CRL)))
         checks.expect(sum(1 for s, _b in tog if s == 200) > 0,
                       f"[{config}] the toggled genuine CRL is delivered", str(summary(TOGGLED_CRL)))
+        if decide:
+            # RESPMOD reads the rule from the mark in the adapted request Squid encapsulates
+            named = collections.Counter(e.get("rule") for e in disagree)
+            checks.expect(all(e.get("rule") == "crl-files" for e in disagree),
+                          f"[{config}] each such event names the marked rule (crl-files)",
+                          str(dict(named)))
         if config == "helper-ttl60":
             checks.expect(all(s == 200 for s, _b in tog),
                           f"[{config}] Squid kept the helper's OK all along: the CRL always 200",
