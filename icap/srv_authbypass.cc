@@ -5,7 +5,13 @@
 // streams. Everything it decides ends in one audit event (AuditLog, JSON lines).
 //
 // How a transaction goes (docs/icap-service.md has the long form):
-//   * X-Authenticated-User present, or no enforce rule bypasses: 204 at once, no event.
+//   * X-Authenticated-User present: 204 at once, no event.
+//   * No X-Authenticated-User: Squid let the request through the hole (only bypassed
+//     requests are sent here), whatever this service's policy snapshot says now. If that
+//     policy would authenticate it (a reload between Squid's cached helper answer, or
+//     another child's REQMOD decision, and this transaction), it is never a 204: the
+//     response is checked with the marked rule's verify (decision mode) or as `revocation`,
+//     a request body must be an OCSP request, a CONNECT is refused; the event says why.
 //   * RESPMOD, rule with verify: the body is fed to the checker as it arrives. While the
 //     service holds the body (up to kHoldLimit bytes) a rejection becomes a short 403
 //     page and a genuine end becomes a 204. Past kHoldLimit it streams the body on,
@@ -746,6 +752,7 @@ struct Txn {
   bool audit_written = false;
   std::string event, rule, owner, ticket, sha, src, method, url, host, ua, content_type;
   std::string verdict, reason;
+  std::string note;  // added to the event's reason (why this check was made)
   int status = -1;
 
   std::size_t buffered() const { return buf.size() - off; }
@@ -805,6 +812,8 @@ struct Txn {
       e.content_type = content_type;
       e.bytes = static_cast<std::int64_t>(seen);
       e.verdict = verdict;
+      if (!note.empty()) reason = reason.empty() ? note : reason + "; " + note;
+      note.clear();
       e.reason = reason;
       count_stat(event, verdict);
     }
@@ -1070,38 +1079,69 @@ void classify(ci_request_t* req, Txn& t) {
   t.host = r.host;
   authbypass::Date today = authbypass::today_utc();
   Decision d = t.policy->decide(r, today);
-  if (!d.bypass()) {
-    if (t.src.empty() && policy_uses_src(*t.policy, today)) {
-      block(t, "no X-Client-IP (icap_send_client_ip on): rules with src cannot be re-evaluated");
-      return;
-    }
-    t.action = Action::kAllow;  // not through the hole (Squid authenticated it)
+  if (!d.bypass() && t.src.empty() && policy_uses_src(*t.policy, today)) {
+    block(t, "no X-Client-IP (icap_send_client_ip on): rules with src cannot be re-evaluated");
     return;
   }
-  const Rule& rule = *d.rule;
-  t.rule = rule.id;
-  t.owner = rule.owner;
-  t.ticket = rule.ticket;
+  // Decision mode, RESPMOD: the mark (the adapted request's header) names the rule the
+  // REQMOD decision used, possibly in another child with another policy snapshot.
+  const Rule* marked = nullptr;
+  std::string marked_id;
+  if (t.respmod && t.state->decides()) {
+    auto secret = t.state->secret();
+    auto value = header(hreq, "X-Authbypass");
+    if (secret && value) {
+      if (auto id = authbypass::icap::marked_rule(*value, *secret)) {
+        marked_id = *id;
+        marked = t.policy->find_rule(marked_id);
+      }
+    }
+  }
+  const authbypass::icap::HolePlan plan = authbypass::icap::plan_unauthenticated(
+      t.respmod, t.has_body, r.is_connect, d.bypass() ? d.rule : nullptr, marked);
+  const Rule* rule = d.bypass() ? d.rule : marked;
+  if (rule) {
+    t.rule = rule->id;
+    t.owner = rule->owner;
+    t.ticket = rule->ticket;
+  } else {
+    t.rule = marked_id;
+  }
   t.audit = true;
+  if (plan.disagrees) {
+    // The decider (the helper's answer cached by Squid, or the REQMOD decision) bypassed
+    // it; this policy snapshot would authenticate it: a reload in between, never a 204.
+    t.note = "this service's policy (sha256 " + t.sha.substr(0, 12) +
+             ") does not bypass the request (reloaded since the bypass was decided)";
+    if (plan.action == authbypass::icap::HoleAction::kCheck)
+      t.note += ": checked as verify " + std::string(authbypass::to_string(plan.verify));
+  }
   const Config& cfg = t.state->config();
 
   if (!t.respmod) {
-    if (!t.has_body) {
-      t.action = Action::kAllow;
-      if (r.is_connect) {
-        // A tunnel gets no RESPMOD: this is its one event. Its bytes are opaque.
-        t.set_outcome("verified", "not checked (CONNECT tunnel)");
-      } else {
-        t.audit = false;  // nothing to check here; the response's event is the record
-      }
-      return;
+    switch (plan.action) {
+      case authbypass::icap::HoleAction::kRefuse:
+        block(t, t.note + ": a CONNECT tunnel cannot be checked, refused");
+        t.note.clear();
+        return;
+      case authbypass::icap::HoleAction::kCheckOcspRequest:
+        // A request with a body through the hole: only an OCSP request may go up it.
+        check_ocsp_request(hreq, t);
+        return;
+      default:
+        break;
     }
-    // A bypassed request with a body: only an OCSP request may go up the hole.
-    check_ocsp_request(hreq, t);
+    t.action = Action::kAllow;
+    if (r.is_connect) {
+      // A tunnel gets no RESPMOD: this is its one event. Its bytes are opaque.
+      t.set_outcome("verified", "not checked (CONNECT tunnel)");
+    } else {
+      t.audit = false;  // nothing to check here; the response's event is the record
+    }
     return;
   }
 
-  if (rule.verify == Verify::kNone) {
+  if (plan.action == authbypass::icap::HoleAction::kAllow) {
     t.action = Action::kAllow;
     t.set_outcome("verified", "not checked (verify: none)");
     return;
@@ -1121,7 +1161,7 @@ void classify(ci_request_t* req, Txn& t) {
     block(t, "malformed Content-Length in the response");
     return;
   }
-  t.check.emplace(RevocationCheck::for_response(rule.verify, cfg.limits));
+  t.check.emplace(RevocationCheck::for_response(plan.verify, cfg.limits));
   t.check->begin(t.content_type, header(hres, "Content-Encoding").value_or(""), *cl);
   t.action = Action::kCheck;
 }

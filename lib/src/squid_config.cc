@@ -318,6 +318,20 @@ SquidConfig squid_config_icap(const Policy& policy, const SquidConfigOptions& o)
   cache_deny(t, "authbypass_marked", "requests the service marked");
   t += "\n";
 
+  t += "# 5. The secret never leaves Squid. Inside Squid a marked request carries the mark;\n"
+       "#    Squid's own answers echo request headers: error pages (%R in ERR_INVALID_RESP and\n"
+       "#    ERR_INVALID_REQ; %W, the mailto link of every page, with email_err_data on) and\n"
+       "#    TRACE with Max-Forwards: 0. So: no request data in mailto links, and a Squid-made\n"
+       "#    error or TRACE answer to a marked request is replaced by a reset connection (no\n"
+       "#    byte of it reaches the client, whatever the error templates say).\n"
+       "email_err_data off\n"
+       "acl authbypass_squid_reply rep_header X-Squid-Error .\n"
+       "acl authbypass_trace method TRACE\n"
+       "http_reply_access deny authbypass_marked authbypass_squid_reply\n"
+       "http_reply_access deny authbypass_marked authbypass_trace\n"
+       "deny_info TCP_RESET authbypass_squid_reply\n"
+       "deny_info TCP_RESET authbypass_trace\n\n";
+
   t += "# The deciding rule is in the ICAP service's audit log (event bypass, one per request).\n"
        "logformat authbypass %ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt\n";
   return cfg;
@@ -364,7 +378,13 @@ SquidConfig squid_config(const Policy& policy, const SquidConfigOptions& o) {
   t += "\n";
   range_acl(t);
   cache_deny(t, "authbypass_candidates", "every candidate request, with or without credentials");
-  t += "\nhttp_access allow authbypass_candidates !" + std::string(kRangeAcl) + " authbypass\n";
+  t += "\n# The bypass. When it lets a request through, authbypass_noted notes that on the\n"
+       "# transaction (last in the line: only then); the ICAP services below go by that note,\n"
+       "# never by a second helper lookup, which may answer otherwise after a policy reload.\n"
+       "acl authbypass_noted annotate_transaction authbypass=bypassed\n"
+       "acl authbypass_bypassed note authbypass bypassed\n";
+  t += "http_access allow authbypass_candidates !" + std::string(kRangeAcl) +
+       " authbypass authbypass_noted\n";
   t += "# ... your `http_access allow authenticated` (proxy_auth) comes after this line.\n";
   t += "\n# Show the deciding rule in the access log (%ea is the helper's log=, %et its tag=):\n"
        "logformat authbypass %ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt "
@@ -375,15 +395,14 @@ SquidConfig squid_config(const Policy& policy, const SquidConfigOptions& o) {
     t += "\n# ICAP: srv_authbypass checks that what passes through the hole is revocation data.\n"
          "# bypass=0: if c-icap is down, bypassed requests fail (closed), never unverified.\n";
     icap_common(t);
-    t += "icap_service authbypass_req reqmod_precache bypass=0 " +
-         req +
+    t += "icap_service authbypass_req reqmod_precache bypass=0 " + req +
          "\n"
          "icap_service authbypass_resp respmod_precache bypass=0 " +
          resp +
          "\n"
-         "adaptation_access authbypass_req allow authbypass_candidates authbypass\n"
+         "adaptation_access authbypass_req allow authbypass_bypassed\n"
          "adaptation_access authbypass_req deny all\n"
-         "adaptation_access authbypass_resp allow authbypass_candidates authbypass\n"
+         "adaptation_access authbypass_resp allow authbypass_bypassed\n"
          "adaptation_access authbypass_resp deny all\n";
   }
   if (o.icap_url.empty()) warn_unprotected_without_icap(policy, cfg);

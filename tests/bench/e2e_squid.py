@@ -14,7 +14,8 @@ measured in interleaved order, so machine noise hits them alike):
              squid-config` prints, shadow rules left out) and `http_access allow` on them
              before proxy_auth; no helper.
   prefilter  ext_authbypass_acl at ttl=0 negative_ttl=0 cache=0 behind that prefilter
-             (`http_access allow authbypass_candidates authbypass`), as squid-config wires it.
+             (`http_access allow authbypass_candidates authbypass authbypass_noted`), as
+             squid-config wires it.
   helper     the same helper without the prefilter (`http_access allow authbypass`): every
              request reaches the helper, also those with credentials.
 
@@ -324,11 +325,13 @@ def prefilter_lines(cli: str, policy: str) -> tuple[str, str, dict]:
     acl, access = [], []
     for line in r.stdout.splitlines():
         if line.startswith(("acl ab_", "acl authbypass_candidates ", "acl authbypass_hdr_",
-                            "acl authbypass_range ")):
+                            "acl authbypass_range ", "acl authbypass_noted ",
+                            "acl authbypass_bypassed ")):
             acl.append(line)
         elif line.startswith("http_access "):
             access.append(line)
-    if access != ["http_access allow authbypass_candidates !authbypass_range authbypass"]:
+    if access != ["http_access allow authbypass_candidates !authbypass_range authbypass "
+                  "authbypass_noted"]:
         raise RuntimeError(f"unexpected http_access lines from squid-config: {access}")
     prefilter = "\n".join(acl + access)
     recipe = []

@@ -28,7 +28,7 @@ CONF
   if [ $rc -ne 0 ] || grep -qiE 'FATAL|ERROR|WARNING' <<<"$out"; then
     echo "FAIL ($variant): squid -k parse (rc $rc):"; grep -iE 'FATAL|ERROR|WARNING' <<<"$out"; exit 1
   fi
-  grep -qE '^http_access allow authbypass_candidates( [^ ]+)* authbypass( |$)' "$tmp/authbypass.conf" ||
+  grep -q '^http_access allow authbypass_candidates !authbypass_range authbypass authbypass_noted$' "$tmp/authbypass.conf" ||
     { echo "FAIL: no http_access line"; exit 1; }
 done
 echo "ok: squid-config output parses (with and without ICAP)"

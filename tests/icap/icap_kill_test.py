@@ -98,10 +98,11 @@ def main(argv) -> int:
     phases: list[tuple[str, float]] = []  # ("up"|"down", start time)
     try:
         ic.start()
-        extra = dropin_icap_conf(ic.port)
+        extra = dropin_icap_conf(ic.port, (5,))
         if a.revival_delay >= 0:
             extra += f"icap_service_revival_delay {a.revival_delay}\n"
-        lab = SquidLab(a.helper, a.policy, extra_conf=extra, verbose=True)
+        lab = SquidLab(a.helper, a.policy, bypass_access=dropin_icap_conf(ic.port, (2, 3)),
+                       extra_conf=extra, verbose=True)
         lab.start()
         lab.origin.serve("/pki/lab.crl", file=os.path.join(a.data, "crl.der"),
                          content_type="application/pkix-crl")

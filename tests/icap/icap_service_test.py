@@ -227,10 +227,18 @@ def main(argv) -> int:
                              icap_headers=[f"X-Client-IP: {CLIENT}", "X-Authenticated-User: YWxpY2U="])
         checks.expect(st == 204 and not events_for("http://crl.lab.test/auth.crl"),
                       "X-Authenticated-User: 204 at once, no event (even for HTML)")
-        st, _l, _r = respmod(ic, "http://www.example.test/page.html", read(d["page.html"]),
-                             ct="text/html")
-        checks.expect(st == 204 and not events_for("http://www.example.test/page.html"),
-                      "no rule matches: 204, no event")
+        # No user means Squid let it through the hole (its decider's policy bypassed it):
+        # this service's policy not bypassing it is a reload window, never a 204.
+        st, lines, rest = respmod(ic, "http://www.example.test/page.html", read(d["page.html"]),
+                                  ct="text/html")
+        checks.expect(st == 200 and "403" in http_status(rest, lines)[0],
+                      "no rule matches, no user: checked as revocation, HTML 403")
+        evs = wait_events(ic, lambda e: e.get("url") == "http://www.example.test/page.html")
+        checks.expect(len(evs) == 1 and evs[0].get("event") == "blocked"
+                      and "does not bypass" in evs[0].get("reason", ""),
+                      "audit: blocked, the reason says the service's policy does not bypass it",
+                      str(evs))
+        expected_events.append(("blocked", None, "http://www.example.test/page.html"))
         st, _l, _r = respmod(ic, "http://none.lab.test/x.bin", read(d["app.exe"]),
                              ct="application/octet-stream")
         checks.expect(st == 204, "verify none: 204")
@@ -454,8 +462,10 @@ def main(argv) -> int:
 
         print("== hot reload")
         url = "http://new.lab.test/page.crt"
-        st, _l, _r = respmod(ic, url, read(d["page.html"]), ct="text/html")
-        checks.expect(st == 204, "new host before the edit: 204 (no rule)")
+        st, lines, rest = respmod(ic, url, read(d["page.html"]), ct="text/html")
+        checks.expect("403" in http_status(rest, lines)[0],
+                      "new host before the edit (no rule): checked as revocation, 403")
+        expected_events.append(("blocked", None, url))
         ic.write_policy(POLICY.replace("rules:\n", "rules:\n" + NEW_RULE))
         time.sleep(1.6)
         res = [respmod(ic, url + f"?{i}", read(d["page.html"]), ct="text/html") for i in range(8)]

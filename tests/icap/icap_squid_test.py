@@ -50,9 +50,9 @@ BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) squidlab"
 DROPIN = os.path.join(SRC, "config", "squid", "authbypass.conf")
 
 
-def dropin_icap_conf(icap_port: int) -> str:
-    """Sections 2 (prefilter ACLs) and 5 (ICAP) of the shipped drop-in, uncommented, with
-    the lab's c-icap port. (Section 1, the helper, and 3, http_access, are squidlab's.)"""
+def dropin_icap_conf(icap_port: int, sections: tuple[int, ...] = (2, 5)) -> str:
+    """Sections of the shipped drop-in (default 2, the prefilter ACLs, and 5, ICAP),
+    uncommented, with the lab's c-icap port. (Section 1, the helper, is squidlab's.)"""
     with open(DROPIN) as f:
         text = f.read()
     keep = []
@@ -61,10 +61,11 @@ def dropin_icap_conf(icap_port: int) -> str:
         m = re.match(r"^# (\d)\. ", line)
         if m:
             section = int(m.group(1))
-        if section in (2, 5) and re.match(r"^#[a-z]", line):
+        if section in sections and re.match(r"^#[a-z]", line):
             keep.append(line[1:])
     conf = "\n".join(keep) + "\n"
-    if "icap_service" not in conf or "authbypass_candidates" not in conf:
+    if (5 in sections and "icap_service" not in conf) or (
+            2 in sections and "authbypass_candidates" not in conf):
         raise LabError("the drop-in has no ICAP section or no authbypass_candidates ACL")
     return conf.replace("icap://127.0.0.1:1344/", f"icap://127.0.0.1:{icap_port}/")
 
@@ -148,7 +149,10 @@ def run_mode(mode: str, helper: str, module: str, policy: str, data: str, checks
     try:
         ic.start()
         started.append(ic.proc.pid)
-        lab = SquidLab(helper, policy, extra_conf=dropin_icap_conf(ic.port), verbose=True)
+        # The drop-in's prefilter and bypass line (2, 3) in place of squidlab's, its ICAP
+        # section (5) at the end.
+        lab = SquidLab(helper, policy, bypass_access=dropin_icap_conf(ic.port, (2, 3)),
+                       extra_conf=dropin_icap_conf(ic.port, (5,)), verbose=True)
         lab.start()
         started.append(lab.squid.pid)
         print(f"squid {lab.proxy_url}, c-icap {ic.url} ({mode})", flush=True)

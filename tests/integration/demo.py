@@ -56,7 +56,8 @@ chmod -R a+rX {data}"""
             f.write(b"MZ\x90\x00\x03\x00\x00\x00This program cannot be run in DOS mode"
                     + os.urandom(50000))
         with CIcap(module, policy) as ic:
-            with SquidLab(helper, policy, extra_conf=dropin_icap_conf(ic.port)) as lab:
+            with SquidLab(helper, policy, bypass_access=dropin_icap_conf(ic.port, (2, 3)),
+                          extra_conf=dropin_icap_conf(ic.port, (5,))) as lab:
                 heading(f"Adding c-icap {ic.url} with srv_authbypass.so: what passes through "
                         "the hole must be revocation data")
                 lab.origin.serve("/pki/DemoCA.crl", file=f"{data}/crl.der",

@@ -150,6 +150,17 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
                 pass  # the proxy went away mid-answer (e.g. a Squid kid aborted): fine
 
     def _answer_route(self, route: "Route", send_body: bool):
+        if route.delay:
+            time.sleep(route.delay)  # e.g. past Squid's read_timeout
+        if route.raw is not None:  # not HTTP: these bytes (maybe none), then close
+            try:
+                if route.raw:
+                    self.wfile.write(route.raw)
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
+            return
         if route.revalidate and (self.headers.get("If-None-Match")
                                  or self.headers.get("If-Modified-Since")):
             self.send_response(304)  # "your copy is still good", whatever it holds
@@ -214,9 +225,16 @@ class Route:
     def __init__(self, data: bytes | None = None, file: str | None = None,
                  content_type: str | None = "application/octet-stream", status: int = 200,
                  headers: list[tuple[str, str]] | None = None,
-                 content_length: int | str | None = "auto", revalidate: bool = False):
+                 content_length: int | str | None = "auto", revalidate: bool = False,
+                 raw: bytes | None = None, delay: float = 0.0):
+        if raw is not None:
+            data = b""
         if (data is None) == (file is None):
             raise ValueError("give data or file")
+        # raw: the origin sends these bytes instead of an HTTP response and closes (b"":
+        # it closes at once, answering nothing). delay: seconds it waits before answering.
+        self.raw = raw
+        self.delay = delay
         self.data, self.file = data, file
         self.content_type = content_type
         self.status = status
@@ -271,15 +289,19 @@ class OriginServer(http.server.ThreadingHTTPServer):
     def serve(self, path: str, data: bytes | None = None, *, file: str | None = None,
               content_type: str | None = "application/octet-stream", status: int = 200,
               headers: list[tuple[str, str]] | None = None,
-              content_length: int | str | None = "auto", revalidate: bool = False) -> Route:
+              content_length: int | str | None = "auto", revalidate: bool = False,
+              raw: bytes | None = None, delay: float = 0.0) -> Route:
         """Answers requests for `path` (the request-target's path, query ignored) with
         this body (bytes, or a file streamed from disk), Content-Type (None: no header),
         status and extra headers. content_length: "auto" (the real size), None (no
         Content-Length: the body ends when the connection closes) or a given number.
         revalidate: answer 304 Not Modified (with `headers`, no body) to any conditional
         request (If-None-Match or If-Modified-Since), as an origin does to a cache's
-        revalidation."""
-        r = Route(data, file, content_type, status, headers, content_length, revalidate)
+        revalidation.
+        raw: send these bytes instead of an HTTP response, then close (b"": close without
+        answering); delay: wait that many seconds first (an origin that times out)."""
+        r = Route(data, file, content_type, status, headers, content_length, revalidate, raw,
+                  delay)
         with self._lock:
             self._routes[path] = r
         return r

@@ -99,6 +99,32 @@ TEST(SquidConfigIcap, TheVerifiedRecipe) {
   EXPECT_NE(cfg.text.find("THIS FILE HOLDS THE SHARED SECRET"), std::string::npos);
 }
 
+// Squid's own answers to a marked request (error pages that echo the request with %R or
+// %W, TRACE with Max-Forwards: 0) never reach the client: reset (a fixed 5-byte body in
+// Squid 5.7, no template), and no request data in any page's mailto link.
+TEST(SquidConfigIcap, SquidMadeAnswersToMarkedRequestsAreReset) {
+  auto cfg = generate(icap_options());
+  const std::string& t = cfg.text;
+  auto has_line = [&](const std::string& l) {
+    return t.find("\n" + l + "\n") != std::string::npos;
+  };
+  EXPECT_TRUE(has_line("email_err_data off")) << t;
+  EXPECT_TRUE(has_line("acl authbypass_squid_reply rep_header X-Squid-Error ."));
+  EXPECT_TRUE(has_line("acl authbypass_trace method TRACE"));
+  EXPECT_TRUE(has_line("http_reply_access deny authbypass_marked authbypass_squid_reply"));
+  EXPECT_TRUE(has_line("http_reply_access deny authbypass_marked authbypass_trace"));
+  EXPECT_TRUE(has_line("deny_info TCP_RESET authbypass_squid_reply"));
+  EXPECT_TRUE(has_line("deny_info TCP_RESET authbypass_trace"));
+  EXPECT_TRUE(has_line("request_header_access X-Authbypass deny all"));
+  // The marked ACL is defined before the lines that use it.
+  EXPECT_LT(t.find("acl authbypass_marked "), t.find("http_reply_access"));
+  // Only deny lines: Squid's implicit last rule (the opposite of the last line) allows the rest.
+  for (std::size_t p = t.find("http_reply_access"); p != std::string::npos;
+       p = t.find("http_reply_access", p + 1)) {
+    EXPECT_EQ(t.compare(p, 23, "http_reply_access deny "), 0);
+  }
+}
+
 TEST(SquidConfigIcap, RotationNoPrefilterClientsAndUrl) {
   auto o = icap_options();
   o.previous_secret = kOld;

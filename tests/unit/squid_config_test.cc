@@ -44,7 +44,8 @@ TEST(SquidConfig, RuleCriteriaBecomeOneAllOfLine) {
   ASSERT_EQ(all_of.size(), 1u);
   EXPECT_EQ(all_of[0],
             "acl ab_crl all-of ab_crl_hosts ab_crl_method ab_crl_port ab_crl_path ab_crl_ua");
-  EXPECT_NE(t.find("http_access allow authbypass_candidates !authbypass_range authbypass\n"),
+  EXPECT_NE(t.find("http_access allow authbypass_candidates !authbypass_range authbypass "
+                   "authbypass_noted\n"),
             std::string::npos);
   EXPECT_TRUE(cfg.warnings.empty());
 }
@@ -105,7 +106,8 @@ TEST(SquidConfig, CandidatesNeverUseSquidsCacheAndRangesNeverBypass) {
               "authbypass_hdr_if_range");
   const std::size_t deny = line_at(t, "cache deny authbypass_candidates");
   const std::size_t allow =
-      line_at(t, "http_access allow authbypass_candidates !authbypass_range authbypass");
+      line_at(t, "http_access allow authbypass_candidates !authbypass_range authbypass "
+                 "authbypass_noted");
   for (const char* h : {"acl authbypass_hdr_range req_header Range .",
                         "acl authbypass_hdr_request_range req_header Request-Range .",
                         "acl authbypass_hdr_if_range req_header If-Range ."})
@@ -148,6 +150,31 @@ TEST(SquidConfig, RegexUserAgentsOnlyThroughTheirLiteralStart) {
   EXPECT_EQ(cfg.text.find("ab_anything_ua"), std::string::npos);
   ASSERT_EQ(cfg.warnings.size(), 1u);
   EXPECT_NE(cfg.warnings[0].find("rule 'anything'"), std::string::npos);
+}
+
+// The ICAP services get what the bypass let through, by the note the bypass line writes:
+// never by the helper's ACL again (a second lookup may answer ERR after a policy reload,
+// and the response would then skip the check).
+TEST(SquidConfig, IcapGoesByTheBypassNoteNeverASecondLookup) {
+  SquidConfigOptions o;
+  o.icap_url = "icap://127.0.0.1:1344/authbypass";
+  auto cfg = generate("  - id: a\n    match: {hosts: [a.test]}\n", o);
+  const std::string& t = cfg.text;
+  EXPECT_EQ(lines_starting(t, "acl authbypass_noted ")[0],
+            "acl authbypass_noted annotate_transaction authbypass=bypassed");
+  EXPECT_EQ(lines_starting(t, "acl authbypass_bypassed ")[0],
+            "acl authbypass_bypassed note authbypass bypassed");
+  // The note is written last on the bypass line: only when candidates and helper matched.
+  EXPECT_EQ(lines_starting(t, "http_access ")[0],
+            "http_access allow authbypass_candidates !authbypass_range authbypass "
+            "authbypass_noted");
+  auto adapt = lines_starting(t, "adaptation_access ");
+  ASSERT_EQ(adapt.size(), 4u);
+  for (const std::string& l : adapt) {
+    EXPECT_TRUE(l.ends_with(" allow authbypass_bypassed") || l.ends_with(" deny all")) << l;
+    EXPECT_EQ(l.find(" authbypass "), std::string::npos) << l;
+  }
+  EXPECT_LT(t.find("acl authbypass_bypassed"), t.find("adaptation_access"));
 }
 
 TEST(SquidConfig, OptionsAndNoIcap) {
