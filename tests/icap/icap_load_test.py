@@ -32,10 +32,13 @@ Asserted:
   * sizing: the connections Squid opened to c-icap (sampled during the burst) stay within
     the budget of the generated icap_service lines (sum of max-conn, plus one OPTIONS
     connection per line), and the shipped include starts more c-icap threads than that
-    budget (StartServers = MaxServers, x ThreadsPerChild). A connection c-icap has no
-    thread for waits until an idle keep-alive connection times out (KeepAliveTimeout,
-    60 s here): with 10 threads for Squid's 40 connections every request of the burst
-    took 62 s (measured when this test was written).
+    budget (StartServers = MaxServers, x ThreadsPerChild). The burst starts cold (no
+    request before it), so Squid fetches the services' OPTIONS while it holds
+    connections. A connection c-icap has no thread for waits in c-icap's accept queue
+    until an idle keep-alive connection times out (KeepAliveTimeout, 60 s here): with
+    1 x 10 threads, measured when this test was written, Squid's 11th connection (the
+    RESPMOD service's OPTIONS fetch) waited behind 10 REQMOD keep-alive connections, and
+    the whole burst with it: p50 59.8 s, 5-13 of 80 unanswered after 90 s.
 
 The bound. P99_BOUND = 2 s for the genuine CRLs of the burst. Measured on the 2-core test
 machine (Squid, c-icap, the origin and 80 curl processes all on it) with the shipped
@@ -291,9 +294,8 @@ def phase_sequential(lab: Lab, checks: Checks):
 
 
 def phase_burst(lab: Lab, checks: Checks):
-    w = fetch(lab.sq, lab.genuine_url("warm"), lab.out("warm"))  # helpers up; not timed
-    checks.expect(w["status"] == 200 and w["body"] == lab.genuine, "[burst] warm-up genuine CRL: 200",
-                  str({k: v for k, v in w.items() if k != "body"}))
+    # Cold: no request before the burst, so Squid fetches each service's OPTIONS (one more
+    # connection per icap_service line) while the burst holds connections.
     urls = []
     for i in range(BURST // 2):
         urls.append((True, lab.genuine_url(i)))
@@ -338,7 +340,7 @@ def phase_burst(lab: Lab, checks: Checks):
                    and r["elapsed"] < AFTER_BOUND)]
     checks.expect(not bad, f"[burst] after it: {AFTER} genuine CRLs 200 within {AFTER_BOUND} s",
                   str(bad[:5]))
-    lab.check_logs(checks, "burst", 1 + BURST + AFTER, BURST // 2)
+    lab.check_logs(checks, "burst", BURST + AFTER, BURST // 2)
 
     budget, lines = connection_budget(lab.squid_lines)
     threads = include_threads(open(lab.ic.path("authbypass.conf")).read())
