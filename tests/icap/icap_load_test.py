@@ -22,6 +22,10 @@ Phase 2, the burst (a fresh lab): BURST parallel fetches by clients without cred
 (CryptoAPI User-Agent), half impostors, half genuine ~70 KB CRLs; then, right after,
 AFTER more genuine fetches.
 
+Phase 3, the same burst in decision mode (a fresh lab): c-icap with authbypass.Mode both
+and a shared secret, Squid with what `authbypass squid-config --mode icap` writes (the
+REQMOD service decides and marks, RESPMOD verifies the marked responses).
+
 Asserted:
   * every request is answered (an HTTP status within CLIENT_TIMEOUT);
   * every genuine CRL: 200 and byte-identical; in the burst, p99 latency under P99_BOUND;
@@ -57,6 +61,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import statistics
 import subprocess
 import sys
@@ -84,6 +89,19 @@ CLIENT_TIMEOUT = 90     # curl --max-time: longer than the old ~60 s stalls
 GENUINE_HOST = "crl.lab-ca.test"
 EVIL_HOST = "evil.example.test"
 SUSPENDED = re.compile(r"suspending ICAP service|essential ICAP service is suspended", re.I)
+
+
+def generated_decision_lines(cli: str, policy: str, icap_url: str, secret_file: str) -> str:
+    """What `authbypass squid-config --mode icap` writes (Squid's side of decision mode:
+    its own http_access lines, then REQMOD and RESPMOD), for clients on localhost."""
+    r = subprocess.run([cli, "squid-config", "--mode", "icap", "--secret-file", secret_file,
+                        "--clients", "localhost", "--icap", icap_url, policy],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise LabError(f"authbypass squid-config --mode icap failed: {r.stderr}")
+    if "icap_service authbypass_resp " not in r.stdout:
+        raise LabError("squid-config --mode icap wrote no RESPMOD service")
+    return r.stdout
 
 
 def generated_squid_lines(cli: str, policy: str, icap_url: str) -> str:
@@ -205,20 +223,33 @@ class ConnSampler:
 
 
 class Lab:
-    """c-icap with the shipped include + Squid with squid-config's lines, origin routes."""
+    """c-icap with the shipped include + Squid with squid-config's lines, origin routes.
+    decision: authbypass.Mode both and `squid-config --mode icap` instead of the helper's
+    lines."""
 
-    def __init__(self, cli, helper, module, policy, data):
+    def __init__(self, cli, helper, module, policy, data, *, decision: bool = False):
         self.args = (cli, helper, module, policy, data)
         self.genuine = open(os.path.join(data, "crl-70k.crl"), "rb").read()
         self.program = late_program(data)
-        self.ic = CIcap(module, policy, verify="full", verbose=True)
+        self.decision = decision
+        self.secret = secrets.token_hex(32)
+        self.ic = (CIcap(module, policy, verify="full", mode="both", secret=self.secret,
+                         verbose=True) if decision
+                   else CIcap(module, policy, verify="full", verbose=True))
         self.sq: SquidLab | None = None
         self.squid_lines = ""
 
     def __enter__(self):
         cli, helper, _module, policy, _data = self.args
         self.ic.start()
-        self.squid_lines = generated_squid_lines(cli, policy, self.ic.url)
+        if self.decision:
+            secret_file = self.ic.path("squid-secret")  # a copy for squid-config to read
+            with open(secret_file, "w") as f:
+                f.write(self.secret + "\n")
+            os.chmod(secret_file, 0o600)
+            self.squid_lines = generated_decision_lines(cli, policy, self.ic.url, secret_file)
+        else:
+            self.squid_lines = generated_squid_lines(cli, policy, self.ic.url)
         self.sq = SquidLab(helper, policy, verbose=True, hosts=[GENUINE_HOST, EVIL_HOST],
                            bypass_access=self.squid_lines)
         self.sq.start()
@@ -294,13 +325,14 @@ def phase_sequential(lab: Lab, checks: Checks):
 
 
 def phase_burst(lab: Lab, checks: Checks):
+    tag = "burst, decision mode" if lab.decision else "burst"
     # Cold: no request before the burst, so Squid fetches each service's OPTIONS (one more
     # connection per icap_service line) while the burst holds connections.
     urls = []
     for i in range(BURST // 2):
         urls.append((True, lab.genuine_url(i)))
         urls.append((False, lab.evil_url(i)))
-    print(f"== burst: {BURST} parallel fetches without credentials "
+    print(f"== {tag}: {BURST} parallel fetches without credentials "
           f"({BURST // 2} late-failing impostors, {BURST // 2} genuine 70 KB CRLs)", flush=True)
     t0 = time.monotonic()
     with ConnSampler(lab.ic.port) as conns:
@@ -315,19 +347,19 @@ def phase_burst(lab: Lab, checks: Checks):
         print("   " + figures("impostors", evil_res), flush=True)
 
         unanswered = [r["url"] for r in res if r["status"] == 0]
-        checks.expect(not unanswered, f"[burst] all {BURST} requests answered",
+        checks.expect(not unanswered, f"[{tag}] all {BURST} requests answered",
                       f"{len(unanswered)} unanswered, e.g. {unanswered[:3]}")
         s500 = [r["url"] for r in res if r["status"] == 500]
-        checks.expect(not s500, "[burst] no 500", f"{len(s500)} answered 500, e.g. {s500[:3]}")
+        checks.expect(not s500, f"[{tag}] no 500", f"{len(s500)} answered 500, e.g. {s500[:3]}")
         bad = [(r["url"], r["status"], r["curl_rc"], r["size"]) for r in good_res
                if not (r["status"] == 200 and r["curl_rc"] == 0 and r["body"] == lab.genuine)]
-        checks.expect(not bad, f"[burst] {len(good_res)} genuine CRLs: 200, byte-identical",
+        checks.expect(not bad, f"[{tag}] {len(good_res)} genuine CRLs: 200, byte-identical",
                       f"{len(bad)} not: {bad[:5]}")
         p99 = percentile([r["elapsed"] for r in good_res], 99)
-        checks.expect(p99 < P99_BOUND, f"[burst] genuine CRLs: p99 {p99:.2f} s < {P99_BOUND} s")
+        checks.expect(p99 < P99_BOUND, f"[{tag}] genuine CRLs: p99 {p99:.2f} s < {P99_BOUND} s")
         leaked = [(r["url"], r["status"], r["curl_rc"], r["size"]) for r in evil_res
                   if not lab.blocked(r)]
-        checks.expect(not leaked, f"[burst] {len(evil_res)} impostors: 403 or cut, never whole",
+        checks.expect(not leaked, f"[{tag}] {len(evil_res)} impostors: 403 or cut, never whole",
                       f"{len(leaked)} not: {leaked[:5]}")
 
         print(f"== right after the burst: {AFTER} genuine fetches, 10 at a time", flush=True)
@@ -338,25 +370,26 @@ def phase_burst(lab: Lab, checks: Checks):
     bad = [(r["url"], r["status"], round(r["elapsed"], 2)) for r in after
            if not (r["status"] == 200 and r["body"] == lab.genuine
                    and r["elapsed"] < AFTER_BOUND)]
-    checks.expect(not bad, f"[burst] after it: {AFTER} genuine CRLs 200 within {AFTER_BOUND} s",
+    checks.expect(not bad, f"[{tag}] after it: {AFTER} genuine CRLs 200 within {AFTER_BOUND} s",
                   str(bad[:5]))
-    lab.check_logs(checks, "burst", BURST + AFTER, BURST // 2)
+    lab.check_logs(checks, tag, BURST + AFTER, BURST // 2)
 
     budget, lines = connection_budget(lab.squid_lines)
     threads = include_threads(open(lab.ic.path("authbypass.conf")).read())
     print(f"   sizing: Squid opened at most {conns.peak} connections to c-icap; budget "
           f"{budget} (max-conn) + {lines} (OPTIONS); c-icap threads {threads}", flush=True)
     checks.expect(budget > 0 and conns.peak <= budget + lines,
-                  f"[burst] Squid kept within its ICAP connection budget ({conns.peak} <= "
+                  f"[{tag}] Squid kept within its ICAP connection budget ({conns.peak} <= "
                   f"{budget} + {lines})")
     checks.expect(budget > 0 and threads >= budget + lines + THREAD_MARGIN,
-                  f"[burst] the shipped include starts {threads} c-icap threads >= budget "
+                  f"[{tag}] the shipped include starts {threads} c-icap threads >= budget "
                   f"{budget} + {lines} + {THREAD_MARGIN}")
 
 
 def run(cli, helper, module, policy, data, checks: Checks):
-    for phase in (phase_sequential, phase_burst):
-        lab = Lab(cli, helper, module, policy, data)
+    for phase, decision in ((phase_sequential, False), (phase_burst, False),
+                            (phase_burst, True)):
+        lab = Lab(cli, helper, module, policy, data, decision=decision)
         n_fail = len(checks.failures)
         try:
             with lab:
