@@ -58,7 +58,6 @@ Exit status: 0 passed, 1 failed, 77 Squid or c-icap not installed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import secrets
@@ -106,8 +105,9 @@ def generated_decision_lines(cli: str, policy: str, icap_url: str, secret_file: 
 
 def generated_squid_lines(cli: str, policy: str, icap_url: str) -> str:
     """What `authbypass squid-config --icap URL` writes, minus the helper line (the lab's
-    own, with the lab's binary and policy copy), its `acl authbypass external` and the
-    logformat (the lab logs with its own format)."""
+    own, with the lab's binary and policy copy; ttl=0 instead of 60, so every request
+    asks the helper, the heavier case), its `acl authbypass external` and the logformat
+    (the lab logs with its own format)."""
     r = subprocess.run([cli, "squid-config", policy, "--icap", icap_url, "--no-audit"],
                        capture_output=True, text=True)
     if r.returncode != 0:
@@ -120,10 +120,6 @@ def generated_squid_lines(cli: str, policy: str, icap_url: str) -> str:
         if need not in text:
             raise LabError(f"squid-config wrote no {need!r} line")
     return text
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def late_program(data_dir: str) -> bytes:
