@@ -222,11 +222,34 @@ void cache_deny(std::string& t, std::string_view acl, std::string_view who) {
        std::string(acl) + "\n";
 }
 
+// Squid's ICAP connection budget: at most this many connections per icap_service line
+// (max-conn=, whatever the service advertises), so at most kIcapConnections plus one
+// OPTIONS connection per line in all. The shipped c-icap include runs more threads than
+// that (docs/scaling.md "c-icap sizing"): a connection c-icap has no thread for waits
+// until an idle keep-alive connection times out (KeepAliveTimeout), stalling every
+// bypassed request. Transactions past the budget wait in Squid's queue (on-overload=wait).
+constexpr int kIcapConnections = 40;
+
+// One icap_service line: the budget share and the overload behaviour before the URL.
+std::string icap_service(std::string_view name, std::string_view point, bool bypass, int max_conn,
+                         const std::string& url) {
+  return "icap_service " + std::string(name) + " " + std::string(point) +
+         (bypass ? " bypass=1" : " bypass=0") + " max-conn=" + std::to_string(max_conn) +
+         " on-overload=wait " + url + "\n";
+}
+
 void icap_common(std::string& t) {
   t += "icap_enable on\nicap_preview_enable on\nicap_preview_size 1024\n"
          "icap_service_revival_delay 10\n"
        "icap_send_client_ip on\nicap_send_client_username on\n"
        "icap_client_username_encode on\n";
+  t += "# Never suspend the service for failed transactions: a late rejection (the service\n"
+       "# cuts an impostor's transfer by closing the ICAP connection) counts as a failure in\n"
+       "# Squid, so with the default limit (10 per OPTIONS period, one hour) any client could\n"
+       "# suspend the service for everyone by fetching a few impostors. Unreachable c-icap\n"
+       "# still fails each request (closed). This directive applies to every ICAP service\n"
+       "# of this Squid.\n"
+       "icap_service_failure_limit -1\n";
 }
 
 // Decision mode (DESIGN §4; the recipe was checked on Squid 5.7 + c-icap 0.5.10).
@@ -287,7 +310,7 @@ SquidConfig squid_config_icap(const Policy& policy, const SquidConfigOptions& o)
        "#    bypass=1: when c-icap is down, requests go on unmarked and are authenticated (no\n"
        "#    bypass, but no outage either); the mark cannot be forged (section 1, the secret).\n";
   icap_common(t);
-  t += "icap_service authbypass_req reqmod_precache bypass=1 " + o.icap_url + "\n" +
+  t += icap_service("authbypass_req", "reqmod_precache", true, kIcapConnections / 2, o.icap_url) +
        "adaptation_access authbypass_req deny authbypass_has_creds\n"
        "adaptation_access authbypass_req deny " +
        std::string(kRangeAcl) + "\n";
@@ -308,13 +331,12 @@ SquidConfig squid_config_icap(const Policy& policy, const SquidConfigOptions& o)
        "request_header_access X-Authbypass deny all\n"
        "request_header_access Via deny authbypass_marked\n\n";
 
-  t += "# 4. RESPMOD (authbypass.Mode both): what comes back to a marked request must be the\n"
-       "#    revocation data its rule allows. bypass=0: unverified never reaches the client.\n"
-       "icap_service authbypass_resp respmod_precache bypass=0 " +
-       o.icap_url +
-       "\n"
-       "adaptation_access authbypass_resp allow authbypass_marked\n"
-       "adaptation_access authbypass_resp deny all\n\n";
+  t +=
+      "# 4. RESPMOD (authbypass.Mode both): what comes back to a marked request must be the\n"
+      "#    revocation data its rule allows. bypass=0: unverified never reaches the client.\n" +
+      icap_service("authbypass_resp", "respmod_precache", false, kIcapConnections / 2, o.icap_url) +
+      "adaptation_access authbypass_resp allow authbypass_marked\n"
+      "adaptation_access authbypass_resp deny all\n\n";
   cache_deny(t, "authbypass_marked", "requests the service marked");
   t += "\n";
 
@@ -391,19 +413,19 @@ SquidConfig squid_config(const Policy& policy, const SquidConfigOptions& o) {
        "ea=%ea et=%et\n";
 
   if (!o.icap_url.empty()) {
-    std::string req = o.icap_url, resp = o.icap_url;
     t += "\n# ICAP: srv_authbypass checks that what passes through the hole is revocation data.\n"
-         "# bypass=0: if c-icap is down, bypassed requests fail (closed), never unverified.\n";
+         "# bypass=0: if c-icap is down, bypassed requests fail (closed), never unverified.\n"
+         "# REQMOD answers bodiless requests from their headers: a quarter of the connection\n"
+         "# budget; RESPMOD checks bodies and gets the rest.\n";
     icap_common(t);
-    t += "icap_service authbypass_req reqmod_precache bypass=0 " + req +
-         "\n"
-         "icap_service authbypass_resp respmod_precache bypass=0 " +
-         resp +
-         "\n"
-         "adaptation_access authbypass_req allow authbypass_bypassed\n"
-         "adaptation_access authbypass_req deny all\n"
-         "adaptation_access authbypass_resp allow authbypass_bypassed\n"
-         "adaptation_access authbypass_resp deny all\n";
+    t +=
+        icap_service("authbypass_req", "reqmod_precache", false, kIcapConnections / 4, o.icap_url) +
+        icap_service("authbypass_resp", "respmod_precache", false, kIcapConnections * 3 / 4,
+                     o.icap_url) +
+        "adaptation_access authbypass_req allow authbypass_bypassed\n"
+        "adaptation_access authbypass_req deny all\n"
+        "adaptation_access authbypass_resp allow authbypass_bypassed\n"
+        "adaptation_access authbypass_resp deny all\n";
   }
   if (o.icap_url.empty()) warn_unprotected_without_icap(policy, cfg);
   return cfg;

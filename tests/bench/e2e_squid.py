@@ -403,8 +403,9 @@ def icap_dropins(cli: str, policy: str, secret_file: str, url: str, mode: str,
         svc = [l for l in lines if l.startswith("icap_service authbypass_req ")]
         if len(svc) != 1 or not svc[0].endswith(" " + url):
             raise RuntimeError(f"squid-config --mode icap: unexpected icap_service lines {svc}")
-        if max_conn:
-            text = text.replace(svc[0], svc[0].replace(f" {url}", f" max-conn={max_conn} {url}"))
+        if max_conn:  # replaces squid-config's own max-conn= (its connection budget)
+            text = text.replace(svc[0], re.sub(r" max-conn=\d+", "", svc[0]).replace(
+                f" {url}", f" max-conn={max_conn} {url}"))
         resp = [l for l in text.splitlines() if l.startswith(("icap_service authbypass_resp ",
                                                              "adaptation_access authbypass_resp "))]
         if len(resp) != 3:

@@ -18,7 +18,8 @@ answered ICAP 200 with "X-Authbypass: <secret> <rule>" added; anything else is a
   C: B with a typo (does not load)                  -> B must stay in force
 
 Twice: with one c-icap child (StartServers/MaxServers 1: every transaction goes to it),
-and with the shipped sizing (4 children; the audit log shows each child's reloads, so
+and with the shipped sizing (StartServers of config/c-icap/authbypass.conf, 5 children;
+the audit log shows each child's reloads, so
 every child is checked, whichever of them gets the transactions):
   1. c-icap started with A; one probe (warm-up): marked;
   2. idle: B written; 2.5 s (the check interval is 1 s); C written; 2.5 s;
@@ -44,7 +45,7 @@ sys.path.insert(0, HERE)
 
 from icaplab import (CIcap, IcapLabError, _lab_pids, c_icap_available,  # noqa: E402
                      decode_icap_body, icap_request)
-from icaplab import Checks  # noqa: E402
+from icaplab import SHIPPED_INCLUDE, Checks  # noqa: E402
 
 SECRET = "3c" * 32
 CLIENT = "10.1.2.3"
@@ -81,6 +82,15 @@ def probe(ic: CIcap, n: int) -> tuple[int, list[str]]:
     http, _body, _complete = decode_icap_body(rest, lines)
     return st, [l.replace(SECRET, "<secret>") for l in http
                 if re.match(r"(?i)^x-authbypass\s*:", l)]
+
+
+def shipped_children() -> int:
+    """StartServers of the shipped include (c-icap starts that many children)."""
+    with open(SHIPPED_INCLUDE) as f:
+        m = re.search(r"^StartServers\s+(\d+)", f.read(), re.M)
+    if not m:
+        raise IcapLabError(f"no StartServers line in {SHIPPED_INCLUDE}")
+    return int(m.group(1))
 
 
 def children(ic: CIcap) -> list[int]:
@@ -178,7 +188,9 @@ def main(argv) -> int:
         return 77
     checks = Checks()
     scenario(module, checks, "one c-icap child (StartServers/MaxServers 1)", 1, 1, 5)
-    scenario(module, checks, "the shipped sizing: 4 children", None, 4, 8)
+    shipped = shipped_children()
+    scenario(module, checks, f"the shipped sizing: {shipped} children", None, shipped,
+             2 * shipped)
     print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
     for f in checks.failures:
         print(f"  FAILED: {f}")

@@ -16,10 +16,11 @@ PID), down for DOWN seconds, then started again on the same port. Checks:
   * the impostor never gets its body to the client (403 page or an error, never 200);
   * authenticated traffic keeps flowing while c-icap is down;
   * after every restart bypassed CRLs get 200 again, within the recovery time (Squid
-    marks a failed ICAP service down and retries it after icap_service_revival_delay:
-    default 180 s in Squid 5.7; set here with --revival-delay, default 5, -1 = Squid's
-    default; measured: about 21 s from the restart to the first verified 200 with 5 s,
-    see docs/reliability.md);
+    would mark a failed ICAP service down and retry it after icap_service_revival_delay,
+    default 180 s in Squid 5.7, set here with --revival-delay, default 5, -1 = Squid's
+    default; the drop-in's icap_service_failure_limit -1 keeps it from being suspended,
+    so the first request after the restart is served: measured 0.0 s, see
+    docs/reliability.md);
   * Squid stays up (no FATAL / assertion in cache.log).
 Exit status: 0 passed, 1 failed, 77 Squid or c-icap not installed.
 """
@@ -198,10 +199,16 @@ def main(argv) -> int:
                f"the CRL's exact bytes" + (f" (not: {bad_body[:3]})" if bad_body else ""))
         expect(not unverified, f"every one of them has a `verified` ICAP event "
                f"({len(unverified)} without" + (f": {unverified[:3]})" if unverified else ")"))
+        # Only "down" (c-icap killed): in "restarting" c-icap answers ~15 ms after its start,
+        # before the lab's readiness probe returns, and Squid (icap_service_failure_limit -1)
+        # no longer holds the service suspended, so a request there may be checked and
+        # served; every 200 needs its `verified` event (above).
         down_200 = [r for r in crl_200 if phase_at(r[2]) == phase_at(r[3])
-                    and phase_at(r[2])[0] in ("down", "restarting")]
+                    and phase_at(r[2])[0] == "down"]
+        restarting_200 = sum(1 for r in crl_200 if phase_at(r[2]) == phase_at(r[3])
+                             and phase_at(r[2])[0] == "restarting")
         expect(not down_200, f"no 200 for a bypassed CRL sent and answered while c-icap was down "
-               f"({len(down_200)})")
+               f"({len(down_200)}; {restarting_200} verified while it restarted)")
         down_answers = sum(v for (n, ph), codes in by.items() if n == "crl" and ph == "down"
                            for v in codes.values())
         expect(down_answers > 0, f"bypassed CRLs were tried while c-icap was down "

@@ -61,8 +61,10 @@ TEST(SquidConfigIcap, TheVerifiedRecipe) {
   EXPECT_GE(at(d, "acl authbypass_has_creds req_header Proxy-Authorization ."), 0);
   EXPECT_GE(at(d, "acl authbypass_auth proxy_auth REQUIRED"), 0);
   // REQMOD: prefiltered, never for requests with credentials.
-  EXPECT_GE(at(d, "icap_service authbypass_req reqmod_precache bypass=1 "
-                  "icap://127.0.0.1:1344/authbypass"), 0);
+  EXPECT_GE(at(d,
+               "icap_service authbypass_req reqmod_precache bypass=1 max-conn=20 "
+               "on-overload=wait icap://127.0.0.1:1344/authbypass"),
+            0);
   long no_creds = at(d, "adaptation_access authbypass_req deny authbypass_has_creds");
   long cand = at(d, "adaptation_access authbypass_req allow authbypass_candidates");
   EXPECT_GE(no_creds, 0);
@@ -79,8 +81,10 @@ TEST(SquidConfigIcap, TheVerifiedRecipe) {
   EXPECT_GE(at(d, "request_header_access X-Authbypass deny all"), 0);
   EXPECT_GE(at(d, "request_header_access Via deny authbypass_marked"), 0);
   // RESPMOD for marked requests only, failing closed.
-  EXPECT_GE(at(d, "icap_service authbypass_resp respmod_precache bypass=0 "
-                  "icap://127.0.0.1:1344/authbypass"), 0);
+  EXPECT_GE(at(d,
+               "icap_service authbypass_resp respmod_precache bypass=0 max-conn=20 "
+               "on-overload=wait icap://127.0.0.1:1344/authbypass"),
+            0);
   EXPECT_GE(at(d, "adaptation_access authbypass_resp allow authbypass_marked"), 0);
   EXPECT_GE(at(d, "icap_send_client_ip on"), 0);
   // Squid's cache never answers a marked request, and a request for part of an object
@@ -93,6 +97,8 @@ TEST(SquidConfigIcap, TheVerifiedRecipe) {
   EXPECT_LT(no_range, cand);
   long marked_acl = at(d, "acl authbypass_marked req_header X-Authbypass ^" + kSecret + "\\s");
   EXPECT_LT(marked_acl, at(d, "cache deny authbypass_marked"));
+  // Failed transactions (late rejections among them) never suspend the service.
+  EXPECT_GE(at(d, "icap_service_failure_limit -1"), 0);
   // No helper in this mode.
   EXPECT_EQ(cfg.text.find("external_acl_type"), std::string::npos);
   EXPECT_EQ(cfg.text.find("http_access allow authbypass_candidates authbypass"), std::string::npos);
@@ -142,8 +148,10 @@ TEST(SquidConfigIcap, RotationNoPrefilterClientsAndUrl) {
   EXPECT_EQ(cfg.text.find("authbypass_candidates"), std::string::npos);
   EXPECT_EQ(cfg.text.find("acl ab_"), std::string::npos);
   EXPECT_GE(at(d, "http_access allow office !authbypass_has_creds"), 0);
-  EXPECT_GE(at(d, "icap_service authbypass_req reqmod_precache bypass=1 "
-                  "icap://icap-pool.example:1344/authbypass"), 0);
+  EXPECT_GE(at(d,
+               "icap_service authbypass_req reqmod_precache bypass=1 max-conn=20 "
+               "on-overload=wait icap://icap-pool.example:1344/authbypass"),
+            0);
 }
 
 TEST(SquidConfigIcap, BadSecretsAndNamesAreRefused) {

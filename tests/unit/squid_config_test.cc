@@ -224,5 +224,20 @@ TEST(SquidConfig, NoIcapNamesTheRulesItLeavesUnprotected) {
   EXPECT_TRUE(full.warnings.empty());
 }
 
+// The ICAP section: a connection budget per service line that the shipped c-icap include
+// has threads for (10 + 30 connections + 2 OPTIONS < 50 threads), overload queued, and
+// failed transactions never suspending the essential service.
+TEST(SquidConfig, IcapConnectionBudgetAndNoSuspension) {
+  auto cfg = generate("  - id: a\n    match: {hosts: [a.test]}\n    verify: crl\n");
+  EXPECT_NE(cfg.text.find("\nicap_service authbypass_req reqmod_precache bypass=0 max-conn=10 "
+                          "on-overload=wait icap://127.0.0.1:1344/authbypass\n"),
+            std::string::npos)
+      << cfg.text;
+  EXPECT_NE(cfg.text.find("\nicap_service authbypass_resp respmod_precache bypass=0 max-conn=30 "
+                          "on-overload=wait icap://127.0.0.1:1344/authbypass\n"),
+            std::string::npos);
+  EXPECT_NE(cfg.text.find("\nicap_service_failure_limit -1\n"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace authbypass
