@@ -211,14 +211,17 @@ void range_acl(std::string& t) {
 }
 
 // No cache lookup (hit, revalidation) and no storing for `acl`'s requests; `who` names
-// them in the comment (one line).
+// them in the comment (one line). Squid skips its `cache` rules for a request it deems
+// uncacheable (Cache-Control: no-store) yet still serves it a hit: send_hit covers that.
 void cache_deny(std::string& t, std::string_view acl, std::string_view who) {
   t += "# Squid's cache: " + std::string(who) +
        ":\n"
        "# never a cache hit nor a revalidated cached copy (each goes to the origin and through\n"
        "# the ICAP check), never stored. Cost: Squid caches none of these responses.\n"
+       "# send_hit: Squid skips `cache` rules for a request it deems uncacheable (a client's\n"
+       "# Cache-Control: no-store) but would still answer it from its cache.\n"
        "cache deny " +
-       std::string(acl) + "\n";
+       std::string(acl) + "\nsend_hit deny " + std::string(acl) + "\n";
 }
 
 void icap_common(std::string& t) {

@@ -12,7 +12,9 @@ The policy is the shipped one with crl-files narrowed to CryptoAPI's User-Agent 
 site tightens it). A Windows program (MZ) named .crl is served by an attacker's origin,
 cacheable (Cache-Control: max-age, Last-Modified, ETag). For each configuration:
   (a) a user with credentials fetches it with a browser (not bypassed, so not checked);
-      then a client without credentials fetches it as CryptoAPI (bypassed);
+      then a client without credentials fetches it as CryptoAPI (bypassed), also with
+      `Cache-Control: no-store` (Squid skips its `cache` rules for a request it deems
+      uncacheable, yet looks it up and serves a hit);
   (b) the same staged by a user with credentials whose request the helper answers ERR
       (a User-Agent with invalid UTF-8; one over 4 KB), so it is authenticated and never
       checked; a client without credentials sending those User-Agents gets 407 (it
@@ -25,7 +27,7 @@ cacheable (Cache-Control: max-age, Last-Modified, ETag). For each configuration:
       usual Windows Update caching recipes, and in this lab) Squid fetches the whole
       object and cuts the requested slice, the program, out of it itself;
   (e) decision mode: an authenticated fetch (no REQMOD, no RESPMOD) stages it, then a
-      marked request gets it.
+      marked request gets it (also with `Cache-Control: no-store`).
 The bypassed client must get none of the program's bytes (403 page, 407, or a cut
 transfer that carries none of it), and the access log must show no cache hit for it.
 Then: every bypassed request of the run left exactly one ICAP audit event (helper mode:
@@ -132,6 +134,10 @@ class Run:
         print("== (a) staged by a user with credentials (browser UA: not bypassed)")
         url = self.stage("/a/x.crl", CACHEABLE)
         self.no_program(url, "(a) cached program, then CryptoAPI without credentials")
+        # A request that Squid deems uncacheable (request no-store) skips the `cache`
+        # rules altogether; Squid still looks it up in its cache and serves a hit.
+        self.no_program(url, "(a) the same with Cache-Control: no-store",
+                        headers=["Cache-Control: no-store"])
 
     def case_b(self):
         print("== (b) staged through requests the helper answers ERR")
@@ -177,6 +183,8 @@ class Run:
         print("== (e) decision mode: an authenticated CryptoAPI fetch stages it")
         url = self.stage("/e/x.crl", CACHEABLE, ua=CRYPTOAPI)
         self.no_program(url, "(e) marked request after an authenticated fetch")
+        self.no_program(url, "(e) the same with Cache-Control: no-store",
+                        headers=["Cache-Control: no-store"])
 
     def genuine(self):
         print("== a genuine CRL still goes through the hole, checked")

@@ -93,6 +93,7 @@ TEST(SquidConfigIcap, TheVerifiedRecipe) {
   EXPECT_LT(no_range, cand);
   long marked_acl = at(d, "acl authbypass_marked req_header X-Authbypass ^" + kSecret + "\\s");
   EXPECT_LT(marked_acl, at(d, "cache deny authbypass_marked"));
+  EXPECT_LT(marked_acl, at(d, "send_hit deny authbypass_marked"));
   // No helper in this mode.
   EXPECT_EQ(cfg.text.find("external_acl_type"), std::string::npos);
   EXPECT_EQ(cfg.text.find("http_access allow authbypass_candidates authbypass"), std::string::npos);
@@ -113,6 +114,7 @@ TEST(SquidConfigIcap, RotationNoPrefilterClientsAndUrl) {
   EXPECT_LT(at(d, "adaptation_access authbypass_req deny authbypass_range"),
             at(d, "adaptation_access authbypass_req allow all"));
   EXPECT_GE(at(d, "cache deny authbypass_marked"), 0);
+  EXPECT_GE(at(d, "send_hit deny authbypass_marked"), 0);
   EXPECT_EQ(cfg.text.find("authbypass_candidates"), std::string::npos);
   EXPECT_EQ(cfg.text.find("acl ab_"), std::string::npos);
   EXPECT_GE(at(d, "http_access allow office !authbypass_has_creds"), 0);

@@ -104,6 +104,9 @@ TEST(SquidConfig, CandidatesNeverUseSquidsCacheAndRangesNeverBypass) {
               "acl authbypass_range any-of authbypass_hdr_range authbypass_hdr_request_range "
               "authbypass_hdr_if_range");
   const std::size_t deny = line_at(t, "cache deny authbypass_candidates");
+  // Squid skips `cache` rules for a request it deems uncacheable (no-store) but still
+  // serves it a hit: send_hit denies that.
+  EXPECT_NE(line_at(t, "send_hit deny authbypass_candidates"), std::string::npos) << t;
   const std::size_t allow =
       line_at(t, "http_access allow authbypass_candidates !authbypass_range authbypass");
   for (const char* h : {"acl authbypass_hdr_range req_header Range .",
