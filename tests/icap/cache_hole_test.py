@@ -179,6 +179,19 @@ class Run:
         self.no_program(url, "(d) Range over the extension of a checked CRL",
                         headers=[f"Range: bytes={offset}-{offset + length - 1}"])
 
+    def case_f(self):
+        print("== (f) a negatively cached answer (negative_ttl set): a 404 carrying the program")
+        path = "/f/x.crl"
+        url = f"http://evil.test{path}"
+        self.lab.origin.serve(path, file=self.data["app.exe"], status=404,
+                              content_type="application/octet-stream")
+        r, body = self.fetch(url, ua=CRYPTOAPI if self.decide else BROWSER, user=self.lab.USER)
+        self.expect(r["status"] == 404 and body == self.program,
+                    "staging the 404 with credentials: the program, 404", str(r))
+        for hdrs in ([], ["Cache-Control: no-store"]):
+            self.no_program(url, f"(f) negatively cached 404 {' '.join(hdrs)}".rstrip(),
+                            headers=hdrs)
+
     def case_e(self):
         print("== (e) decision mode: an authenticated CryptoAPI fetch stages it")
         url = self.stage("/e/x.crl", CACHEABLE, ua=CRYPTOAPI)
@@ -270,9 +283,10 @@ def run(name: str, cli, helper, module, policy, data, tmp, checks, started, *, d
         else:
             dropin = SquidLab.generated_dropin(cli, policy)
         # range_offset_limit -1: the admin's own line, as Windows Update caching recipes
-        # have it (Squid fetches whole objects for Range requests and cuts the slice)
+        # have it (Squid fetches whole objects for Range requests and cuts the slice);
+        # negative_ttl: an admin's too (Squid caches 4xx answers, bodies included)
         lab = SquidLab(helper, policy, dropin=dropin, icap_port=ic.port, verbose=True,
-                       extra_conf="range_offset_limit -1\n")
+                       extra_conf="range_offset_limit -1\nnegative_ttl 300 seconds\n")
         t.lab, t.ic = lab, ic
         lab.start()
         started.append(lab.squid.pid)
@@ -285,6 +299,7 @@ def run(name: str, cli, helper, module, policy, data, tmp, checks, started, *, d
         t.case_c()
         t.case_d()
         t.case_d_slice(*crl_carrying_program(data, tmp), 4096)
+        t.case_f()
         if decide:
             t.case_e()
         t.genuine()
