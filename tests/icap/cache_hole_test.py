@@ -181,16 +181,18 @@ class Run:
 
     def case_f(self):
         print("== (f) a negatively cached answer (negative_ttl set): a 404 carrying the program")
-        path = "/f/x.crl"
-        url = f"http://evil.test{path}"
-        self.lab.origin.serve(path, file=self.data["app.exe"], status=404,
-                              content_type="application/octet-stream")
-        r, body = self.fetch(url, ua=CRYPTOAPI if self.decide else BROWSER, user=self.lab.USER)
-        self.expect(r["status"] == 404 and body == self.program,
-                    "staging the 404 with credentials: the program, 404", str(r))
-        for hdrs in ([], ["Cache-Control: no-store"]):
-            self.no_program(url, f"(f) negatively cached 404 {' '.join(hdrs)}".rstrip(),
-                            headers=hdrs)
+        # x%2ecrl: the policy decodes the path once (.crl), Squid's ACLs see it raw
+        for path in ("/f/x.crl", "/f/x%2ecrl"):
+            url = f"http://evil.test{path}"
+            self.lab.origin.serve(path, file=self.data["app.exe"], status=404,
+                                  content_type="application/octet-stream")
+            r, body = self.fetch(url, ua=CRYPTOAPI if self.decide else BROWSER,
+                                 user=self.lab.USER)
+            self.expect(r["status"] == 404 and body == self.program,
+                        f"staging the 404 of {path} with credentials: the program, 404", str(r))
+            for hdrs in ([], ["Cache-Control: no-store"]):
+                self.no_program(url, f"(f) negatively cached 404 {path} {' '.join(hdrs)}".rstrip(),
+                                headers=hdrs)
 
     def case_e(self):
         print("== (e) decision mode: an authenticated CryptoAPI fetch stages it")
