@@ -909,9 +909,20 @@ std::string revocation_candidates(const EndpointList& list, const std::vector<in
   return out;
 }
 
+// True if the list names `host` (a policy host entry) as one of its URLs.
+bool list_names(const EndpointList& list, const std::string& host) {
+  for (const EndpointSet& s : list.sets) {
+    for (const std::string& u : s.urls) {
+      if (auto h = policy_host(u, nullptr); h && *h == host) return true;
+    }
+  }
+  return false;
+}
+
 // Normalizes the allow_customer_domains entries; errors for entries that are not host
-// entries or reach no customer-hosting domain.
-std::vector<std::string> allowed_customer_hosts(const ImportOptions& o,
+// entries, reach no customer-hosting domain, or are above one (".windows.net": every
+// customer host of several services at once) without being a wildcard the list names.
+std::vector<std::string> allowed_customer_hosts(const ImportOptions& o, const EndpointList& list,
                                                 std::vector<std::string>& errors) {
   std::vector<std::string> out;
   for (const std::string& a : o.allow_customer_domains) {
@@ -922,10 +933,27 @@ std::vector<std::string> allowed_customer_hosts(const ImportOptions& o,
       continue;
     }
     const bool wildcard = h->front() == '.';
-    if (customer_hosting_zones(wildcard ? h->substr(1) : *h, wildcard).empty()) {
+    const std::string name = wildcard ? h->substr(1) : *h;
+    const auto zones = customer_hosting_zones(name, wildcard);
+    if (zones.empty()) {
       errors.push_back("--allow-customer-domain '" + sanitize(a, 80) +
                        "' is in no customer-hosting domain: nothing to allow (the list is in "
                        "docs/m365.md)");
+      continue;
+    }
+    std::vector<std::string> below;  // zones strictly under the entry
+    for (const auto* z : zones) {
+      const std::string_view d = z->domain;
+      if (d.size() > name.size() && d.ends_with("." + name)) below.push_back("." + std::string(d));
+    }
+    if (!below.empty() && !list_names(list, *h)) {
+      errors.push_back("--allow-customer-domain '" + sanitize(a, 80) +
+                       "' is above the customer-hosting domain " + below.front() +
+                       (below.size() > 1 ? " and " + std::to_string(below.size() - 1) + " more"
+                                         : std::string()) +
+                       " and the list names no such wildcard: it would allow every customer "
+                       "host under them; name the hosts (or " +
+                       below.front() + ")");
       continue;
     }
     out.push_back(*h);
@@ -981,7 +1009,7 @@ ImportResult import_policy(const EndpointList& list, const ImportOptions& o) {
   if (o.expires && *o.expires <= o.today)
     r.errors.push_back("expires " + format_date(*o.expires) + " is not after today (" +
                        format_date(o.today) + ")");
-  const std::vector<std::string> allow = allowed_customer_hosts(o, r.errors);
+  const std::vector<std::string> allow = allowed_customer_hosts(o, list, r.errors);
   if (!r.errors.empty()) return r;
   if (std::string e = check_list_instance(list, o.instance); !e.empty()) {
     r.errors.push_back(e);

@@ -78,6 +78,24 @@ bool may_follow(const std::string& link, const struct stat& link_stat) {
   return !shared || link_stat.st_uid == ::geteuid() || link_stat.st_uid == dir.st_uid;
 }
 
+// The kernel's fs.protected_regular/protected_fifos rule, whatever the sysctls say: a file
+// in a sticky directory that others may write to (/tmp) that belongs to neither the caller
+// nor the directory's owner was put there by someone else. Replacing it would hand the new
+// file (a secret) to that user; writing into its FIFO would hand over the content.
+OutputFileResult foreign_in_shared_dir(const std::string& path, const std::string& name,
+                                       const struct stat& st) {
+  const std::string dir = split_path(name).dir;
+  struct stat d {};
+  if (::stat(dir.c_str(), &d) != 0) return system_failure("cannot look at " + dir);
+  const bool shared = (d.st_mode & S_ISVTX) != 0 && (d.st_mode & (S_IWOTH | S_IWGRP)) != 0;
+  if (!shared || st.st_uid == ::geteuid() || st.st_uid == d.st_uid) return {};
+  return failure(OutputFileError::refused,
+                 path + ": " + name + " is in the shared sticky directory " + dir +
+                     " and belongs to user " + std::to_string(st.st_uid) +
+                     ", neither you nor the directory's owner: nothing written (someone else "
+                     "may have put it there; remove it or give another name)");
+}
+
 // Follows `path` through symbolic links to the name that is (or will be) the file.
 OutputFileResult final_name(const std::string& path, std::string& name) {
   std::string p = path;
@@ -180,6 +198,9 @@ OutputFileResult replace_file(const std::string& path, const struct stat* old,
   if (!old && exists)
     return failure(OutputFileError::io,
                    path + " appeared while it was being written: nothing written; try again");
+  if (old) {
+    if (auto r = foreign_in_shared_dir(path, name, now); !r) return r;
+  }
   const DirAndName where = split_path(name);
   if (where.name.empty() || where.name == "." || where.name == "..")
     return failure(OutputFileError::refused, path + ": not a file name: nothing written");
@@ -234,9 +255,14 @@ OutputFileResult replace_file(const std::string& path, const struct stat* old,
   return {};
 }
 
-// A character device or a FIFO: written where it is, nothing created or truncated.
+// A character device or a FIFO (`st`, as stat() saw it through any links): written where
+// it is, nothing created or truncated. Links are checked as for regular files, then the
+// kernel follows them (magic links such as /dev/stdout's included); what was opened must be
+// what stat() saw.
 OutputFileResult write_in_place(const std::string& path, const struct stat& st,
                                 std::string_view content) {
+  std::string name;  // the last name on the way (for /proc's magic links, not a path)
+  if (auto r = final_name(path, name); !r) return r;
   // O_NONBLOCK: a FIFO without a reader fails (ENXIO) instead of waiting, and a terminal
   // line does not wait for its carrier; cleared before writing.
   Fd fd(::open(path.c_str(), O_WRONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK));
@@ -248,9 +274,11 @@ OutputFileResult write_in_place(const std::string& path, const struct stat& st,
   }
   struct stat opened {};
   if (::fstat(fd.get(), &opened) != 0) return system_failure("cannot look at " + path);
-  if (!S_ISCHR(opened.st_mode) && !S_ISFIFO(opened.st_mode))
+  if ((!S_ISCHR(opened.st_mode) && !S_ISFIFO(opened.st_mode)) || opened.st_dev != st.st_dev ||
+      opened.st_ino != st.st_ino)
     return failure(OutputFileError::io,
                    path + " changed while it was being opened: nothing written; try again");
+  if (auto r = foreign_in_shared_dir(path, name, opened); !r) return r;
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0)
     return system_failure("cannot set up " + path);

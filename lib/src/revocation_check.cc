@@ -421,7 +421,13 @@ struct RevocationCheck::Impl {
   bool b64_padding = false;
   enum class PemState : std::uint8_t { kBody, kEndLine, kAfter } pem_state = PemState::kBody;
   std::string pem_line;  // the END line being read
-  bool pem_at_line_start = true;
+  // The base64 lines' layout: as an encoder writes it, so that it carries nothing.
+  static constexpr std::size_t kPemWidthMax = 76;  // MIME's width; OpenSSL writes 64
+  std::size_t pem_col = 0;                         // base64 characters in the current line
+  std::size_t pem_width = 0;                       // the first line's: no later line is longer
+  bool pem_short = false;        // a line shorter than the first was seen: it was the last
+  bool pem_cr = false;           // a CR was just read (a LF must follow)
+  std::uint8_t pem_eol = 0;      // the lines' ending: 1 LF, 2 CRLF (0: none yet)
   std::size_t pem_trailing = 0;  // blank bytes after the END line
   static constexpr std::size_t kPemTrailingMax = 64;
 
@@ -995,17 +1001,10 @@ struct RevocationCheck::Impl {
         pem_line += static_cast<char>(c);
         continue;
       }
-      if (c == '\r' || c == '\n' || c == ' ' || c == '\t') {
-        pem_at_line_start = c == '\n';
+      if (!pem_layout(c)) {
+        if (pem_state == PemState::kEndLine) flush();  // the base64 part is over
         continue;
       }
-      if (c == '-' && pem_at_line_start) {
-        flush();
-        pem_state = PemState::kEndLine;
-        pem_line = "-";
-        continue;
-      }
-      pem_at_line_start = false;
       if (c == '=') {
         if (b64_n < 2) {
           reject("PEM: misplaced '=' in base64");
@@ -1034,6 +1033,64 @@ struct RevocationCheck::Impl {
       if (w + 3 > sizeof out) flush();
     }
     flush();
+  }
+
+  // Checks one byte of the base64 part's layout: true for a base64 character (or '=') to
+  // decode; false for a line break or the END line's first '-' (handled here), or on a
+  // rejection. Only line breaks separate lines (no spaces, tabs or blank lines), every
+  // line ends the same way, and every line is as wide as the first but the last one.
+  bool pem_layout(std::uint8_t c) {
+    if (c == '\r') {
+      if (pem_cr) reject("PEM: a carriage return not followed by a line feed");
+      pem_cr = true;
+      return false;
+    }
+    if (c == '\n') {
+      pem_line_break();
+      return false;
+    }
+    if (pem_cr) {
+      reject("PEM: a carriage return not followed by a line feed");
+      return false;
+    }
+    if (c == '-' && pem_col == 0) {
+      pem_state = PemState::kEndLine;
+      pem_line = "-";
+      return false;
+    }
+    if (c == ' ' || c == '\t') {
+      reject("PEM: a blank inside the base64 (only line breaks may separate its lines)");
+      return false;
+    }
+    if (pem_short) {
+      reject("PEM: a base64 line after a shorter one (only the last line may be shorter)");
+      return false;
+    }
+    if (++pem_col > (pem_width ? pem_width : kPemWidthMax)) {
+      reject(pem_width ? "PEM: a base64 line longer than the first"
+                       : "PEM: a base64 line longer than " + std::to_string(kPemWidthMax) +
+                             " characters");
+      return false;
+    }
+    return true;
+  }
+
+  void pem_line_break() {
+    const std::uint8_t eol = pem_cr ? 2 : 1;
+    pem_cr = false;
+    if (pem_col == 0) {
+      reject("PEM: a blank line inside the base64");
+    } else if (pem_eol != 0 && pem_eol != eol) {
+      reject("PEM: lines ending both in CRLF and in LF");
+    } else {
+      pem_eol = eol;
+      if (pem_width == 0) {
+        pem_width = pem_col;
+      } else if (pem_col < pem_width) {
+        pem_short = true;
+      }
+      pem_col = 0;
+    }
   }
 
   void check_end_line() {

@@ -67,10 +67,14 @@ void all_of_line(std::string& out, const std::string& name, const std::vector<st
   out += "\n";
 }
 
-// The per-rule prefilter ACLs and `authbypass_candidates` (any of them).
-void prefilter_acls(const Policy& policy, SquidConfig& cfg, const std::string& consumer) {
+// The per-rule prefilter ACLs and `authbypass_candidates` (any of them), and
+// `authbypass_candidate_urls` (the rules' hosts and paths alone). Without `candidates`,
+// only what the URL ACLs need.
+void prefilter_acls(const Policy& policy, SquidConfig& cfg, const std::string& consumer,
+                    bool candidates = true) {
   std::string& t = cfg.text;
-  std::vector<std::string> rule_acls;
+  std::vector<std::string> rule_acls, url_acls;
+  bool url_all = false;  // a rule with neither hosts nor paths: its URLs are any URL
   for (const Rule& r : policy.rules()) {
     const Match& m = r.match;
     const std::string base = "ab_" + r.id;
@@ -120,13 +124,15 @@ void prefilter_acls(const Policy& policy, SquidConfig& cfg, const std::string& c
       parts.push_back(base + "_hosts");
     }
 
-    acl_lines(t, base + "_method", "method", m.methods);
-    parts.push_back(base + "_method");
-    std::vector<std::string> ports;
-    for (auto p : m.ports) ports.push_back(std::to_string(p));
-    acl_lines(t, base + "_port", "port", ports);
-    parts.push_back(base + "_port");
-    if (!m.src.empty()) {
+    if (candidates) {
+      acl_lines(t, base + "_method", "method", m.methods);
+      parts.push_back(base + "_method");
+      std::vector<std::string> ports;
+      for (auto p : m.ports) ports.push_back(std::to_string(p));
+      acl_lines(t, base + "_port", "port", ports);
+      parts.push_back(base + "_port");
+    }
+    if (candidates && !m.src.empty()) {
       std::vector<std::string> src;
       for (const Cidr& c : m.src) src.push_back(c.to_string());
       acl_lines(t, base + "_src", "src", src);
@@ -163,29 +169,62 @@ void prefilter_acls(const Policy& policy, SquidConfig& cfg, const std::string& c
         ua_res.push_back("^" + regex_literal(lit));
       }
     }
-    if (ua_ok && !ua_res.empty()) {
+    if (candidates && ua_ok && !ua_res.empty()) {
       acl_lines(t, base + "_ua", "browser -i", ua_res);
       parts.push_back(base + "_ua");
     }
 
-    if (m.hosts.empty() && path_res.empty() && (!ua_ok || ua_res.empty()) && m.src.empty()) {
-      cfg.warnings.push_back("rule '" + r.id +
-                             "': no criterion Squid can prefilter on (only methods/ports); "
-                             "most requests will reach " + consumer);
+    if (candidates) {
+      if (m.hosts.empty() && path_res.empty() && (!ua_ok || ua_res.empty()) && m.src.empty()) {
+        cfg.warnings.push_back("rule '" + r.id +
+                               "': no criterion Squid can prefilter on (only methods/ports); "
+                               "most requests will reach " +
+                               consumer);
+      }
+      all_of_line(t, base, parts);
+      rule_acls.push_back(base);
     }
-    all_of_line(t, base, parts);
-    rule_acls.push_back(base);
+
+    // The URLs the rule could bypass, whoever asks (hosts and paths only). A shadow rule
+    // never bypasses.
+    std::vector<std::string> url_parts;
+    if (!m.hosts.empty()) url_parts.push_back(base + "_hosts");
+    if (!path_res.empty()) url_parts.push_back(base + "_path");
+    if (r.mode == Mode::kShadow) {
+      // nothing: a shadow rule's URLs may be cached
+    } else if (url_parts.empty()) {
+      url_all = true;
+    } else if (url_parts.size() == 1) {
+      url_acls.push_back(url_parts.front());
+    } else {
+      all_of_line(t, base + "_url", url_parts);
+      url_acls.push_back(base + "_url");
+    }
     t += "\n";
   }
   for (const std::string& name : rule_acls) {
     if (!safe_token(name)) cfg.warnings.push_back("ACL name '" + name + "' is not a safe token");
   }
 
-  t += "# Candidates: a request any rule could match. Only these reach " + consumer + ".\n";
-  if (rule_acls.empty()) {
-    t += "acl authbypass_candidates any-of none\n";
+  if (candidates) {
+    t += "# Candidates: a request any rule could match. Only these reach " + consumer + ".\n";
+    if (rule_acls.empty()) {
+      t += "acl authbypass_candidates any-of none\n";
+    } else {
+      acl_lines(t, "authbypass_candidates", "any-of", rule_acls);
+    }
+  }
+  t += "# Candidate URLs: the hosts and paths of the candidates, whatever the method, port,\n"
+       "# User-Agent or client (Squid's cache keeps nothing for them, whoever asks).\n";
+  if (url_all) {
+    acl_lines(t, "authbypass_candidate_urls", "any-of", {"all"});
+    cfg.warnings.push_back(
+        "a rule with neither hosts nor paths can bypass any URL: Squid's cache is off for "
+        "every URL (cache deny authbypass_candidate_urls)");
+  } else if (url_acls.empty()) {
+    t += "acl authbypass_candidate_urls any-of none\n";
   } else {
-    acl_lines(t, "authbypass_candidates", "any-of", rule_acls);
+    acl_lines(t, "authbypass_candidate_urls", "any-of", url_acls);
   }
 }
 
@@ -212,14 +251,20 @@ void range_acl(std::string& t) {
 }
 
 // No cache lookup (hit, revalidation) and no storing for `acl`'s requests; `who` names
-// them in the comment (one line).
+// them in the comment (one line). Squid skips its `cache` rules for a request it deems
+// uncacheable (Cache-Control: no-store, a Host header that differs from the URL's) yet
+// still serves it a hit: send_hit covers that, except for a negatively cached answer
+// (negative_ttl), which only nothing stored for those URLs at all prevents.
 void cache_deny(std::string& t, std::string_view acl, std::string_view who) {
   t += "# Squid's cache: " + std::string(who) +
        ":\n"
        "# never a cache hit nor a revalidated cached copy (each goes to the origin and through\n"
        "# the ICAP check), never stored. Cost: Squid caches none of these responses.\n"
+       "# send_hit: Squid skips `cache` rules for a request it deems uncacheable (a client's\n"
+       "# Cache-Control: no-store, a Host header other than the URL's) but would still answer\n"
+       "# it from its cache.\n"
        "cache deny " +
-       std::string(acl) + "\n";
+       std::string(acl) + "\nsend_hit deny " + std::string(acl) + "\n";
 }
 
 // Squid's ICAP connection budget: at most this many connections per icap_service line
@@ -337,8 +382,14 @@ SquidConfig squid_config_icap(const Policy& policy, const SquidConfigOptions& o)
       icap_service("authbypass_resp", "respmod_precache", false, kIcapConnections / 2, o.icap_url) +
       "adaptation_access authbypass_resp allow authbypass_marked\n"
       "adaptation_access authbypass_resp deny all\n\n";
-  cache_deny(t, "authbypass_marked", "requests the service marked");
-  t += "\n";
+  if (!o.prefilter) {
+    t += "# The URLs the policy's rules could bypass (hosts and paths only; no prefilter:\n"
+         "# every request still goes to the REQMOD decision).\n";
+    prefilter_acls(policy, cfg, "the REQMOD service", false);
+  }
+  cache_deny(t, "authbypass_candidate_urls",
+             "every request for a URL a rule could bypass, marked, authenticated or\n# neither");
+  t += "cache deny authbypass_marked\nsend_hit deny authbypass_marked\n\n";
 
   t += "# 5. The secret never leaves Squid. Inside Squid a marked request carries the mark;\n"
        "#    Squid's own answers echo request headers: error pages (%R in ERR_INVALID_RESP and\n"
@@ -399,7 +450,9 @@ SquidConfig squid_config(const Policy& policy, const SquidConfigOptions& o) {
   prefilter_acls(policy, cfg, "the helper");
   t += "\n";
   range_acl(t);
-  cache_deny(t, "authbypass_candidates", "every candidate request, with or without credentials");
+  cache_deny(t, "authbypass_candidate_urls",
+             "every request for a candidate URL, with or without credentials, whatever\n# its "
+             "User-Agent");
   t += "\n# The bypass. When it lets a request through, authbypass_noted notes that on the\n"
        "# transaction (last in the line: only then); the ICAP services below go by that note,\n"
        "# never by a second helper lookup, which may answer otherwise after a policy reload.\n"

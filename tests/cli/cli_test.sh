@@ -186,7 +186,7 @@ squid_config)
   run squid-config "$policy"; expect_rc 0
   expect_out "external_acl_type authbypass ttl=60"; expect_out "children-startup=0"
   expect_out "http_access allow authbypass_candidates !authbypass_range authbypass"
-  expect_out "cache deny authbypass_candidates"
+  expect_out "cache deny authbypass_candidate_urls"; expect_out "send_hit deny authbypass_candidate_urls"
   expect_out "acl ab_crl-files_path urlpath_regex -i \.crl"
   run squid-config "$policy" --no-icap --no-audit; expect_rc 0
   grep -q icap_service "$tmp/out" && fail "ICAP lines despite --no-icap"

@@ -12,7 +12,9 @@ The policy is the shipped one with crl-files narrowed to CryptoAPI's User-Agent 
 site tightens it). A Windows program (MZ) named .crl is served by an attacker's origin,
 cacheable (Cache-Control: max-age, Last-Modified, ETag). For each configuration:
   (a) a user with credentials fetches it with a browser (not bypassed, so not checked);
-      then a client without credentials fetches it as CryptoAPI (bypassed);
+      then a client without credentials fetches it as CryptoAPI (bypassed), also with
+      `Cache-Control: no-store` (Squid skips its `cache` rules for a request it deems
+      uncacheable, yet looks it up and serves a hit);
   (b) the same staged by a user with credentials whose request the helper answers ERR
       (a User-Agent with invalid UTF-8; one over 4 KB), so it is authenticated and never
       checked; a client without credentials sending those User-Agents gets 407 (it
@@ -25,7 +27,7 @@ cacheable (Cache-Control: max-age, Last-Modified, ETag). For each configuration:
       usual Windows Update caching recipes, and in this lab) Squid fetches the whole
       object and cuts the requested slice, the program, out of it itself;
   (e) decision mode: an authenticated fetch (no REQMOD, no RESPMOD) stages it, then a
-      marked request gets it.
+      marked request gets it (also with `Cache-Control: no-store`).
 The bypassed client must get none of the program's bytes (403 page, 407, or a cut
 transfer that carries none of it), and the access log must show no cache hit for it.
 Then: every bypassed request of the run left exactly one ICAP audit event (helper mode:
@@ -132,6 +134,10 @@ class Run:
         print("== (a) staged by a user with credentials (browser UA: not bypassed)")
         url = self.stage("/a/x.crl", CACHEABLE)
         self.no_program(url, "(a) cached program, then CryptoAPI without credentials")
+        # A request that Squid deems uncacheable (request no-store) skips the `cache`
+        # rules altogether; Squid still looks it up in its cache and serves a hit.
+        self.no_program(url, "(a) the same with Cache-Control: no-store",
+                        headers=["Cache-Control: no-store"])
 
     def case_b(self):
         print("== (b) staged through requests the helper answers ERR")
@@ -173,10 +179,27 @@ class Run:
         self.no_program(url, "(d) Range over the extension of a checked CRL",
                         headers=[f"Range: bytes={offset}-{offset + length - 1}"])
 
+    def case_f(self):
+        print("== (f) a negatively cached answer (negative_ttl set): a 404 carrying the program")
+        # x%2ecrl: the policy decodes the path once (.crl), Squid's ACLs see it raw
+        for path in ("/f/x.crl", "/f/x%2ecrl"):
+            url = f"http://evil.test{path}"
+            self.lab.origin.serve(path, file=self.data["app.exe"], status=404,
+                                  content_type="application/octet-stream")
+            r, body = self.fetch(url, ua=CRYPTOAPI if self.decide else BROWSER,
+                                 user=self.lab.USER)
+            self.expect(r["status"] == 404 and body == self.program,
+                        f"staging the 404 of {path} with credentials: the program, 404", str(r))
+            for hdrs in ([], ["Cache-Control: no-store"]):
+                self.no_program(url, f"(f) negatively cached 404 {path} {' '.join(hdrs)}".rstrip(),
+                                headers=hdrs)
+
     def case_e(self):
         print("== (e) decision mode: an authenticated CryptoAPI fetch stages it")
         url = self.stage("/e/x.crl", CACHEABLE, ua=CRYPTOAPI)
         self.no_program(url, "(e) marked request after an authenticated fetch")
+        self.no_program(url, "(e) the same with Cache-Control: no-store",
+                        headers=["Cache-Control: no-store"])
 
     def genuine(self):
         print("== a genuine CRL still goes through the hole, checked")
@@ -262,9 +285,10 @@ def run(name: str, cli, helper, module, policy, data, tmp, checks, started, *, d
         else:
             dropin = SquidLab.generated_dropin(cli, policy)
         # range_offset_limit -1: the admin's own line, as Windows Update caching recipes
-        # have it (Squid fetches whole objects for Range requests and cuts the slice)
+        # have it (Squid fetches whole objects for Range requests and cuts the slice);
+        # negative_ttl: an admin's too (Squid caches 4xx answers, bodies included)
         lab = SquidLab(helper, policy, dropin=dropin, icap_port=ic.port, verbose=True,
-                       extra_conf="range_offset_limit -1\n")
+                       extra_conf="range_offset_limit -1\nnegative_ttl 300 seconds\n")
         t.lab, t.ic = lab, ic
         lab.start()
         started.append(lab.squid.pid)
@@ -277,6 +301,7 @@ def run(name: str, cli, helper, module, policy, data, tmp, checks, started, *, d
         t.case_c()
         t.case_d()
         t.case_d_slice(*crl_carrying_program(data, tmp), 4096)
+        t.case_f()
         if decide:
             t.case_e()
         t.genuine()

@@ -748,6 +748,22 @@ TEST(M365Import, ConnectTakesRequiredSetsAndNoCustomerHostingDomains) {
   EXPECT_TRUE(HasNote(r,
                       "--allow-customer-domain .azurewebsites.net: no host of the chosen sets "
                       "is under it"));
+  // An entry above customer-hosting domains (".windows.net" is above Storage, Media
+  // Services, Service Bus and SQL) would import every customer host under all of them in
+  // one go: refused unless the list itself names that wildcard (".msecnd.net" above).
+  o.selection.ids = {27};
+  o.allow_customer_domains = {".windows.net"};
+  r = import_policy(l, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.errors.front().find("is above the customer-hosting domain"), std::string::npos)
+      << r.errors.front();
+  EXPECT_EQ(r.policy.find("mediaservices.windows.net"), std::string::npos);
+  // The list's own wildcard above a customer-hosting domain can be allowed by name.
+  o.selection.ids = {59};
+  o.allow_customer_domains = {".msecnd.net"};
+  r = import_policy(l, o);
+  ASSERT_TRUE(r.ok()) << r.errors.front();
+  EXPECT_NE(r.policy.find("        - .msecnd.net\n"), std::string::npos) << r.policy;
   for (const char* bad : {"crl.example.com", "*", "*.net", "a b"}) {
     o.allow_customer_domains = {bad};
     r = import_policy(l, o);

@@ -239,6 +239,79 @@ TEST_F(OutputFileTest, ForeignSymlinkInASharedStickyDirectoryIsNotFollowed) {
   EXPECT_EQ(slurp(victim), "mine\n");
 }
 
+// A FIFO with a reader's end open (non-blocking), so that a writer finds a reader.
+struct FifoReader {
+  explicit FifoReader(const std::string& f) : fd(::open(f.c_str(), O_RDONLY | O_NONBLOCK)) {}
+  ~FifoReader() {
+    if (fd >= 0) ::close(fd);
+  }
+  std::string drain() const {
+    char buf[4096];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+  }
+  int fd;
+};
+
+// A /tmp-like directory (root's, sticky, world-writable) where another user (65534) has
+// put a file under the name root is about to write a secret to: neither replaced (the new
+// file would keep that user as owner, who could then read the secret) nor, for a FIFO,
+// written to (that user reads it); a link of that user to a FIFO elsewhere is not
+// followed either. Files of the caller or of the directory's owner are written as usual.
+TEST_F(OutputFileTest, ForeignFileOrFifoInASharedStickyDirectoryIsNotWritten) {
+  if (!is_root()) GTEST_SKIP() << "needs root (chown of the planted files)";
+  const std::string shared = sub("shared");
+  ASSERT_EQ(::chmod(shared.c_str(), 01777), 0);
+  OutputFileOptions secret;
+  secret.force_mode = 0640;
+  secret.replace = true;
+
+  const std::string file = shared + "/icap.secret";
+  spit(file, "planted\n", 0666);
+  ASSERT_EQ(::chown(file.c_str(), 65534, 65534), 0);
+  auto r = write_output_file(file, "s3cret\n", secret);
+  EXPECT_FALSE(r);
+  EXPECT_EQ(r.error, OutputFileError::refused);
+  EXPECT_NE(r.message.find("belongs to user 65534"), std::string::npos) << r.message;
+  EXPECT_EQ(slurp(file), "planted\n");
+
+  const std::string fifo = shared + "/fifo.secret";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0666), 0);
+  ASSERT_EQ(::chown(fifo.c_str(), 65534, 65534), 0);
+  {
+    FifoReader reader(fifo);
+    ASSERT_GE(reader.fd, 0);
+    r = write_output_file(fifo, "s3cret\n", secret);
+    EXPECT_FALSE(r);
+    EXPECT_EQ(r.error, OutputFileError::refused);
+    EXPECT_EQ(reader.drain(), "");
+  }
+
+  const std::string elsewhere = path("fifo");
+  ASSERT_EQ(::mkfifo(elsewhere.c_str(), 0600), 0);
+  const std::string link = shared + "/link.secret";
+  ASSERT_EQ(::symlink(elsewhere.c_str(), link.c_str()), 0);
+  ASSERT_EQ(::lchown(link.c_str(), 65534, 65534), 0);
+  {
+    FifoReader reader(elsewhere);
+    ASSERT_GE(reader.fd, 0);
+    r = write_output_file(link, "s3cret\n", secret);
+    EXPECT_FALSE(r);
+    EXPECT_NE(r.message.find("not followed"), std::string::npos) << r.message;
+    EXPECT_EQ(reader.drain(), "");
+  }
+
+  // The caller's own file and FIFO there are written as usual.
+  ASSERT_EQ(::chown(file.c_str(), 0, 0), 0);
+  ASSERT_TRUE(write_output_file(file, "s3cret\n", secret));
+  EXPECT_EQ(slurp(file), "s3cret\n");
+  EXPECT_EQ(lstat_of(file).st_mode & 07777, 0640u);
+  ASSERT_EQ(::chown(fifo.c_str(), 0, 0), 0);
+  FifoReader reader(fifo);
+  ASSERT_TRUE(write_output_file(fifo, "s3cret\n", secret));
+  EXPECT_EQ(reader.drain(), "s3cret\n");
+}
+
 TEST_F(OutputFileTest, OwnerAndGroupOfAReplacedFileAreKept) {
   if (!is_root()) GTEST_SKIP() << "needs root (chown to another user)";
   const std::string f = path("policy.yaml");

@@ -695,6 +695,56 @@ TEST_F(RevocationCheckTest, ToleranceForWhatWindowsAccepts) {
   EXPECT_EQ(why, "indefinite length (BER, not DER)");
 }
 
+// PEM's layout carries nothing: the base64 lines are as an encoder writes them (one width,
+// the last line shorter, one kind of line ending, no blanks). A lax reader (whitespace
+// anywhere, any line lengths) lets a genuine 1 KB certificate carry kilobytes of data as
+// spaces and tabs (one bit per byte) or as line lengths.
+TEST_F(RevocationCheckTest, PemLayoutCarriesNoData) {
+  const std::string pem = slurp("leaf.pem");
+  const std::size_t begin_end = pem.find('\n') + 1;
+  const std::size_t end_at = pem.find("-----END");
+  const std::string head = pem.substr(0, begin_end), tail = pem.substr(end_at);
+  std::string b64;
+  for (char ch : pem.substr(begin_end, end_at - begin_end))
+    if (ch != '\n') b64 += ch;
+  auto wrap = [&](std::size_t width, const std::string& eol) {
+    std::string out;
+    for (std::size_t at = 0; at < b64.size(); at += width) out += b64.substr(at, width) + eol;
+    return out;
+  };
+  std::string why;
+  // As encoders write it: 64 columns (OpenSSL), 76 (MIME), CRLF (certutil).
+  for (const auto& [width, eol] :
+       {std::pair<std::size_t, std::string>{64, "\n"}, {76, "\n"}, {64, "\r\n"}, {76, "\r\n"}}) {
+    EXPECT_EQ(check_cut(Verify::kCert, head + wrap(width, eol) + tail, "", &why), State::kGenuine)
+        << width << ": " << why;
+  }
+  // 2,000 bytes of data as spaces and tabs after the first base64 line.
+  std::string stego;
+  for (int i = 0; i < 16000; ++i) stego += (i * 7919 % 3 == 0) ? '\t' : ' ';
+  const std::string lines = wrap(64, "\n");
+  struct Case {
+    const char* name;
+    std::string body;
+  } cases[] = {
+      {"spaces and tabs in a line", head + lines.substr(0, 64) + stego + lines.substr(64) + tail},
+      {"one space before a line break", head + lines.substr(0, 64) + " " + lines.substr(64) + tail},
+      {"a tab at a line start", head + "\t" + lines + tail},
+      {"a blank line inside", head + lines.substr(0, 65) + "\n" + lines.substr(65) + tail},
+      {"CRLF and LF mixed", head + lines.substr(0, 64) + "\r\n" + lines.substr(65) + tail},
+      {"a lone CR", head + lines.substr(0, 64) + "\r" + lines.substr(65) + tail},
+      {"line lengths that vary",
+       head + b64.substr(0, 10) + "\n" + b64.substr(10, 64) + "\n" + b64.substr(74) + "\n" + tail},
+      {"a line over 76 columns", head + wrap(100, "\n") + tail},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(check_cut(Verify::kCert, c.body, "", &why), State::kRejected) << c.name;
+    EXPECT_EQ(check_cut(Verify::kRevocation, c.body, "application/octet-stream", &why),
+              State::kRejected)
+        << c.name;
+  }
+}
+
 TEST_F(RevocationCheckTest, RevokedEntriesGetTheSameVerdictWholeOrCut) {
   // Entries that lie whole in a chunk take a faster path than entries cut by a chunk's
   // end (revocation_check.cc, skim_revoked): both must reach the same verdict and reason.

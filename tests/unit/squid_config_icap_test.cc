@@ -99,6 +99,7 @@ TEST(SquidConfigIcap, TheVerifiedRecipe) {
   EXPECT_LT(marked_acl, at(d, "cache deny authbypass_marked"));
   // Failed transactions (late rejections among them) never suspend the service.
   EXPECT_GE(at(d, "icap_service_failure_limit -1"), 0);
+  EXPECT_LT(marked_acl, at(d, "send_hit deny authbypass_marked"));
   // No helper in this mode.
   EXPECT_EQ(cfg.text.find("external_acl_type"), std::string::npos);
   EXPECT_EQ(cfg.text.find("http_access allow authbypass_candidates authbypass"), std::string::npos);
@@ -145,8 +146,14 @@ TEST(SquidConfigIcap, RotationNoPrefilterClientsAndUrl) {
   EXPECT_LT(at(d, "adaptation_access authbypass_req deny authbypass_range"),
             at(d, "adaptation_access authbypass_req allow all"));
   EXPECT_GE(at(d, "cache deny authbypass_marked"), 0);
+  EXPECT_GE(at(d, "send_hit deny authbypass_marked"), 0);
   EXPECT_EQ(cfg.text.find("authbypass_candidates"), std::string::npos);
-  EXPECT_EQ(cfg.text.find("acl ab_"), std::string::npos);
+  // No prefilter, but Squid's cache still keeps nothing for a URL a rule could bypass
+  // (hosts and paths only: no method, port, User-Agent or client ACLs).
+  EXPECT_GE(at(d, "cache deny authbypass_candidate_urls"), 0) << cfg.text;
+  EXPECT_GE(at(d, "send_hit deny authbypass_candidate_urls"), 0);
+  for (const char* part : {"_method method", "_port port", "_ua browser", " all-of ab_"})
+    EXPECT_EQ(cfg.text.find(part), std::string::npos) << part << "\n" << cfg.text;
   EXPECT_GE(at(d, "http_access allow office !authbypass_has_creds"), 0);
   EXPECT_GE(at(d,
                "icap_service authbypass_req reqmod_precache bypass=1 max-conn=20 "

@@ -104,7 +104,13 @@ TEST(SquidConfig, CandidatesNeverUseSquidsCacheAndRangesNeverBypass) {
       line_at(t,
               "acl authbypass_range any-of authbypass_hdr_range authbypass_hdr_request_range "
               "authbypass_hdr_if_range");
-  const std::size_t deny = line_at(t, "cache deny authbypass_candidates");
+  const std::size_t urls = line_at(t, "acl authbypass_candidate_urls any-of ab_crl_path");
+  const std::size_t deny = line_at(t, "cache deny authbypass_candidate_urls");
+  // Squid skips `cache` rules for a request it deems uncacheable (no-store) but still
+  // serves it a hit: send_hit denies that.
+  EXPECT_GT(line_at(t, "send_hit deny authbypass_candidate_urls"), urls) << t;
+  ASSERT_NE(urls, std::string::npos) << t;
+  EXPECT_LT(urls, deny);
   const std::size_t allow =
       line_at(t, "http_access allow authbypass_candidates !authbypass_range authbypass "
                  "authbypass_noted");
@@ -148,8 +154,33 @@ TEST(SquidConfig, RegexUserAgentsOnlyThroughTheirLiteralStart) {
             std::string::npos)
       << cfg.text;
   EXPECT_EQ(cfg.text.find("ab_anything_ua"), std::string::npos);
-  ASSERT_EQ(cfg.warnings.size(), 1u);
+  ASSERT_EQ(cfg.warnings.size(), 2u);
   EXPECT_NE(cfg.warnings[0].find("rule 'anything'"), std::string::npos);
+  // 'anything' can bypass any URL: Squid's cache keeps nothing.
+  EXPECT_NE(cfg.warnings[1].find("Squid's cache is off for every URL"), std::string::npos);
+  EXPECT_NE(line_at(cfg.text, "acl authbypass_candidate_urls any-of all"), std::string::npos);
+}
+
+// Squid's cache keeps nothing for a URL a rule could bypass, whatever the User-Agent,
+// client, method or port of the request that fetched it: an answer stored for a browser
+// (not a candidate when the rule wants CryptoAPI's User-Agent) would otherwise be served
+// to a bypassed request that Squid deems uncacheable (no-store, a Host header other than
+// the URL's), a negatively cached one even past send_hit. Shadow rules never bypass.
+TEST(SquidConfig, NothingIsCachedForACandidateUrlWhoeverAsks) {
+  auto cfg = generate(
+      "  - id: crl\n    match: {path_suffix: [.crl], user_agent_regex: ['^Microsoft-CryptoAPI/'],"
+      " src: [10.0.0.0/8]}\n    verify: crl\n"
+      "  - id: pki\n    match: {hosts: [www.example.com], path_prefix: [/pki/], methods: [GET]}\n"
+      "  - id: ocsp\n    match: {hosts: [ocsp.example.com], methods: [POST]}\n"
+      "  - id: watch\n    mode: shadow\n    match: {user_agent: [curl]}\n");
+  const std::string& t = cfg.text;
+  EXPECT_NE(line_at(t, "acl ab_pki_url all-of ab_pki_hosts ab_pki_path"), std::string::npos) << t;
+  EXPECT_NE(line_at(t, "acl authbypass_candidate_urls any-of ab_crl_path ab_pki_url ab_ocsp_hosts"),
+            std::string::npos)
+      << t;
+  EXPECT_NE(line_at(t, "cache deny authbypass_candidate_urls"), std::string::npos) << t;
+  EXPECT_NE(line_at(t, "send_hit deny authbypass_candidate_urls"), std::string::npos) << t;
+  EXPECT_TRUE(cfg.warnings.empty()) << cfg.warnings.front();
 }
 
 // The ICAP services get what the bypass let through, by the note the bypass line writes:

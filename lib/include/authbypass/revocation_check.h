@@ -10,8 +10,10 @@
 // bytes are a SignedData carrying a certificate trust list (szOID_CTL). Tolerated, as
 // Windows accepts them and too narrow to carry data: one line ending ("\n" or "\r\n")
 // after a DER object, the PEM label "X509 CERTIFICATE", a few blank bytes after a PEM END
-// line. BER (indefinite lengths) is refused. The Content-Type only narrows which kinds are
-// possible; the bytes decide.
+// line. PEM's base64 lines are read as an encoder writes them: line breaks only (all LF
+// or all CRLF), no line wider than the first (76 at most), only the last narrower; no
+// spaces, tabs or blank lines, which could carry data. BER (indefinite lengths) is
+// refused. The Content-Type only narrows which kinds are possible; the bytes decide.
 #pragma once
 
 #include <cstddef>
