@@ -25,7 +25,7 @@ import textwrap
 import threading
 import time
 
-SECTION = "## Squid helper throughput (issue 4)"
+SECTION = "## Squid helper throughput"
 TARGETS = {  # ratio of median lines/s: (numerator, denominator, minimum)
     "helper / echo": ("helper", "echo", 0.4),
     "helper / squidGuard": ("helper", "squidguard", 5.0),
@@ -311,7 +311,7 @@ def render(info, verify, med, ratios):
           f"{fmt_rate(m['lines_per_s_min'])}–{fmt_rate(m['lines_per_s_max'])} | "
           f"{m['wall_s']:.3f} | {m['cpu_s']:.3f} | {m['maxrss_kb'] / 1024:.1f} MB |")
     w("")
-    w("Targets (issue 4), ratios of the median lines/s above:")
+    w("Targets, ratios of the median lines/s above:")
     w("")
     w("| ratio | measured | target | |")
     w("|---|---:|---:|---|")

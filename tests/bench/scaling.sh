@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scaling benchmarks (issue 8), one command:
+# Scaling benchmarks, one command:
 #   1. engine: Release build of authbypass_scaling_bench in build-bench/, the BM_Scale_ cases
 #      (decide() and load time vs 10 ... 100,000 host rules and 0 ... 1,000 regex rules),
 #      repetitions in random interleaved order, JSON to build-bench/scaling_bench.json;

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Renders the scaling figures (issue 8) for tests/bench/scaling.sh.
+"""Renders the scaling figures for tests/bench/scaling.sh.
 
     scaling_report.py engine BENCH_JSON DATA_DIR     # data files for gnuplot + Markdown
     scaling_report.py e2e E2E_JSON                   # Markdown of the Squid part
@@ -24,7 +24,7 @@ import textwrap
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 DOCS = os.path.join(SRC, "docs", "performance.md")
-ENGINE_SECTION = "## Engine scaling: host rules and regex rules (issue 8)"
+ENGINE_SECTION = "## Engine scaling: host rules and regex rules"
 E2E_SECTION = "## Squid throughput vs children-max and concurrency"
 NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 HOST_N = (10, 100, 1000, 10000, 100000)
@@ -250,7 +250,7 @@ def engine(bench_json: str, data_dir: str) -> str:
                if max(x["min_cpu_ns"] for x in h) <= min(x["max_cpu_ns"] for x in h) else
                ": a slow rise, most likely memory — the index and rule tables outgrow the CPU"
                " caches, while the work per decision stays the same")
-            + f"; 10,000 rules: {h[3]['cpu_ns'] / h[0]['cpu_ns']:.2f}× the 10-rule time, issue 3's"
+            + f"; 10,000 rules: {h[3]['cpu_ns'] / h[0]['cpu_ns']:.2f}× the 10-rule time, the engine's"
             " target is ≤ 1.5×): the host index costs one hash lookup for the"
             " request's host and one per parent domain, whatever the number of rules. No"
             " allocation per decision at any size.")
@@ -482,7 +482,7 @@ def main() -> int:
     if len(args) >= 3 and args[0] == "engine":
         text = engine(args[1], args[2])
         if write:
-            write_section(ENGINE_SECTION, text, after="## Engine (issue 3)")
+            write_section(ENGINE_SECTION, text, after="## Engine")
     elif len(args) >= 2 and args[0] == "e2e":
         text, _d = e2e(args[1])
         if write:

@@ -1,6 +1,7 @@
-// Differential property test (issue 9): random policies and random requests; the engine's
-// Policy::decide must agree with a deliberately naive reference matcher written here from
-// DESIGN §2 — a linear scan over the rules in file order with straightforward checks.
+// Differential property test: random policies and random requests; the engine's
+// Policy::decide must agree with a deliberately naive reference matcher written here from the
+// policy semantics (docs/architecture.md "Policy") — a linear scan over the rules in file order
+// with straightforward checks.
 //
 // The reference works from the generator's own description of each rule (not from the
 // loaded Policy): it applies the defaults (GET/HEAD, port 80), upper-cases methods,
