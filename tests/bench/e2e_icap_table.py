@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Markdown table of a `tests/bench/e2e_squid.py --with-icap` run, as in
-docs/performance.md "ICAP decision mode end to end":
+"""Markdown table of a `tests/bench/e2e_squid.py --with-icap` run (the ICAP decision-mode
+rows of docs/performance.md):
 
     e2e_icap_table.py E2E_JSON
 

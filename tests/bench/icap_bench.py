@@ -22,7 +22,7 @@ against c-icap's bundled srv_echo, on real c-icap 0.5.10, loopback only.
    tell memory kept by glibc's per-thread arenas from per-transfer growth.
 5. Audit logs checked (one event per bypassed transaction, expected verdicts), raw
    numbers to JSON, the Markdown section printed; --write-docs rewrites it in
-   docs/performance.md (only when the run passed). Exit status 1 on any error.
+   docs/perf/benchmarks.md (only when the run passed). Exit status 1 on any error.
 """
 
 from __future__ import annotations
@@ -847,7 +847,7 @@ def markdown(res: dict) -> str:
 
 
 def wrap(par: str, width: int = 92) -> str:
-    """Wraps a prose paragraph (or a "- " bullet) like the rest of docs/performance.md;
+    """Wraps a prose paragraph (or a "- " bullet) like the rest of docs/perf/benchmarks.md;
     headings, tables and blank lines stay as they are."""
     if not par or par.startswith(("|", "#")):
         return par

@@ -4,7 +4,7 @@
     scaling_report.py engine BENCH_JSON DATA_DIR     # data files for gnuplot + Markdown
     scaling_report.py e2e E2E_JSON                   # Markdown of the Squid part
     ... [--write-docs]                               # also rewrite the section in
-                                                     # docs/performance.md
+                                                     # docs/perf/benchmarks.md
 
 engine: BENCH_JSON is Google Benchmark's JSON (every repetition, no aggregates) of the
 BM_Scale_ cases of authbypass_scaling_bench; writes DATA_DIR/host.dat, regex.dat,
@@ -23,7 +23,7 @@ import sys
 import textwrap
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-DOCS = os.path.join(SRC, "docs", "performance.md")
+DOCS = os.path.join(SRC, "docs", "perf", "benchmarks.md")
 ENGINE_SECTION = "## Engine scaling: host rules and regex rules"
 E2E_SECTION = "## Squid throughput vs children-max and concurrency"
 NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
@@ -69,7 +69,7 @@ def fmt_rate(x: float) -> str:
 
 
 def write_section(title: str, text: str, after: str | None = None):
-    """Replaces the section `title` of docs/performance.md (up to the next '## '), or
+    """Replaces the section `title` of docs/perf/benchmarks.md (up to the next '## '), or
     inserts it after the section `after` (or at the end). Re-reads the file right before
     writing and replaces it atomically: other sections are edited by others."""
     with open(DOCS) as f:
@@ -190,9 +190,9 @@ def engine(bench_json: str, data_dir: str) -> str:
               f" this run was under `nice -n 5`); built from"
               f" {git_state(os.path.join(data_dir, 'build-state.txt'))}.")
     L.append("")
-    L.append("![decision time vs number of host rules and of regex rules](perf/scaling.png)")
+    L.append("![decision time vs number of host rules and of regex rules](scaling.png)")
     L.append("")
-    L += wrap("[`docs/perf/scaling.png`](perf/scaling.png): left, decide() against the number of"
+    L += wrap("[`docs/perf/scaling.png`](scaling.png): left, decide() against the number of"
              " host rules; right, against the number of regex rules added to the shipped policy"
              " (log–log; bars: min–max over repetitions; dashed: the shipped policy alone).")
     L.append("")

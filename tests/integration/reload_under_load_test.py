@@ -241,7 +241,7 @@ def main(argv) -> int:
     # No garbage-collector pauses in the client threads: with 100,000 results a full
     # collection stops every thread for ~100 ms, a gap in which no request reaches the
     # helper, which only looks at the policy file when it gets a request (see
-    # docs/reliability.md, "idle helper keeps an older policy").
+    # docs/reliability.md, "Idle processes keep up with the policy").
     gc.disable()
     lab = SquidLab(a.helper, seed_policy, check_interval_ms=CHECK_INTERVAL_MS, verbose=True,
                    no_helper_cache_because="every answer is checked against the policy switch "
