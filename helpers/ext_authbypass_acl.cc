@@ -1,6 +1,6 @@
-// ext_authbypass_acl: Squid external ACL helper (DESIGN §3). Reads request lines on stdin,
-// asks the engine, answers OK/ERR on stdout, writes audit events. Never exits on its own
-// except at end of input: a helper that exits makes Squid die.
+// ext_authbypass_acl: Squid external ACL helper (docs/architecture.md "Helper"). Reads request
+// lines on stdin, asks the engine, answers OK/ERR on stdout, writes audit events. Never exits on
+// its own except at end of input: a helper that exits makes Squid die.
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -254,10 +254,10 @@ class ByteBuffer {
 };
 
 // A batch's audit events as compact records. The main thread only copies each request's
-// fields; format() escapes them and makes the JSON lines (DESIGN §5), on the writer thread
-// when the batch is big. A record is a kind byte, then for 'L' (a ready line) a u32 length
-// and the bytes; for 'R' (one request's events) the u32 lengths of the five request fields,
-// a u32 event count, that many pointers to the events' fixed fields (strings of a table
+// fields; format() escapes them and makes the JSON lines (docs/architecture.md "Audit events"), on
+// the writer thread when the batch is big. A record is a kind byte, then for 'L' (a ready line) a
+// u32 length and the bytes; for 'R' (one request's events) the u32 lengths of the five request
+// fields, a u32 event count, that many pointers to the events' fixed fields (strings of a table
 // that `tables` keeps alive) and the fields' bytes; for 'T' the time (system_clock ticks,
 // i64) of the request records after it, written when it changes. Not thread-safe: it
 // belongs to one thread at a time.

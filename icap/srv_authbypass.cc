@@ -1,5 +1,5 @@
-// srv_authbypass.so: the c-icap service of DESIGN §4. A thin adapter: it translates the
-// ICAP transaction (ICAP headers, the encapsulated HTTP request and response) into a
+// srv_authbypass.so: the c-icap service of docs/architecture.md "ICAP service". A thin adapter: it
+// translates the ICAP transaction (ICAP headers, the encapsulated HTTP request and response) into a
 // RequestInput, asks the engine (Policy::decide on a PolicySource snapshot), and for a
 // bypassed request whose rule has `verify` runs RevocationCheck on the body while it
 // streams. Everything it decides ends in one audit event (AuditLog, JSON lines).
@@ -34,10 +34,11 @@
 // (started by c-icap's CHILD_START command, stopped by CHILD_STOP), so that a child that
 // gets no transaction still loads each valid policy while it is on disk.
 //
-// c-icap facts this relies on (TESTING.md): mod_init_request_data also runs for OPTIONS;
-// the preview handler is called with (NULL, 0) when there is no preview; service_io must
-// take all of rbuf (it does, up to a hard per-transaction bound it never reaches while
-// output is pending); ci_debug_printf is a bare `if`, always braced here.
+// c-icap facts this relies on (docs/architecture.md "Squid and c-icap facts"):
+// mod_init_request_data also runs for OPTIONS; the preview handler is called with (NULL, 0) when
+// there is no preview; service_io must take all of rbuf (it does, up to a hard per-transaction
+// bound it never reaches while output is pending); ci_debug_printf is a bare `if`, always braced
+// here.
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
@@ -108,8 +109,8 @@ constexpr std::size_t kTail = 16 * 1024;
 // Hard bound on the bytes one transaction buffers. Past it, service_io takes less of
 // rbuf (only ever while output is pending, so c-icap keeps going).
 constexpr std::size_t kMaxBuffered = 256 * 1024;
-// A bypassed request body (an OCSP POST) is held whole: never more than this (DESIGN §4),
-// whatever authbypass.MaxBodySize says for OCSP responses.
+// A bypassed request body (an OCSP POST) is held whole: never more than this (docs/architecture.md
+// "ICAP service"), whatever authbypass.MaxBodySize says for OCSP responses.
 constexpr std::uint64_t kMaxRequestBody = 64 * 1024;
 // Preview size advertised in OPTIONS (Squid: icap_preview_size 1024).
 constexpr int kPreviewSize = 1024;

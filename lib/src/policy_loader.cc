@@ -1,5 +1,5 @@
-// YAML policy loader, schema version 1 (DESIGN §2). All-or-nothing: every error found is
-// collected as "file:line:column: message" and no policy is returned if there is any.
+// YAML policy loader, schema version 1 (docs/architecture.md "Policy"). All-or-nothing: every error
+// found is collected as "file:line:column: message" and no policy is returned if there is any.
 #include <openssl/evp.h>
 #include <sys/stat.h>
 

@@ -1,5 +1,5 @@
-// tests/bench/e2e_floor_icap.cpp: the floor for any ICAP decision service (issue 11
-// follow-up, tests/bench/e2e_squid.py config "floor-icap-prefilter", row (d0)).
+// tests/bench/e2e_floor_icap.cpp: the floor for any ICAP decision service
+// (tests/bench/e2e_squid.py config "floor-icap-prefilter", row (d0)).
 //
 // A minimal REQMOD server: one epoll thread, loopback only, keep-alive. It answers
 //   OPTIONS  ICAP/1.0 200 (Methods: REQMOD, Allow: 204, no Preview, Max-Connections),

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Squid throughput vs the helper's children-max and concurrency (issue 8), real Squid 5.7.
+"""Squid throughput vs the helper's children-max and concurrency, real Squid 5.7.
 
     e2e_helper_scaling.py --helper BIN --cli BIN --policy FILE --origin BIN --wrk BIN
                           --json OUT [--rounds N] [--seconds S] [--warmup S]

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Where the time goes in ICAP decision mode (issue 11 probe): Squid CPU µs per bypassed
+"""Where the time goes in ICAP decision mode (probe): Squid CPU µs per bypassed
 request, ICAP-server CPU µs per request and req/s, for Squid 5.7 with built-in ACLs (a),
 with c-icap + srv_authbypass (d) and with the floor REQMOD server (d0), plus variants that
 change one thing at a time, all measured in the same run in interleaved rounds.

@@ -1,13 +1,13 @@
 #!/usr/bin/python3
-"""Markdown table of a `tests/bench/e2e_squid.py --with-icap` run (issue 11), as in
-docs/performance.md "ICAP decision mode end to end":
+"""Markdown table of a `tests/bench/e2e_squid.py --with-icap` run (the ICAP decision-mode
+rows of docs/performance.md):
 
     e2e_icap_table.py E2E_JSON
 
 One row per mix and configuration: requests/s (median over rounds), p99 (median over
 rounds), CPU µs per request (medians: Squid, helper, c-icap, and their per-round sum),
 the ratio to (a) (median over rounds of the same-round ratio, and of the medians) and the
-issue 8 / issue 11 targets. Prints to stdout; measures nothing.
+end-to-end targets. Prints to stdout; measures nothing.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Squid end to end (issue 8): requests/s and p99 latency through real Squid 5.7 on loopback.
+"""Squid end to end: requests/s and p99 latency through real Squid 5.7 on loopback.
 
     e2e_squid.py --helper BIN --cli BIN --policy FILE --origin BIN --wrk BIN --json OUT
                  [--rounds N] [--seconds S] [--warmup S] [--conns N] [--seed N]
@@ -19,7 +19,7 @@ measured in interleaved order, so machine noise hits them alike):
   helper     the same helper without the prefilter (`http_access allow authbypass`): every
              request reaches the helper, also those with credentials.
 
-With --with-icap (issue 11), two more Squids, both in ICAP decision mode, and one c-icap
+With --with-icap, two more Squids, both in ICAP decision mode, and one c-icap
 (tests/icap/icaplab.py: srv_authbypass.so with authbypass.Mode decide and a secret made by
 `authbypass secret`) that both use, started once before them:
   icap-prefilter  the drop-in `authbypass squid-config --mode icap` writes (the secret, the
@@ -278,7 +278,7 @@ class BenchLab(SquidLab):
     external ACL cache off (cache=0). The generated squid.conf is edited after squidlab
     writes it; every edit is checked, so a change in squidlab fails loudly here.
     origin_port=None keeps squidlab's own Python origin and its
-    server_persistent_connections off (tests/bench/e2e_issue11_setup.py)."""
+    server_persistent_connections off (tests/bench/e2e_ab_no_keepalive.py)."""
 
     def __init__(self, *a, origin_port: int | None, cache0: bool = True, **kw):
         # the hosts of every URL the benchmarks send, from the lab's hosts_file (no DNS):
@@ -537,7 +537,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=8)
     p.add_argument("--time-limit", type=float, default=0,
                    help="seconds: start no round that would end past this (0: no limit)")
-    g = p.add_argument_group("ICAP decision mode (issue 11; off unless --with-icap)")
+    g = p.add_argument_group("ICAP decision mode (off unless --with-icap)")
     g.add_argument("--with-icap", action="store_true",
                    help="add (d) icap-prefilter and (e) icap: Squid in ICAP decision mode")
     g.add_argument("--module", help="srv_authbypass.so (needed with --with-icap)")
@@ -816,7 +816,7 @@ def main() -> int:
                     of_medians = (res["cells"][f"{cfg}/{mix}"]["median_rps"]
                                   / res["cells"][f"recipe/{mix}"]["median_rps"])
                     val = statistics.median(per_round)
-                    # issue 8: (b) >= 0.9x on every mix; issue 11: (d) >= 0.85x, bypassed URL
+                    # targets: (b) >= 0.9x on every mix; (d) >= 0.85x, bypassed URL
                     target = (0.9 if cfg == "prefilter" else
                               0.85 if cfg == "icap-prefilter" and mix == "bypass" else None)
                     ratios.append({"mix": mix, "config": cfg, "value": val,

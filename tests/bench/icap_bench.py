@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Measurement half of tests/bench/icap_bench.sh (run that, not this): the ICAP service
-(issue 5) against c-icap's bundled srv_echo, on real c-icap 0.5.10, loopback only.
+against c-icap's bundled srv_echo, on real c-icap 0.5.10, loopback only.
 
 1. Test data with openssl (build-bench/icap_bench/): an EC P-256 CA, a small genuine DER
    CRL (a few KB, made at every run), an HTML impostor of about the same size, and a
@@ -22,7 +22,7 @@
    tell memory kept by glibc's per-thread arenas from per-transfer growth.
 5. Audit logs checked (one event per bypassed transaction, expected verdicts), raw
    numbers to JSON, the Markdown section printed; --write-docs rewrites it in
-   docs/performance.md (only when the run passed). Exit status 1 on any error.
+   docs/perf/benchmarks.md (only when the run passed). Exit status 1 on any error.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import icap_bench_client as ic  # noqa: E402
 
-SECTION = "## ICAP service (issue 5)"
+SECTION = "## ICAP service throughput"
 C_ICAP = shutil.which("c-icap") or "/usr/bin/c-icap"
 MODULES_DIR = "/usr/lib/x86_64-linux-gnu/c_icap"
 RUN_USER = "c-icap"
@@ -76,7 +76,7 @@ SMALL_REVOCATIONS = 48          # ~4 KB DER CRL
 BIG_TARGET_BYTES = 100_000_000  # under the module's default crl cap (100 MiB)
 BIG_GEN_VERSION = "1"           # bump to regenerate the cached big CRL
 MEM_TARGET = 16 * 1024 * 1024   # extra RSS of the serving child (16 MiB)
-# Issue 8: full mode moves the 100 MB CRL at least this fraction of srv_echo's MB/s.
+# Target: full mode moves the 100 MB CRL at least this fraction of srv_echo's MB/s.
 BIG_RATIO_TARGET = 0.9
 CELLS = [  # (body, mode): mode picks the service
     ("crl", "echo"), ("crl", "full"), ("crl", "preview"),
@@ -655,7 +655,7 @@ def summarize_big(runs: list[dict]) -> dict:
 
 
 def big_throughput(runs: dict) -> dict:
-    """Issue 8: the 100 MB CRL's throughput is limited by the transport, not by the check,
+    """The 100 MB CRL's throughput is limited by the transport, not by the check,
     when full mode moves it as fast as srv_echo does through the same c-icap: the ratio of
     the median MB/s, and the ratio of each full transfer to the echo transfer after it."""
     full, echo = runs["full"], runs["echo"]
@@ -740,7 +740,7 @@ def markdown(res: dict) -> str:
                  f"{c['median_latency_ms']:.2f} ms | {c['median_cicap_cpu_us']:.0f} | "
                  f"{c['median_client_cpu_us']:.0f} | {outs} |")
     L.append("")
-    L.append("Targets (issue 5; the last row issue 8), ratios of the medians above:")
+    L.append("Targets, ratios of the medians above:")
     L.append("")
     L.append("| ratio | measured | per-round ratios (same round) | target | |")
     L.append("|---|---:|---:|---:|---|")
@@ -847,7 +847,7 @@ def markdown(res: dict) -> str:
 
 
 def wrap(par: str, width: int = 92) -> str:
-    """Wraps a prose paragraph (or a "- " bullet) like the rest of docs/performance.md;
+    """Wraps a prose paragraph (or a "- " bullet) like the rest of docs/perf/benchmarks.md;
     headings, tables and blank lines stay as they are."""
     if not par or par.startswith(("|", "#")):
         return par

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Integration test: ICAP decision mode (authbypass.Mode decide|both, DESIGN §4). The REQMOD
-service decides which requests skip proxy authentication and marks them
+"""Integration test: ICAP decision mode (authbypass.Mode decide|both; docs/architecture.md,
+"ICAP service"). The REQMOD service decides which requests skip proxy authentication and
+marks them
 "X-Authbypass: <secret> <rule-id>"; Squid 5.7 authenticates in adapted_http_access and
 allows marked requests first. Real c-icap 0.5.10 + srv_authbypass.so, real Squid, the
 shipped policy, and the Squid side exactly as `authbypass squid-config --mode icap` writes

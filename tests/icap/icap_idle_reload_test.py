@@ -7,8 +7,9 @@ The same bug class as tests/reliability/idle_helper_stale_policy_test.py (fixed 
 Squid helper): srv_authbypass.so looked at its policy file only from housekeeping(), which
 ran on transactions only. A c-icap child that was idle while the security team wrote a
 valid policy B and then a broken edit C saw only C at its next transaction: C was
-rejected, and the OLD policy A stayed in force (B was never loaded). DESIGN §3/§4: a
-policy that fails to load is logged and the last good one (B) stays in force.
+rejected, and the OLD policy A stayed in force (B was never loaded). The rule
+(docs/architecture.md, "Fail-closed rules"): a policy that fails to load is logged and the
+last good one (B) stays in force.
 
 Decision mode (authbypass.Mode decide): a REQMOD for a host the policy bypasses is
 answered ICAP 200 with "X-Authbypass: <secret> <rule>" added; anything else is a 204.

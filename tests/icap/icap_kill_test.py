@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fault test (issue 9): c-icap with srv_authbypass.so killed (SIGKILL) and restarted while
+"""Fault test: c-icap with srv_authbypass.so killed (SIGKILL) and restarted while
 Squid 5.7 + ext_authbypass_acl carry traffic; the shipped configuration (the Squid
 drop-in's prefilter and ICAP sections, bypass=0, and the c-icap include).
 

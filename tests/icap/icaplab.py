@@ -1,7 +1,7 @@
 """icaplab: a throw-away c-icap 0.5.10 serving srv_authbypass.so on loopback, and a raw
 ICAP client for requests c-icap-client cannot make (lying Content-Length, malformed
 encapsulated headers, preview of 0 bytes...). Standard library only; run with
-/usr/bin/python3. Facts it relies on: /work/shared/TESTING.md.
+/usr/bin/python3. Facts it relies on: docs/architecture.md "Squid and c-icap facts".
 
     from icaplab import CIcap
     with CIcap(module="build/test/icap/srv_authbypass.so", policy="config/policy.yaml",

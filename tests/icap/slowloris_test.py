@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fault test (issue 9): slow and stalled ICAP clients, endless bodies and an endless
+"""Fault test: slow and stalled ICAP clients, endless bodies and an endless
 ICAP header against a real c-icap 0.5.10 with srv_authbypass.so (verify mode, full).
 
 usage: slowloris_test.py MODULE DATA_DIR [--servers 2] [--threads 4] [--timeout 3]

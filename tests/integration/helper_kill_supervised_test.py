@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fault test (issue 9): ext_authbypass_acl SIGKILLed mid-stream behind a Squid that runs
+"""Fault test: ext_authbypass_acl SIGKILLed mid-stream behind a Squid that runs
 as Debian's squid.service runs it (`squid --foreground -sYC`: no -N, a master process that
 supervises a worker "kid" and starts a new kid when one dies).
 

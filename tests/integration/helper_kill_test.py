@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fault test (issue 9): ext_authbypass_acl killed (SIGKILL) mid-stream, behind a real Squid.
+"""Fault test: ext_authbypass_acl killed (SIGKILL) mid-stream, behind a real Squid.
 
 usage: helper_kill_test.py HELPER [--kills N] [--gap SECONDS]
 

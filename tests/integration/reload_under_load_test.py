@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reload under load (issue 9): a real Squid 5.7 with ext_authbypass_acl under constant
+"""Reload under load: a real Squid 5.7 with ext_authbypass_acl under constant
 load while the policy file is replaced 1,000 times, valid and broken versions alternating.
 
 usage: reload_under_load_test.py HELPER CLI [--steps N] [--period SECONDS]
@@ -22,7 +22,7 @@ Client threads send requests through Squid all the time (3 probe, 1 always, 1 ne
 authenticated). Every probe answer is checked against what the helper had loaded (its
 policy_loaded audit events, sha256 of A or B, time-stamped): it must be the answer of a
 policy the helper had in force while it answered -- never that of a broken file, never a
-mix. It is also classified against the switch timeline (the policy the DESIGN says is in
+mix. It is also classified against the switch timeline (the policy the contract says is in
 force is the last valid one written); an answer to a request sent at t0 and answered at t1
 may come from any policy in force during [t0 - LAG, t1], LAG = the helper's
 --check-interval + 30 ms (the helper looks at the file at most once per interval, then
@@ -241,7 +241,7 @@ def main(argv) -> int:
     # No garbage-collector pauses in the client threads: with 100,000 results a full
     # collection stops every thread for ~100 ms, a gap in which no request reaches the
     # helper, which only looks at the policy file when it gets a request (see
-    # docs/reliability.md, "idle helper keeps an older policy").
+    # docs/reliability.md, "Idle processes keep up with the policy").
     gc.disable()
     lab = SquidLab(a.helper, seed_policy, check_interval_ms=CHECK_INTERVAL_MS, verbose=True,
                    no_helper_cache_because="every answer is checked against the policy switch "

@@ -1,7 +1,7 @@
 """squidlab: a throw-away Squid 5.7 + ext_authbypass_acl + loopback origin, for tests and demos.
 
 Standard library only; run with /usr/bin/python3 (the pyenv python under /root is not
-readable by user `proxy`). Facts it relies on: /work/shared/TESTING.md.
+readable by user `proxy`). Facts it relies on: docs/architecture.md "Squid and c-icap facts".
 
     from squidlab import SquidLab
     with SquidLab(helper="build/test/helpers/ext_authbypass_acl",

@@ -1,4 +1,5 @@
-// Audit events (DESIGN §5): one JSON object per line, and the sinks that write them.
+// Audit events (docs/architecture.md "Audit events"): one JSON object per line, and the sinks that
+// write them.
 #pragma once
 
 #include <chrono>

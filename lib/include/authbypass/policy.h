@@ -1,5 +1,5 @@
-// The policy: YAML schema version 1 (DESIGN §2), loaded whole or not at all into an
-// immutable Policy that any number of threads may share and query.
+// The policy: YAML schema version 1 (docs/architecture.md "Policy"), loaded whole or not at all
+// into an immutable Policy that any number of threads may share and query.
 #pragma once
 
 #include <atomic>
@@ -134,8 +134,8 @@ class Policy {
   std::uint64_t generation() const { return generation_; }
   const Rule* find_rule(std::string_view id) const;
 
-  // The decision for one request on `today` (DESIGN §2). Thread-safe, no I/O, and no
-  // allocation. A malformed request (req.ok() false) always authenticates.
+  // The decision for one request on `today` (docs/architecture.md "Policy"). Thread-safe, no I/O,
+  // and no allocation. A malformed request (req.ok() false) always authenticates.
   Decision decide(const Request& req, Date today) const;
 
   // Per-rule criterion checks (slow path, for regex evaluation, `explain` and tests).

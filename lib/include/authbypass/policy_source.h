@@ -1,6 +1,6 @@
 // A policy file kept in force: loaded at start, reloaded when it changes or on demand.
 // The policy in force is an immutable snapshot swapped atomically; a file that fails to
-// load never replaces the last good one (DESIGN §3, §4).
+// load never replaces the last good one (docs/architecture.md "Helper", "ICAP service").
 #pragma once
 
 #include <atomic>
