@@ -1,8 +1,9 @@
-// srv_authbypass.so: the c-icap service of DESIGN §4. A thin adapter: it translates the
-// ICAP transaction (ICAP headers, the encapsulated HTTP request and response) into a
-// RequestInput, asks the engine (Policy::decide on a PolicySource snapshot), and for a
-// bypassed request whose rule has `verify` runs RevocationCheck on the body while it
-// streams. Everything it decides ends in one audit event (AuditLog, JSON lines).
+// srv_authbypass.so: the c-icap service of DESIGN §4. A thin adapter: it reads the ICAP
+// transaction (ICAP headers, the encapsulated HTTP request and response) into the facts of
+// an engine icap::Transaction (icap_transaction.h), which decides on a PolicySource
+// snapshot what to do and which check the body needs, applies the answer (204, 403 page,
+// edited request, body check while it streams), reports what the body did, and writes the
+// audit events and counters the transaction's outcome ends in (AuditLog, JSON lines).
 //
 // How a transaction goes (docs/icap-service.md has the long form):
 //   * X-Authenticated-User present: 204 at once, no event.
@@ -834,7 +835,11 @@ void classify(ci_request_t* req, Txn& t) {
   const bool decide_reqmod = c.initialized && c.mode != ServiceMode::kVerify && !f.respmod;
   ci_headers_list_t* icap = req->request_header;
   f.authenticated = header(icap, "X-Authenticated-User").has_value();
-  if (f.authenticated && !decide_reqmod) {  // never through the hole: 204, nothing else read
+  // Outside decision-mode REQMOD an authenticated user's message never came through the
+  // hole, and Mode decide does not verify RESPMOD: both are a 204 whatever else the
+  // headers say, so nothing else is read.
+  if ((f.authenticated && !decide_reqmod) ||
+      (c.initialized && c.mode == ServiceMode::kDecide && f.respmod)) {
     t.tx.classify(f, c);
     return;
   }
