@@ -119,10 +119,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   facts.content_type = opt(f[6]);
   facts.content_length = opt(f[4]);
   facts.content_encoding = opt(f[8]);
-  static constexpr icap::ServiceMode kModes[] = {icap::ServiceMode::kVerify,
-                                                 icap::ServiceMode::kDecide,
-                                                 icap::ServiceMode::kBoth,
-                                                 icap::ServiceMode::kVerify};
+  static constexpr icap::ServiceMode kModes[] = {
+      icap::ServiceMode::kVerify, icap::ServiceMode::kDecide, icap::ServiceMode::kBoth,
+      icap::ServiceMode::kVerify};
   run_transaction(facts, kModes[mode], policy, in);
   return 0;
 }
