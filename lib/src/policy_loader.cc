@@ -14,6 +14,7 @@
 #include "authbypass/policy.h"
 #include "compiled_regex.h"
 #include "host_matcher.h"
+#include "host_name.h"
 #include "text.h"
 #include "yaml_tree.h"
 
@@ -49,17 +50,6 @@ bool valid_id(std::string_view id) {
   if (!ok_first(id[0])) return false;
   for (char c : id)
     if (!(ok_first(c) || c == '.' || c == '_' || c == '-')) return false;
-  return true;
-}
-
-// Same test as the request parser: a last label that is a number (or 0x-hex).
-bool ends_in_number(std::string_view host) {
-  std::size_t dot = host.rfind('.');
-  std::string_view last = dot == std::string_view::npos ? host : host.substr(dot + 1);
-  if (last.empty()) return false;
-  if (last.size() >= 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X')) return true;
-  for (char c : last)
-    if (!text::is_digit(c)) return false;
   return true;
 }
 
