@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "authbypass/audit.h"
+#include "authbypass/file_identity.h"
 
 namespace authbypass {
 namespace {
@@ -171,8 +172,7 @@ OutputFileResult replace_file(const std::string& path, const struct stat* old,
   if (auto r = final_name(path, name); !r) return r;
   struct stat now {};
   const bool exists = ::lstat(name.c_str(), &now) == 0;
-  if (old &&
-      (!exists || !S_ISREG(now.st_mode) || now.st_dev != old->st_dev || now.st_ino != old->st_ino))
+  if (old && (!exists || !S_ISREG(now.st_mode) || !same_file(now, *old)))
     return failure(OutputFileError::io,
                    path +
                        " changed while it was being written, or leads to a file that has no "

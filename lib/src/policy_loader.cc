@@ -1,8 +1,5 @@
 // YAML policy loader, schema version 1 (DESIGN §2). All-or-nothing: every error found is
 // collected as "file:line:column: message" and no policy is returned if there is any.
-#include <openssl/evp.h>
-#include <sys/stat.h>
-
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -13,8 +10,10 @@
 
 #include "authbypass/policy.h"
 #include "compiled_regex.h"
+#include "file_util.h"
 #include "host_matcher.h"
 #include "host_name.h"
+#include "sha256.h"
 #include "text.h"
 #include "yaml_tree.h"
 
@@ -29,20 +28,6 @@ constexpr std::size_t kMaxTextLength = 1024;
 constexpr std::size_t kMaxIncludeDepth = 8;
 constexpr std::size_t kMaxIncludeFiles = 32;
 constexpr int kMaxYamlDepth = 64;  // a policy needs 6 levels
-
-std::string sha256_hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr) != 1) return {};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(std::size_t{len} * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
-}
 
 bool valid_id(std::string_view id) {
   if (id.empty() || id.size() > kMaxIdLength) return false;
@@ -503,40 +488,16 @@ namespace {
 // One policy file's bytes: a regular file of at most kMaxPolicyFileBytes. False and
 // *error ("path: cannot read policy: ...") otherwise.
 bool read_policy_bytes(const std::string& path, std::string& text, std::string* error) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    *error = path + ": cannot read policy: " + std::strerror(errno);
-    return false;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    *error = path + ": cannot read policy: not a regular file";
-    return false;
-  }
-  if (static_cast<std::size_t>(st.st_size) > kMaxPolicyFileBytes) {
+  const files::ReadOptions options{.max_bytes = kMaxPolicyFileBytes, .regular_only = true};
+  const files::ReadResult r = files::read_file(path, options, text);
+  if (r) return true;
+  if (r.error == files::ReadError::kTooLarge) {
     *error = path + ":1:1: policy file is larger than " +
              std::to_string(kMaxPolicyFileBytes >> 20) + " MiB";
-    return false;
+  } else {
+    *error = path + ": cannot read policy: " + r.reason(options);
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *error = path + ": cannot read policy: " + std::strerror(errno);
-    return false;
-  }
-  // Read in chunks up to one byte past the limit (the file may grow after stat): memory
-  // and time follow the file's size, not the limit's.
-  text.clear();
-  char chunk[64 * 1024];
-  while (text.size() <= kMaxPolicyFileBytes) {
-    const std::size_t want = std::min(sizeof chunk, kMaxPolicyFileBytes + 1 - text.size());
-    in.read(chunk, static_cast<std::streamsize>(want));
-    text.append(chunk, static_cast<std::size_t>(in.gcount()));
-    if (!in) break;
-  }
-  if (in.bad()) {
-    *error = path + ": cannot read policy: read error";
-    return false;
-  }
-  return true;
+  return false;
 }
 
 }  // namespace
