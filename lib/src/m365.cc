@@ -15,6 +15,7 @@
 #include "authbypass/customer_hosting.h"
 #include "authbypass/policy_check.h"
 #include "cidr_set.h"
+#include "error_list.h"
 #include "file_util.h"
 #include "sha256.h"
 #include "text.h"
@@ -26,7 +27,6 @@ namespace {
 using json = nlohmann::json;
 using ordered_json = nlohmann::ordered_json;
 
-constexpr std::size_t kMaxErrors = 50;
 constexpr std::size_t kMaxUrlLength = 255;
 constexpr std::size_t kMaxTextLength = 4096;  // notes, display names
 constexpr std::size_t kMaxOptionLength = 256;  // owner, ticket
@@ -91,26 +91,7 @@ bool read_whole_file(const std::string& path, std::string* out, std::string* err
   return false;
 }
 
-// Collects errors up to kMaxErrors, then counts the rest.
-class Errors {
- public:
-  explicit Errors(std::vector<std::string>& out) : out_(out) {}
-  void add(std::string msg) {
-    if (out_.size() < kMaxErrors) {
-      out_.push_back(std::move(msg));
-    } else {
-      ++dropped_;
-    }
-  }
-  void finish() {
-    if (dropped_ > 0) out_.push_back("... and " + std::to_string(dropped_) + " more errors");
-  }
-  bool any() const { return !out_.empty(); }
-
- private:
-  std::vector<std::string>& out_;
-  std::size_t dropped_ = 0;
-};
+using Errors = ErrorList<std::string>;
 
 // ---------------------------------------------------------------------------------------
 // JSON documents: nlohmann-json, strict where nlohmann is lenient (duplicate keys, depth).

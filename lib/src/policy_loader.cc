@@ -10,6 +10,7 @@
 
 #include "authbypass/policy.h"
 #include "compiled_regex.h"
+#include "error_list.h"
 #include "file_util.h"
 #include "host_matcher.h"
 #include "host_name.h"
@@ -21,7 +22,6 @@ namespace authbypass {
 
 namespace {
 
-constexpr std::size_t kMaxErrors = 50;
 constexpr std::size_t kMaxListEntries = 1'000'000;  // over all lists of a policy
 constexpr std::size_t kMaxIdLength = 64;
 constexpr std::size_t kMaxTextLength = 1024;
@@ -45,6 +45,8 @@ bool read_policy_bytes(const std::string& path, std::string& text, std::string* 
 class PolicyLoader {
  public:
   explicit PolicyLoader(std::string file) : file_(std::move(file)) {}
+  PolicyLoader(const PolicyLoader&) = delete;  // errors_ refers to kept_errors_
+  PolicyLoader& operator=(const PolicyLoader&) = delete;
 
   LoadResult load(std::string_view text);
 
@@ -56,10 +58,7 @@ class PolicyLoader {
     if (m.is_null()) return {file_, 1, 1};
     return {file_, m.line + 1, m.column + 1};
   }
-  void error_at(const SourceLocation& loc, const std::string& msg) {
-    if (errors_.size() < kMaxErrors) errors_.push_back({loc, msg});
-    ++error_count_;
-  }
+  void error_at(const SourceLocation& loc, const std::string& msg) { errors_.add({loc, msg}); }
   void error(const Node& n, const std::string& msg) { error_at(where(n), msg); }
 
   // Checks that `n` is a mapping (false if not) and reports keys that are not unique
@@ -82,8 +81,8 @@ class PolicyLoader {
   void load_regexes(const Node& n, const std::string& key, std::vector<RegexPattern>& out);
 
   std::string file_;
-  std::vector<std::pair<SourceLocation, std::string>> errors_;
-  std::size_t error_count_ = 0;
+  std::vector<LocatedError> kept_errors_;
+  ErrorList<LocatedError> errors_{kept_errors_};
   std::size_t list_entries_ = 0;
   std::unique_ptr<Policy> policy_;
   std::unordered_map<std::string, SourceLocation> ids_;
@@ -525,16 +524,14 @@ LoadResult PolicyLoader::load(std::string_view text) {
     policy_->sha256_ = sha256_hex(all);
   }
 
-  if (error_count_ > 0) {
-    std::stable_sort(errors_.begin(), errors_.end(), [&](const auto& a, const auto& b) {
-      return std::tuple(file_order(a.first.file), a.first.line, a.first.column) <
-             std::tuple(file_order(b.first.file), b.first.line, b.first.column);
+  if (errors_.any()) {
+    std::stable_sort(kept_errors_.begin(), kept_errors_.end(), [&](const auto& a, const auto& b) {
+      return std::tuple(file_order(a.where.file), a.where.line, a.where.column) <
+             std::tuple(file_order(b.where.file), b.where.line, b.where.column);
     });
-    for (const auto& [loc, msg] : errors_) result.errors.push_back(loc.to_string() + ": " + msg);
-    if (error_count_ > errors_.size()) {
-      result.errors.push_back(file_ + ": ... and " + std::to_string(error_count_ - errors_.size()) +
-                              " more errors");
-    }
+    for (const LocatedError& e : kept_errors_) result.errors.push_back(e.to_string());
+    if (errors_.dropped() > 0)
+      result.errors.push_back(file_ + ": " + more_errors_line(errors_.dropped()));
     return result;
   }
 
