@@ -4,11 +4,34 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <string>
+#include <utility>
 
 namespace authbypass::files {
+
+// Owns a file descriptor: closed when it goes out of scope (or by close()).
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+  // Closes now and reports close()'s result (a delayed write error shows here).
+  bool close() {
+    const int fd = std::exchange(fd_, -1);
+    return ::close(fd) == 0;
+  }
+
+ private:
+  int fd_;
+};
 
 struct ReadOptions {
   // A file holding more is refused (kTooLarge); at most max_bytes + 1 bytes are read, so

@@ -13,6 +13,7 @@
 
 #include "authbypass/audit.h"
 #include "authbypass/file_identity.h"
+#include "file_util.h"
 
 namespace authbypass {
 namespace {
@@ -30,26 +31,7 @@ OutputFileResult system_failure(const std::string& what) {
   return {OutputFileError::io, what + ": " + std::strerror(err)};
 }
 
-// Closes the descriptor when it goes out of scope.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  bool ok() const { return fd_ >= 0; }
-  // Closes now and reports close()'s result (a delayed write error shows here).
-  bool close() {
-    const int fd = std::exchange(fd_, -1);
-    return ::close(fd) == 0;
-  }
-
- private:
-  int fd_;
-};
+using files::Fd;
 
 struct DirAndName {
   std::string dir;
