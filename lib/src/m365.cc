@@ -453,34 +453,64 @@ std::optional<Cidr> parse_published_block(std::string_view text, std::string* er
   return c;
 }
 
+// A top-level JSON list of records (an endpoint list, a /changes answer): parsed, and
+// refused (the errors added and finished, nullopt) when it is no list, holds more than
+// `max` records, or `wrong_kind` names what else it is ("" when it is the right kind).
+struct RecordList {
+  std::string_view must_be;  // "the endpoint list must be a JSON list of endpoint sets"
+  std::string_view records;  // "endpoint sets"
+  std::size_t max = 0;
+};
+template <typename Hint, typename WrongKind>
+std::optional<json> parse_record_list(std::string_view text, const std::string& name,
+                                      Errors& errors, const RecordList& shape, Hint not_a_list_hint,
+                                      WrongKind wrong_kind) {
+  auto doc = parse_json(text, name, errors);
+  if (doc && !doc->is_array()) {
+    errors.add(name + ": " + std::string(shape.must_be) + ", not " + type_name(*doc) +
+               not_a_list_hint(*doc));
+    doc.reset();
+  } else if (doc && doc->size() > shape.max) {
+    errors.add(name + ": more than " + std::to_string(shape.max) + " " +
+               std::string(shape.records));
+    doc.reset();
+  } else if (doc && !doc->empty()) {
+    if (std::string kind = wrong_kind((*doc)[0]); !kind.empty()) {
+      errors.add(name + ": " + kind);
+      doc.reset();
+    }
+  }
+  if (!doc) errors.finish();
+  return doc;
+}
+
+// True iff `rec` (the record at `where`) is a JSON object; otherwise the error is added:
+// "WHERE: must be an object{object_is}, not TYPE".
+bool object_record(const json& rec, const std::string& where, std::string_view object_is,
+                   Errors& errors) {
+  if (rec.is_object()) return true;
+  errors.add(where + ": must be an object" + std::string(object_is) + ", not " + type_name(rec));
+  return false;
+}
+
 EndpointsResult parse_endpoints(std::string_view text, const std::string& name) {
   EndpointsResult result;
   Errors errors(result.errors);
-  auto doc = parse_json(text, name, errors);
-  if (!doc) {
-    errors.finish();
-    return result;
-  }
-  if (!doc->is_array()) {
-    std::string hint;
-    if (doc->is_object() && doc->contains("latest")) hint = " (this looks like a /version answer)";
-    errors.add(name + ": the endpoint list must be a JSON list of endpoint sets, not " +
-               type_name(*doc) + hint);
-    errors.finish();
-    return result;
-  }
-  if (doc->size() > kMaxSets) {
-    errors.add(name + ": more than " + std::to_string(kMaxSets) + " endpoint sets");
-    errors.finish();
-    return result;
-  }
-  if (!doc->empty() && (*doc)[0].is_object() && (*doc)[0].contains("endpointSetId") &&
-      (*doc)[0].contains("disposition")) {
-    errors.add(name + ": this is a /changes answer, not an endpoint list (read it with "
-               "'authbypass m365 diff CHANGES.json')");
-    errors.finish();
-    return result;
-  }
+  const auto doc = parse_record_list(
+      text, name, errors,
+      {"the endpoint list must be a JSON list of endpoint sets", "endpoint sets", kMaxSets},
+      [](const json& d) {
+        return std::string(
+            d.is_object() && d.contains("latest") ? " (this looks like a /version answer)" : "");
+      },
+      [](const json& first) {
+        return std::string(first.is_object() && first.contains("endpointSetId") &&
+                                   first.contains("disposition")
+                               ? "this is a /changes answer, not an endpoint list (read it with "
+                                 "'authbypass m365 diff CHANGES.json')"
+                               : "");
+      });
+  if (!doc) return result;
   EndpointList list;
   list.file = name;
   list.sha256 = sha256_hex(text);
@@ -488,10 +518,7 @@ EndpointsResult parse_endpoints(std::string_view text, const std::string& name) 
   for (std::size_t i = 0; i < doc->size(); ++i) {
     const json& rec = (*doc)[i];
     const std::string where = name + ": record " + std::to_string(i + 1);
-    if (!rec.is_object()) {
-      errors.add(where + ": must be an object (an endpoint set), not " + type_name(rec));
-      continue;
-    }
+    if (!object_record(rec, where, " (an endpoint set)", errors)) continue;
     Fields f(rec, where, errors);
     EndpointSet s;
     s.index = i + 1;
@@ -1476,38 +1503,24 @@ Patch diff_endpoints(const EndpointList& old_list, const EndpointList& new_list)
 ChangesResult parse_changes(std::string_view text, const std::string& name, const EndpointList* areas) {
   ChangesResult result;
   Errors errors(result.errors);
-  auto doc = parse_json(text, name, errors);
-  if (!doc) {
-    errors.finish();
-    return result;
-  }
-  if (!doc->is_array()) {
-    errors.add(name + ": a /changes answer must be a JSON list of change records, not " +
-               type_name(*doc));
-    errors.finish();
-    return result;
-  }
-  if (doc->size() > kMaxSets * 10) {
-    errors.add(name + ": more than " + std::to_string(kMaxSets * 10) + " change records");
-    errors.finish();
-    return result;
-  }
-  if (!doc->empty() && (*doc)[0].is_object() && !(*doc)[0].contains("endpointSetId") &&
-      (*doc)[0].contains("serviceArea")) {
-    errors.add(name + ": this is an endpoint list, not a /changes answer (to compare two "
-               "endpoint lists: 'authbypass m365 diff OLD.json NEW.json')");
-    errors.finish();
-    return result;
-  }
+  const auto doc = parse_record_list(
+      text, name, errors,
+      {"a /changes answer must be a JSON list of change records", "change records", kMaxSets * 10},
+      [](const json&) { return std::string(); },
+      [](const json& first) {
+        return std::string(first.is_object() && !first.contains("endpointSetId") &&
+                                   first.contains("serviceArea")
+                               ? "this is an endpoint list, not a /changes answer (to compare two "
+                                 "endpoint lists: 'authbypass m365 diff OLD.json NEW.json')"
+                               : "");
+      });
+  if (!doc) return result;
   Patch p;
   p.to = name;
   for (std::size_t i = 0; i < doc->size(); ++i) {
     const json& rec = (*doc)[i];
     const std::string where = name + ": change record " + std::to_string(i + 1);
-    if (!rec.is_object()) {
-      errors.add(where + ": must be an object, not " + type_name(rec));
-      continue;
-    }
+    if (!object_record(rec, where, "", errors)) continue;
     Fields f(rec, where, errors);
     SetChange c;
     if (auto id = f.integer("id", true)) {
