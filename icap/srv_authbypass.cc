@@ -44,7 +44,6 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -67,6 +66,7 @@
 #include <vector>
 
 #include "authbypass/audit.h"
+#include "authbypass/file_identity.h"
 #include "authbypass/icap_request.h"
 #include "authbypass/icap_transaction.h"
 #include "authbypass/policy.h"
@@ -92,6 +92,7 @@ void count_stat(authbypass::icap::Counter c);  // c-icap statistics
 
 using authbypass::AuditEvent;
 using authbypass::AuditLog;
+using authbypass::FileIdentity;
 using authbypass::Policy;
 using authbypass::PolicySource;
 using authbypass::RevocationCheck;
@@ -348,7 +349,7 @@ class State {
     auto secret = authbypass::icap::read_shared_secret_file(config_.secret_file, error);
     if (!secret) return false;
     secret_.store(std::make_shared<const std::string>(std::move(*secret)));
-    secret_id_ = file_identity(config_.secret_file);
+    secret_id_ = authbypass::file_identity(config_.secret_file);
     return true;
   }
 
@@ -392,9 +393,7 @@ class State {
     }
     if (decides()) check_secret();
     if (!config_.audit_file.empty()) {
-      struct stat st {};
-      bool moved = ::stat(config_.audit_file.c_str(), &st) != 0 || st.st_ino != audit_ino_ ||
-                   st.st_dev != audit_dev_;
+      const bool moved = !authbypass::file_identity(config_.audit_file).same_file(audit_id_);
       if (moved) {
         std::lock_guard<std::mutex> alk(audit_mu_);
         std::string err;
@@ -441,30 +440,10 @@ class State {
  private:
   static constexpr std::int64_t kCheckIntervalNs = 1'000'000'000;
 
-  // What tells a replaced or edited file apart (rotation: a new file moved into place).
-  struct FileId {
-    dev_t dev = 0;
-    ino_t ino = 0;
-    off_t size = -1;
-    std::int64_t mtime_ns = 0, ctime_ns = 0;
-    bool operator==(const FileId&) const = default;
-  };
-  static FileId file_identity(const std::string& path) {
-    struct stat st {};
-    FileId id;
-    if (::stat(path.c_str(), &st) != 0) return id;
-    id.dev = st.st_dev;
-    id.ino = st.st_ino;
-    id.size = st.st_size;
-    id.mtime_ns = st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec;
-    id.ctime_ns = st.st_ctim.tv_sec * 1'000'000'000LL + st.st_ctim.tv_nsec;
-    return id;
-  }
-
   // Rotation: a changed secret file is read again; a bad one is logged and the secret in
   // force stays (never a moment without one). The secret itself is never logged.
   void check_secret() {
-    FileId id = file_identity(config_.secret_file);
+    const FileIdentity id = authbypass::file_identity(config_.secret_file);
     if (id == secret_id_) return;
     secret_id_ = id;
     std::string err;
@@ -485,16 +464,7 @@ class State {
         .count();
   }
 
-  void remember_audit_identity() {
-    struct stat st {};
-    if (::stat(config_.audit_file.c_str(), &st) == 0) {
-      audit_ino_ = st.st_ino;
-      audit_dev_ = st.st_dev;
-    } else {
-      audit_ino_ = 0;
-      audit_dev_ = 0;
-    }
-  }
+  void remember_audit_identity() { audit_id_ = authbypass::file_identity(config_.audit_file); }
 
   void report(const PolicySource::Outcome& o) {
     using Kind = PolicySource::Outcome::Kind;
@@ -528,13 +498,12 @@ class State {
   Config config_;
   PolicySource source_;
   std::atomic<std::shared_ptr<const std::string>> secret_;
-  FileId secret_id_;  // guarded by check_mu_ (after start)
+  FileIdentity secret_id_;  // guarded by check_mu_ (after start)
   std::mutex check_mu_;
   std::atomic<std::int64_t> next_check_ns_{0};
   std::mutex audit_mu_;
   AuditLog audit_;
-  ino_t audit_ino_ = 0;
-  dev_t audit_dev_ = 0;
+  FileIdentity audit_id_;  // of the audit log as last opened
   bool audit_write_warned_ = false;
   bool audit_reopen_warned_ = false;
 };
