@@ -60,11 +60,10 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 from e2e_squid import (BYPASS_URLS, CPU_UA, BenchCIcap, BenchLab, FloorIcap,  # noqa: E402
                        icap_dropins, prefilter_lines, proc_cpu_ticks, run_wrk, wrk_script,
                        write_results)
-from squidlab import SquidLab  # noqa: E402
+from lab.squid import SquidLab  # noqa: E402
 
 CICAP_VIA = ("ICAP/1.0 {host} (C-ICAP/0.5.10 authbypass: checks what passes through the "
              "proxy-authentication bypass )")

@@ -51,8 +51,9 @@ import time
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 import icap_bench_client as ic  # noqa: E402
+from lab.cicap import stop_c_icap  # noqa: E402
+from lab.ports import free_port  # noqa: E402
 
 SECTION = "## ICAP service (issue 5)"
 C_ICAP = shutil.which("c-icap") or "/usr/bin/c-icap"
@@ -141,7 +142,7 @@ def make_ca(d: str):
         return
     with open(os.path.join(d, "ca.cnf"), "w") as f:
         f.write(CA_CNF.format(db="index.txt", crlnumber="crlnumber"))
-    # EC P-256 like tests/icap/testdata.py (see its note on RSA signatures)
+    # EC P-256 like tests/lab/testdata.py (see its note on RSA signatures)
     run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
          "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=authbypass bench CA",
          "-days", "30", "-config", "ca.cnf", "-extensions", "v3_ca"], d)
@@ -221,12 +222,6 @@ def make_data(work: str, skip_big: bool) -> dict:
 
 # ------------------------------------------------------------------------------------------
 # c-icap
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def proc_children(pid: int) -> list[int]:
     out = []
@@ -395,24 +390,7 @@ Service echo {os.path.join(MODULES_DIR, 'srv_echo.so')}
         p = self.proc
         if p is not None:
             self.children()
-            if p.poll() is None:
-                try:
-                    fd = os.open(self.path("c-icap.ctl"), os.O_WRONLY | os.O_NONBLOCK)
-                    try:
-                        os.write(fd, b"stop")
-                    finally:
-                        os.close(fd)
-                except OSError:
-                    p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.terminate()
-                    try:
-                        p.wait(5)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait(5)
+            stop_c_icap(p, self.path("c-icap.ctl"))
             self.proc = None
         deadline = time.monotonic() + 5
         while True:

@@ -42,7 +42,6 @@ Exit status: 0 passed, 1 failed, 77 Squid or c-icap not installed.
 from __future__ import annotations
 
 import grp
-import hashlib
 import os
 import re
 import shutil
@@ -55,13 +54,12 @@ import time
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
-from icaplab import (CIcap, IcapLabError, c_icap_available, decode_icap_body,  # noqa: E402
+from lab.cicap import (CIcap, IcapLabError, c_icap_available, decode_icap_body,  # noqa: E402
                      icap_request)
-from icaplab import Checks  # noqa: E402
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.cicap import Checks  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
+from lab.testdata import sha  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) squidlab"
@@ -76,10 +74,6 @@ CRL_URL = "http://crl.lab-ca.test/pki/lab.crl"
 def read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
-
-
-def sha(path: str) -> str:
-    return hashlib.sha256(read(path)).hexdigest()
 
 
 def marks(http_lines: list[str]) -> list[str]:

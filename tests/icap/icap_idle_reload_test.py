@@ -41,11 +41,10 @@ import time
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-from icaplab import (CIcap, IcapLabError, _lab_pids, c_icap_available,  # noqa: E402
+from lab.cicap import (CIcap, IcapLabError, _lab_pids, c_icap_available,  # noqa: E402
                      decode_icap_body, icap_request)
-from icaplab import SHIPPED_INCLUDE, Checks  # noqa: E402
+from lab.cicap import SHIPPED_INCLUDE, Checks  # noqa: E402
 
 SECRET = "3c" * 32
 CLIENT = "10.1.2.3"

@@ -40,12 +40,10 @@ import time
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
-from icap_squid_test import dropin_icap_conf  # noqa: E402
-from icaplab import CIcap, IcapLabError, _lab_pids, c_icap_available  # noqa: E402
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.squid import dropin_icap_conf  # noqa: E402
+from lab.cicap import CIcap, IcapLabError, _lab_pids, c_icap_available  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 UP, DOWN = 4.0, 4.0

@@ -35,9 +35,8 @@ import time
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-from icaplab import (CIcap, Checks, IcapLabError, c_icap_available,  # noqa: E402
+from lab.cicap import (CIcap, Checks, IcapLabError, c_icap_available,  # noqa: E402
                      decode_icap_body, icap_request)
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"

@@ -28,11 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-from icaplab import (CIcap, IcapLabError, c_icap_available, decode_icap_body,  # noqa: E402
+from lab.cicap import (CIcap, IcapLabError, c_icap_available, decode_icap_body,  # noqa: E402
                      icap_request)
-from icaplab import Checks  # noqa: E402
+from lab.cicap import Checks  # noqa: E402
 
 POLICY = """\
 version: 1

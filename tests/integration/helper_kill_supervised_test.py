@@ -59,9 +59,8 @@ import time
 import urllib.parse
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 KNOWN_ABORT = 'assertion failed: Write.cc:40: "EX"'

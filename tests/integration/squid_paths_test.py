@@ -24,8 +24,7 @@ import sys
 import urllib.parse
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 TRUSTEDR = "http://ctldl.windowsupdate.com/msdownload/update/v3/static/trustedr"

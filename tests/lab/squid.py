@@ -1,9 +1,9 @@
-"""squidlab: a throw-away Squid 5.7 + ext_authbypass_acl + loopback origin, for tests and demos.
+"""lab.squid (SquidLab): a throw-away Squid 5.7 + ext_authbypass_acl + loopback origin, for tests and demos.
 
 Standard library only; run with /usr/bin/python3 (the pyenv python under /root is not
 readable by user `proxy`). Facts it relies on: /work/shared/TESTING.md.
 
-    from squidlab import SquidLab
+    from lab.squid import SquidLab
     with SquidLab(helper="build/test/helpers/ext_authbypass_acl",
                   policy="config/policy.yaml") as lab:
         lab.get("http://crl.verisign.com/pca3.crl", ua="Microsoft-CryptoAPI/6.1")  # -> 200
@@ -52,7 +52,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,8 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
+
+from lab.ports import free_port
 
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
 NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"
@@ -333,14 +334,24 @@ class OriginServer(http.server.ThreadingHTTPServer):
 # Helpers
 # --------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (never 3128)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port != 3128:
-            return port
+def dropin_icap_conf(icap_port: int, sections: tuple[int, ...] = (2, 5)) -> str:
+    """Sections of the shipped drop-in (default 2, the prefilter ACLs, and 5, ICAP),
+    uncommented, with the lab's c-icap port. (Section 1, the helper, is squidlab's.)"""
+    with open(SHIPPED_DROPIN) as f:
+        text = f.read()
+    keep = []
+    section = 0
+    for line in text.splitlines():
+        m = re.match(r"^# (\d)\. ", line)
+        if m:
+            section = int(m.group(1))
+        if section in sections and re.match(r"^#[a-z]", line):
+            keep.append(line[1:])
+    conf = "\n".join(keep) + "\n"
+    if (5 in sections and "icap_service" not in conf) or (
+            2 in sections and "authbypass_candidates" not in conf):
+        raise LabError("the drop-in has no ICAP section or no authbypass_candidates ACL")
+    return conf.replace("icap://127.0.0.1:1344/", f"icap://127.0.0.1:{icap_port}/")
 
 
 def _curl_env() -> dict:
