@@ -94,6 +94,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 from lab.squid import SquidLab  # noqa: E402
+from lab.procs import children_of, exe_of, proc_cpu_ticks  # noqa: E402
 from lab.cicap import CIcap, _lab_pids  # noqa: E402
 
 CONFIGS = ("recipe", "prefilter", "helper")
@@ -238,37 +239,6 @@ def vm_hwm_kb(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def proc_cpu_ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime (after state at [0])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def children_of(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid:
-            out.append(int(d))
-    return out
-
-
-def exe_of(pid: int) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/exe")
-    except OSError:
-        return ""
 
 
 class BenchLab(SquidLab):

@@ -54,6 +54,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 import icap_bench_client as ic  # noqa: E402
 from lab.cicap import stop_c_icap  # noqa: E402
 from lab.ports import free_port  # noqa: E402
+from lab.procs import children_of, proc_cpu_ticks  # noqa: E402
 
 SECTION = "## ICAP service (issue 5)"
 C_ICAP = shutil.which("c-icap") or "/usr/bin/c-icap"
@@ -223,22 +224,6 @@ def make_data(work: str, skip_big: bool) -> dict:
 # ------------------------------------------------------------------------------------------
 # c-icap
 
-def proc_children(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if int(fields[1]) == pid:
-            out.append(int(d))
-    return out
-
-
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM in bytes, rchar from /proc/PID/io."""
     out = {}
@@ -254,16 +239,6 @@ def proc_status(pid: int) -> dict[str, int]:
     except OSError:
         pass
     return out
-
-
-def proc_cpu_ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            st = f.read()
-    except OSError:
-        return 0
-    fields = st[st.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime, all threads
 
 
 class CIcapServer:
@@ -376,7 +351,7 @@ Service echo {os.path.join(MODULES_DIR, 'srv_echo.so')}
     def children(self) -> list[int]:
         if self.proc is None:
             return []
-        kids = proc_children(self.proc.pid)
+        kids = children_of(self.proc.pid)
         self.seen_pids.update(kids)
         return kids
 

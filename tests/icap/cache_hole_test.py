@@ -49,7 +49,8 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
 
-from lab.cicap import CIcap, Checks, IcapLabError, c_icap_available  # noqa: E402
+from lab.checks import Checks, stopped  # noqa: E402
+from lab.cicap import CIcap, IcapLabError, c_icap_available  # noqa: E402
 from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
@@ -343,14 +344,8 @@ def main(argv) -> int:
             if not only or only == name:
                 run(name, cli, helper, module, policy, data, tmp, checks, started, **kw)
     for pid in started:
-        alive = os.path.exists(f"/proc/{pid}") and \
-            "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
-        checks.expect(not alive, f"pid {pid} stopped")
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    if checks.failures:
-        print("FAILED:\n  " + "\n  ".join(checks.failures))
-        return 1
-    return 0
+        checks.expect(stopped(pid), f"pid {pid} stopped")
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ SRC = os.path.dirname(os.path.dirname(HERE))
 
 from lab.cicap import (CIcap, IcapLabError, c_icap_available, decode_icap_body,  # noqa: E402
                      icap_request)
-from lab.cicap import Checks  # noqa: E402
+from lab.checks import Checks, stopped  # noqa: E402
 from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 from lab.testdata import sha  # noqa: E402
 
@@ -684,15 +684,9 @@ def main(argv) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n== cleanup")
     for pid in started:
-        alive = os.path.exists(f"/proc/{pid}") and \
-            "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
-        checks.expect(not alive, f"pid {pid} stopped")
+        checks.expect(stopped(pid), f"pid {pid} stopped")
     print(f"({time.monotonic() - t0:.1f} s)")
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    if checks.failures:
-        print("FAILED:\n  " + "\n  ".join(checks.failures))
-        return 1
-    return 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

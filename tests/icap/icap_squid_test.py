@@ -39,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
 
 from lab.cicap import CIcap, IcapLabError, c_icap_available  # noqa: E402
-from lab.cicap import Checks  # noqa: E402
+from lab.checks import Checks, stopped  # noqa: E402
 from lab.squid import LabError, SquidLab, dropin_icap_conf, squid_available  # noqa: E402
 from lab.testdata import sha  # noqa: E402
 
@@ -291,15 +291,9 @@ def main(argv) -> int:
         run_mode(mode, helper, module, policy, data, checks, started)
     print("\n== cleanup")
     for pid in started:
-        alive = os.path.exists(f"/proc/{pid}") and \
-            "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
-        checks.expect(not alive, f"pid {pid} stopped")
+        checks.expect(stopped(pid), f"pid {pid} stopped")
     print(f"({time.monotonic() - t0:.1f} s)")
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    if checks.failures:
-        print("FAILED:\n  " + "\n  ".join(checks.failures))
-        return 1
-    return 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

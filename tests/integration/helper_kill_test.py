@@ -32,7 +32,6 @@ import base64
 import os
 import re
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -40,7 +39,8 @@ import time
 
 sys.dont_write_bytecode = True
 
-from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
+from lab.checks import Checks  # noqa: E402
+from lab.squid import LabError, proxy_get, squid_available, SquidLab  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 RECOVERY = 5.0
@@ -52,23 +52,6 @@ rules:
       path_suffix: [.crl]
       user_agent_regex: ['^Microsoft-CryptoAPI/(6\\.[0-3]|10\\.0)$']
 """
-
-
-def http_get(port: int, url: str, ua: str, auth: str | None = None) -> int:
-    host = url.split("/")[2]
-    req = (f"GET {url} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\n"
-           + (f"Proxy-Authorization: Basic {auth}\r\n" if auth else "")
-           + "Connection: close\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
-        s.sendall(req)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
-    return int(m.group(1)) if m else 0
 
 
 def helper_pids(lab: SquidLab) -> set[int]:
@@ -104,7 +87,7 @@ def run_squid(a, policy: str, kills_left: int, expect, known_aborts: list) -> in
                 u = url + (f"?{name}-{n}" if name.startswith("probe") else "")
                 t0 = time.monotonic()
                 try:
-                    code = http_get(lab.port, u, ua, au)
+                    code = proxy_get(lab.port, u, ua, au)[0]
                 except OSError:
                     code = -1
                 results.append((name, t0, time.monotonic(), code))
@@ -250,12 +233,8 @@ def main(argv) -> int:
     if not squid_available():
         print("SKIP: squid, basic_ncsa_auth, curl or openssl not installed")
         return 77
-    failures: list[str] = []
-
-    def expect(cond, what):
-        print(f"  {'ok  ' if cond else 'FAIL'}  {what}", flush=True)
-        if not cond:
-            failures.append(what)
+    checks = Checks()
+    failures, expect = checks.failures, checks.expect
 
     tmp = tempfile.mkdtemp(prefix="ab-kill-")
     policy = os.path.join(tmp, "policy.yaml")

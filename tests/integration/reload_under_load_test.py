@@ -63,6 +63,7 @@ import urllib.parse
 
 sys.dont_write_bytecode = True
 
+from lab.checks import Checks  # noqa: E402
 from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
@@ -217,12 +218,8 @@ def main(argv) -> int:
         print("SKIP: squid, basic_ncsa_auth, curl or openssl not installed")
         return 77
 
-    failures: list[str] = []
-
-    def expect(cond, what):
-        print(f"  {'ok  ' if cond else 'FAIL'}  {what}", flush=True)
-        if not cond:
-            failures.append(what)
+    checks = Checks()
+    failures, expect = checks.failures, checks.expect
 
     import tempfile
     tmp = tempfile.mkdtemp(prefix="ab-reload-")

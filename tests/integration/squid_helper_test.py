@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 
 from lab import scenarios  # noqa: E402
-from lab.checks import Checks  # noqa: E402
+from lab.checks import Checks, stopped  # noqa: E402
 from lab.scenarios import CRYPTOAPI_10, Case, run_case  # noqa: E402
 from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
@@ -188,18 +188,12 @@ def main(argv) -> int:
                   f"helpers exited with Squid (had to kill {lab.leftover_pids})"
                   if lab.leftover_pids else "helpers exited with Squid")
     if squid_pid:
-        checks.expect(not os.path.exists(f"/proc/{squid_pid}")
-                      or "Z" in open(f"/proc/{squid_pid}/stat").read().split()[2],
-                      f"squid (pid {squid_pid}) stopped")
+        checks.expect(stopped(squid_pid), f"squid (pid {squid_pid}) stopped")
     if lab_dir:
         checks.expect(not os.path.exists(lab_dir) or os.environ.get("SQUIDLAB_KEEP"),
                       "lab directory removed")
 
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    if checks.failures:
-        print("FAILED:\n  " + "\n  ".join(checks.failures))
-        return 1
-    return 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

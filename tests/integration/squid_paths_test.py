@@ -17,7 +17,6 @@ Exit status: 0 passed, 1 failed, 77 Squid not installed.
 from __future__ import annotations
 
 import base64
-import os
 import socket
 import subprocess
 import sys

@@ -15,7 +15,6 @@ Exit status: 0 passed, 1 failed, 77 Squid not installed.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 sys.dont_write_bytecode = True

@@ -24,3 +24,21 @@ class Checks:
     def limitation(self, what: str):
         print("  KNOWN C-ICAP LIMITATION  " + what, flush=True)
         self.limitations.append(what)
+
+    def summary(self) -> int:
+        """Prints the tally and the failures; the exit status: 1 if any check failed."""
+        print(f"\n{self.passed} passed, {len(self.failures)} failed")
+        if self.failures:
+            print("FAILED:\n  " + "\n  ".join(self.failures))
+            return 1
+        return 0
+
+
+def stopped(pid: int) -> bool:
+    """True when process `pid` is gone or a zombie (exited, not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(")") + 2:].split()[0] == "Z"

@@ -46,7 +46,6 @@ import tempfile
 import threading
 import time
 
-from lab.checks import Checks  # noqa: F401  (the ICAP test scripts import it from here)
 from lab.ports import free_port
 
 C_ICAP = shutil.which("c-icap") or "/usr/bin/c-icap"

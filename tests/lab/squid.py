@@ -51,6 +51,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -59,7 +60,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 
-from lab.origin import ORIGIN_BODY, OriginServer, Route  # noqa: F401  (re-exported)
+from lab.origin import OriginServer
 from lab.ports import free_port
 
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
@@ -126,6 +127,28 @@ def dropin_icap_conf(icap_port: int, sections: tuple[int, ...] = (2, 5)) -> str:
             2 in sections and "authbypass_candidates" not in conf):
         raise LabError("the drop-in has no ICAP section or no authbypass_candidates ACL")
     return conf.replace("icap://127.0.0.1:1344/", f"icap://127.0.0.1:{icap_port}/")
+
+
+def proxy_get(port: int, url: str, ua: str, auth: str | None = None,
+              timeout: float = 15) -> tuple[int, bytes]:
+    """One GET through the proxy on 127.0.0.1:port on a fresh connection, without curl:
+    (HTTP status, body); status 0 if the connection closed without an answer. `auth` is
+    the base64 of user:password. OSError (refused, timeout...) propagates."""
+    host = url.split("/")[2]
+    req = (f"GET {url} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\n"
+           + (f"Proxy-Authorization: Basic {auth}\r\n" if auth else "")
+           + "Connection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(req)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+    _, _, body = data.partition(b"\r\n\r\n")
+    return (int(m.group(1)) if m else 0), body
 
 
 def _curl_env() -> dict:

@@ -114,10 +114,7 @@ def skip(msg: str) -> int:
 
 
 def summary(checks: Checks) -> int:
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    for f in checks.failures:
-        print(f"  FAIL  {f}")
-    return 1 if checks.failures else 0
+    return checks.summary()
 
 
 # ==========================================================================================
