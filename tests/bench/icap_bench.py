@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
-import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -55,6 +54,7 @@ import icap_bench_client as ic  # noqa: E402
 from lab.cicap import stop_c_icap  # noqa: E402
 from lab.ports import free_port  # noqa: E402
 from lab.procs import children_of, proc_cpu_ticks  # noqa: E402
+from lab.testdata import CA_CNF, sha  # noqa: E402
 
 SECTION = "## ICAP service (issue 5)"
 C_ICAP = shutil.which("c-icap") or "/usr/bin/c-icap"
@@ -111,20 +111,6 @@ def sh(cmd, cwd=None) -> str:
 # ------------------------------------------------------------------------------------------
 # test data
 
-CA_CNF = """[ca]
-default_ca = bench
-[bench]
-database = {db}
-crlnumber = {crlnumber}
-default_md = sha256
-default_crl_days = 30
-[v3_ca]
-basicConstraints = critical, CA:true
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-"""
-
-
 def run(cmd, cwd):
     r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -169,14 +155,6 @@ def gencrl(d: str, name: str, n: int) -> str:
     return os.path.join(d, name)
 
 
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
-
-
 def make_data(work: str, skip_big: bool) -> dict:
     d = os.path.join(work, "data")
     make_ca(d)
@@ -206,7 +184,7 @@ def make_data(work: str, skip_big: bool) -> dict:
         log(f"generating the big CRL ({n_big:,} revocations; cached in {d})")
         t1 = time.monotonic()
         gencrl(d, "big.crl", n_big)
-        digest = file_sha256(big)
+        digest = sha(big)
         with open(stamp_file, "w") as f:
             f.write(f"{stamp}\n{digest}\n")
         out["big_gen_s"] = time.monotonic() - t1
@@ -843,7 +821,7 @@ def env_info(module: str) -> dict:
         "host": platform.node(), "cpus": os.cpu_count(), "cpu_model": cpu_model,
         "load_start": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         "git": head + (" (icap/ or lib/ modified)" if dirty else ""),
-        "module_sha256": file_sha256(module),
+        "module_sha256": sha(module),
         "cicap": sh([C_ICAP, "-V"]).splitlines()[0] if sh([C_ICAP, "-V"]) else "c-icap",
         "python": platform.python_version(),
     }
