@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """ICAP service test: a real c-icap 0.5.10 with srv_authbypass.so, driven directly by
-c-icap-client and by a raw ICAP client (icaplab.icap_request) for the malformed input
+c-icap-client and by a raw ICAP client (lab.cicap.icap_request) for the malformed input
 c-icap-client cannot send.
 
 usage: icap_service_test.py MODULE DATA_DIR
