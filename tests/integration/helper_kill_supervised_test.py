@@ -85,18 +85,6 @@ STEADY_SLACK = 2
 NEVER_PATHS = {("never.kill.test", "/x.crl"), ("probe.kill.test", "/x.exe")}
 
 
-def helper_pids(lab: SquidLab) -> list[int]:
-    pids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if os.readlink(f"/proc/{d}/exe") == lab.helper:
-                    pids.append(int(d))
-            except OSError:
-                pass
-    return sorted(pids)
-
-
 def urlpath(target: str) -> str:
     """The path of a request-target (absolute-form, as Squid sends it to a peer, or
     origin-form), without the query."""
@@ -200,7 +188,7 @@ class Run:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.sample()
-            pids = helper_pids(self.lab)
+            pids = self.lab.helper_pids()
             if pids:
                 return pids
             time.sleep(0.05)

@@ -54,18 +54,6 @@ rules:
 """
 
 
-def helper_pids(lab: SquidLab) -> set[int]:
-    pids = set()
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if os.readlink(f"/proc/{d}/exe") == lab.helper:
-                    pids.add(int(d))
-            except OSError:
-                pass
-    return pids
-
-
 def run_squid(a, policy: str, kills_left: int, expect, known_aborts: list) -> int:
     """One Squid: load, kills until done or Squid aborts. Returns kills made and survived."""
     lab = SquidLab(a.helper, policy, verbose=False,
@@ -105,14 +93,14 @@ def run_squid(a, policy: str, kills_left: int, expect, known_aborts: list) -> in
             t.start()
         t_start = time.monotonic()
         time.sleep(1.0)
-        all_pids: set[int] = set(helper_pids(lab))
+        all_pids: set[int] = set(lab.helper_pids())
         t_dead = None  # when Squid itself exited
 
         def squid_dead():
             return lab.squid is None or lab.squid.poll() is not None
 
         for i in range(kills_left):
-            pids = sorted(helper_pids(lab))
+            pids = lab.helper_pids()
             all_pids |= set(pids)
             if not pids:
                 print(f"  kill {i + 1}: no helper running", flush=True)
@@ -124,7 +112,7 @@ def run_squid(a, policy: str, kills_left: int, expect, known_aborts: list) -> in
             end_gap = time.monotonic() + a.gap
             while time.monotonic() < end_gap and t_dead is None:
                 time.sleep(0.05)
-                all_pids |= helper_pids(lab)
+                all_pids |= set(lab.helper_pids())
                 if squid_dead():
                     t_dead = time.monotonic()
             if t_dead is not None:
@@ -194,7 +182,7 @@ def run_squid(a, policy: str, kills_left: int, expect, known_aborts: list) -> in
         print(f"  cache.log: {exited} 'helper exited' lines for {len(kills)} kills; "
               f"{len(all_pids)} helper processes seen")
         if t_dead is None:
-            alive = helper_pids(lab)
+            alive = set(lab.helper_pids())
             expect(bool(alive) and all(p not in alive for _t, p in kills),
                    f"killed helpers are gone and Squid runs new ones ({sorted(alive)})")
         fatal = re.findall(r".*(?:FATAL|crashing too rapidly|assertion failed).*", log)

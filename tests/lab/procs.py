@@ -36,6 +36,11 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
+def pids_of_exe(path: str) -> list[int]:
+    """PIDs (sorted) of the running processes whose executable is `path`."""
+    return sorted(int(d) for d in os.listdir("/proc") if d.isdigit() and exe_of(int(d)) == path)
+
+
 def exe_of(pid: int) -> str:
     """The executable of `pid`, "" if it is gone or not readable."""
     try:

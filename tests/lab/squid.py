@@ -62,6 +62,7 @@ from collections.abc import Iterable
 
 from lab.origin import OriginServer
 from lab.ports import free_port
+from lab.procs import pids_of_exe
 
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
 NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"
@@ -641,6 +642,10 @@ http_access deny all
                     pass
             time.sleep(0.1)
             left = self.group_pids(pgid)
+
+    def helper_pids(self) -> list[int]:
+        """PIDs (sorted) of the running helpers: processes of the lab's copy of the helper."""
+        return pids_of_exe(self.helper)
 
     def _reap_helpers(self):
         """Helpers exit at stdin EOF; kill by PID any still running from our copy."""
