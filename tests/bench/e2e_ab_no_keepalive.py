@@ -12,7 +12,7 @@ origin: built-in urlpath_regex bypass ~1,610 req/s, header-mark decision mode ~1
 was made in this setup, where connection set-up dominates. This measures that setup with the project's real pieces, reusing the labs of
 tests/bench/e2e_squid.py (BenchLab with origin_port=None: squidlab's own Python origin,
 `server_persistent_connections off`, so every request is a new TCP connection on both
-sides; BenchCIcap; FloorIcap), tests/integration/squidlab.py and tests/icap/icaplab.py:
+sides; BenchCIcap; FloorIcap), tests/lab/squid.py and tests/lab/cicap.py:
 
   recipe                (a) the built-in recipe: the policy's rules as plain Squid ACLs
                         (the prefilter of `authbypass squid-config`, shadow rules left out)
@@ -59,8 +59,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from e2e_squid import (  # noqa: E402  (it puts tests/integration and tests/icap on sys.path)
+from e2e_squid import (  # noqa: E402
     BYPASS_URLS, CPU_UA, FLOOR_HELPER, FLOOR_ICAP, AuditCounter, BenchCIcap, BenchLab,
     FloorIcap, children_of, exe_of, external_acl_requests_sent, icap_dropins, prefilter_lines,
     proc_cpu_ticks)

@@ -16,8 +16,8 @@
 //                                       serves until SIGTERM/SIGINT, then prints the
 //                                       transaction counts on stderr.
 //
-// Probe options (tests/bench/e2e_icap_probe.py; each makes the floor look more like
-// c-icap + srv_authbypass in one respect, to see what that respect costs Squid):
+// Probe options (each makes the floor look more like c-icap + srv_authbypass in one
+// respect, to measure what that respect costs Squid):
 //   --via TEXT         add "Via: TEXT" to the adapted request, as c-icap does
 //   --burn-us N        spin N microseconds of CPU per REQMOD before answering
 //   --cicap-options    advertise what c-icap does for srv_authbypass in OPTIONS

@@ -6,7 +6,7 @@
                  [--with-icap --module srv_authbypass.so [--icap-seconds S] ...]
                  [--floor-helper BIN] [--floor-icap BIN] [--floor-mixes LIST]
 
-Three Squids (tests/integration/squidlab.py, one process each, started side by side and
+Three Squids (tests/lab/squid.py, one process each, started side by side and
 measured in interleaved order, so machine noise hits them alike):
 
   recipe     the built-in recipe: the policy's rules as plain Squid ACLs (dstdomain,
@@ -20,7 +20,7 @@ measured in interleaved order, so machine noise hits them alike):
              request reaches the helper, also those with credentials.
 
 With --with-icap, two more Squids, both in ICAP decision mode, and one c-icap
-(tests/icap/icaplab.py: srv_authbypass.so with authbypass.Mode decide and a secret made by
+(tests/lab/cicap.py: srv_authbypass.so with authbypass.Mode decide and a secret made by
 `authbypass secret`) that both use, started once before them:
   icap-prefilter  the drop-in `authbypass squid-config --mode icap` writes (the secret, the
                   prefilter: `adaptation_access authbypass_req allow authbypass_candidates`,
@@ -93,10 +93,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-sys.path.insert(0, os.path.join(HERE, "..", "icap"))
-from squidlab import SquidLab  # noqa: E402
-from icaplab import CIcap, _lab_pids  # noqa: E402
+from lab.squid import SquidLab  # noqa: E402
+from lab.procs import children_of, exe_of, proc_cpu_ticks  # noqa: E402
+from lab.cicap import CIcap, _lab_pids  # noqa: E402
 
 CONFIGS = ("recipe", "prefilter", "helper")
 ICAP_CONFIGS = ("icap-prefilter", "icap")
@@ -240,37 +239,6 @@ def vm_hwm_kb(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def proc_cpu_ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime (after state at [0])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def children_of(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid:
-            out.append(int(d))
-    return out
-
-
-def exe_of(pid: int) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/exe")
-    except OSError:
-        return ""
 
 
 class BenchLab(SquidLab):
@@ -471,7 +439,7 @@ class FloorIcap:
 
     def reqmods(self) -> int:
         """REQMOD transactions answered so far (X-Floor-Reqmods of an OPTIONS answer)."""
-        from icaplab import icap_request
+        from lab.cicap import icap_request
         status, lines, _rest = icap_request(self.port, "OPTIONS", timeout=5)
         for l in lines:
             if l.lower().startswith("x-floor-reqmods:"):

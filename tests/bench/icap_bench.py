@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
-import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -51,8 +50,11 @@ import time
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 import icap_bench_client as ic  # noqa: E402
+from lab.cicap import stop_c_icap  # noqa: E402
+from lab.ports import free_port  # noqa: E402
+from lab.procs import children_of, proc_cpu_ticks  # noqa: E402
+from lab.testdata import CA_CNF, sha  # noqa: E402
 
 SECTION = "## ICAP service throughput"
 C_ICAP = shutil.which("c-icap") or "/usr/bin/c-icap"
@@ -109,20 +111,6 @@ def sh(cmd, cwd=None) -> str:
 # ------------------------------------------------------------------------------------------
 # test data
 
-CA_CNF = """[ca]
-default_ca = bench
-[bench]
-database = {db}
-crlnumber = {crlnumber}
-default_md = sha256
-default_crl_days = 30
-[v3_ca]
-basicConstraints = critical, CA:true
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-"""
-
-
 def run(cmd, cwd):
     r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -141,7 +129,7 @@ def make_ca(d: str):
         return
     with open(os.path.join(d, "ca.cnf"), "w") as f:
         f.write(CA_CNF.format(db="index.txt", crlnumber="crlnumber"))
-    # EC P-256 like tests/icap/testdata.py (see its note on RSA signatures)
+    # EC P-256 like tests/lab/testdata.py (see its note on RSA signatures)
     run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
          "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=authbypass bench CA",
          "-days", "30", "-config", "ca.cnf", "-extensions", "v3_ca"], d)
@@ -165,14 +153,6 @@ def gencrl(d: str, name: str, n: int) -> str:
         if f.startswith(idx) or f == name + ".pem":
             os.remove(os.path.join(d, f))
     return os.path.join(d, name)
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
 
 
 def make_data(work: str, skip_big: bool) -> dict:
@@ -204,7 +184,7 @@ def make_data(work: str, skip_big: bool) -> dict:
         log(f"generating the big CRL ({n_big:,} revocations; cached in {d})")
         t1 = time.monotonic()
         gencrl(d, "big.crl", n_big)
-        digest = file_sha256(big)
+        digest = sha(big)
         with open(stamp_file, "w") as f:
             f.write(f"{stamp}\n{digest}\n")
         out["big_gen_s"] = time.monotonic() - t1
@@ -222,28 +202,6 @@ def make_data(work: str, skip_big: bool) -> dict:
 # ------------------------------------------------------------------------------------------
 # c-icap
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_children(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if int(fields[1]) == pid:
-            out.append(int(d))
-    return out
-
-
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM in bytes, rchar from /proc/PID/io."""
     out = {}
@@ -259,16 +217,6 @@ def proc_status(pid: int) -> dict[str, int]:
     except OSError:
         pass
     return out
-
-
-def proc_cpu_ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            st = f.read()
-    except OSError:
-        return 0
-    fields = st[st.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime, all threads
 
 
 class CIcapServer:
@@ -381,7 +329,7 @@ Service echo {os.path.join(MODULES_DIR, 'srv_echo.so')}
     def children(self) -> list[int]:
         if self.proc is None:
             return []
-        kids = proc_children(self.proc.pid)
+        kids = children_of(self.proc.pid)
         self.seen_pids.update(kids)
         return kids
 
@@ -395,24 +343,7 @@ Service echo {os.path.join(MODULES_DIR, 'srv_echo.so')}
         p = self.proc
         if p is not None:
             self.children()
-            if p.poll() is None:
-                try:
-                    fd = os.open(self.path("c-icap.ctl"), os.O_WRONLY | os.O_NONBLOCK)
-                    try:
-                        os.write(fd, b"stop")
-                    finally:
-                        os.close(fd)
-                except OSError:
-                    p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.terminate()
-                    try:
-                        p.wait(5)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait(5)
+            stop_c_icap(p, self.path("c-icap.ctl"))
             self.proc = None
         deadline = time.monotonic() + 5
         while True:
@@ -890,7 +821,7 @@ def env_info(module: str) -> dict:
         "host": platform.node(), "cpus": os.cpu_count(), "cpu_model": cpu_model,
         "load_start": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         "git": head + (" (icap/ or lib/ modified)" if dirty else ""),
-        "module_sha256": file_sha256(module),
+        "module_sha256": sha(module),
         "cicap": sh([C_ICAP, "-V"]).splitlines()[0] if sh([C_ICAP, "-V"]) else "c-icap",
         "python": platform.python_version(),
     }

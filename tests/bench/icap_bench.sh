@@ -21,6 +21,8 @@ set -euo pipefail
 
 src_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$src_dir"
+# The Python parts import the shared lab package (tests/lab).
+export PYTHONPATH="$src_dir/tests${PYTHONPATH:+:$PYTHONPATH}"
 build_dir=build-bench
 for a in "$@"; do
   case "$a" in

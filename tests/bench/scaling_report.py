@@ -326,7 +326,7 @@ def e2e(e2e_json: str) -> str:
               " `build-bench/e2e_helper_scaling.json`; `--write-docs` rewrites this section).")
     L.append("")
     L += wrap(f"Setup: {d.get('squid_version', 'Squid')}; one Squid per configuration"
-              f" ({len(d['configs'])}, started side by side with tests/integration/squidlab.py and"
+              f" ({len(d['configs'])}, started side by side with tests/lab/squid.py and"
               " e2e_squid.py's changes: the epoll origin `tests/bench/e2e_origin.cc`, server"
               " keep-alive). Each helper configuration runs `ext_authbypass_acl` with no prefilter"
               " (`http_access allow authbypass`) at `ttl=0 negative_ttl=0 cache=0`, so every"

@@ -42,11 +42,11 @@ import time
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-from icaplab import (CIcap, IcapLabError, _lab_pids, c_icap_available,  # noqa: E402
+from lab.checks import Checks  # noqa: E402
+from lab.cicap import (CIcap, IcapLabError, _lab_pids, c_icap_available,  # noqa: E402
                      decode_icap_body, icap_request)
-from icaplab import SHIPPED_INCLUDE, Checks  # noqa: E402
+from lab.cicap import SHIPPED_INCLUDE  # noqa: E402
 
 SECRET = "3c" * 32
 CLIENT = "10.1.2.3"
@@ -192,10 +192,7 @@ def main(argv) -> int:
     shipped = shipped_children()
     scenario(module, checks, f"the shipped sizing: {shipped} children", None, shipped,
              2 * shipped)
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    for f in checks.failures:
-        print(f"  FAILED: {f}")
-    return 1 if checks.failures else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -20,8 +20,7 @@ import tempfile
 from urllib.parse import urlsplit
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 OCSP_TYPE = "Content-Type: application/ocsp-request"

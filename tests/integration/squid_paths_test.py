@@ -17,15 +17,13 @@ Exit status: 0 passed, 1 failed, 77 Squid not installed.
 from __future__ import annotations
 
 import base64
-import os
 import socket
 import subprocess
 import sys
 import urllib.parse
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 TRUSTEDR = "http://ctldl.windowsupdate.com/msdownload/update/v3/static/trustedr"

@@ -15,12 +15,10 @@ Exit status: 0 passed, 1 failed, 77 Squid not installed.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 HOST = "crl.microsoft.com"
 REQUESTS = 40
@@ -80,7 +78,7 @@ def main(argv) -> int:
                 failures.append(
                     f"lab without the name: only {after - before} more DNS queries in memory"
                     f" after {REQUESTS} requests; Squid no longer keeps a lookup per forwarded"
-                    " request, so the hosts_file's reason in squidlab.py and"
+                    " request, so the hosts_file's reason in lab/squid.py and"
                     " docs/architecture.md needs a new look")
     except LabError as e:
         failures.append(f"lab error: {e}")

@@ -20,6 +20,7 @@ detached), cert-then-zip.pem (a PEM certificate followed by 2 MB of ZIP).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
 import subprocess
@@ -33,6 +34,14 @@ FILES = ["ca.pem", "ca.der", "leaf.pem", "crl.der", "crl.pem", "crl-40k.crl", "c
          "ocsp-resp.der", "ca.p7c", "page.html", "app.exe", "junk20m.bin", "junk1m.bin",
          "big-truncated.crl", "big-corrupt.crl", "crl.der.gz", "crl-appended.crl",
          "ctl.cab", "cert-then-zip.pem", "signed-doc.p7m", "detached.p7s", "prog-stl.cab"]
+
+
+def sha(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
 
 
 def run(*cmd, cwd):
