@@ -130,6 +130,18 @@ def dropin_icap_conf(icap_port: int, sections: tuple[int, ...] = (2, 5)) -> str:
     return conf.replace("icap://127.0.0.1:1344/", f"icap://127.0.0.1:{icap_port}/")
 
 
+def prefilter_access(cli: str, policy: str) -> list[str]:
+    """The prefilter `authbypass squid-config POLICY --no-icap` derives (its `acl ab_*` and
+    `acl authbypass_candidates` lines) and the plain bypass line behind it: the lab's
+    bypass_access for tests about the prefilter and the helper, without the ICAP half."""
+    gen = subprocess.run([cli, "squid-config", policy, "--no-icap", "--no-audit"],
+                         capture_output=True, text=True, check=True).stdout
+    access = [line for line in gen.splitlines()
+              if line.startswith(("acl ab_", "acl authbypass_candidates"))]
+    access.append("http_access allow authbypass_candidates authbypass")
+    return access
+
+
 def proxy_get(port: int, url: str, ua: str, auth: str | None = None,
               timeout: float = 15) -> tuple[int, bytes]:
     """One GET through the proxy on 127.0.0.1:port on a fresh connection, without curl:
