@@ -212,6 +212,17 @@ int choose_one(const char* directive, const char** argv,
   return 0;
 }
 
+// A directive whose one argument is a file name: into *out. 0 (and a log line naming
+// `what`) for no argument, more than one, or an empty one.
+int one_file(const char* directive, const char** argv, const char* what, std::string* out) {
+  if (argc_of(argv) != 1 || !*argv[0]) {
+    log_msg(1, std::string(directive) + " needs one argument: " + what);
+    return 0;
+  }
+  *out = argv[0];
+  return 1;
+}
+
 extern "C" int cfg_policy(const char* directive, const char** argv, void*) {
   if (argc_of(argv) != 1) {
     log_msg(1, std::string(directive) + " needs one argument: the policy file");
@@ -305,22 +316,12 @@ extern "C" int cfg_mode(const char* directive, const char** argv, void*) {
 
 // authbypass.SharedSecretFile FILE: read (and checked) in post_init, as c-icap's User.
 extern "C" int cfg_secret_file(const char* directive, const char** argv, void*) {
-  if (argc_of(argv) != 1 || !*argv[0]) {
-    log_msg(1, std::string(directive) + " needs one argument: the shared secret file");
-    return 0;
-  }
-  g_config.secret_file = argv[0];
-  return 1;
+  return one_file(directive, argv, "the shared secret file", &g_config.secret_file);
 }
 
 // authbypass.StatsFile FILE: each child's counters (stats.h), "%p" replaced by its PID.
 extern "C" int cfg_stats_file(const char* directive, const char** argv, void*) {
-  if (argc_of(argv) != 1 || !*argv[0]) {
-    log_msg(1, std::string(directive) + " needs one argument: the stats file (%p: the PID)");
-    return 0;
-  }
-  g_config.stats_file = argv[0];
-  return 1;
+  return one_file(directive, argv, "the stats file (%p: the PID)", &g_config.stats_file);
 }
 
 ci_conf_entry g_conf_table[] = {
