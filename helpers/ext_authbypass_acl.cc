@@ -24,7 +24,6 @@
 #include <vector>
 
 #include "authbypass/audit.h"
-#include "authbypass/output_file.h"
 #include "authbypass/policy.h"
 #include "authbypass/policy_source.h"
 #include "authbypass/request.h"
@@ -545,7 +544,7 @@ class Helper {
     }
   }
 
-  // Writes the counters (with write_output_file: a regular file is replaced atomically) if
+  // Writes the counters (write_stats_file: a regular file is replaced atomically) if
   // a second has passed since the last write, or always when `force`. "%p" in FILE is the
   // helper's PID.
   void maybe_write_stats(bool force) {

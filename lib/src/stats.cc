@@ -77,8 +77,12 @@ std::optional<std::chrono::system_clock::time_point> parse_ts(std::string_view v
   if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
       tm.tm_min > 59 || tm.tm_sec > 60)
     return std::nullopt;
-  return std::chrono::system_clock::from_time_t(timegm(&tm)) +
-         std::chrono::milliseconds(num(20, 3));
+  const auto t =
+      std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::milliseconds(num(20, 3));
+  // No date that timegm() would carry over (Feb 30, second 60, year 0): the time must be
+  // written back exactly as it was read.
+  if (format_ts(t) != v) return std::nullopt;
+  return t;
 }
 
 // Reads one snapshot; the first failure is kept in `error`.

@@ -134,6 +134,9 @@ TEST(Stats, BadInputIsRefusedWithAReason) {
       "{\"stats\":\"ext_authbypass_acl\",\"pid\":1,\"ts\":1796155426683}",
       "{\"stats\":\"ext_authbypass_acl\",\"pid\":1,\"ts\":\"2026-12-01\"}",
       "{\"stats\":\"ext_authbypass_acl\",\"pid\":1,\"ts\":\"2026-13-01T20:03:46.683Z\"}",
+      "{\"stats\":\"ext_authbypass_acl\",\"pid\":1,\"ts\":\"2026-02-30T20:03:46.683Z\"}",
+      "{\"stats\":\"ext_authbypass_acl\",\"pid\":1,\"ts\":\"2026-12-01T23:59:60.000Z\"}",
+      "{\"stats\":\"ext_authbypass_acl\",\"pid\":1,\"ts\":\"0000-01-01T00:00:00.000Z\"}",
       "{\"stats\":\"ext_authbypass_acl\",\"pid\":1,\"ts\":\"2026-12-01T20:03:46.683+01:00\"}",
   };
   for (const char* line : bad) {
