@@ -67,6 +67,8 @@ std::optional<std::chrono::system_clock::time_point> parse_ts(std::string_view v
     for (std::size_t k = at; k < at + n; ++k) x = x * 10 + (v[k] - '0');
     return x;
   };
+  // Years a system_clock time point holds (nanoseconds: about 1678 to 2262) and then some.
+  if (num(0, 4) < 1970 || num(0, 4) > 2200) return std::nullopt;
   std::tm tm{};
   tm.tm_year = num(0, 4) - 1900;
   tm.tm_mon = num(5, 2) - 1;
@@ -79,10 +81,25 @@ std::optional<std::chrono::system_clock::time_point> parse_ts(std::string_view v
     return std::nullopt;
   const auto t =
       std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::milliseconds(num(20, 3));
-  // No date that timegm() would carry over (Feb 30, second 60, year 0): the time must be
+  // No date that timegm() would carry over (Feb 30, second 60): the time must be
   // written back exactly as it was read.
   if (format_ts(t) != v) return std::nullopt;
   return t;
+}
+
+// True when `s` is well-formed UTF-8 (what format_stats writes back unchanged).
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    std::uint32_t cp = 0;
+    const std::size_t n = text::utf8_sequence(s, i, &cp);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
 }
 
 // Reads one snapshot; the first failure is kept in `error`.
@@ -137,6 +154,7 @@ class StatsParser {
     std::string_view v;
     if (!j_.string(v, vb_)) return bad(key + " is not a string");
     if (v.size() > kMaxStatsString) return bad(key + " is too long");
+    if (!valid_utf8(v)) return bad(key + " is not UTF-8");
     out.assign(v);
     return true;
   }

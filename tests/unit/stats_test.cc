@@ -137,6 +137,8 @@ TEST(Stats, BadInputIsRefusedWithAReason) {
       "{\"stats\":\"ext_authbypass_acl\",\"pid\":1,\"ts\":\"2026-02-30T20:03:46.683Z\"}",
       "{\"stats\":\"ext_authbypass_acl\",\"pid\":1,\"ts\":\"2026-12-01T23:59:60.000Z\"}",
       "{\"stats\":\"ext_authbypass_acl\",\"pid\":1,\"ts\":\"0000-01-01T00:00:00.000Z\"}",
+      "{\"stats\":\"ext_authbypass_acl\",\"pid\":1,\"ts\":\"0107-12-01T20:03:46.683Z\"}",
+      "{\"stats\":\"ext_authbypass_acl\",\"pid\":1,\"ts\":\"9999-12-01T20:03:46.683Z\"}",
       "{\"stats\":\"ext_authbypass_acl\",\"pid\":1,\"ts\":\"2026-12-01T20:03:46.683+01:00\"}",
   };
   for (const char* line : bad) {
@@ -156,6 +158,8 @@ TEST(Stats, BadInputIsRefusedWithAReason) {
       ",\"bypass\":1,\"bypass\":2}",  // repeated
       ",\"pid\":2}",
       ",\"policy_sha256\":5}",
+      ",\"policy_file\":\"/etc/\xED\"}",  // not UTF-8
+      ",\"rules\":{\"\xC0\xAF\":{}}}",    // an overlong form
       ",\"policy_file\":[\"x\"]}",
       ",\"rules\":[]}",
       ",\"rules\":{\"ca\":5}}",

@@ -127,7 +127,7 @@ std::string format_stats(const StatsSnapshot& s);
 // Reads one line made by format_stats() (a trailing LF/CR is allowed). nullopt and *error
 // (when given) for anything else: not one JSON object, "stats" not the first key or an
 // unknown marker, a counter that is not an unsigned integer (or overflows 64 bits), a
-// string field that is not a string, a "ts" that is not YYYY-MM-DDTHH:MM:SS.mmmZ, a
+// string field that is not a string (or not UTF-8), a "ts" that is not YYYY-MM-DDTHH:MM:SS.mmmZ, a
 // missing pid or ts, a repeated key, or past the bounds above. Keys it does not know
 // (a counter of a later release) are skipped when their value is a number or a string.
 std::optional<StatsSnapshot> parse_stats(std::string_view line, std::string* error = nullptr);
