@@ -87,21 +87,6 @@ std::optional<std::chrono::system_clock::time_point> parse_ts(std::string_view v
   return t;
 }
 
-// True when `s` is well-formed UTF-8 (what format_stats writes back unchanged).
-bool valid_utf8(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    if (static_cast<unsigned char>(s[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    std::uint32_t cp = 0;
-    const std::size_t n = text::utf8_sequence(s, i, &cp);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
-
 // Reads one snapshot; the first failure is kept in `error`.
 class StatsParser {
  public:
@@ -154,7 +139,7 @@ class StatsParser {
     std::string_view v;
     if (!j_.string(v, vb_)) return bad(key + " is not a string");
     if (v.size() > kMaxStatsString) return bad(key + " is too long");
-    if (!valid_utf8(v)) return bad(key + " is not UTF-8");
+    if (!text::valid_utf8(v)) return bad(key + " is not UTF-8");  // would not read back
     out.assign(v);
     return true;
   }
