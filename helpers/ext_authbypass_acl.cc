@@ -24,11 +24,11 @@
 #include <vector>
 
 #include "authbypass/audit.h"
-#include "authbypass/output_file.h"
 #include "authbypass/policy.h"
 #include "authbypass/policy_source.h"
 #include "authbypass/request.h"
 #include "authbypass/squid_helper.h"
+#include "authbypass/stats.h"
 
 namespace {
 
@@ -544,7 +544,7 @@ class Helper {
     }
   }
 
-  // Writes the counters (with write_output_file: a regular file is replaced atomically) if
+  // Writes the counters (write_stats_file: a regular file is replaced atomically) if
   // a second has passed since the last write, or always when `force`. "%p" in FILE is the
   // helper's PID.
   void maybe_write_stats(bool force) {
@@ -554,59 +554,30 @@ class Helper {
     last_stats_ = now;
     stats_dirty_ = false;
     fold_hits();
-    std::string path = opts_.stats_file;
-    if (auto at = path.find("%p"); at != std::string::npos)
-      path.replace(at, 2, std::to_string(::getpid()));
-    std::string j = "{\"stats\":\"ext_authbypass_acl\",\"pid\":" + std::to_string(::getpid());
-    auto num = [&](const char* k, std::uint64_t v) {
-      j += ",\"";
-      j += k;
-      j += "\":" + std::to_string(v);
-    };
-    j += ",\"ts\":";
-    authbypass::append_json_string(j, iso_now());
+    using authbypass::HelperCounter;
+    authbypass::StatsSnapshot st;
+    st.pid = ::getpid();
+    st.ts = std::chrono::system_clock::now();
     auto p = source_.current();
-    j += ",\"policy_sha256\":";
-    authbypass::append_json_string(j, p ? p->sha256() : std::string());
-    j += ",\"policy_file\":";
-    authbypass::append_json_string(j, source_.path());
-    num("lines", stats_.bypass + stats_.authenticate + stats_.bad_lines +
-                     stats_.malformed_requests + stats_.internal_errors);
-    num("bypass", stats_.bypass);
-    num("authenticate", stats_.authenticate);
-    num("bad_lines", stats_.bad_lines);
-    num("malformed_requests", stats_.malformed_requests);
-    num("internal_errors", stats_.internal_errors);
-    num("reloads", stats_.reloads);
-    num("reloads_rejected", stats_.reloads_rejected);
-    num("regex_faults", p ? p->regex_faults() : 0);
-    num("audit_errors", stats_.audit_errors);
-    num("refused_unaudited", stats_.refused_unaudited);
-    j += ",\"rules\":{";
-    bool first = true;
-    for (const auto& [id, h] : stats_.by_id) {
-      if (!first) j += ',';
-      first = false;
-      authbypass::append_json_string(j, id);
-      j += ":{\"bypass\":" + std::to_string(h.first) + ",\"shadow\":" + std::to_string(h.second) +
-           "}";
-    }
-    j += "}}\n";
-    authbypass::OutputFileOptions o;
-    o.create_mode = 0640;
-    o.durable = false;  // rewritten every second: no fsync on the answering thread
-    if (auto r = authbypass::write_output_file(path, j, o); !r) {
-      if (!stats_warned_) say("cannot write the stats file: " + r.message);
+    if (p) st.policy_sha256 = p->sha256();
+    st.policy_file = source_.path();
+    st[HelperCounter::kLines] = stats_.bypass + stats_.authenticate + stats_.bad_lines +
+                                stats_.malformed_requests + stats_.internal_errors;
+    st[HelperCounter::kBypass] = stats_.bypass;
+    st[HelperCounter::kAuthenticate] = stats_.authenticate;
+    st[HelperCounter::kBadLines] = stats_.bad_lines;
+    st[HelperCounter::kMalformedRequests] = stats_.malformed_requests;
+    st[HelperCounter::kInternalErrors] = stats_.internal_errors;
+    st[HelperCounter::kReloads] = stats_.reloads;
+    st[HelperCounter::kReloadsRejected] = stats_.reloads_rejected;
+    st[HelperCounter::kRegexFaults] = p ? p->regex_faults() : 0;
+    st[HelperCounter::kAuditErrors] = stats_.audit_errors;
+    st[HelperCounter::kRefusedUnaudited] = stats_.refused_unaudited;
+    for (const auto& [id, h] : stats_.by_id) st.rules[id] = {h.first, h.second};
+    if (std::string err; !authbypass::write_stats_file(opts_.stats_file, st, &err)) {
+      if (!stats_warned_) say("cannot write the stats file: " + err);
       stats_warned_ = true;
     }
-  }
-
-  static std::string iso_now() {
-    std::string line;
-    authbypass::append_audit_json(line, AuditEvent{}, std::chrono::system_clock::now());
-    // {"ts":"2026-...Z"}\n -> the timestamp
-    auto q = line.find('"', 7);
-    return line.substr(7, q - 7);
   }
 
   void housekeeping() {
@@ -630,32 +601,21 @@ class Helper {
     using Kind = PolicySource::Outcome::Kind;
     if (o.kind == Kind::kUnchanged) return;
     auto p = source_.current();
-    AuditEvent e;
-    e.component = "helper";
-    e.file = source_.path();
-    if (o.kind == Kind::kLoaded) {
+    const bool loaded = o.kind == Kind::kLoaded;
+    if (loaded) {
       ++stats_.reloads;
-      e.event = "policy_loaded";
-      e.policy_sha256 = p->sha256();
       say("policy " + source_.path() + " loaded (" + std::to_string(p->rules().size()) +
           " rules, sha256 " + p->sha256().substr(0, 12) + ")");
     } else {
       ++stats_.reloads_rejected;
-      e.event = "policy_rejected";
-      std::string why;
-      for (const std::string& err : o.errors) {
-        say(err);
-        if (!why.empty()) why += "; ";
-        why += err;
-      }
+      for (const std::string& err : o.errors) say(err);
       say(p ? "policy not reloaded: the last good policy (sha256 " + p->sha256().substr(0, 12) +
                   ") stays in force"
             : "no valid policy: answering ERR to every request");
-      e.reason = why;
-      if (p) e.policy_sha256 = p->sha256();
-      append_audit(e);
     }
-    if (o.kind == Kind::kLoaded) append_audit(e);
+    std::string why;
+    append_audit(authbypass::policy_event("helper", loaded, source_.path(),
+                                          p ? std::string_view(p->sha256()) : "", o.errors, why));
   }
 
   // A policy event, stamped now (it may come while no batch is being served).
@@ -949,14 +909,8 @@ class Helper {
     }
     std::string& text = (*fixed_)[r.index * 2 + (shadow ? 1 : 0)];
     if (text.empty()) {
-      AuditEvent e;
-      e.component = "helper";
-      e.event = shadow ? "shadow" : "bypass";
-      e.rule = r.id;
-      e.owner = r.owner;
-      e.ticket = r.ticket;
-      e.policy_sha256 = policy_->sha256();
-      text = authbypass::audit_fixed_fields(e);
+      text = authbypass::audit_fixed_fields(authbypass::rule_event(
+          "helper", shadow ? "shadow" : "bypass", &r, policy_->sha256(), {}));
     }
     return &text;
   }

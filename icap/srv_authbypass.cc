@@ -73,6 +73,7 @@
 #include "authbypass/policy_source.h"
 #include "authbypass/request.h"
 #include "authbypass/revocation_check.h"
+#include "authbypass/stats.h"
 
 extern "C" {
 #include "c-icap.h"
@@ -153,6 +154,7 @@ struct Config {
   RevocationLimits limits;
   ServiceMode service_mode = ServiceMode::kVerify;
   std::string secret_file;  // authbypass.SharedSecretFile (decide, both)
+  std::string stats_file;   // authbypass.StatsFile ("%p": the child's PID)
 };
 
 Config g_config;
@@ -208,6 +210,17 @@ int choose_one(const char* directive, const char** argv,
   }
   log_msg(1, std::string(directive) + " must be " + names);
   return 0;
+}
+
+// A directive whose one argument is a file name: into *out. 0 (and a log line naming
+// `what`) for no argument, more than one, or an empty one.
+int one_file(const char* directive, const char** argv, const char* what, std::string* out) {
+  if (argc_of(argv) != 1 || !*argv[0]) {
+    log_msg(1, std::string(directive) + " needs one argument: " + what);
+    return 0;
+  }
+  *out = argv[0];
+  return 1;
 }
 
 extern "C" int cfg_policy(const char* directive, const char** argv, void*) {
@@ -303,12 +316,12 @@ extern "C" int cfg_mode(const char* directive, const char** argv, void*) {
 
 // authbypass.SharedSecretFile FILE: read (and checked) in post_init, as c-icap's User.
 extern "C" int cfg_secret_file(const char* directive, const char** argv, void*) {
-  if (argc_of(argv) != 1 || !*argv[0]) {
-    log_msg(1, std::string(directive) + " needs one argument: the shared secret file");
-    return 0;
-  }
-  g_config.secret_file = argv[0];
-  return 1;
+  return one_file(directive, argv, "the shared secret file", &g_config.secret_file);
+}
+
+// authbypass.StatsFile FILE: each child's counters (stats.h), "%p" replaced by its PID.
+extern "C" int cfg_stats_file(const char* directive, const char** argv, void*) {
+  return one_file(directive, argv, "the stats file (%p: the PID)", &g_config.stats_file);
 }
 
 ci_conf_entry g_conf_table[] = {
@@ -320,6 +333,7 @@ ci_conf_entry g_conf_table[] = {
     {"Mode", nullptr, cfg_mode, "verify (default), decide or both: who decides the bypass"},
     {"SharedSecretFile", nullptr, cfg_secret_file,
      "FILE: the secret of the X-Authbypass mark (Mode decide, both)"},
+    {"StatsFile", nullptr, cfg_stats_file, "FILE: each child's counters, JSON (%p: its PID)"},
     {nullptr, nullptr, nullptr, nullptr}};
 
 // ---------------------------------------------------------------------------------------
@@ -406,6 +420,7 @@ class State {
         remember_audit_identity();
       }
     }
+    write_stats(false);
   }
 
   // How long until housekeeping() next has something to do (the idle watcher's timeout):
@@ -419,6 +434,45 @@ class State {
   const Config& config() const { return config_; }
 
   void audit(const AuditEvent& e) { audit(&e, 1); }
+
+  // Counts an audited outcome: c-icap's statistic and this process's snapshot.
+  void count(authbypass::icap::Counter c) {
+    count_stat(c);
+    counts_[static_cast<std::size_t>(c)].fetch_add(1, std::memory_order_relaxed);
+    counted_in_.store(::getpid(), std::memory_order_relaxed);
+    stats_dirty_.store(true, std::memory_order_release);
+  }
+
+  // A c-icap child started (CHILD_START): it writes its snapshot from now on, even before
+  // its first transaction.
+  void arm_stats() { counted_in_.store(::getpid(), std::memory_order_relaxed); }
+
+  // authbypass.StatsFile: this process's snapshot, when it changed (or was never written).
+  // From housekeeping() (at most once a second) and when the child stops (`last`). Only
+  // in a process that serves transactions (a child), never in c-icap's main process.
+  void write_stats(bool last) {
+    if (config_.stats_file.empty() || counted_in_.load(std::memory_order_relaxed) != ::getpid())
+      return;
+    std::lock_guard<std::mutex> lk(stats_mu_);
+    if (!stats_dirty_.exchange(false, std::memory_order_acq_rel) && stats_written_) return;
+    authbypass::StatsSnapshot st;
+    st.source = authbypass::StatsSource::kIcap;
+    st.pid = ::getpid();
+    st.ts = std::chrono::system_clock::now();
+    if (auto p = source_.current()) st.policy_sha256 = p->sha256();
+    st.policy_file = config_.policy;
+    for (std::size_t i = 0; i < counts_.size(); ++i)
+      st.icap[i] = counts_[i].load(std::memory_order_relaxed);
+    std::string err;
+    if (!authbypass::write_stats_file(config_.stats_file, st, &err)) {
+      if (!stats_warned_) log_msg(1, "cannot write the stats file: " + err);
+      stats_warned_ = true;
+    } else {
+      stats_warned_ = false;
+    }
+    stats_written_ = true;
+    if (last) log_msg(3, "stats written on exit");
+  }
 
   // Several events, one write.
   void audit(const AuditEvent* events, std::size_t n) {
@@ -470,29 +524,20 @@ class State {
     using Kind = PolicySource::Outcome::Kind;
     if (o.kind == Kind::kUnchanged) return;
     auto p = source_.current();
-    AuditEvent e;
-    e.component = "icap";
-    e.file = source_.path();
-    std::string why;
-    if (o.kind == Kind::kLoaded) {
-      e.event = "policy_loaded";
-      e.policy_sha256 = p->sha256();
+    const bool loaded = o.kind == Kind::kLoaded;
+    if (loaded) {
       log_msg(1, "policy " + source_.path() + " loaded (" + std::to_string(p->rules().size()) +
                      " rules, sha256 " + p->sha256().substr(0, 12) + ")");
+      stats_dirty_.store(true, std::memory_order_release);  // the snapshot names the policy
     } else {
-      e.event = "policy_rejected";
-      for (const std::string& err : o.errors) {
-        log_msg(1, err);
-        if (!why.empty()) why += "; ";
-        why += err;
-      }
+      for (const std::string& err : o.errors) log_msg(1, err);
       log_msg(1, p ? "policy not reloaded: the last good policy (sha256 " +
                          p->sha256().substr(0, 12) + ") stays in force"
                    : "no valid policy: every bypassed request is blocked");
-      e.reason = why;
-      if (p) e.policy_sha256 = p->sha256();
     }
-    audit(e);
+    std::string why;
+    audit(authbypass::policy_event("icap", loaded, source_.path(),
+                                   p ? std::string_view(p->sha256()) : "", o.errors, why));
   }
 
   Config config_;
@@ -506,6 +551,12 @@ class State {
   FileIdentity audit_id_;  // of the audit log as last opened
   bool audit_write_warned_ = false;
   bool audit_reopen_warned_ = false;
+  std::array<std::atomic<std::uint64_t>, authbypass::icap::kCounterCount> counts_{};
+  std::atomic<pid_t> counted_in_{0};  // the process whose counts_ these are (a child)
+  std::atomic<bool> stats_dirty_{false};
+  std::mutex stats_mu_;
+  bool stats_written_ = false;  // guarded by stats_mu_
+  bool stats_warned_ = false;   // guarded by stats_mu_
 };
 
 std::atomic<std::shared_ptr<State>> g_state;
@@ -618,11 +669,15 @@ IdleWatcher& idle_watcher() {
 }
 
 extern "C" void child_start_action(const char*, int, void*) {
-  if (auto s = g_state.load()) idle_watcher().start(std::move(s));
+  if (auto s = g_state.load()) {
+    s->arm_stats();
+    idle_watcher().start(std::move(s));
+  }
 }
 
 extern "C" void child_stop_action(const char*, int, void*) {
   idle_watcher().stop();
+  if (auto s = g_state.load()) s->write_stats(true);
 }
 
 // Registers the child start/stop actions. ci_command_register_action is defined in the
@@ -721,7 +776,7 @@ struct Txn {
   void write_events() {
     if (!state) return;
     std::vector<AuditEvent> evs;
-    if (auto counter = tx.end(seen, evs)) count_stat(*counter);
+    if (auto counter = tx.end(seen, evs)) state->count(*counter);
     if (!evs.empty()) state->audit(evs.data(), evs.size());
   }
 };
@@ -998,6 +1053,7 @@ extern "C" int svc_post_init_service(ci_service_xdata_t*, struct ci_server_conf*
 
 extern "C" void svc_close_service() {
   idle_watcher().stop();  // before the module can be unloaded (a child: CHILD_STOP did it)
+  if (auto s = g_state.load()) s->write_stats(true);
   g_state.store(nullptr);
 }
 

@@ -358,4 +358,23 @@ AuditEvent rule_event(std::string_view component, std::string_view event, const 
   return e;
 }
 
+AuditEvent policy_event(std::string_view component, bool loaded, std::string_view file,
+                        std::string_view policy_sha256, std::span<const std::string> errors,
+                        std::string& reason_buf) {
+  AuditEvent e;
+  e.component = component;
+  e.event = loaded ? "policy_loaded" : "policy_rejected";
+  e.file = file;
+  e.policy_sha256 = policy_sha256;
+  reason_buf.clear();
+  if (!loaded) {
+    for (const std::string& err : errors) {
+      if (!reason_buf.empty()) reason_buf += "; ";
+      reason_buf += err;
+    }
+    e.reason = reason_buf;
+  }
+  return e;
+}
+
 }  // namespace authbypass

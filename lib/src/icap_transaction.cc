@@ -19,12 +19,6 @@ constexpr OutcomeText kOutcomes[] = {
 #undef AUTHBYPASS_X
 };
 
-constexpr std::string_view kCounterLabels[] = {
-#define AUTHBYPASS_X(name, label) label,
-    AUTHBYPASS_ICAP_COUNTERS(AUTHBYPASS_X)
-#undef AUTHBYPASS_X
-};
-
 // True iff some active enforce rule restricts `src`: without X-Client-IP such a rule
 // cannot be re-evaluated, so "no match" is not trustworthy.
 bool policy_uses_src(const Policy& p, Date today) {
@@ -60,10 +54,6 @@ std::string verdict_text(Outcome o, std::string_view kind, std::uint64_t aborted
       break;
   }
   return v;
-}
-
-std::string_view counter_label(Counter c) {
-  return kCounterLabels[static_cast<std::size_t>(c)];
 }
 
 std::optional<Counter> counter_of(Outcome o, std::optional<RevocationKind> kind) {

@@ -9,9 +9,12 @@
 #include <ctime>
 #include <deque>
 #include <fstream>
+#include <span>
 
 #include "authbypass/audit.h"
 #include "authbypass/request.h"
+#include "authbypass/stats.h"
+#include "json_scanner.h"
 #include "text.h"
 
 namespace authbypass {
@@ -53,197 +56,6 @@ std::string format_time_ms(std::int64_t ms) {
                 static_cast<int>(ms % 1000));
   return buf;
 }
-
-// ---- a flat JSON object scanner (our audit lines; nested values are skipped) ----
-
-void append_utf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xc0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xe0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else {
-    out += static_cast<char>(0xf0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  }
-}
-
-class JsonScanner {
- public:
-  explicit JsonScanner(std::string_view s) : s_(s) {}
-
-  bool ws() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\r')) ++i_;
-    return i_ < s_.size();
-  }
-  bool eat(char c) {
-    if (!ws() || s_[i_] != c) return false;
-    ++i_;
-    return true;
-  }
-  bool peek(char c) { return ws() && s_[i_] == c; }
-  bool at_end() {
-    ws();
-    return i_ == s_.size();
-  }
-
-  // A string at the cursor: a view into the line when it has no escapes, else decoded
-  // into `buf`.
-  bool string(std::string_view& out, std::string& buf) {
-    if (!eat('"')) return false;
-    const std::size_t start = i_;
-    // Two vectorized scans (the closing quote, then a backslash before it) instead of
-    // find_first_of, which calls memchr once per byte.
-    std::size_t q = s_.find('"', i_);
-    if (q == std::string_view::npos) return false;
-    std::size_t bs = s_.substr(start, q - start).find('\\');
-    if (bs == std::string_view::npos) {
-      out = s_.substr(start, q - start);
-      i_ = q + 1;
-      return true;
-    }
-    q = start + bs;
-    buf.assign(s_.substr(start, q - start));
-    i_ = q;
-    while (i_ < s_.size()) {
-      char c = s_[i_++];
-      if (c == '"') {
-        out = buf;
-        return true;
-      }
-      if (static_cast<unsigned char>(c) < 0x20) return false;
-      if (c != '\\') {
-        buf += c;
-        continue;
-      }
-      if (i_ >= s_.size()) return false;
-      char e = s_[i_++];
-      switch (e) {
-        case '"':
-          buf += '"';
-          break;
-        case '\\':
-          buf += '\\';
-          break;
-        case '/':
-          buf += '/';
-          break;
-        case 'b':
-          buf += '\b';
-          break;
-        case 'f':
-          buf += '\f';
-          break;
-        case 'n':
-          buf += '\n';
-          break;
-        case 'r':
-          buf += '\r';
-          break;
-        case 't':
-          buf += '\t';
-          break;
-        case 'u': {
-          std::uint32_t cp = 0;
-          if (!hex4(cp)) return false;
-          if (cp >= 0xd800 && cp <= 0xdbff) {
-            std::uint32_t lo = 0;
-            if (i_ + 1 < s_.size() && s_[i_] == '\\' && s_[i_ + 1] == 'u') {
-              i_ += 2;
-              if (!hex4(lo) || lo < 0xdc00 || lo > 0xdfff) return false;
-              cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-            } else {
-              cp = 0xfffd;
-            }
-          } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-            cp = 0xfffd;
-          }
-          append_utf8(buf, cp);
-          break;
-        }
-        default:
-          return false;
-      }
-    }
-    return false;
-  }
-
-  bool number(std::int64_t& out) {
-    ws();
-    std::size_t j = i_;
-    bool neg = j < s_.size() && s_[j] == '-';
-    if (neg) ++j;
-    std::int64_t v = 0;
-    std::size_t d0 = j;
-    while (j < s_.size() && text::is_digit(s_[j])) {
-      if (v > (INT64_MAX - 9) / 10) return false;
-      v = v * 10 + (s_[j] - '0');
-      ++j;
-    }
-    if (j == d0) return false;
-    // Fractions and exponents are accepted and dropped.
-    while (j < s_.size() && (text::is_digit(s_[j]) || s_[j] == '.' || s_[j] == 'e' ||
-                             s_[j] == 'E' || s_[j] == '+' || s_[j] == '-'))
-      ++j;
-    i_ = j;
-    out = neg ? -v : v;
-    return true;
-  }
-
-  // Skips any value (bounded nesting).
-  bool skip_value(int depth = 0) {
-    if (depth > 32 || !ws()) return false;
-    char c = s_[i_];
-    if (c == '"') {
-      std::string_view v;
-      return string(v, scratch_);
-    }
-    if (c == '{' || c == '[') {
-      const char close = c == '{' ? '}' : ']';
-      ++i_;
-      if (eat(close)) return true;
-      for (;;) {
-        if (c == '{') {
-          std::string_view k;
-          if (!string(k, scratch_) || !eat(':')) return false;
-        }
-        if (!skip_value(depth + 1)) return false;
-        if (eat(',')) continue;
-        return eat(close);
-      }
-    }
-    for (std::string_view word : {"true", "false", "null"}) {
-      if (s_.substr(i_, word.size()) == word) {
-        i_ += word.size();
-        return true;
-      }
-    }
-    std::int64_t n = 0;
-    return number(n);
-  }
-
- private:
-  bool hex4(std::uint32_t& cp) {
-    if (i_ + 4 > s_.size()) return false;
-    cp = 0;
-    for (int k = 0; k < 4; ++k) {
-      int h = text::hex_value(s_[i_++]);
-      if (h < 0) return false;
-      cp = cp * 16 + static_cast<std::uint32_t>(h);
-    }
-    return true;
-  }
-
-  std::string_view s_;
-  std::size_t i_ = 0;
-  std::string scratch_;
-};
 
 // The fields of one event that the report uses.
 struct Event {
@@ -380,66 +192,44 @@ bool parse_event(std::string_view line, Event& ev, std::vector<std::string>& buf
   }
 }
 
-// A helper stats file (`--stats-file`): one JSON object {"stats":"ext_authbypass_acl",...}.
-struct HelperStats {
-  std::int64_t pid = 0;
-  std::int64_t ts = -1;
-  std::string policy_sha256;
-  std::map<std::string, std::int64_t, std::less<>> counters;  // lines, bypass, ...
-  std::map<std::string, std::pair<std::int64_t, std::int64_t>, std::less<>> rules;
+// The latest snapshot of each process of one adapter, by PID.
+using Snapshots = std::map<std::int64_t, StatsSnapshot>;
+
+std::span<const std::uint64_t> counter_values(const StatsSnapshot& st, StatsSource source) {
+  return source == StatsSource::kHelper ? std::span<const std::uint64_t>(st.helper)
+                                        : std::span<const std::uint64_t>(st.icap);
+}
+
+std::string_view counter_key_at(StatsSource source, std::size_t i) {
+  return source == StatsSource::kHelper ? counter_key(static_cast<HelperCounter>(i))
+                                        : counter_key(static_cast<icap::Counter>(i));
+}
+
+// The snapshots of one adapter summed (saturating): counters in stats.h's order, rules.
+struct StatsTotals {
+  std::vector<std::pair<std::string_view, std::uint64_t>> counters;
+  std::map<std::string, RuleHits, std::less<>> rules;
 };
 
-bool parse_stats(std::string_view line, HelperStats& st) {
-  JsonScanner j(line);
-  std::string b1, b2;
-  if (!j.eat('{')) return false;
-  bool marker = false;
-  for (;;) {
-    std::string_view key;
-    if (!j.string(key, b1) || !j.eat(':')) return false;
-    std::string k(key);
-    if (k == "stats" || k == "ts" || k == "policy_sha256" || k == "policy_file") {
-      std::string_view v;
-      if (!j.string(v, b2)) return false;
-      if (k == "stats") marker = v == "ext_authbypass_acl";
-      if (k == "ts") st.ts = parse_time_ms(v).value_or(-1);
-      if (k == "policy_sha256") st.policy_sha256 = std::string(v);
-    } else if (k == "rules") {
-      if (!j.eat('{')) return false;
-      if (!j.eat('}')) {
-        for (;;) {
-          std::string_view id;
-          if (!j.string(id, b2) || !j.eat(':') || !j.eat('{')) return false;
-          std::string rid(id);
-          std::pair<std::int64_t, std::int64_t> h{0, 0};
-          for (;;) {
-            std::string_view hk;
-            std::int64_t n = 0;
-            if (!j.string(hk, b1) || !j.eat(':') || !j.number(n)) return false;
-            if (hk == "bypass") h.first = n;
-            if (hk == "shadow") h.second = n;
-            if (j.eat(',')) continue;
-            if (!j.eat('}')) return false;
-            break;
-          }
-          st.rules[rid] = h;
-          if (j.eat(',')) continue;
-          if (!j.eat('}')) return false;
-          break;
-        }
-      }
-    } else {
-      std::int64_t n = 0;
-      if (!j.number(n)) return false;
-      if (k == "pid") {
-        st.pid = n;
-      } else {
-        st.counters[k] = n;
-      }
+std::uint64_t add_saturating(std::uint64_t a, std::uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+StatsTotals sum_stats(const Snapshots& snaps, StatsSource source) {
+  StatsTotals t;
+  const std::size_t n = source == StatsSource::kHelper ? kHelperCounterCount : icap::kCounterCount;
+  for (std::size_t i = 0; i < n; ++i) t.counters.emplace_back(counter_key_at(source, i), 0);
+  for (const auto& [pid, st] : snaps) {
+    const auto values = counter_values(st, source);
+    for (std::size_t i = 0; i < n; ++i)
+      t.counters[i].second = add_saturating(t.counters[i].second, values[i]);
+    for (const auto& [id, h] : st.rules) {
+      RuleHits& sum = t.rules[id];
+      sum.bypass = add_saturating(sum.bypass, h.bypass);
+      sum.shadow = add_saturating(sum.shadow, h.shadow);
     }
-    if (j.eat(',')) continue;
-    return j.eat('}') && j.at_end() && marker;
   }
+  return t;
 }
 
 // The host of an absolute URL or of a CONNECT "host:port", lower-cased into `out`.
@@ -717,7 +507,8 @@ struct ReportBuilder::State {
   Table<std::uint8_t> host_in_ca;  // 1 = in some rule's hosts, 2 = not
   std::vector<std::string> bufs;
   std::string host_buf, line_buf, key_buf;
-  std::map<std::int64_t, HelperStats> helper_stats;  // latest snapshot per helper PID
+  Snapshots helper_stats, icap_stats;  // the latest snapshot of each process
+  std::string stats_error;
 
   // Case-insensitive search for a lower-case ASCII needle.
   static bool contains_icase(std::string_view hay, std::string_view needle) {
@@ -850,10 +641,12 @@ struct ReportBuilder::State {
     std::size_t first = line.find_first_not_of(" \t");
     if (first == std::string_view::npos) return;  // blank lines are not counted as malformed
     if (line.substr(first, 9) == "{\"stats\":") {
-      HelperStats st;
-      if (parse_stats(line, st)) {
-        auto& slot = helper_stats[st.pid];
-        if (slot.ts <= st.ts) slot = std::move(st);
+      // A stats snapshot (stats.h): kept when it is the latest of its process; a bad one
+      // is counted as malformed, like any unreadable line.
+      if (auto st = parse_stats(line.substr(first), &stats_error)) {
+        Snapshots& snaps = st->source == StatsSource::kHelper ? helper_stats : icap_stats;
+        if (auto [it, added] = snaps.try_emplace(st->pid, *st); !added && it->second.ts <= st->ts)
+          it->second = std::move(*st);
         return;
       }
     }
@@ -1042,29 +835,22 @@ std::string ReportBuilder::text() const {
     out += "\n(give --policy POLICY for rules never hit, expiring rules and CA-host checks)\n";
   }
 
-  if (!s.helper_stats.empty()) {
-    out += "\nHelper counters (" + std::to_string(s.helper_stats.size()) +
-           " stats file(s), latest snapshot each, summed)\n";
-    std::map<std::string, std::int64_t> total;
-    std::map<std::string, std::pair<std::int64_t, std::int64_t>> rules;
-    for (const auto& [pid, st] : s.helper_stats) {
-      for (const auto& [k, v] : st.counters) total[k] += v;
-      for (const auto& [id, h] : st.rules) {
-        rules[id].first += h.first;
-        rules[id].second += h.second;
-      }
-    }
+  auto counters = [&](const Snapshots& snaps, StatsSource source, std::string_view title) {
+    if (snaps.empty()) return;
+    out += "\n" + std::string(title) + " (" + std::to_string(snaps.size()) +
+           " process(es), latest snapshot each, summed)\n";
+    const StatsTotals t = sum_stats(snaps, source);
     std::vector<std::vector<std::string>> rows;
-    for (const auto& [k, v] : total)
-      rows.push_back({k, with_commas(static_cast<std::uint64_t>(v))});
+    for (const auto& [k, v] : t.counters) rows.push_back({std::string(k), with_commas(v)});
     out += table({"counter", "value"}, rows, {false, true});
+    if (source != StatsSource::kHelper) return;
     rows.clear();
-    for (const auto& [id, h] : rules) {
-      rows.push_back({id, with_commas(static_cast<std::uint64_t>(h.first)),
-                      with_commas(static_cast<std::uint64_t>(h.second))});
-    }
+    for (const auto& [id, h] : t.rules)
+      rows.push_back({id, with_commas(h.bypass), with_commas(h.shadow)});
     out += table({"rule", "bypass", "shadow"}, rows, {false, true, true});
-  }
+  };
+  counters(s.helper_stats, StatsSource::kHelper, "Helper counters");
+  counters(s.icap_stats, StatsSource::kIcap, "ICAP counters");
 
   out += "\nAnomalies\n";
   simple("  CryptoAPI / Sign-In Assistant user agents to hosts outside every CA rule", "host",
@@ -1212,29 +998,55 @@ std::string ReportBuilder::json() const {
     out += std::to_string(s.off_hours);
     simple("outside_hours_clients", s.off_hours_clients, o.top);
   }
-  key("helper_stats");
-  out += '[';
-  for (const auto& [pid, st] : s.helper_stats) {
-    if (out.back() != '[') out += ',';
-    out += '{';
-    key("pid");
-    out += std::to_string(pid);
-    key("policy_sha256");
-    str(st.policy_sha256);
-    for (const auto& [k, v] : st.counters) {
+  auto counter_fields = [&](const std::vector<std::pair<std::string_view, std::uint64_t>>& c) {
+    for (const auto& [k, v] : c) {
       key(k);
       out += std::to_string(v);
     }
+  };
+  auto rule_hits = [&](const std::map<std::string, RuleHits, std::less<>>& rules) {
     key("rules");
     out += '{';
-    for (const auto& [id, h] : st.rules) {
+    for (const auto& [id, h] : rules) {
       key(id);
-      out += "{\"bypass\":" + std::to_string(h.first) + ",\"shadow\":" + std::to_string(h.second) +
+      out += "{\"bypass\":" + std::to_string(h.bypass) + ",\"shadow\":" + std::to_string(h.shadow) +
              "}";
     }
-    out += "}}";
+    out += '}';
+  };
+  // Per process ("helper_stats", "icap_stats") and summed ("helper_totals", "icap_totals").
+  for (const StatsSource source : {StatsSource::kHelper, StatsSource::kIcap}) {
+    const bool helper = source == StatsSource::kHelper;
+    const Snapshots& snaps = helper ? s.helper_stats : s.icap_stats;
+    key(helper ? "helper_stats" : "icap_stats");
+    out += '[';
+    for (const auto& [pid, st] : snaps) {
+      out += out.back() == '[' ? "{" : ",{";
+      key("pid");
+      out += std::to_string(pid);
+      key("ts");
+      str(format_time_ms(
+          std::chrono::duration_cast<std::chrono::milliseconds>(st.ts.time_since_epoch()).count()));
+      key("policy_sha256");
+      str(st.policy_sha256);
+      const auto values = counter_values(st, source);
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        key(counter_key_at(source, i));
+        out += std::to_string(values[i]);
+      }
+      if (helper) rule_hits(st.rules);
+      out += '}';
+    }
+    out += ']';
+    const StatsTotals t = sum_stats(snaps, source);
+    key(helper ? "helper_totals" : "icap_totals");
+    out += '{';
+    key("processes");
+    out += std::to_string(snaps.size());
+    counter_fields(t.counters);
+    if (helper) rule_hits(t.rules);
+    out += '}';
   }
-  out += ']';
   out += "}\n";
   return out;
 }

@@ -312,17 +312,7 @@ bool rfc1738_unescape(std::string_view in, std::string& out) {
 }
 
 bool valid_utf8(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    if (static_cast<unsigned char>(s[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    std::uint32_t cp = 0;
-    const std::size_t len = text::utf8_sequence(s, i, &cp);
-    if (len == 0) return false;
-    i += len;
-  }
-  return true;
+  return text::valid_utf8(s);
 }
 
 LineParser::LineParser(Format format, ChannelMode mode) : format_(std::move(format)), mode_(mode) {

@@ -67,6 +67,21 @@ inline std::size_t utf8_sequence(std::string_view s, std::size_t i, std::uint32_
   return len;
 }
 
+// True when `s` is well-formed UTF-8 (utf8_sequence at every byte from 0x80 on).
+inline bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    std::uint32_t cp = 0;
+    const std::size_t len = utf8_sequence(s, i, &cp);
+    if (len == 0) return false;
+    i += len;
+  }
+  return true;
+}
+
 // Decodes %XX escapes once into `out`. False on a malformed escape, and on %00 unless
 // `allow_nul`.
 inline bool percent_decode(std::string_view in, std::string& out, bool allow_nul) {

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace authbypass {
 namespace {
@@ -183,6 +184,29 @@ TEST(Audit, FileSinkAppendsAndReopens) {
   AuditLog bad;
   EXPECT_FALSE(bad.open_file("/nonexistent-dir/audit.log", &err));
   EXPECT_NE(err.find("cannot open audit log /nonexistent-dir/audit.log"), std::string::npos);
+}
+
+// Both adapters' policy events come from policy_event().
+TEST(Audit, PolicyEvents) {
+  std::string buf;
+  const std::vector<std::string> errors = {"p.yaml:3:5: bad host", "p.yaml:9:1: no rules"};
+  AuditEvent rejected = policy_event("icap", false, "/etc/p.yaml", "abc", errors, buf);
+  std::string line;
+  append_audit_json(line, rejected, at_ms(0));
+  EXPECT_EQ(line,
+            "{\"ts\":\"1970-01-01T00:00:00.000Z\",\"component\":\"icap\",\"event\":"
+            "\"policy_rejected\",\"policy_sha256\":\"abc\",\"file\":\"/etc/p.yaml\",\"reason\":"
+            "\"p.yaml:3:5: bad host; p.yaml:9:1: no rules\"}\n");
+  AuditEvent loaded = policy_event("helper", true, "/etc/p.yaml", "def", {}, buf);
+  line.clear();
+  append_audit_json(line, loaded, at_ms(0));
+  EXPECT_EQ(line,
+            "{\"ts\":\"1970-01-01T00:00:00.000Z\",\"component\":\"helper\",\"event\":"
+            "\"policy_loaded\",\"policy_sha256\":\"def\",\"file\":\"/etc/p.yaml\"}\n");
+  // No valid policy at all: no hash.
+  AuditEvent none = policy_event("helper", false, "/etc/p.yaml", "", errors, buf);
+  EXPECT_TRUE(none.policy_sha256.empty());
+  EXPECT_EQ(none.reason, "p.yaml:3:5: bad host; p.yaml:9:1: no rules");
 }
 
 }  // namespace

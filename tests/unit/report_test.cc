@@ -9,9 +9,11 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "authbypass/audit.h"
+#include "authbypass/stats.h"
 
 namespace authbypass {
 namespace {
@@ -191,11 +193,10 @@ TEST(Report, SquidAccessLineWithAHugeStatusIsReadWithoutOverflow) {
 TEST(Report, EscapedShortFieldsOfOneJsonLineStayValid) {
   ReportBuilder r(ReportOptions{});
   r.add_line(R"({"ts":"2026-11-02T10:00:00Z","event":"\\","url":""})");
-  r.add_line(
-      R"({"ts":"2026-11-02T10:00:01Z","component":"h\u0065lper","event":"b\u0079pass",)"
-      R"("rule":"c\u0061","owner":"o\u0031","ticket":"T\u002d1","src":"10.0.0.\u0031",)"
-      R"("host":"a.verisign.co\u006d","url":"http:\/\/a.verisign.com\/x.crl",)"
-      R"("user_agent":"U\u0041","reason":"r\u0031","verdict":"v\u0031"})");
+  r.add_line(R"({"ts":"2026-11-02T10:00:01Z","component":"h\u0065lper","event":"b\u0079pass",)"
+             R"("rule":"c\u0061","owner":"o\u0031","ticket":"T\u002d1","src":"10.0.0.\u0031",)"
+             R"("host":"a.verisign.co\u006d","url":"http:\/\/a.verisign.com\/x.crl",)"
+             R"("user_agent":"U\u0041","reason":"r\u0031","verdict":"v\u0031"})");
   EXPECT_EQ(r.malformed(), 0u);
   const std::string j = r.json();
   EXPECT_NE(j.find("\"helper/bypass\":1"), std::string::npos) << j;
@@ -229,6 +230,66 @@ TEST(Report, ReadsPlainAndGzipFilesAndSurvivesHugeLines) {
   std::remove((dir + "/audit.log").c_str());
   std::remove((dir + "/audit.log.1.gz").c_str());
   rmdir(tmpl);
+}
+
+// Stats files of both adapters (stats.h): the latest snapshot of each process, summed per
+// adapter; the ICAP counters beside the helper's (text and JSON); a bad snapshot is
+// counted as malformed and changes nothing.
+TEST(Report, ReadsHelperAndIcapStatsFiles) {
+  auto snapshot = [](StatsSource source, std::int64_t pid, std::int64_t ts_ms, std::uint64_t n) {
+    StatsSnapshot s;
+    s.source = source;
+    s.pid = pid;
+    s.ts = std::chrono::system_clock::time_point(std::chrono::milliseconds(ts_ms));
+    s.policy_sha256 = std::string(64, 'b');
+    if (source == StatsSource::kHelper) {
+      s[HelperCounter::kBypass] = n;
+      s.rules["ca"] = {n, 1};
+    } else {
+      s[icap::Counter::kVerifiedCrl] = n;
+      s[icap::Counter::kBlocked] = 2 * n;
+    }
+    std::string line = format_stats(s);
+    line.pop_back();
+    return line;
+  };
+  ReportBuilder r(ReportOptions{});
+  r.add_line(snapshot(StatsSource::kHelper, 10, kT0, 5));
+  r.add_line(snapshot(StatsSource::kIcap, 20, kT0 + 2000, 7));
+  r.add_line(snapshot(StatsSource::kIcap, 20, kT0 + 1000, 1));  // older: ignored
+  r.add_line(snapshot(StatsSource::kIcap, 21, kT0, 3));
+  r.add_line(snapshot(StatsSource::kIcap, 10, kT0, 100));  // same PID as the helper's
+  r.add_line(
+      "{\"stats\":\"srv_authbypass\",\"pid\":22,\"ts\":\"2026-11-02T10:00:00.000Z\","
+      "\"verified_crl\":\"9\"}");                                                    // wrong type
+  r.add_line("{\"stats\":\"srv_authbypass\",\"pid\":23,\"ts\":\"2026-11-02T10:00");  // cut
+  EXPECT_EQ(r.malformed(), 2u);
+  const std::string text = r.text();
+  const auto icap_at = text.find("ICAP counters (3 process(es), latest snapshot each, summed)");
+  ASSERT_NE(icap_at, std::string::npos) << text;
+  EXPECT_NE(text.find("Helper counters (1 process(es)"), std::string::npos) << text;
+  const std::string icap_part = text.substr(icap_at);
+  // A table row "name   value" (columns padded with spaces).
+  auto has_row = [&](std::string_view name, std::string_view value) {
+    std::istringstream lines(icap_part);
+    for (std::string l; std::getline(lines, l);) {
+      std::istringstream words(l);
+      std::string a, b, rest;
+      if (words >> a >> b && !(words >> rest) && a == name && b == value) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(has_row("verified_crl", "110")) << icap_part;
+  EXPECT_TRUE(has_row("blocked", "220")) << icap_part;
+  EXPECT_TRUE(has_row("verified_ocsp", "0")) << icap_part;
+  const std::string json = r.json();
+  EXPECT_NE(json.find("\"icap_totals\":{\"processes\":3,\"verified_crl\":110,"), std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"blocked\":220,"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"helper_totals\":{\"processes\":1,\"lines\":0,\"bypass\":5,"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"rules\":{\"ca\":{\"bypass\":5,\"shadow\":1}}"), std::string::npos) << json;
 }
 
 }  // namespace

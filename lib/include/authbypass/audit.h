@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -52,6 +53,14 @@ struct AuditRequest {
 // event points into its arguments.
 AuditEvent rule_event(std::string_view component, std::string_view event, const Rule* rule,
                       std::string_view policy_sha256, const AuditRequest& req);
+
+// The one builder of policy events: `policy_loaded` (when `loaded`) or `policy_rejected`
+// of `component` for the policy file `file`. `policy_sha256` names the policy in force
+// afterwards ("" when there is none). A rejection's reason is its `errors` joined by "; ",
+// kept in `reason_buf`. The event points into its arguments.
+AuditEvent policy_event(std::string_view component, bool loaded, std::string_view file,
+                        std::string_view policy_sha256, std::span<const std::string> errors,
+                        std::string& reason_buf);
 
 // Appends the JSON text of `e`'s src, method, url, host and user_agent fields to `out`,
 // for AuditEvent::request_json.

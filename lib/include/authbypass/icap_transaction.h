@@ -37,6 +37,7 @@
 #include "authbypass/icap_request.h"
 #include "authbypass/policy.h"
 #include "authbypass/revocation_check.h"
+#include "authbypass/stats.h"
 
 namespace authbypass::icap {
 
@@ -87,33 +88,7 @@ std::string_view event_name(Outcome o);
 // for kAborted ("aborted after 123 bytes").
 std::string verdict_text(Outcome o, std::string_view kind, std::uint64_t aborted_after);
 
-// The service's statistics counters (c-icap's `info` service, group "Service authbypass"),
-// declared once: name and label.
-#define AUTHBYPASS_ICAP_COUNTERS(X)                         \
-  X(kVerifiedCrl, "verified crl")                           \
-  X(kVerifiedOcsp, "verified ocsp")                         \
-  X(kVerifiedCert, "verified cert")                         \
-  X(kVerifiedPkcs7, "verified pkcs7")                       \
-  X(kVerifiedCtl, "verified ctl")                           \
-  X(kVerifiedOcspRequest, "verified ocsp-request")          \
-  X(kUnchecked, "bypassed unchecked (verify none)")         \
-  X(kBlocked, "blocked")                                    \
-  X(kMarked, "decided bypass (marked)") /* decision mode */ \
-  X(kForged, "forged mark removed")     /* decision mode */
-
-enum class Counter : std::uint8_t {
-#define AUTHBYPASS_X(name, label) name,
-  AUTHBYPASS_ICAP_COUNTERS(AUTHBYPASS_X)
-#undef AUTHBYPASS_X
-};
-inline constexpr std::size_t kCounterCount = 0
-#define AUTHBYPASS_X(name, label) +1
-    AUTHBYPASS_ICAP_COUNTERS(AUTHBYPASS_X)
-#undef AUTHBYPASS_X
-    ;
-
-// "verified crl", ... (the c-icap statistic is "authbypass " + this label).
-std::string_view counter_label(Counter c);
+// The service's statistics counters (Counter, counter_label) are declared in stats.h.
 
 // The counter an audited outcome counts under: kGenuine by its kind (verified crl ...),
 // every other verified outcome as unchecked, every bypass as marked, kForgedMark as forged,
