@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """docs/policy-reference.md is checked against the loader: every key the loader accepts
-(the allowed lists of lib/src/policy_loader.cc's check_map calls) and every verify / mode
+(the allowed lists of lib/core/src/policy_loader.cc's check_map calls) and every verify / mode
 value is documented there, in backticks.
 
 usage: policy_reference_covers_loader.py SOURCE_DIR
@@ -9,7 +9,7 @@ import re
 import sys
 
 src = sys.argv[1]
-loader = open(f"{src}/lib/src/policy_loader.cc").read()
+loader = open(f"{src}/lib/core/src/policy_loader.cc").read()
 doc = open(f"{src}/docs/policy-reference.md").read()
 keys = set()
 for m in re.finditer(r'check_map\([^,]+,\s*"[^"]*",\s*\{([^}]*)\}', loader, re.S):

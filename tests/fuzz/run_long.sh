@@ -30,13 +30,13 @@ all_targets=(fuzz_helper_line fuzz_url fuzz_policy_loader fuzz_policy_structured
 # The engine files each target is meant to exercise (coverage is reported for these).
 main_files() {
   case $1 in
-    fuzz_helper_line) echo "lib/src/squid_helper.cc lib/src/request.cc" ;;
-    fuzz_url) echo "lib/src/request.cc lib/src/idna.cc lib/src/ip.cc" ;;
-    fuzz_policy_loader) echo "lib/src/policy_loader.cc lib/src/yaml_tree.cc" ;;
-    fuzz_policy_structured) echo "lib/src/policy_loader.cc lib/src/policy_check.cc lib/src/policy.cc" ;;
-    fuzz_revocation_check) echo "lib/src/revocation_check.cc" ;;
-    fuzz_report) echo "lib/src/report.cc" ;;
-    fuzz_icap_request) echo "lib/src/icap_request.cc" ;;
+    fuzz_helper_line) echo "lib/core/src/squid_helper.cc lib/core/src/request.cc" ;;
+    fuzz_url) echo "lib/core/src/request.cc lib/core/src/idna.cc lib/core/src/ip.cc" ;;
+    fuzz_policy_loader) echo "lib/core/src/policy_loader.cc lib/core/src/yaml_tree.cc" ;;
+    fuzz_policy_structured) echo "lib/core/src/policy_loader.cc lib/tools/src/policy_check.cc lib/core/src/policy.cc" ;;
+    fuzz_revocation_check) echo "lib/revocation/src/revocation_check.cc" ;;
+    fuzz_report) echo "lib/tools/src/report.cc" ;;
+    fuzz_icap_request) echo "lib/core/src/icap_request.cc" ;;
   esac
 }
 
@@ -271,7 +271,7 @@ for envf in sorted(glob.glob(os.path.join(long, "results", "*.env"))):
         data = json.load(open(covj))["data"][0]["files"]
         by = {rel(f["filename"]): f["summary"] for f in data}
         for f, s in sorted(by.items()):
-            if f.startswith("lib/src/"):
+            if f.startswith("lib/") and "/src/" in f:
                 lib_l[0] += s["lines"]["covered"]; lib_l[1] += s["lines"]["count"]
                 lib_r[0] += s["regions"]["covered"]; lib_r[1] += s["regions"]["count"]
         for f in main:
@@ -283,7 +283,7 @@ for envf in sorted(glob.glob(os.path.join(long, "results", "*.env"))):
             files_rows.append(f"| `{t}` | `{f}` | {L['covered']:,} / {L['count']:,} ({L['percent']:.1f}%) "
                               f"| {R['covered']:,} / {R['count']:,} ({R['percent']:.1f}%) |")
         pct = lambda c: f"{100 * c[0] / c[1]:.1f}%" if c[1] else "?"
-        files_rows.append(f"| `{t}` | all of `lib/src/` (as linked) | {lib_l[0]:,} / {lib_l[1]:,} ({pct(lib_l)}) "
+        files_rows.append(f"| `{t}` | all of `lib/*/src/` (as linked) | {lib_l[0]:,} / {lib_l[1]:,} ({pct(lib_l)}) "
                           f"| {lib_r[0]:,} / {lib_r[1]:,} ({pct(lib_r)}) |")
     else:
         cells.append("coverage not measured")
