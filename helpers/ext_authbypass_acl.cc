@@ -907,7 +907,7 @@ class Helper {
         if (opts_.debug) say("malformed request: " + std::string(request_.error()));
         return;
       }
-      Decision d = policy_->decide(request_, today_);
+      Decision d = policy_->decide(request_, today_, eval_);
       if (d.bypass() && opts_.require_audit && audit_failed_ && drain() &&
           !audit_log_.reopen(nullptr)) {
         squid::append_error(out_, parsed->channel, "audit log unwritable (--require-audit)");
@@ -971,6 +971,7 @@ class Helper {
   std::shared_ptr<const Policy> policy_;
   authbypass::Date today_{};
   Request request_;
+  authbypass::EvalContext eval_;  // the process's regex memos (one thread decides)
   std::string out_, pending_, prefix_;
   bool discarding_ = false;
   Stats stats_;

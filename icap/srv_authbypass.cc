@@ -975,7 +975,8 @@ void classify_decide(ci_request_t* req, Txn& t) {
       t.host = r.host;
       is_connect = r.is_connect;
       authbypass::Date today = authbypass::today_utc();
-      d = t.policy->decide(r, today);
+      authbypass::EvalContext memo;  // per transaction: nothing shared between threads
+      d = t.policy->decide(r, today, memo);
       for (std::size_t i = 0; i < d.shadow_count; ++i) t.shadows.push_back(d.shadow[i]);
       if (!d.bypass() && t.src.empty() && policy_uses_src(*t.policy, today) &&
           !g_warned_no_client_ip.exchange(true)) {
@@ -1078,7 +1079,8 @@ void classify(ci_request_t* req, Txn& t) {
   }
   t.host = r.host;
   authbypass::Date today = authbypass::today_utc();
-  Decision d = t.policy->decide(r, today);
+  authbypass::EvalContext memo;  // per transaction: nothing shared between threads
+  Decision d = t.policy->decide(r, today, memo);
   if (!d.bypass() && t.src.empty() && policy_uses_src(*t.policy, today)) {
     block(t, "no X-Client-IP (icap_send_client_ip on): rules with src cannot be re-evaluated");
     return;

@@ -64,7 +64,11 @@ class DecisionTest : public ::testing::Test {
       return {};
     }
     req_.parse({.method = method, .url = url, .user_agent = ua, .src = src});
-    const Decision d = policy_->decide(req_, date.value_or(D(kToday)));
+    const Decision d = policy_->decide(req_, date.value_or(D(kToday)), ctx_);
+    // The memos in the context never change an answer.
+    const Decision fresh = policy_->decide(req_, date.value_or(D(kToday)));
+    EXPECT_EQ(fresh.rule, d.rule) << url;
+    EXPECT_EQ(fresh.shadow_count, d.shadow_count) << url;
     // Invariants of every decision.
     EXPECT_EQ(d.bypass(), d.verdict == Verdict::kBypass);
     EXPECT_EQ(d.rule != nullptr, d.bypass()) << url;
@@ -122,6 +126,7 @@ class DecisionTest : public ::testing::Test {
 
   std::shared_ptr<const Policy> policy_;
   Request req_;
+  EvalContext ctx_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -583,12 +588,11 @@ TEST_F(DecisionHosts, NoDnsLookups) {
 }
 
 TEST_F(DecisionHosts, UrlHostDecidesAndHostHeaderIsNoInput) {
-  // RequestInput has exactly these fields (four texts and the User-Agent's cache id):
-  // there is nowhere to pass a Host header.
-  auto [method, url, user_agent, src, user_agent_id] = RequestInput{};
+  // RequestInput has exactly these four texts: there is nowhere to pass a Host header
+  // (nor anything but the request's own data).
+  auto [method, url, user_agent, src] = RequestInput{};
   static_assert(std::is_same_v<decltype(url), std::string_view>);
-  static_assert(std::is_same_v<decltype(user_agent_id), std::uint64_t>);
-  (void)method, (void)user_agent, (void)src, (void)user_agent_id;
+  (void)method, (void)user_agent, (void)src;
 
   Load(OneRule("{hosts: [crl.verisign.com]}"));
   EXPECT_TRUE(Authenticates("GET", "http://evil.test/x.crl"));
@@ -1168,8 +1172,8 @@ TEST_F(DecisionLint, WarningFormat) {
 namespace authbypass {
 namespace {
 
-// The per-Request memo of User-Agent regex outcomes never carries an answer across
-// policies or User-Agents.
+// The caller's memo of User-Agent regex outcomes never carries an answer across policies
+// or User-Agents.
 TEST(DecisionUaRegexMemo, NeverCrossesPoliciesOrUserAgents) {
   auto load = [](const std::string& re) {
     LoadResult r = load_policy_text(
@@ -1181,22 +1185,36 @@ TEST(DecisionUaRegexMemo, NeverCrossesPoliciesOrUserAgents) {
   };
   auto yes = load("^Agent/1$");
   auto no = load("^Agent/2$");
+  EvalContext ctx;
   Request req;
   ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/1", ""}));
   const Date today = today_utc();
-  EXPECT_TRUE(yes->decide(req, today).bypass());
-  EXPECT_TRUE(yes->decide(req, today).bypass());  // from the memo
-  EXPECT_FALSE(no->decide(req, today).bypass());  // another policy: evaluated afresh
+  EXPECT_TRUE(yes->decide(req, today, ctx).bypass());
+  EXPECT_TRUE(yes->decide(req, today, ctx).bypass());  // from the memo
+  EXPECT_EQ(ctx.recall("Agent/1", &*yes->rules()[0].match.user_agent_regex[0].regex,
+                       yes->generation()),
+            1);
+  EXPECT_FALSE(no->decide(req, today, ctx).bypass());  // another policy: evaluated afresh
   ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/2", ""}));
-  EXPECT_FALSE(yes->decide(req, today).bypass());
-  EXPECT_TRUE(no->decide(req, today).bypass());
+  EXPECT_FALSE(yes->decide(req, today, ctx).bypass());
+  EXPECT_TRUE(no->decide(req, today, ctx).bypass());
   ASSERT_TRUE(req.parse({"GET", "http://a.test/x", "Agent/2", ""}));  // same UA, kept
-  EXPECT_TRUE(no->decide(req, today).bypass());
+  EXPECT_TRUE(no->decide(req, today, ctx).bypass());
+  // Many other User-Agents push Agent/1 out; it is evaluated afresh, right again.
+  for (int i = 0; i < 20; ++i) {
+    const std::string ua = "Other/" + std::to_string(i);
+    ASSERT_TRUE(req.parse({"GET", "http://a.test/", ua, ""}));
+    EXPECT_FALSE(yes->decide(req, today, ctx).bypass());
+  }
+  ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/1", ""}));
+  EXPECT_TRUE(yes->decide(req, today, ctx).bypass());
   // A policy freed and another loaded (possibly at the same address) never reuses it.
   no.reset();
   auto again = load("^Agent/1$");
-  EXPECT_FALSE(again->decide(req, today).bypass());
+  ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/2", ""}));
+  EXPECT_FALSE(again->decide(req, today, ctx).bypass());
 }
+
 
 }  // namespace
 }  // namespace authbypass

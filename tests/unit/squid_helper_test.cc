@@ -147,25 +147,6 @@ TEST_F(LineTest, UserAgentCacheNeverMixesAnswers) {
   }
 }
 
-// The User-Agent ids LineParser hands to Request: one id names one text, across parsers.
-TEST_F(LineTest, UserAgentIdsNameOneText) {
-  std::map<std::uint64_t, std::string> text_of;
-  for (int round = 0; round < 3; ++round) {
-    for (int i = 0; i < 40; ++i) {
-      for (LineParser* parser : {&auto_, &yes_}) {
-        const std::string ua = "UA%20" + std::to_string(i % (round == 1 ? 5 : 40));
-        auto p = Keep{*parser}.parse("1 10.0.0.1 GET http%3A%2F%2Fh%2F " + ua + " -");
-        ASSERT_TRUE(p.error.empty()) << p.error;
-        ASSERT_NE(p.input.user_agent_id, 0u);
-        auto [it, fresh] = text_of.emplace(p.input.user_agent_id, std::string(p.input.user_agent));
-        ASSERT_EQ(it->second, p.input.user_agent) << "id " << p.input.user_agent_id;
-      }
-    }
-  }
-  auto p = Keep{auto_}.parse("1 10.0.0.1 GET http%3A%2F%2Fh%2F - -");
-  EXPECT_EQ(p.input.user_agent_id, 0u);  // no User-Agent: no id
-}
-
 TEST(SquidAnswers, OkErrBh) {
   auto loaded = load_policy_text(
       "version: 1\nrules:\n  - id: crl-files\n    match: {hosts: [a.test], path_suffix: [.crl]}\n",

@@ -25,9 +25,6 @@ struct RequestInput {
   std::string_view url;  // absolute-form "http://host[:port]/path?query"; "host:port" for CONNECT
   std::string_view user_agent;
   std::string_view src;  // client address, IPv4 or IPv6 text
-  // Optional: non-zero ids promise that inputs with the same id have the same user_agent
-  // text (a parser that caches decoded User-Agents numbers them); 0 means "compare".
-  std::uint64_t user_agent_id = 0;
 };
 
 enum class HostKind : std::uint8_t {
@@ -61,30 +58,14 @@ struct RequestFields {
 
   std::string url;  // the URL as given, for logs
 
-  // Engine-internal: outcomes of `user_agent_regex` on one User-Agent, kept with each of
-  // the last few distinct User-Agents parse() saw (a proxy sees few distinct ones). Like
-  // every field, written by the thread that owns this Request; never share one between
-  // threads.
-  struct UaRegexMemo {
-    const void* regex = nullptr;
-    std::uint64_t policy = 0;  // Policy::generation() of the policy that owns `regex`
-    bool match = false;
-  };
-  struct UaMemo {
-    std::array<UaRegexMemo, 4> entries{};
-    std::uint8_t next = 0;  // the entry to overwrite next
-  };
-
  protected:
   std::string error_;
-  // The last distinct User-Agents, with their lower-case form and memos; the current one
-  // is recent_ua_[current_ua_].
+  // The last distinct User-Agents with their lower-case form (parse() lower-cases a
+  // User-Agent it saw lately only once); the current one is recent_ua_[current_ua_].
   struct RecentUa {
     std::string raw, lower;
-    std::uint64_t id = 0;  // RequestInput::user_agent_id of `raw` (0: none)
-    UaMemo memo;
   };
-  mutable std::array<RecentUa, 8> recent_ua_{};
+  std::array<RecentUa, 8> recent_ua_{};
   std::uint8_t current_ua_ = 0;
   std::uint8_t recent_ua_next_ = 1;  // the slot to fill next
   std::string match_path_buf_;       // match_path when it differs from the path as sent
@@ -135,8 +116,6 @@ struct Request : RequestFields {
 
   std::string_view user_agent;        // as sent
   std::string_view user_agent_lower;  // ASCII lower-cased copy for literal matching
-  // Engine-internal: the memo of user_agent_regex outcomes for this user_agent.
-  UaMemo& ua_memo() const { return recent_ua_[current_ua_].memo; }
 
  private:
   bool parse_impl(const RequestInput& in, bool shortcut);

@@ -1,0 +1,55 @@
+// The evaluation context: what Policy::decide may remember between decisions, owned by
+// its caller. Requests and policies stay plain values; the memos live here.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace authbypass {
+
+// Memos of `user_agent_regex` outcomes for the last few distinct User-Agents (a proxy sees
+// few distinct ones), so that a warm context answers a repeated User-Agent without running
+// its regexes again. A memo is keyed by the User-Agent's exact text, the regex and the
+// generation of the policy that owns it (Policy::generation(), never reused), so it never
+// carries an answer across User-Agents or policies. Regex faults are never remembered.
+//
+// Not thread-safe: one context per thread (the Squid helper keeps one per process, the
+// ICAP service one per worker thread). Forgetting it costs only speed: a fresh context, or
+// Policy::decide without one, gives the same decisions.
+class EvalContext {
+ public:
+  EvalContext() = default;
+  EvalContext(const EvalContext&) = delete;
+  EvalContext& operator=(const EvalContext&) = delete;
+
+  // The remembered outcome of `regex` (of the policy of generation `policy`) on the
+  // User-Agent `ua`: 1 match, 0 no match, -1 not known.
+  int recall(std::string_view ua, const void* regex, std::uint64_t policy);
+  // Remembers an outcome for recall(). Does not allocate once the context has seen
+  // User-Agents as long as `ua`.
+  void remember(std::string_view ua, const void* regex, std::uint64_t policy, bool match);
+
+ private:
+  struct RegexMemo {
+    const void* regex = nullptr;
+    std::uint64_t policy = 0;
+    bool match = false;
+  };
+  struct UserAgent {
+    std::string text;
+    bool used = false;
+    std::array<RegexMemo, 4> memos{};
+    std::uint8_t next = 0;  // the memo to overwrite next
+  };
+  // The entry for `ua`; a User-Agent not seen lately takes the oldest entry when `claim`,
+  // else nullptr.
+  UserAgent* find(std::string_view ua, bool claim);
+
+  std::array<UserAgent, 8> recent_{};
+  std::uint8_t current_ = 0;  // the entry found last
+  std::uint8_t next_ = 0;     // the entry to overwrite next
+};
+
+}  // namespace authbypass
