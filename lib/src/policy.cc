@@ -216,7 +216,8 @@ bool Policy::rule_matches_except_hosts(const Rule& r, const Request& req, bool* 
   if ((!m.path_prefix.empty() || !m.path_suffix.empty() || !m.path_regex.empty()) &&
       !path_match(r, req, fault))
     return false;
-  if ((!m.user_agent.empty() || !m.user_agent_regex.empty()) && !user_agent_match(r, req, fault, ctx))
+  if ((!m.user_agent.empty() || !m.user_agent_regex.empty()) &&
+      !user_agent_match(r, req, fault, ctx))
     return false;
   return true;
 }

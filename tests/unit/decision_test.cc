@@ -1191,9 +1191,9 @@ TEST(DecisionUaRegexMemo, NeverCrossesPoliciesOrUserAgents) {
   const Date today = today_utc();
   EXPECT_TRUE(yes->decide(req, today, ctx).bypass());
   EXPECT_TRUE(yes->decide(req, today, ctx).bypass());  // from the memo
-  EXPECT_EQ(ctx.recall("Agent/1", &*yes->rules()[0].match.user_agent_regex[0].regex,
-                       yes->generation()),
-            1);
+  EXPECT_EQ(
+      ctx.recall("Agent/1", &*yes->rules()[0].match.user_agent_regex[0].regex, yes->generation()),
+      1);
   EXPECT_FALSE(no->decide(req, today, ctx).bypass());  // another policy: evaluated afresh
   ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/2", ""}));
   EXPECT_FALSE(yes->decide(req, today, ctx).bypass());
@@ -1214,7 +1214,6 @@ TEST(DecisionUaRegexMemo, NeverCrossesPoliciesOrUserAgents) {
   ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/2", ""}));
   EXPECT_FALSE(again->decide(req, today, ctx).bypass());
 }
-
 
 }  // namespace
 }  // namespace authbypass
