@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -26,7 +27,14 @@ class EvalContext {
 
   // The remembered outcome of `regex` (of the policy of generation `policy`) on the
   // User-Agent `ua`: 1 match, 0 no match, -1 not known.
-  int recall(std::string_view ua, const void* regex, std::uint64_t policy);
+  int recall(std::string_view ua, const void* regex, std::uint64_t policy) {
+    const UserAgent* entry = find(ua, key_of(ua), false);
+    if (entry == nullptr) return -1;
+    for (const RegexMemo& m : entry->memos) {
+      if (m.regex == regex && m.policy == policy) return m.match ? 1 : 0;
+    }
+    return -1;
+  }
   // Remembers an outcome for recall(). Does not allocate once the context has seen
   // User-Agents as long as `ua`.
   void remember(std::string_view ua, const void* regex, std::uint64_t policy, bool match);
@@ -38,14 +46,31 @@ class EvalContext {
     bool match = false;
   };
   struct UserAgent {
+    std::uint64_t key = 0;  // key_of(text): compared before the text
     std::string text;
     bool used = false;
     std::array<RegexMemo, 4> memos{};
     std::uint8_t next = 0;  // the memo to overwrite next
   };
-  // The entry for `ua`; a User-Agent not seen lately takes the oldest entry when `claim`,
-  // else nullptr.
-  UserAgent* find(std::string_view ua, bool claim);
+  // A cheap summary of `ua` (its length and outer bytes): equal texts have equal keys.
+  static std::uint64_t key_of(std::string_view ua) {
+    std::uint64_t head = 0, tail = 0;
+    if (ua.size() >= 8) {
+      std::memcpy(&head, ua.data(), 8);
+      std::memcpy(&tail, ua.data() + ua.size() - 8, 8);
+    } else if (!ua.empty()) {
+      std::memcpy(&head, ua.data(), ua.size());
+    }
+    return (head ^ (tail << 1 | tail >> 63)) + ua.size();
+  }
+  // The entry for `ua` (whose key_of is `key`); a User-Agent not seen lately takes the
+  // oldest entry when `claim`, else nullptr.
+  UserAgent* find(std::string_view ua, std::uint64_t key, bool claim) {
+    if (UserAgent& cur = recent_[current_]; cur.key == key && cur.used && cur.text == ua)
+      return &cur;
+    return find_slow(ua, key, claim);
+  }
+  UserAgent* find_slow(std::string_view ua, std::uint64_t key, bool claim);
 
   std::array<UserAgent, 8> recent_{};
   std::uint8_t current_ = 0;  // the entry found last
