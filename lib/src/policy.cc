@@ -186,12 +186,14 @@ bool Policy::user_agent_match(const Rule& r, const Request& req, bool* regex_fau
     bool fault = false;
     bool ok = any_regex(m.user_agent_regex, &fault, [&](const Regex& re) {
       if (ctx != nullptr) {
-        if (const int known = ctx->recall(req.user_agent, &re, generation_); known >= 0)
+        if (const int known = ctx->recall(req.user_agent_serial, req.user_agent, &re, generation_);
+            known >= 0)
           return known != 0 ? Regex::Result::kMatch : Regex::Result::kNoMatch;
       }
       Regex::Result res = re.search(req.user_agent);
       if (ctx != nullptr && res != Regex::Result::kFault)  // faults: counted every time
-        ctx->remember(req.user_agent, &re, generation_, res == Regex::Result::kMatch);
+        ctx->remember(req.user_agent_serial, req.user_agent, &re, generation_,
+                      res == Regex::Result::kMatch);
       return res;
     });
     if (fault) {

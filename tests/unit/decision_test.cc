@@ -1191,9 +1191,9 @@ TEST(DecisionUaRegexMemo, NeverCrossesPoliciesOrUserAgents) {
   const Date today = today_utc();
   EXPECT_TRUE(yes->decide(req, today, ctx).bypass());
   EXPECT_TRUE(yes->decide(req, today, ctx).bypass());  // from the memo
-  EXPECT_EQ(
-      ctx.recall("Agent/1", &*yes->rules()[0].match.user_agent_regex[0].regex, yes->generation()),
-      1);
+  EXPECT_EQ(ctx.recall(req.user_agent_serial, req.user_agent,
+                       &*yes->rules()[0].match.user_agent_regex[0].regex, yes->generation()),
+            1);
   EXPECT_FALSE(no->decide(req, today, ctx).bypass());  // another policy: evaluated afresh
   ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/2", ""}));
   EXPECT_FALSE(yes->decide(req, today, ctx).bypass());
@@ -1208,6 +1208,18 @@ TEST(DecisionUaRegexMemo, NeverCrossesPoliciesOrUserAgents) {
   }
   ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/1", ""}));
   EXPECT_TRUE(yes->decide(req, today, ctx).bypass());
+  // Requests parsed by other Request objects (each numbering its own User-Agents) share
+  // the context without mixing answers.
+  for (int i = 0; i < 10; ++i) {
+    Request a, b;
+    ASSERT_TRUE(a.parse({"GET", "http://a.test/", i % 2 ? "Agent/1" : "Agent/2", ""}));
+    ASSERT_TRUE(b.parse({"GET", "http://a.test/", i % 2 ? "Agent/2" : "Agent/1", ""}));
+    EXPECT_EQ(yes->decide(a, today, ctx).bypass(), i % 2 == 1);
+    EXPECT_EQ(yes->decide(b, today, ctx).bypass(), i % 2 == 0);
+    const Request copy = a;  // a copy is the same User-Agent
+    EXPECT_EQ(copy.user_agent_serial, a.user_agent_serial);
+    EXPECT_NE(a.user_agent_serial, b.user_agent_serial);
+  }
   // A policy freed and another loaded (possibly at the same address) never reuses it.
   no.reset();
   auto again = load("^Agent/1$");

@@ -64,6 +64,7 @@ struct RequestFields {
   // User-Agent it saw lately only once); the current one is recent_ua_[current_ua_].
   struct RecentUa {
     std::string raw, lower;
+    std::uint64_t serial = 0;  // see Request::user_agent_serial
   };
   std::array<RecentUa, 8> recent_ua_{};
   std::uint8_t current_ua_ = 0;
@@ -116,6 +117,11 @@ struct Request : RequestFields {
 
   std::string_view user_agent;        // as sent
   std::string_view user_agent_lower;  // ASCII lower-cased copy for literal matching
+  // A number for the text of user_agent, unique in the process: two requests (parsed by
+  // any Request objects, copies included) with the same serial have the same User-Agent
+  // text (the same text may come with several serials). 0 is the empty User-Agent's.
+  // Lets an EvalContext recognize a User-Agent without comparing its text.
+  std::uint64_t user_agent_serial = 0;
 
  private:
   bool parse_impl(const RequestInput& in, bool shortcut);
