@@ -16,7 +16,7 @@ namespace authbypass {
 //        pointers to the events' fixed fields (strings of a RuleEventJson table that
 //        tables_ keeps alive), then the fields' bytes: one request's events.
 
-const std::string* RuleEventJson::get(const Policy& policy, const Rule& r, bool shadow) {
+const std::string* RuleEventJson::make(const Policy& policy, const Rule& r, bool shadow) {
   if (!strings_ || generation_ != policy.generation()) {
     generation_ = policy.generation();
     strings_ = std::make_shared<std::vector<std::string>>(policy.rules().size() * 2);

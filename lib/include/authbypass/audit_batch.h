@@ -26,11 +26,19 @@ class RuleEventJson {
   explicit RuleEventJson(std::string_view component) : component_(component) {}
 
   // The fixed fields of `r`'s bypass (or, when `shadow`, shadow) event under `policy`.
-  const std::string* get(const Policy& policy, const Rule& r, bool shadow);
+  const std::string* get(const Policy& policy, const Rule& r, bool shadow) {
+    if (strings_ && generation_ == policy.generation()) {
+      const std::string& text = (*strings_)[r.index * 2 + (shadow ? 1 : 0)];
+      if (!text.empty()) return &text;
+    }
+    return make(policy, r, shadow);
+  }
   // The table get() answered from last.
   const Table& table() const { return table_; }
 
  private:
+  const std::string* make(const Policy& policy, const Rule& r, bool shadow);
+
   std::string_view component_;
   std::shared_ptr<std::vector<std::string>> strings_;
   Table table_;
