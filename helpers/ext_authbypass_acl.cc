@@ -30,6 +30,7 @@
 #include "authbypass/policy_source.h"
 #include "authbypass/request.h"
 #include "authbypass/squid_helper.h"
+#include "batch_writer.h"
 #include "helper_answers.h"
 #include "helper_stats.h"
 #include "line_framer.h"
@@ -230,21 +231,13 @@ class Helper {
       : opts_(o),
         source_(o.policy, std::chrono::milliseconds(o.check_interval_ms)),
         parser_(o.format, o.channel),
-        stats_(o.stats_file) {
+        stats_(o.stats_file),
+        writer_(audit_log_, o.require_audit, kUnaudited) {
     out_.reserve(kReadChunk);
     audit_.reserve(kReadChunk);
     framer_.reserve(4096);
   }
 
-  ~Helper() {
-    if (!writer_.joinable()) return;
-    {
-      std::lock_guard lock(writer_mutex_);
-      writer_stop_ = true;
-    }
-    writer_cv_.notify_all();
-    writer_.join();  // after its batch, if one is still being written
-  }
   Helper(const Helper&) = delete;
   Helper& operator=(const Helper&) = delete;
 
@@ -436,8 +429,7 @@ class Helper {
     if (audit_.events() >= kOffloadAuditEvents && start_writer()) {
       if (out_.size() < kMaxHeldBytes && audit_.bytes() < kMaxHeldAuditBytes) {
         if (audit_.events() < kHandOffEvents) return true;
-        std::lock_guard lock(writer_mutex_);
-        if (job_) return true;  // the writer is still at the last one
+        if (writer_.busy()) return true;  // the writer is still at the last one
       }
       return hand_over();
     }
@@ -450,7 +442,7 @@ class Helper {
     if (out_.empty() && audit_.empty()) return true;
     pollfd p{0, POLLIN, 0};
     if (::poll(&p, 1, 0) > 0) return true;  // more lines at once: they join the held ones
-    if (audit_.events() >= kOffloadAuditEvents && writer_.joinable()) return hand_over();
+    if (audit_.events() >= kOffloadAuditEvents && writer_.running()) return hand_over();
     return write_inline();
   }
 
@@ -463,83 +455,28 @@ class Helper {
     return ok;
   }
 
-  // Gives the held audit records and answers to the writer thread (after its last job).
+  // Gives the held audit records and answers to the writer thread (after its last batch).
   bool hand_over() {
     if (!drain()) return false;
-    {
-      std::lock_guard lock(writer_mutex_);
-      job_audit_.swap(audit_);
-      job_out_.swap(out_);
-      audit_.clear();
-      out_.clear();
-      job_ = true;
-    }
-    writer_cv_.notify_all();
+    writer_.hand_over(audit_, out_);
     return true;
   }
 
   // Waits for the writer thread's batch, if any, and does its bookkeeping. False when
   // that batch's answers could not be written to stdout.
   bool drain() {
-    if (!writer_.joinable()) return true;
-    std::unique_lock lock(writer_mutex_);
-    writer_cv_.wait(lock, [this] { return !job_; });
-    if (!job_done_) return job_out_ok_;
-    job_done_ = false;
-    const bool audit_ok = job_audit_ok_;
-    const int err = job_errno_;
-    std::vector<helper::WithdrawnBypass> refused;
-    refused.swap(job_refused_);
-    lock.unlock();
-    audit_written(audit_ok, err, refused);
-    return job_out_ok_;
+    helper::BatchWriter::Done done;
+    const bool out_ok = writer_.drain(&done);
+    if (done.had_batch) audit_written(done.audit_ok, done.audit_errno, done.withdrawn);
+    return out_ok;
   }
 
   bool start_writer() {
-    if (writer_.joinable()) return true;
-    // The writer never takes SIGHUP: a blocked read() in this thread must see it.
-    sigset_t hup;
-    sigset_t old;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, &old);
-    try {
-      writer_ = std::thread([this] { writer_loop(); });
-    } catch (const std::system_error& e) {
-      say(std::string("no writer thread (") + e.what() + "): writing batches inline");
-    }
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    return writer_.joinable();
-  }
-
-  void writer_loop() {
-    std::unique_lock lock(writer_mutex_);
-    for (;;) {
-      writer_cv_.wait(lock, [this] { return job_ || writer_stop_; });
-      if (!job_) return;
-      lock.unlock();
-      // The job's buffers and audit_log_ are this thread's until job_ is cleared.
-      bool audit_ok = true;
-      if (!job_audit_.empty()) {
-        job_text_.clear();
-        job_audit_.format(job_text_, job_request_json_);
-        audit_ok = audit_log_.write(job_text_);
-      }
-      const int err = errno;
-      std::vector<helper::WithdrawnBypass> refused;
-      if (!audit_ok && opts_.require_audit) job_out_.withdraw_bypasses(kUnaudited, refused);
-      const bool out_ok = write_all(1, job_out_.text());
-      job_audit_.clear();
-      job_out_.clear();
-      lock.lock();
-      job_audit_ok_ = audit_ok;
-      job_errno_ = err;
-      job_refused_.swap(refused);
-      job_out_ok_ = job_out_ok_ && out_ok;
-      job_done_ = true;
-      job_ = false;
-      writer_cv_.notify_all();
-    }
+    if (writer_.running()) return true;
+    if (writer_.start()) return true;
+    if (!writer_warned_) say("no writer thread: writing batches inline");
+    writer_warned_ = true;
+    return false;
   }
 
   // An over-long line (see LineFramer), answered ERR.
@@ -615,21 +552,13 @@ class Helper {
   bool audit_warned_ = false;
   bool audit_failed_ = false;
   std::chrono::system_clock::time_point batch_time_{};  // `ts` of the batch's audit events
-  // The writer thread (end_batch): one batch at a time, handed over under writer_mutex_.
+  // The writer thread (end_batch): one batch at a time.
   static constexpr std::size_t kOffloadAuditEvents = 32;
   static constexpr std::size_t kHandOffEvents = 1024;                        // see end_batch()
   static constexpr std::size_t kMaxHeldBytes = std::size_t{256} << 10;       // answers held
   static constexpr std::size_t kMaxHeldAuditBytes = std::size_t{256} << 10;  // records held
-  std::thread writer_;
-  std::mutex writer_mutex_;
-  std::condition_variable writer_cv_;
-  bool job_ = false, job_done_ = false, writer_stop_ = false;
-  bool job_audit_ok_ = true, job_out_ok_ = true;
-  int job_errno_ = 0;
-  authbypass::AuditBatch job_audit_;
-  helper::Answers job_out_;
-  std::string job_text_, job_request_json_;
-  std::vector<helper::WithdrawnBypass> job_refused_;
+  helper::BatchWriter writer_;  // last: stopped before the buffers and the log it uses
+  bool writer_warned_ = false;
 };
 
 }  // namespace
