@@ -1,4 +1,4 @@
-// `authbypass`: the security team's tool for the policy (DESIGN §6).
+// `authbypass`: the security team's tool for the policy (docs/architecture.md "CLI").
 // Exit codes: 0 ok, 1 policy or test failure, 2 usage error.
 #include <grp.h>
 

@@ -1,6 +1,6 @@
-// ext_authbypass_acl: Squid external ACL helper (DESIGN §3). Reads request lines on stdin,
-// asks the engine, answers OK/ERR on stdout, writes audit events. Never exits on its own
-// except at end of input: a helper that exits makes Squid die.
+// ext_authbypass_acl: Squid external ACL helper (docs/architecture.md "Helper"). Reads request
+// lines on stdin, asks the engine, answers OK/ERR on stdout, writes audit events. Never exits on
+// its own except at end of input: a helper that exits makes Squid die.
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>

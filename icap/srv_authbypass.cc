@@ -1,8 +1,10 @@
-// srv_authbypass.so: the c-icap service of DESIGN §4. A thin adapter: it translates the
-// ICAP transaction (ICAP headers, the encapsulated HTTP request and response) into a
-// RequestInput, asks the engine (Policy::decide on a PolicySource snapshot), and for a
-// bypassed request whose rule has `verify` runs RevocationCheck on the body while it
-// streams. Everything it decides ends in one audit event (AuditLog, JSON lines).
+// srv_authbypass.so: the c-icap service of docs/architecture.md "ICAP service". A thin
+// adapter: it reads the ICAP transaction (ICAP headers, the encapsulated HTTP request and
+// response) into the facts of an engine icap::Transaction (icap_transaction.h), which
+// decides on a PolicySource snapshot what to do and which check the body needs, applies
+// the answer (204, 403 page, edited request, body check while it streams), reports what
+// the body did, and writes the audit events and counters the transaction's outcome ends in
+// (AuditLog, JSON lines).
 //
 // How a transaction goes (docs/icap-service.md has the long form):
 //   * X-Authenticated-User present: 204 at once, no event.
@@ -34,17 +36,18 @@
 // (started by c-icap's CHILD_START command, stopped by CHILD_STOP), so that a child that
 // gets no transaction still loads each valid policy while it is on disk.
 //
-// c-icap facts this relies on (TESTING.md): mod_init_request_data also runs for OPTIONS;
-// the preview handler is called with (NULL, 0) when there is no preview; service_io must
-// take all of rbuf (it does, up to a hard per-transaction bound it never reaches while
-// output is pending); ci_debug_printf is a bare `if`, always braced here.
+// c-icap facts this relies on (docs/architecture.md "Squid and c-icap facts"):
+// mod_init_request_data also runs for OPTIONS; the preview handler is called with (NULL, 0) when
+// there is no preview; service_io must take all of rbuf (it does, up to a hard per-transaction
+// bound it never reaches while output is pending); ci_debug_printf is a bare `if`, always braced
+// here.
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -63,7 +66,9 @@
 #include <vector>
 
 #include "authbypass/audit.h"
+#include "authbypass/file_identity.h"
 #include "authbypass/icap_request.h"
+#include "authbypass/icap_transaction.h"
 #include "authbypass/policy.h"
 #include "authbypass/policy_source.h"
 #include "authbypass/request.h"
@@ -83,20 +88,19 @@ extern "C" {
 
 namespace {
 
-void count_stat(std::string_view event, std::string_view verdict);  // c-icap statistics
+void count_stat(authbypass::icap::Counter c);  // c-icap statistics
 
 using authbypass::AuditEvent;
 using authbypass::AuditLog;
-using authbypass::Decision;
+using authbypass::FileIdentity;
 using authbypass::Policy;
 using authbypass::PolicySource;
-using authbypass::Request;
-using authbypass::RequestInput;
 using authbypass::RevocationCheck;
-using authbypass::RevocationKind;
 using authbypass::RevocationLimits;
-using authbypass::Rule;
-using authbypass::Verify;
+using authbypass::icap::Action;
+using authbypass::icap::Transaction;
+using authbypass::icap::TransactionContext;
+using authbypass::icap::TransactionFacts;
 
 // Bytes held (nothing sent yet) before the service starts streaming a response body.
 // Below Squid's 64 KB: Squid offers "Allow: 204" outside the preview only for bodies
@@ -108,9 +112,6 @@ constexpr std::size_t kTail = 16 * 1024;
 // Hard bound on the bytes one transaction buffers. Past it, service_io takes less of
 // rbuf (only ever while output is pending, so c-icap keeps going).
 constexpr std::size_t kMaxBuffered = 256 * 1024;
-// A bypassed request body (an OCSP POST) is held whole: never more than this (DESIGN §4),
-// whatever authbypass.MaxBodySize says for OCSP responses.
-constexpr std::uint64_t kMaxRequestBody = 64 * 1024;
 // Preview size advertised in OPTIONS (Squid: icap_preview_size 1024).
 constexpr int kPreviewSize = 1024;
 
@@ -129,9 +130,7 @@ void log_msg(int level, const std::string& msg) {
 
 enum class VerifyMode { kFull, kPreview };
 
-// authbypass.Mode: verify (Squid's helper decides, the service checks), decide (the REQMOD
-// service decides and marks), both (decides in REQMOD, verifies in RESPMOD).
-enum class ServiceMode { kVerify, kDecide, kBoth };
+using authbypass::icap::ServiceMode;  // authbypass.Mode
 
 const char* mode_name(ServiceMode m) {
   switch (m) {
@@ -350,7 +349,7 @@ class State {
     auto secret = authbypass::icap::read_shared_secret_file(config_.secret_file, error);
     if (!secret) return false;
     secret_.store(std::make_shared<const std::string>(std::move(*secret)));
-    secret_id_ = file_identity(config_.secret_file);
+    secret_id_ = authbypass::file_identity(config_.secret_file);
     return true;
   }
 
@@ -394,9 +393,7 @@ class State {
     }
     if (decides()) check_secret();
     if (!config_.audit_file.empty()) {
-      struct stat st {};
-      bool moved = ::stat(config_.audit_file.c_str(), &st) != 0 || st.st_ino != audit_ino_ ||
-                   st.st_dev != audit_dev_;
+      const bool moved = !authbypass::file_identity(config_.audit_file).same_file(audit_id_);
       if (moved) {
         std::lock_guard<std::mutex> alk(audit_mu_);
         std::string err;
@@ -443,30 +440,10 @@ class State {
  private:
   static constexpr std::int64_t kCheckIntervalNs = 1'000'000'000;
 
-  // What tells a replaced or edited file apart (rotation: a new file moved into place).
-  struct FileId {
-    dev_t dev = 0;
-    ino_t ino = 0;
-    off_t size = -1;
-    std::int64_t mtime_ns = 0, ctime_ns = 0;
-    bool operator==(const FileId&) const = default;
-  };
-  static FileId file_identity(const std::string& path) {
-    struct stat st {};
-    FileId id;
-    if (::stat(path.c_str(), &st) != 0) return id;
-    id.dev = st.st_dev;
-    id.ino = st.st_ino;
-    id.size = st.st_size;
-    id.mtime_ns = st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec;
-    id.ctime_ns = st.st_ctim.tv_sec * 1'000'000'000LL + st.st_ctim.tv_nsec;
-    return id;
-  }
-
   // Rotation: a changed secret file is read again; a bad one is logged and the secret in
   // force stays (never a moment without one). The secret itself is never logged.
   void check_secret() {
-    FileId id = file_identity(config_.secret_file);
+    const FileIdentity id = authbypass::file_identity(config_.secret_file);
     if (id == secret_id_) return;
     secret_id_ = id;
     std::string err;
@@ -487,16 +464,7 @@ class State {
         .count();
   }
 
-  void remember_audit_identity() {
-    struct stat st {};
-    if (::stat(config_.audit_file.c_str(), &st) == 0) {
-      audit_ino_ = st.st_ino;
-      audit_dev_ = st.st_dev;
-    } else {
-      audit_ino_ = 0;
-      audit_dev_ = 0;
-    }
-  }
+  void remember_audit_identity() { audit_id_ = authbypass::file_identity(config_.audit_file); }
 
   void report(const PolicySource::Outcome& o) {
     using Kind = PolicySource::Outcome::Kind;
@@ -530,13 +498,12 @@ class State {
   Config config_;
   PolicySource source_;
   std::atomic<std::shared_ptr<const std::string>> secret_;
-  FileId secret_id_;  // guarded by check_mu_ (after start)
+  FileIdentity secret_id_;  // guarded by check_mu_ (after start)
   std::mutex check_mu_;
   std::atomic<std::int64_t> next_check_ns_{0};
   std::mutex audit_mu_;
   AuditLog audit_;
-  ino_t audit_ino_ = 0;
-  dev_t audit_dev_ = 0;
+  FileIdentity audit_id_;  // of the audit log as last opened
   bool audit_write_warned_ = false;
   bool audit_reopen_warned_ = false;
 };
@@ -675,7 +642,6 @@ bool register_child_actions() {
 // ---------------------------------------------------------------------------------------
 // Wire helpers.
 
-using authbypass::icap::media_type;
 using authbypass::icap::status_of;
 using authbypass::icap::trim;
 
@@ -698,20 +664,8 @@ std::string first_line(ci_headers_list_t* h) {
   return std::string(s);
 }
 
-std::optional<std::int64_t> content_length(const std::optional<std::string>& v) {
-  return authbypass::icap::content_length(v ? std::optional<std::string_view>(*v) : std::nullopt);
-}
-
 // ---------------------------------------------------------------------------------------
-// One ICAP transaction.
-
-enum class Action : std::uint8_t {
-  kAllow,   // 204, no check
-  kCheck,   // check the body (RESPMOD: the response; REQMOD: the OCSP request)
-  kBlock,   // 403 at once
-  kModify,  // decision mode: the request's headers edited (mark added, forged marks
-            // stripped), its body (if any) passed on unchanged
-};
+// One ICAP transaction: the engine's Transaction decides; the adapter holds the body.
 
 enum class Phase : std::uint8_t {
   kHold,       // buffering the body, nothing sent
@@ -719,25 +673,15 @@ enum class Phase : std::uint8_t {
   kRelease,    // verdict genuine: send everything that is left
   kBlockPage,  // sending the 403 page; input is read and dropped
   kDone,       // 204 answered, or aborted
-  kPass,       // kModify: the body goes on as it arrives
+  kPass,       // Action::kModify: the body goes on as it arrives
 };
 
 struct Txn {
   std::shared_ptr<State> state;
-  std::shared_ptr<const Policy> policy;
-  bool respmod = false;
-  bool has_body = false;
-  Action action = Action::kAllow;
+  Transaction tx;
   Phase phase = Phase::kHold;
-  std::optional<RevocationCheck> check;
-  bool finished = false;  // finish() was called
-
-  // Decision mode (REQMOD in Mode decide|both).
-  bool decide = false;
-  bool strip_marks = false;          // remove client-sent X-Authbypass lines
-  std::string mark;                  // the header line to add; empty: none
-  bool edited = false;               // apply_edits() ran
-  std::vector<const Rule*> shadows;  // shadow matches, audited (rules live in `policy`)
+  bool finished = false;  // the check's finish() was called
+  bool edited = false;    // apply_edits() ran
 
   // Body bytes not yet sent: buf[off..].
   std::string buf;
@@ -746,14 +690,6 @@ struct Txn {
 
   std::string page;  // the 403 page
   std::size_t page_off = 0;
-
-  // The audit event (one per bypassed request), written when the transaction ends.
-  bool audit = false;
-  bool audit_written = false;
-  std::string event, rule, owner, ticket, sha, src, method, url, host, ua, content_type;
-  std::string verdict, reason;
-  std::string note;  // added to the event's reason (why this check was made)
-  int status = -1;
 
   std::size_t buffered() const { return buf.size() - off; }
 
@@ -781,78 +717,17 @@ struct Txn {
     off = 0;
   }
 
-  void set_outcome(std::string_view ev, std::string_view v, std::string_view why = {}) {
-    event = ev;
-    verdict = v;
-    reason = why;
-  }
-
-  // The transaction's audit events, written in one go when it ends: its outcome (one per
-  // bypassed request) and, in decision mode, the shadow rules that matched (as the helper
-  // writes them).
+  // The transaction's audit events, written in one go when it ends.
   void write_events() {
     if (!state) return;
     std::vector<AuditEvent> evs;
-    evs.reserve(1 + shadows.size());
-    if (audit && !audit_written) {
-      audit_written = true;
-      AuditEvent& e = evs.emplace_back();
-      e.component = "icap";
-      e.event = event;
-      e.rule = rule;
-      e.owner = owner;
-      e.ticket = ticket;
-      e.policy_sha256 = sha;
-      e.src = src;
-      e.method = method;
-      e.url = url;
-      e.host = host;
-      e.user_agent = ua;
-      e.status = status;
-      e.content_type = content_type;
-      e.bytes = static_cast<std::int64_t>(seen);
-      e.verdict = verdict;
-      if (!note.empty()) reason = reason.empty() ? note : reason + "; " + note;
-      note.clear();
-      e.reason = reason;
-      count_stat(event, verdict);
-    }
-    for (const Rule* r : shadows) {
-      AuditEvent& e = evs.emplace_back();
-      e.component = "icap";
-      e.event = "shadow";
-      e.rule = r->id;
-      e.owner = r->owner;
-      e.ticket = r->ticket;
-      e.policy_sha256 = sha;
-      e.src = src;
-      e.method = method;
-      e.url = url;
-      e.host = host;
-      e.user_agent = ua;
-    }
-    shadows.clear();
+    if (auto counter = tx.end(seen, evs)) count_stat(*counter);
     if (!evs.empty()) state->audit(evs.data(), evs.size());
   }
 };
 
 Txn* txn_of(ci_request_t* req) {
   return static_cast<Txn*>(ci_service_data(req));
-}
-
-// True iff some active enforce rule restricts `src`: without X-Client-IP such a rule
-// cannot be re-evaluated, so "no match" is not trustworthy.
-bool policy_uses_src(const Policy& p, authbypass::Date today) {
-  for (const Rule& r : p.rules())
-    if (r.mode == authbypass::Mode::kEnforce && r.active(today) && !r.match.src.empty())
-      return true;
-  return false;
-}
-
-void block(Txn& t, std::string reason) {
-  t.action = Action::kBlock;
-  t.audit = true;
-  t.set_outcome("blocked", "blocked (403)", reason);
 }
 
 // The header lines of an (unpacked) c-icap header list, the first line excluded.
@@ -887,7 +762,7 @@ bool apply_edits(ci_request_t* req, Txn& t) {
   t.edited = true;
   ci_headers_list_t* h = ci_http_request_headers(req);
   if (!h) return false;
-  if (t.strip_marks) {
+  if (t.tx.strip_marks()) {
     for (int round = 0; round < 256; ++round) {
       std::string name;
       for_each_header_line(h, [&](std::string_view line) {
@@ -901,271 +776,82 @@ bool apply_edits(ci_request_t* req, Txn& t) {
     }
     if (has_mark_header(h)) return false;
   }
-  if (!t.mark.empty() && !ci_http_request_add_header(req, t.mark.c_str())) return false;
+  const std::string& mark = t.tx.mark();
+  if (!mark.empty() && !ci_http_request_add_header(req, mark.c_str())) return false;
   return true;
 }
 
 std::atomic<bool> g_warned_respmod_decide{false};
 std::atomic<bool> g_warned_no_client_ip{false};
 
-// A bypassed request with a body: only an OCSP request may go up the hole. Either starts
-// the check of its body (true) or blocks it (false).
-bool check_ocsp_request(ci_headers_list_t* hreq, Txn& t) {
-  std::string ct = header(hreq, "Content-Type").value_or("");
-  t.content_type = ct;
-  auto cl = content_length(header(hreq, "Content-Length"));
-  if (media_type(ct) != "application/ocsp-request") {
-    block(t, "request body with Content-Type '" + ct.substr(0, 100) +
-                 "', not application/ocsp-request");
-    return false;
-  }
-  if (!cl) {
-    block(t, "malformed Content-Length in the request");
-    return false;
-  }
-  RevocationLimits rl = t.state->config().limits;
-  rl.ocsp = std::min<std::uint64_t>(rl.ocsp, kMaxRequestBody);
-  t.check.emplace(RevocationCheck::for_ocsp_request(rl));
-  t.check->begin(ct, header(hreq, "Content-Encoding").value_or(""), *cl);
-  t.action = Action::kCheck;
-  return true;
+std::optional<std::string_view> view(const std::optional<std::string>& v) {
+  return v ? std::optional<std::string_view>(*v) : std::nullopt;
 }
 
-// The encapsulated HTTP request (request line, Host, User-Agent) as the engine's input;
-// its method, URL and User-Agent are also kept in t for the audit event.
-authbypass::icap::Translated translate_request(ci_headers_list_t* hreq, Txn& t) {
+// Reads the ICAP and HTTP headers into the engine's facts and lets it decide.
+void classify(ci_request_t* req, Txn& t) {
+  using authbypass::icap::ServiceMode;
+  TransactionFacts f;
+  TransactionContext c;
+  f.respmod = ci_req_type(req) == ICAP_RESPMOD;
+  f.has_body = ci_req_hasbody(req) != 0;
+  c.initialized = t.state != nullptr;
+  if (t.state) {
+    const Config& cfg = t.state->config();
+    c.mode = cfg.service_mode;
+    c.limits = cfg.limits;
+    if (c.mode != ServiceMode::kDecide || !f.respmod) c.policy = t.state->policy();
+    if (c.mode != ServiceMode::kVerify) c.secret = t.state->secret();
+  }
+  const bool decide_reqmod = c.initialized && c.mode != ServiceMode::kVerify && !f.respmod;
+  ci_headers_list_t* icap = req->request_header;
+  f.authenticated = header(icap, "X-Authenticated-User").has_value();
+  // Outside decision-mode REQMOD an authenticated user's message never came through the
+  // hole, and Mode decide does not verify RESPMOD: both are a 204 whatever else the
+  // headers say, so nothing else is read.
+  if ((f.authenticated && !decide_reqmod) ||
+      (c.initialized && c.mode == ServiceMode::kDecide && f.respmod)) {
+    t.tx.classify(f, c);
+    return;
+  }
+  const auto client_ip = header(icap, "X-Client-IP");
+  ci_headers_list_t* hreq = ci_http_request_headers(req);
+  ci_headers_list_t* hres = f.respmod ? ci_http_response_headers(req) : nullptr;
+  ci_headers_list_t* body_headers = f.respmod ? hres : hreq;
   const std::string line = first_line(hreq);
   const auto host = header(hreq, "Host");
   const auto ua = header(hreq, "User-Agent");
-  authbypass::icap::Translated tr = authbypass::icap::translate(
-      {line, host ? std::optional<std::string_view>(*host) : std::nullopt,
-       ua ? std::optional<std::string_view>(*ua) : std::nullopt, t.src});
-  t.method = tr.method;
-  t.url = tr.url;
-  t.ua = tr.user_agent;
-  return tr;
+  const auto ct = header(body_headers, "Content-Type");
+  const auto cl = header(body_headers, "Content-Length");
+  const auto ce = header(body_headers, "Content-Encoding");
+  std::optional<std::string> mark_value;
+  f.has_request = hreq != nullptr;
+  f.request = {line, view(host), view(ua), view(client_ip)};
+  if (hreq && decide_reqmod) f.client_sent_mark = has_mark_header(hreq);
+  if (hreq && f.respmod && c.mode != ServiceMode::kVerify) {
+    mark_value = header(hreq, "X-Authbypass");
+    f.mark_value = view(mark_value);
+  }
+  f.has_response = hres != nullptr;
+  if (hres) f.status = status_of(first_line(hres));
+  f.content_type = view(ct);
+  f.content_length = view(cl);
+  f.content_encoding = view(ce);
+  c.today = authbypass::today_utc();
+  t.tx.classify(f, c);
 }
 
-// REQMOD in authbypass.Mode decide|both: the service decides. Every request of Squid's
-// adaptation_access comes here, bypassed or not, so anything that is not a bypass is a 204
-// (no event): never a 403 for a request that merely cannot be evaluated, which Squid then
-// authenticates.
-void classify_decide(ci_request_t* req, Txn& t) {
-  t.decide = true;
-  t.action = Action::kAllow;
-  ci_headers_list_t* icap = req->request_header;
-  ci_headers_list_t* hreq = ci_http_request_headers(req);
-  if (!hreq) return;  // nothing to strip, nothing to mark
-  t.src = header(icap, "X-Client-IP").value_or("");
-  // Squid sends X-Authenticated-User only for a user it authenticated (in http_access,
-  // for clients that sent credentials): such a request needs no mark.
-  const bool authenticated = header(icap, "X-Authenticated-User").has_value();
-  const bool client_mark = has_mark_header(hreq);
-
-  const authbypass::icap::Translated tr = translate_request(hreq, t);
-
-  Decision d;
-  bool is_connect = false;
-  t.policy = t.state->policy();
-  auto secret = t.state->secret();
-  if (!authenticated && tr.ok() && t.policy && secret) {
-    t.sha = t.policy->sha256();
-    Request r;
-    if (r.parse(RequestInput{t.method, t.url, t.ua, t.src})) {
-      t.host = r.host;
-      is_connect = r.is_connect;
-      authbypass::Date today = authbypass::today_utc();
-      authbypass::EvalContext memo;  // per transaction: nothing shared between threads
-      d = t.policy->decide(r, today, memo);
-      for (std::size_t i = 0; i < d.shadow_count; ++i) t.shadows.push_back(d.shadow[i]);
-      if (!d.bypass() && t.src.empty() && policy_uses_src(*t.policy, today) &&
-          !g_warned_no_client_ip.exchange(true)) {
-        log_msg(1,
-                "no X-Client-IP from Squid (icap_send_client_ip on): rules with src never "
-                "bypass");
-      }
-    }
+void log_warning(authbypass::icap::Warning w) {
+  using authbypass::icap::Warning;
+  if (w == Warning::kRespmodInDecide && !g_warned_respmod_decide.exchange(true)) {
+    log_msg(1,
+            "RESPMOD request in authbypass.Mode decide: answered 204, not verified "
+            "(use authbypass.Mode both to verify responses)");
+  } else if (w == Warning::kNoClientIp && !g_warned_no_client_ip.exchange(true)) {
+    log_msg(1,
+            "no X-Client-IP from Squid (icap_send_client_ip on): rules with src never "
+            "bypass");
   }
-  if (d.bypass()) {
-    t.rule = d.rule->id;
-    t.owner = d.rule->owner;
-    t.ticket = d.rule->ticket;
-  }
-
-  const authbypass::icap::MarkPlan plan = authbypass::icap::plan_mark(client_mark, d.bypass());
-  t.strip_marks = plan.strip;
-  if (plan.forged) {
-    t.audit = true;
-    t.set_outcome("blocked", "forged mark removed",
-                  "the client sent its own X-Authbypass header (is Squid's `http_access deny` "
-                  "of client-sent marks missing?): removed, no bypass");
-    t.action = Action::kModify;
-    return;
-  }
-  if (!plan.mark) return;  // 204
-
-  t.audit = true;
-  if (!t.has_body) {
-    t.set_outcome("bypass", is_connect ? "marked (CONNECT tunnel, not checked)" : "marked");
-    t.mark = authbypass::icap::mark_header(*secret, d.rule->id);
-    t.action = Action::kModify;
-    return;
-  }
-  // A bypassed request with a body: only an OCSP request may go up the hole (as in
-  // verify mode); it is marked only once the whole body passed the check.
-  if (check_ocsp_request(hreq, t))
-    t.mark = authbypass::icap::mark_header(*secret, d.rule->id);  // added once genuine
-}
-
-// Fills the transaction from the ICAP and HTTP headers and decides what to do.
-void classify(ci_request_t* req, Txn& t) {
-  if (t.state && t.state->decides()) {
-    if (!t.respmod) {
-      classify_decide(req, t);
-      return;
-    }
-    if (t.state->config().service_mode == ServiceMode::kDecide) {
-      if (!g_warned_respmod_decide.exchange(true)) {
-        log_msg(1,
-                "RESPMOD request in authbypass.Mode decide: answered 204, not verified "
-                "(use authbypass.Mode both to verify responses)");
-      }
-      t.action = Action::kAllow;
-      return;
-    }
-  }
-  ci_headers_list_t* icap = req->request_header;
-  // Squid sends X-Authenticated-User (base64 with icap_client_username_encode on) only
-  // for a user it authenticated: such requests never went through the hole.
-  if (header(icap, "X-Authenticated-User")) {
-    t.action = Action::kAllow;
-    return;
-  }
-  t.src = header(icap, "X-Client-IP").value_or("");
-
-  ci_headers_list_t* hreq = ci_http_request_headers(req);
-  ci_headers_list_t* hres = t.respmod ? ci_http_response_headers(req) : nullptr;
-  if (hres) {
-    t.status = status_of(first_line(hres));
-    t.content_type = header(hres, "Content-Type").value_or("");
-  }
-  if (!hreq) {
-    t.method = "-";
-    block(t, "no encapsulated HTTP request headers");
-    return;
-  }
-  const authbypass::icap::Translated tr = translate_request(hreq, t);
-  if (!tr.ok()) {
-    block(t, tr.error);
-    return;
-  }
-
-  t.policy = t.state ? t.state->policy() : nullptr;
-  if (!t.state) {
-    block(t, "service not initialized");
-    return;
-  }
-  if (!t.policy) {
-    block(t, "no valid policy loaded");
-    return;
-  }
-  t.sha = t.policy->sha256();
-
-  Request r;
-  RequestInput in{t.method, t.url, t.ua, t.src};
-  if (!r.parse(in)) {
-    block(t, "malformed request: " + std::string(r.error()));
-    return;
-  }
-  t.host = r.host;
-  authbypass::Date today = authbypass::today_utc();
-  authbypass::EvalContext memo;  // per transaction: nothing shared between threads
-  Decision d = t.policy->decide(r, today, memo);
-  if (!d.bypass() && t.src.empty() && policy_uses_src(*t.policy, today)) {
-    block(t, "no X-Client-IP (icap_send_client_ip on): rules with src cannot be re-evaluated");
-    return;
-  }
-  // Decision mode, RESPMOD: the mark (the adapted request's header) names the rule the
-  // REQMOD decision used, possibly in another child with another policy snapshot.
-  const Rule* marked = nullptr;
-  std::string marked_id;
-  if (t.respmod && t.state->decides()) {
-    auto secret = t.state->secret();
-    auto value = header(hreq, "X-Authbypass");
-    if (secret && value) {
-      if (auto id = authbypass::icap::marked_rule(*value, *secret)) {
-        marked_id = *id;
-        marked = t.policy->find_rule(marked_id);
-      }
-    }
-  }
-  const authbypass::icap::HolePlan plan = authbypass::icap::plan_unauthenticated(
-      t.respmod, t.has_body, r.is_connect, d.bypass() ? d.rule : nullptr, marked);
-  const Rule* rule = d.bypass() ? d.rule : marked;
-  if (rule) {
-    t.rule = rule->id;
-    t.owner = rule->owner;
-    t.ticket = rule->ticket;
-  } else {
-    t.rule = marked_id;
-  }
-  t.audit = true;
-  if (plan.disagrees) {
-    // The decider (the helper's answer cached by Squid, or the REQMOD decision) bypassed
-    // it; this policy snapshot would authenticate it: a reload in between, never a 204.
-    t.note = "this service's policy (sha256 " + t.sha.substr(0, 12) +
-             ") does not bypass the request (reloaded since the bypass was decided)";
-    if (plan.action == authbypass::icap::HoleAction::kCheck)
-      t.note += ": checked as verify " + std::string(authbypass::to_string(plan.verify));
-  }
-  const Config& cfg = t.state->config();
-
-  if (!t.respmod) {
-    switch (plan.action) {
-      case authbypass::icap::HoleAction::kRefuse:
-        block(t, t.note + ": a CONNECT tunnel cannot be checked, refused");
-        t.note.clear();
-        return;
-      case authbypass::icap::HoleAction::kCheckOcspRequest:
-        // A request with a body through the hole: only an OCSP request may go up it.
-        check_ocsp_request(hreq, t);
-        return;
-      default:
-        break;
-    }
-    t.action = Action::kAllow;
-    if (r.is_connect) {
-      // A tunnel gets no RESPMOD: this is its one event. Its bytes are opaque.
-      t.set_outcome("verified", "not checked (CONNECT tunnel)");
-    } else {
-      t.audit = false;  // nothing to check here; the response's event is the record
-    }
-    return;
-  }
-
-  if (plan.action == authbypass::icap::HoleAction::kAllow) {
-    t.action = Action::kAllow;
-    t.set_outcome("verified", "not checked (verify: none)");
-    return;
-  }
-  if (!hres) {
-    block(t, "no encapsulated HTTP response headers");
-    return;
-  }
-  if (!t.has_body) {
-    // HEAD, 304, 204...: no body goes through the hole.
-    t.action = Action::kAllow;
-    t.set_outcome("verified", "no body");
-    return;
-  }
-  auto cl = content_length(header(hres, "Content-Length"));
-  if (!cl) {
-    block(t, "malformed Content-Length in the response");
-    return;
-  }
-  t.check.emplace(RevocationCheck::for_response(plan.verify, cfg.limits));
-  t.check->begin(t.content_type, header(hres, "Content-Encoding").value_or(""), *cl);
-  t.action = Action::kCheck;
 }
 
 std::string html_escape(std::string_view s) {
@@ -1199,11 +885,11 @@ void start_block_page(ci_request_t* req, Txn& t) {
       "<!DOCTYPE html>\n<html><head><title>403 Forbidden</title></head><body>\n"
       "<h1>Forbidden</h1>\n<p>This request was allowed without proxy authentication "
       "(authbypass rule <code>" +
-      html_escape(t.rule.empty() ? "-" : t.rule) +
-      (t.respmod ? "</code>), but what came back is not the certificate or revocation data "
-                   "that rule allows."
-                 : "</code>), but what it sends is not an OCSP request, the only request "
-                   "body allowed without authentication.") +
+      html_escape(t.tx.rule_id().empty() ? "-" : t.tx.rule_id()) +
+      (t.tx.respmod() ? "</code>), but what came back is not the certificate or revocation data "
+                        "that rule allows."
+                      : "</code>), but what it sends is not an OCSP request, the only request "
+                        "body allowed without authentication.") +
       " The event is in the proxy's audit log.</p>\n</body></html>\n";
   t.page_off = 0;
   ci_http_response_create(req, 1, 1);
@@ -1215,59 +901,25 @@ void start_block_page(ci_request_t* req, Txn& t) {
   ci_http_response_add_header(req, "Cache-Control: no-store");
   ci_http_response_add_header(req, "X-Authbypass: blocked");
   ci_req_unlock_data(req);
-  t.audit = true;
-  t.event = "blocked";
-  t.verdict = "blocked (403)";
-  if (t.reason.empty()) t.reason = "blocked";
-  t.status = 403;  // what the client gets
+  t.tx.block_page_sent();
 }
 
 // Decision mode: an edit of the request's headers failed. Never pass it on half-edited or
 // still carrying a client's mark: a 403 page instead.
 void edit_failed(ci_request_t* req, Txn& t) {
-  log_msg(1, "could not edit the request headers of " + t.url.substr(0, 200));
-  t.mark.clear();
-  t.audit = true;
-  t.set_outcome("blocked", "blocked (403)", "the request's headers could not be edited");
+  log_msg(1, "could not edit the request headers of " + t.tx.url().substr(0, 200));
+  t.tx.edit_failed();
   t.phase = Phase::kHold;
   start_block_page(req, t);
-}
-
-std::string reason_of(const Txn& t) {
-  std::string r = t.check ? std::string(t.check->reason()) : std::string();
-  return r.empty() ? "not revocation data" : r;
-}
-
-std::string kind_text(const Txn& t) {
-  return t.check ? std::string(authbypass::to_string(t.check->kind())) : std::string("?");
 }
 
 // Feeds body bytes to the checker and buffers them (unless the body is being dropped).
 void consume(Txn& t, const char* p, std::size_t n) {
   t.seen += n;
   if (t.phase == Phase::kBlockPage || t.phase == Phase::kDone) return;
-  if (t.check && t.check->state() != RevocationCheck::State::kRejected)
-    t.check->feed(std::string_view(p, n));
+  if (RevocationCheck* check = t.tx.check(); check && !t.tx.rejected())
+    check->feed(std::string_view(p, n));
   t.append(p, n);
-}
-
-bool rejected(const Txn& t) {
-  return t.check && t.check->state() == RevocationCheck::State::kRejected;
-}
-
-void mark_genuine(Txn& t, bool preview_only) {
-  if (t.decide) {  // decision mode: the OCSP request passed, the request is marked
-    t.set_outcome("bypass", "marked, genuine " + kind_text(t));
-    return;
-  }
-  // A request body that passes writes no event: the response's event is the record of
-  // the request (one event per bypassed request).
-  if (!t.respmod) t.audit = false;
-  if (preview_only) {
-    t.set_outcome("verified", "identified " + kind_text(t) + " (preview)");
-  } else {
-    t.set_outcome("verified", "genuine " + kind_text(t));
-  }
 }
 
 // The body is bigger than the service may hold: send the headers and stream on.
@@ -1277,62 +929,28 @@ void start_streaming(ci_request_t* req, Txn& t) {
 }
 
 // ---------------------------------------------------------------------------------------
-// c-icap statistics (shown by c-icap's `info` service, group "Service authbypass").
+// c-icap statistics (shown by c-icap's `info` service, group "Service authbypass"): the
+// engine's counters, one c-icap entry each.
 
-enum Stat : int {
-  kStVerifiedCrl,
-  kStVerifiedOcsp,
-  kStVerifiedCert,
-  kStVerifiedPkcs7,
-  kStVerifiedCtl,
-  kStVerifiedOcspRequest,
-  kStUnchecked,
-  kStBlocked,
-  kStMarked,  // decision mode: requests marked X-Authbypass
-  kStForged,  // decision mode: client-sent X-Authbypass headers removed
-  kStCount
-};
-int g_stat_ids[kStCount] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+std::array<int, authbypass::icap::kCounterCount> g_stat_ids = [] {
+  std::array<int, authbypass::icap::kCounterCount> ids{};
+  ids.fill(-1);
+  return ids;
+}();
 
 void register_stats() {
-  static const char* const kLabels[kStCount] = {"verified crl",
-                                                "verified ocsp",
-                                                "verified cert",
-                                                "verified pkcs7",
-                                                "verified ctl",
-                                                "verified ocsp-request",
-                                                "bypassed unchecked (verify none)",
-                                                "blocked",
-                                                "decided bypass (marked)",
-                                                "forged mark removed"};
   static char group[] = "Service authbypass";
-  for (int i = 0; i < kStCount; ++i) {
-    std::string label = std::string("authbypass ") + kLabels[i];
+  for (std::size_t i = 0; i < g_stat_ids.size(); ++i) {
+    std::string label =
+        "authbypass " +
+        std::string(authbypass::icap::counter_label(static_cast<authbypass::icap::Counter>(i)));
     g_stat_ids[i] = ci_stat_entry_register(label.data(), STAT_INT64_T, group);
   }
 }
 
-// Counts one audit event under its kind ("genuine crl" -> verified crl).
-void count_stat(std::string_view event, std::string_view verdict) {
-  int id = -1;
-  if (event == "bypass") {
-    id = kStMarked;
-  } else if (event == "blocked") {
-    id = verdict == "forged mark removed" ? kStForged : kStBlocked;
-  } else if (event == "verified") {
-    static const std::pair<std::string_view, Stat> kKinds[] = {
-        {"genuine crl", kStVerifiedCrl},     {"genuine ocsp-request", kStVerifiedOcspRequest},
-        {"genuine ocsp", kStVerifiedOcsp},   {"genuine cert", kStVerifiedCert},
-        {"genuine pkcs7", kStVerifiedPkcs7}, {"genuine ctl", kStVerifiedCtl}};
-    id = kStUnchecked;
-    for (const auto& [prefix, stat] : kKinds) {
-      if (verdict.starts_with(prefix)) {
-        id = stat;
-        break;
-      }
-    }
-  }
-  if (id >= 0 && g_stat_ids[id] >= 0) ci_stat_uint64_inc(g_stat_ids[id], 1);
+void count_stat(authbypass::icap::Counter c) {
+  const int id = g_stat_ids[static_cast<std::size_t>(c)];
+  if (id >= 0) ci_stat_uint64_inc(id, 1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1391,21 +1009,11 @@ extern "C" void* svc_init_request_data(ci_request_t* req) {
     t = new Txn;
     t->state = g_state.load();
     if (t->state) t->state->housekeeping();
-    t->respmod = type == ICAP_RESPMOD;
-    t->has_body = ci_req_hasbody(req) != 0;
     classify(req, *t);
-    if (t->action == Action::kCheck && rejected(*t)) {
-      // begin() refused (content type, encoding, declared length)
-      t->action = Action::kBlock;
-      t->set_outcome("blocked", "blocked (403)", reason_of(*t));
-    }
+    log_warning(t->tx.warning());
   } catch (const std::exception& e) {
     log_msg(1, std::string("internal error: ") + e.what());
-    if (t) {
-      t->action = Action::kBlock;
-      t->audit = true;
-      t->set_outcome("blocked", "blocked (403)", "internal error");
-    }
+    if (t) t->tx.block("internal error");
   }
   return t;
 }
@@ -1414,14 +1022,6 @@ extern "C" void svc_release_request_data(void* data) {
   Txn* t = static_cast<Txn*>(data);
   if (!t) return;
   try {
-    if (t->audit && !t->audit_written) {
-      if (t->action == Action::kCheck && t->event.empty()) {
-        // Ended before a verdict: Squid (client or origin) closed the transaction.
-        t->set_outcome("blocked", "incomplete",
-                       "ICAP transaction ended before the end of the body");
-      }
-      if (t->event.empty()) t->set_outcome("blocked", "blocked (403)", "no verdict");
-    }
     t->write_events();
   } catch (const std::exception& e) {
     log_msg(1, std::string("internal error writing the audit event: ") + e.what());
@@ -1433,15 +1033,15 @@ extern "C" int svc_check_preview(char* data, int len, ci_request_t* req) {
   Txn* t = txn_of(req);
   if (!t) return CI_ERROR;  // c-icap answers 500: Squid (bypass=0) fails closed
   try {
-    if (t->action == Action::kAllow) {
+    if (t->tx.action() == Action::kAllow) {
       t->phase = Phase::kDone;
       return CI_MOD_ALLOW204;
     }
-    if (t->action == Action::kBlock) {
+    if (t->tx.action() == Action::kBlock) {
       start_block_page(req, *t);
       return CI_MOD_CONTINUE;
     }
-    if (t->action == Action::kModify) {  // decision mode: the edited request goes on
+    if (t->tx.action() == Action::kModify) {  // decision mode: the edited request goes on
       if (!apply_edits(req, *t)) {
         edit_failed(req, *t);
         return CI_MOD_CONTINUE;
@@ -1452,16 +1052,16 @@ extern "C" int svc_check_preview(char* data, int len, ci_request_t* req) {
       return CI_MOD_CONTINUE;
     }
     if (data && len > 0) consume(*t, data, static_cast<std::size_t>(len));
-    if (rejected(*t)) {
-      t->set_outcome("blocked", "blocked (403)", reason_of(*t));
+    if (t->tx.rejected()) {
+      t->tx.reject();
       start_block_page(req, *t);
       return CI_MOD_CONTINUE;
     }
     if (ci_req_hasalldata(req)) {  // the whole body was in the preview
       t->finished = true;
-      if (t->check->finish() == RevocationCheck::State::kGenuine) {
-        mark_genuine(*t, false);
-        if (t->decide) {  // the marked request goes on, with the body it came with
+      if (t->tx.check()->finish() == RevocationCheck::State::kGenuine) {
+        t->tx.genuine(false);
+        if (t->tx.decides()) {  // the marked request goes on, with the body it came with
           if (!apply_edits(req, *t)) {
             edit_failed(req, *t);
             return CI_MOD_CONTINUE;
@@ -1474,13 +1074,13 @@ extern "C" int svc_check_preview(char* data, int len, ci_request_t* req) {
         t->drop_buffer();
         return CI_MOD_ALLOW204;
       }
-      t->set_outcome("blocked", "blocked (403)", reason_of(*t));
+      t->tx.reject();
       start_block_page(req, *t);
       return CI_MOD_CONTINUE;
     }
-    if (t->respmod && t->state->config().mode == VerifyMode::kPreview && len > 0 &&
-        t->check->identified()) {
-      mark_genuine(*t, true);
+    if (t->tx.respmod() && t->state->config().mode == VerifyMode::kPreview && len > 0 &&
+        t->tx.check()->identified()) {
+      t->tx.genuine(true);
       t->phase = Phase::kDone;
       t->drop_buffer();
       return CI_MOD_ALLOW204;
@@ -1499,18 +1099,18 @@ extern "C" int svc_end_of_data(ci_request_t* req) {
   if (!t) return CI_ERROR;
   try {
     if (t->phase == Phase::kBlockPage) return CI_MOD_DONE;
-    if (t->action == Action::kModify) {
+    if (t->tx.action() == Action::kModify) {
       if (t->phase == Phase::kPass) t->phase = Phase::kRelease;  // send what is left
       return CI_MOD_DONE;
     }
-    if (t->action != Action::kCheck || t->phase == Phase::kDone) return CI_MOD_DONE;
+    if (t->tx.action() != Action::kCheck || t->phase == Phase::kDone) return CI_MOD_DONE;
     if (!t->finished) {
       t->finished = true;
-      t->check->finish();
+      t->tx.check()->finish();
     }
-    if (t->check->state() == RevocationCheck::State::kGenuine) {
-      mark_genuine(*t, false);
-      if (t->phase == Phase::kHold && t->decide) {  // send the marked request and its body
+    if (t->tx.check()->state() == RevocationCheck::State::kGenuine) {
+      t->tx.genuine(false);
+      if (t->phase == Phase::kHold && t->tx.decides()) {  // send the marked request and its body
         if (!apply_edits(req, *t)) {
           edit_failed(req, *t);
           return CI_MOD_DONE;
@@ -1527,14 +1127,14 @@ extern "C" int svc_end_of_data(ci_request_t* req) {
       t->phase = Phase::kRelease;
       return CI_MOD_DONE;
     }
-    t->set_outcome("blocked", "blocked (403)", reason_of(*t));
+    t->tx.reject();
     if (t->phase == Phase::kHold) {
       start_block_page(req, *t);
       return CI_MOD_DONE;
     }
     // Late failure while streaming: close the ICAP connection without the last chunk.
     // Squid aborts the client's transfer; the held-back tail is never sent.
-    t->verdict = "aborted after " + std::to_string(t->seen - t->buffered()) + " bytes";
+    t->tx.aborted(t->seen - t->buffered());
     t->phase = Phase::kDone;
     t->drop_buffer();
     return CI_ERROR;
@@ -1551,14 +1151,14 @@ extern "C" int svc_io(char* wbuf, int* wlen, char* rbuf, int* rlen, int iseof, c
   try {
     if (rbuf && rlen && *rlen > 0) {
       std::size_t n = static_cast<std::size_t>(*rlen);
-      if (t->action == Action::kModify && t->phase == Phase::kPass) {
+      if (t->tx.action() == Action::kModify && t->phase == Phase::kPass) {
         // passed on unchanged; bounded while Squid is slow to read (back-pressure)
         std::size_t room = kMaxBuffered > t->buffered() ? kMaxBuffered - t->buffered() : 0;
         n = std::min(n, room);
         *rlen = static_cast<int>(n);
         consume(*t, rbuf, n);
       } else if (t->phase == Phase::kBlockPage || t->phase == Phase::kDone ||
-                 t->action != Action::kCheck) {
+                 t->tx.action() != Action::kCheck) {
         consume(*t, rbuf, n);  // dropped
       } else {
         std::size_t room = kMaxBuffered > t->buffered() ? kMaxBuffered - t->buffered() : 0;
@@ -1566,25 +1166,25 @@ extern "C" int svc_io(char* wbuf, int* wlen, char* rbuf, int* rlen, int iseof, c
         n = std::min(n, room);
         *rlen = static_cast<int>(n);
         consume(*t, rbuf, n);
-        if (!rejected(*t) && !t->respmod &&
-            t->buffered() >
-                std::min<std::uint64_t>(t->state->config().limits.ocsp, kMaxRequestBody)) {
+        if (!t->tx.rejected() && !t->tx.respmod() &&
+            t->buffered() > std::min<std::uint64_t>(t->state->config().limits.ocsp,
+                                                    authbypass::icap::kMaxRequestBody)) {
           // Belt and braces: an upload never grows past the OCSP cap here.
           t->phase = Phase::kHold;
           t->drop_buffer();
-          t->set_outcome("blocked", "blocked (403)", "request body over the OCSP size cap");
+          t->tx.reject("request body over the OCSP size cap");
           start_block_page(req, *t);
-        } else if (rejected(*t)) {
-          t->set_outcome("blocked", "blocked (403)", reason_of(*t));
+        } else if (t->tx.rejected()) {
+          t->tx.reject();
           if (t->phase == Phase::kHold) {
             start_block_page(req, *t);
           } else {
-            t->verdict = "aborted after " + std::to_string(t->seen - t->buffered()) + " bytes";
+            t->tx.aborted(t->seen - t->buffered());
             t->phase = Phase::kDone;
             t->drop_buffer();
             return CI_ERROR;  // closes the ICAP connection: Squid aborts the transfer
           }
-        } else if (t->phase == Phase::kHold && t->respmod && t->buffered() >= kHoldLimit) {
+        } else if (t->phase == Phase::kHold && t->tx.respmod() && t->buffered() >= kHoldLimit) {
           start_streaming(req, *t);
         }
       }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "authbypass/policy.h"
 #include "text.h"
 
 namespace authbypass {
@@ -359,6 +360,25 @@ bool AuditLog::write(std::string_view lines) {
   }
   if (fd_ < 0) return path_.empty();
   return write_all(fd_, lines);
+}
+
+AuditEvent rule_event(std::string_view component, std::string_view event, const Rule* rule,
+                      std::string_view policy_sha256, const AuditRequest& req) {
+  AuditEvent e;
+  e.component = component;
+  e.event = event;
+  if (rule) {
+    e.rule = rule->id;
+    e.owner = rule->owner;
+    e.ticket = rule->ticket;
+  }
+  e.policy_sha256 = policy_sha256;
+  e.src = req.src;
+  e.method = req.method;
+  e.url = req.url;
+  e.host = req.host;
+  e.user_agent = req.user_agent;
+  return e;
 }
 
 }  // namespace authbypass

@@ -24,14 +24,8 @@ const std::string* RuleEventJson::make(const Policy& policy, const Rule& r, bool
   }
   std::string& text = (*strings_)[r.index * 2 + (shadow ? 1 : 0)];
   if (text.empty()) {  // a filled entry never changes
-    AuditEvent e;
-    e.component = component_;
-    e.event = shadow ? "shadow" : "bypass";
-    e.rule = r.id;
-    e.owner = r.owner;
-    e.ticket = r.ticket;
-    e.policy_sha256 = policy.sha256();
-    text = audit_fixed_fields(e);
+    text = audit_fixed_fields(
+        rule_event(component_, shadow ? "shadow" : "bypass", &r, policy.sha256(), {}));
   }
   return &text;
 }

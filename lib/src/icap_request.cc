@@ -10,6 +10,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "file_util.h"
 #include "text.h"
 
 namespace authbypass::icap {
@@ -166,7 +167,7 @@ HolePlan plan_unauthenticated(bool respmod, bool has_body, bool is_connect, cons
 namespace {
 constexpr std::size_t kMinSecret = 32;
 constexpr std::size_t kMaxSecret = 256;
-constexpr off_t kMaxSecretFile = 4096;
+constexpr std::size_t kMaxSecretFile = 4096;
 
 bool secret_char(char c) {
   return text::is_alpha(c) || text::is_digit(c) || c == '-' || c == '_';
@@ -205,34 +206,21 @@ std::optional<std::string> read_shared_secret_file(const std::string& path, std:
     if (error) *error = "shared secret file " + path + " " + why;
     return std::nullopt;
   };
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) return fail(std::string("cannot be opened: ") + std::strerror(errno));
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return fail(std::string("cannot be read: ") + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) return fail("is not a regular file");
-  if (st.st_mode & (S_IROTH | S_IWOTH)) {
+  const files::ReadOptions options{.max_bytes = kMaxSecretFile, .regular_only = true};
+  std::string content;
+  const files::ReadResult r = files::read_file(path, options, content);
+  if (r.error == files::ReadError::kOpen) return fail("cannot be opened: " + r.reason(options));
+  if (r.error == files::ReadError::kNotRegular) return fail("is not a regular file");
+  if (r.mode & (S_IROTH | S_IWOTH)) {
     char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(r.mode & 07777));
     return fail(std::string("is readable or writable by every user (mode ") + mode +
                 "): it must be readable only by the c-icap and proxy users (chmod 0640, "
                 "group of c-icap)");
   }
-  if (st.st_size == 0) return fail("is empty");
-  if (st.st_size > kMaxSecretFile) return fail("is over 4 KiB: not a secret file");
-  std::string content(static_cast<std::size_t>(st.st_size), '\0');
-  std::size_t got = 0;
-  while (got < content.size()) {
-    ssize_t n = ::read(fd, content.data() + got, content.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(std::string("cannot be read: ") + std::strerror(errno));
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  content.resize(got);
+  if (r.error == files::ReadError::kTooLarge) return fail("is over 4 KiB: not a secret file");
+  if (!r) return fail("cannot be read: " + r.reason(options));
+  if (content.empty()) return fail("is empty");
   std::string why;
   auto secret = parse_shared_secret(content, &why);
   if (!secret) return fail(why);

@@ -2,7 +2,7 @@
 //
 // Non-ASCII names are converted with GNU libidn2 (Debian libidn2-0), IDNA2008 with NFC
 // input normalization and non-transitional processing, which is what current browsers and
-// Windows send on the wire. See docs/design-notes.md ("Punycode").
+// Windows send on the wire. See docs/architecture.md ("URL normalization").
 #include <idn2.h>
 
 #include <memory>

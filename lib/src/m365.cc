@@ -2,8 +2,6 @@
 // firewall lists and change reports. See authbypass/m365.h and docs/m365.md.
 #include "authbypass/m365.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <climits>
@@ -17,6 +15,9 @@
 #include "authbypass/customer_hosting.h"
 #include "authbypass/policy_check.h"
 #include "cidr_set.h"
+#include "error_list.h"
+#include "file_util.h"
+#include "sha256.h"
 #include "text.h"
 
 namespace authbypass::m365 {
@@ -26,26 +27,12 @@ namespace {
 using json = nlohmann::json;
 using ordered_json = nlohmann::ordered_json;
 
-constexpr std::size_t kMaxErrors = 50;
 constexpr std::size_t kMaxUrlLength = 255;
 constexpr std::size_t kMaxTextLength = 4096;  // notes, display names
 constexpr std::size_t kMaxOptionLength = 256;  // owner, ticket
 
 // ---------------------------------------------------------------------------------------
 // Small helpers
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = text::lower(c);
-  return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (text::lower(a[i]) != text::lower(b[i])) return false;
-  return true;
-}
 
 bool contains(const std::vector<int>& v, int x) {
   return std::find(v.begin(), v.end(), x) != v.end();
@@ -64,19 +51,6 @@ std::string join_ids(const std::vector<int>& v, std::string_view sep = ", ") {
   std::vector<std::string> s;
   for (int i : v) s.push_back(std::to_string(i));
   return join(s, sep);
-}
-
-std::string sha256_hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr) != 1) return {};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
 }
 
 // Printable ASCII only, on one line, at most `max` characters: for YAML comments and
@@ -106,52 +80,18 @@ std::string yaml_quote(std::string_view s) {
 }
 
 bool read_whole_file(const std::string& path, std::string* out, std::string* error) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    *error = path + ": cannot read: " + std::strerror(errno);
-    return false;
+  const files::ReadOptions options{.max_bytes = kMaxFileBytes, .regular_only = false};
+  const files::ReadResult r = files::read_file(path, options, *out);
+  if (r) return true;
+  if (r.error == files::ReadError::kTooLarge) {
+    *error = path + ": file too large (over " + std::to_string(kMaxFileBytes >> 20) + " MiB)";
+  } else {
+    *error = path + ": cannot read: " + r.reason(options);
   }
-  out->clear();
-  char buf[65536];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
-    out->append(buf, n);
-    if (out->size() > kMaxFileBytes) {
-      std::fclose(f);
-      *error = path + ": file too large (over " + std::to_string(kMaxFileBytes >> 20) + " MiB)";
-      return false;
-    }
-  }
-  const bool failed = std::ferror(f) != 0;
-  const int err = errno;
-  std::fclose(f);
-  if (failed) {
-    *error = path + ": cannot read: " + std::strerror(err);
-    return false;
-  }
-  return true;
+  return false;
 }
 
-// Collects errors up to kMaxErrors, then counts the rest.
-class Errors {
- public:
-  explicit Errors(std::vector<std::string>& out) : out_(out) {}
-  void add(std::string msg) {
-    if (out_.size() < kMaxErrors) {
-      out_.push_back(std::move(msg));
-    } else {
-      ++dropped_;
-    }
-  }
-  void finish() {
-    if (dropped_ > 0) out_.push_back("... and " + std::to_string(dropped_) + " more errors");
-  }
-  bool any() const { return !out_.empty(); }
-
- private:
-  std::vector<std::string>& out_;
-  std::size_t dropped_ = 0;
-};
+using Errors = ErrorList<std::string>;
 
 // ---------------------------------------------------------------------------------------
 // JSON documents: nlohmann-json, strict where nlohmann is lenient (duplicate keys, depth).
@@ -337,7 +277,7 @@ std::vector<std::string> parse_url_list(Fields& f, const char* key) {
   std::set<std::string> seen;
   for (const std::string& u : f.strings(key)) {
     if (!check_url_entry(u, f)) continue;
-    std::string l = lower(u);
+    std::string l = text::to_lower(u);
     if (seen.insert(l).second) out.push_back(std::move(l));
   }
   return out;
@@ -513,34 +453,64 @@ std::optional<Cidr> parse_published_block(std::string_view text, std::string* er
   return c;
 }
 
+// A top-level JSON list of records (an endpoint list, a /changes answer): parsed, and
+// refused (the errors added and finished, nullopt) when it is no list, holds more than
+// `max` records, or `wrong_kind` names what else it is ("" when it is the right kind).
+struct RecordList {
+  std::string_view must_be;  // "the endpoint list must be a JSON list of endpoint sets"
+  std::string_view records;  // "endpoint sets"
+  std::size_t max = 0;
+};
+template <typename Hint, typename WrongKind>
+std::optional<json> parse_record_list(std::string_view text, const std::string& name,
+                                      Errors& errors, const RecordList& shape, Hint not_a_list_hint,
+                                      WrongKind wrong_kind) {
+  auto doc = parse_json(text, name, errors);
+  if (doc && !doc->is_array()) {
+    errors.add(name + ": " + std::string(shape.must_be) + ", not " + type_name(*doc) +
+               not_a_list_hint(*doc));
+    doc.reset();
+  } else if (doc && doc->size() > shape.max) {
+    errors.add(name + ": more than " + std::to_string(shape.max) + " " +
+               std::string(shape.records));
+    doc.reset();
+  } else if (doc && !doc->empty()) {
+    if (std::string kind = wrong_kind((*doc)[0]); !kind.empty()) {
+      errors.add(name + ": " + kind);
+      doc.reset();
+    }
+  }
+  if (!doc) errors.finish();
+  return doc;
+}
+
+// True iff `rec` (the record at `where`) is a JSON object; otherwise the error is added:
+// "WHERE: must be an object{object_is}, not TYPE".
+bool object_record(const json& rec, const std::string& where, std::string_view object_is,
+                   Errors& errors) {
+  if (rec.is_object()) return true;
+  errors.add(where + ": must be an object" + std::string(object_is) + ", not " + type_name(rec));
+  return false;
+}
+
 EndpointsResult parse_endpoints(std::string_view text, const std::string& name) {
   EndpointsResult result;
   Errors errors(result.errors);
-  auto doc = parse_json(text, name, errors);
-  if (!doc) {
-    errors.finish();
-    return result;
-  }
-  if (!doc->is_array()) {
-    std::string hint;
-    if (doc->is_object() && doc->contains("latest")) hint = " (this looks like a /version answer)";
-    errors.add(name + ": the endpoint list must be a JSON list of endpoint sets, not " +
-               type_name(*doc) + hint);
-    errors.finish();
-    return result;
-  }
-  if (doc->size() > kMaxSets) {
-    errors.add(name + ": more than " + std::to_string(kMaxSets) + " endpoint sets");
-    errors.finish();
-    return result;
-  }
-  if (!doc->empty() && (*doc)[0].is_object() && (*doc)[0].contains("endpointSetId") &&
-      (*doc)[0].contains("disposition")) {
-    errors.add(name + ": this is a /changes answer, not an endpoint list (read it with "
-               "'authbypass m365 diff CHANGES.json')");
-    errors.finish();
-    return result;
-  }
+  const auto doc = parse_record_list(
+      text, name, errors,
+      {"the endpoint list must be a JSON list of endpoint sets", "endpoint sets", kMaxSets},
+      [](const json& d) {
+        return std::string(
+            d.is_object() && d.contains("latest") ? " (this looks like a /version answer)" : "");
+      },
+      [](const json& first) {
+        return std::string(first.is_object() && first.contains("endpointSetId") &&
+                                   first.contains("disposition")
+                               ? "this is a /changes answer, not an endpoint list (read it with "
+                                 "'authbypass m365 diff CHANGES.json')"
+                               : "");
+      });
+  if (!doc) return result;
   EndpointList list;
   list.file = name;
   list.sha256 = sha256_hex(text);
@@ -548,10 +518,7 @@ EndpointsResult parse_endpoints(std::string_view text, const std::string& name) 
   for (std::size_t i = 0; i < doc->size(); ++i) {
     const json& rec = (*doc)[i];
     const std::string where = name + ": record " + std::to_string(i + 1);
-    if (!rec.is_object()) {
-      errors.add(where + ": must be an object (an endpoint set), not " + type_name(rec));
-      continue;
-    }
+    if (!object_record(rec, where, " (an endpoint set)", errors)) continue;
     Fields f(rec, where, errors);
     EndpointSet s;
     s.index = i + 1;
@@ -614,7 +581,7 @@ bool valid_version(std::string_view v) {
 
 std::optional<std::string> canonical_instance(std::string_view name) {
   for (std::string_view i : kInstances)
-    if (iequals(i, name)) return std::string(i);
+    if (text::iequals(i, name)) return std::string(i);
   return std::nullopt;
 }
 
@@ -658,7 +625,7 @@ std::optional<std::string> parse_version_answer(std::string_view text, const std
     if (!i)
       return fail("the /version answer names no instance (no string 'instance' field)" + fetch);
     instances.push_back(*i);
-    if (iequals(*i, instance)) entry = &*doc;
+    if (text::iequals(*i, instance)) entry = &*doc;
   } else if (doc->is_array()) {
     for (const json& e : *doc) {
       if (!e.is_object())
@@ -670,7 +637,7 @@ std::optional<std::string> parse_version_answer(std::string_view text, const std
       auto i = instance_of(e);
       if (!i) return fail("an entry of the /version answer names no instance" + fetch);
       instances.push_back(*i);
-      if (iequals(*i, instance)) entry = &e;
+      if (text::iequals(*i, instance)) entry = &e;
     }
   } else {
     return fail("not a /version answer (expected {\"instance\": ..., \"latest\": ...})");
@@ -759,7 +726,7 @@ std::string check_list_instance(const EndpointList& list, std::string_view insta
 
 RevocationContent revocation_content(const EndpointSet& set) {
   RevocationContent c;
-  c.common = iequals(set.service_area, "Common");
+  c.common = text::iequals(set.service_area, "Common");
   for (const auto& u : set.urls) {
     auto h = policy_host(u, nullptr);
     if (!h || h->front() == '.' || is_www_host(*h)) continue;
@@ -795,7 +762,7 @@ std::vector<const EndpointSet*> select_sets(const EndpointList& list, const Sele
   for (const auto& s : list.sets) areas_present.insert(s.service_area);
   for (const auto& a : sel.service_areas) {
     bool found = false;
-    for (const auto& p : areas_present) found = found || iequals(a, p);
+    for (const auto& p : areas_present) found = found || text::iequals(a, p);
     if (!found) {
       errs.push_back(list.file + ": no endpoint set has serviceArea '" + sanitize(a, 64) +
                      "' (the list has: " +
@@ -806,19 +773,19 @@ std::vector<const EndpointSet*> select_sets(const EndpointList& list, const Sele
   for (int id : sel.ids)
     if (!list.find(id)) errs.push_back(list.file + ": no endpoint set has id " + std::to_string(id));
   for (const auto& c : sel.categories) {
-    if (!(iequals(c, "Optimize") || iequals(c, "Allow") || iequals(c, "Default")))
+    if (!(text::iequals(c, "Optimize") || text::iequals(c, "Allow") || text::iequals(c, "Default")))
       errs.push_back("unknown category '" + sanitize(c, 64) + "' (Optimize, Allow or Default)");
   }
   std::vector<const EndpointSet*> out;
   for (const auto& s : list.sets) {
     if (!sel.service_areas.empty() &&
         std::none_of(sel.service_areas.begin(), sel.service_areas.end(),
-                     [&](const std::string& a) { return iequals(a, s.service_area); }))
+                     [&](const std::string& a) { return text::iequals(a, s.service_area); }))
       continue;
     if (!sel.ids.empty() && !contains(sel.ids, s.id)) continue;
     if (!sel.categories.empty() &&
         std::none_of(sel.categories.begin(), sel.categories.end(),
-                     [&](const std::string& c) { return iequals(c, s.category); }))
+                     [&](const std::string& c) { return text::iequals(c, s.category); }))
       continue;
     if (sel.required_only && !s.required) continue;
     out.push_back(&s);
@@ -834,7 +801,7 @@ std::optional<std::string> policy_host(std::string_view url, std::string* reason
     if (reason) *reason = std::move(msg);
     return std::nullopt;
   };
-  std::string s = lower(url);
+  std::string s = text::to_lower(url);
   for (char c : s)
     if (static_cast<unsigned char>(c) >= 0x80) return fail("not an ASCII host name");
   bool suffix = false;
@@ -1494,7 +1461,7 @@ std::string computed_impact(const SetChange& c) {
 
 void sort_changes(std::vector<SetChange>& v) {
   std::stable_sort(v.begin(), v.end(), [](const SetChange& a, const SetChange& b) {
-    const std::string la = lower(a.service_area), lb = lower(b.service_area);
+    const std::string la = text::to_lower(a.service_area), lb = text::to_lower(b.service_area);
     // Unknown service areas last.
     if (a.service_area.empty() != b.service_area.empty()) return b.service_area.empty();
     return std::tie(la, a.endpoint_set_id, a.version, a.change_id) <
@@ -1564,38 +1531,24 @@ Patch diff_endpoints(const EndpointList& old_list, const EndpointList& new_list)
 ChangesResult parse_changes(std::string_view text, const std::string& name, const EndpointList* areas) {
   ChangesResult result;
   Errors errors(result.errors);
-  auto doc = parse_json(text, name, errors);
-  if (!doc) {
-    errors.finish();
-    return result;
-  }
-  if (!doc->is_array()) {
-    errors.add(name + ": a /changes answer must be a JSON list of change records, not " +
-               type_name(*doc));
-    errors.finish();
-    return result;
-  }
-  if (doc->size() > kMaxSets * 10) {
-    errors.add(name + ": more than " + std::to_string(kMaxSets * 10) + " change records");
-    errors.finish();
-    return result;
-  }
-  if (!doc->empty() && (*doc)[0].is_object() && !(*doc)[0].contains("endpointSetId") &&
-      (*doc)[0].contains("serviceArea")) {
-    errors.add(name + ": this is an endpoint list, not a /changes answer (to compare two "
-               "endpoint lists: 'authbypass m365 diff OLD.json NEW.json')");
-    errors.finish();
-    return result;
-  }
+  const auto doc = parse_record_list(
+      text, name, errors,
+      {"a /changes answer must be a JSON list of change records", "change records", kMaxSets * 10},
+      [](const json&) { return std::string(); },
+      [](const json& first) {
+        return std::string(first.is_object() && !first.contains("endpointSetId") &&
+                                   first.contains("serviceArea")
+                               ? "this is an endpoint list, not a /changes answer (to compare two "
+                                 "endpoint lists: 'authbypass m365 diff OLD.json NEW.json')"
+                               : "");
+      });
+  if (!doc) return result;
   Patch p;
   p.to = name;
   for (std::size_t i = 0; i < doc->size(); ++i) {
     const json& rec = (*doc)[i];
     const std::string where = name + ": change record " + std::to_string(i + 1);
-    if (!rec.is_object()) {
-      errors.add(where + ": must be an object, not " + type_name(rec));
-      continue;
-    }
+    if (!object_record(rec, where, "", errors)) continue;
     Fields f(rec, where, errors);
     SetChange c;
     if (auto id = f.integer("id", true)) {
@@ -1604,7 +1557,7 @@ ChangesResult parse_changes(std::string_view text, const std::string& name, cons
     }
     if (auto v = f.integer("endpointSetId", true)) c.endpoint_set_id = *v;
     if (auto v = f.string("disposition", true)) {
-      c.disposition = lower(*v);
+      c.disposition = text::to_lower(*v);
       if (c.disposition != "add" && c.disposition != "remove" && c.disposition != "change")
         f.error("disposition '" + sanitize(*v, 40) + "' is not Add, Remove or Change");
     }

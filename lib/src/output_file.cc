@@ -12,6 +12,8 @@
 #include <utility>
 
 #include "authbypass/audit.h"
+#include "authbypass/file_identity.h"
+#include "file_util.h"
 
 namespace authbypass {
 namespace {
@@ -29,26 +31,7 @@ OutputFileResult system_failure(const std::string& what) {
   return {OutputFileError::io, what + ": " + std::strerror(err)};
 }
 
-// Closes the descriptor when it goes out of scope.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  bool ok() const { return fd_ >= 0; }
-  // Closes now and reports close()'s result (a delayed write error shows here).
-  bool close() {
-    const int fd = std::exchange(fd_, -1);
-    return ::close(fd) == 0;
-  }
-
- private:
-  int fd_;
-};
+using files::Fd;
 
 struct DirAndName {
   std::string dir;
@@ -189,8 +172,7 @@ OutputFileResult replace_file(const std::string& path, const struct stat* old,
   if (auto r = final_name(path, name); !r) return r;
   struct stat now {};
   const bool exists = ::lstat(name.c_str(), &now) == 0;
-  if (old &&
-      (!exists || !S_ISREG(now.st_mode) || now.st_dev != old->st_dev || now.st_ino != old->st_ino))
+  if (old && (!exists || !S_ISREG(now.st_mode) || !same_file(now, *old)))
     return failure(OutputFileError::io,
                    path +
                        " changed while it was being written, or leads to a file that has no "

@@ -1,8 +1,6 @@
-// YAML policy loader, schema version 1 (DESIGN §2). All-or-nothing: every error found is
-// collected as "file:line:column: message" and no policy is returned if there is any.
-#include <openssl/evp.h>
-#include <sys/stat.h>
-
+// YAML policy loader, schema version 1 (docs/architecture.md "Policy"). All-or-nothing:
+// every error found is collected as "file:line:column: message" and no policy is returned
+// if there is any.
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -13,7 +11,11 @@
 
 #include "authbypass/policy.h"
 #include "compiled_regex.h"
+#include "error_list.h"
+#include "file_util.h"
 #include "host_matcher.h"
+#include "host_name.h"
+#include "sha256.h"
 #include "text.h"
 #include "yaml_tree.h"
 
@@ -21,27 +23,12 @@ namespace authbypass {
 
 namespace {
 
-constexpr std::size_t kMaxErrors = 50;
 constexpr std::size_t kMaxListEntries = 1'000'000;  // over all lists of a policy
 constexpr std::size_t kMaxIdLength = 64;
 constexpr std::size_t kMaxTextLength = 1024;
 constexpr std::size_t kMaxIncludeDepth = 8;
 constexpr std::size_t kMaxIncludeFiles = 32;
 constexpr int kMaxYamlDepth = 64;  // a policy needs 6 levels
-
-std::string sha256_hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr) != 1) return {};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(std::size_t{len} * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
-}
 
 bool valid_id(std::string_view id) {
   if (id.empty() || id.size() > kMaxIdLength) return false;
@@ -52,17 +39,6 @@ bool valid_id(std::string_view id) {
   return true;
 }
 
-// Same test as the request parser: a last label that is a number (or 0x-hex).
-bool ends_in_number(std::string_view host) {
-  std::size_t dot = host.rfind('.');
-  std::string_view last = dot == std::string_view::npos ? host : host.substr(dot + 1);
-  if (last.empty()) return false;
-  if (last.size() >= 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X')) return true;
-  for (char c : last)
-    if (!text::is_digit(c)) return false;
-  return true;
-}
-
 bool read_policy_bytes(const std::string& path, std::string& text, std::string* error);
 
 }  // namespace
@@ -70,6 +46,8 @@ bool read_policy_bytes(const std::string& path, std::string& text, std::string* 
 class PolicyLoader {
  public:
   explicit PolicyLoader(std::string file) : file_(std::move(file)) {}
+  PolicyLoader(const PolicyLoader&) = delete;  // errors_ refers to kept_errors_
+  PolicyLoader& operator=(const PolicyLoader&) = delete;
 
   LoadResult load(std::string_view text);
 
@@ -81,10 +59,7 @@ class PolicyLoader {
     if (m.is_null()) return {file_, 1, 1};
     return {file_, m.line + 1, m.column + 1};
   }
-  void error_at(const SourceLocation& loc, const std::string& msg) {
-    if (errors_.size() < kMaxErrors) errors_.push_back({loc, msg});
-    ++error_count_;
-  }
+  void error_at(const SourceLocation& loc, const std::string& msg) { errors_.add({loc, msg}); }
   void error(const Node& n, const std::string& msg) { error_at(where(n), msg); }
 
   // Checks that `n` is a mapping (false if not) and reports keys that are not unique
@@ -107,8 +82,8 @@ class PolicyLoader {
   void load_regexes(const Node& n, const std::string& key, std::vector<RegexPattern>& out);
 
   std::string file_;
-  std::vector<std::pair<SourceLocation, std::string>> errors_;
-  std::size_t error_count_ = 0;
+  std::vector<LocatedError> kept_errors_;
+  ErrorList<LocatedError> errors_{kept_errors_};
   std::size_t list_entries_ = 0;
   std::unique_ptr<Policy> policy_;
   std::unordered_map<std::string, SourceLocation> ids_;
@@ -513,40 +488,16 @@ namespace {
 // One policy file's bytes: a regular file of at most kMaxPolicyFileBytes. False and
 // *error ("path: cannot read policy: ...") otherwise.
 bool read_policy_bytes(const std::string& path, std::string& text, std::string* error) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    *error = path + ": cannot read policy: " + std::strerror(errno);
-    return false;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    *error = path + ": cannot read policy: not a regular file";
-    return false;
-  }
-  if (static_cast<std::size_t>(st.st_size) > kMaxPolicyFileBytes) {
+  const files::ReadOptions options{.max_bytes = kMaxPolicyFileBytes, .regular_only = true};
+  const files::ReadResult r = files::read_file(path, options, text);
+  if (r) return true;
+  if (r.error == files::ReadError::kTooLarge) {
     *error = path + ":1:1: policy file is larger than " +
              std::to_string(kMaxPolicyFileBytes >> 20) + " MiB";
-    return false;
+  } else {
+    *error = path + ": cannot read policy: " + r.reason(options);
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *error = path + ": cannot read policy: " + std::strerror(errno);
-    return false;
-  }
-  // Read in chunks up to one byte past the limit (the file may grow after stat): memory
-  // and time follow the file's size, not the limit's.
-  text.clear();
-  char chunk[64 * 1024];
-  while (text.size() <= kMaxPolicyFileBytes) {
-    const std::size_t want = std::min(sizeof chunk, kMaxPolicyFileBytes + 1 - text.size());
-    in.read(chunk, static_cast<std::streamsize>(want));
-    text.append(chunk, static_cast<std::size_t>(in.gcount()));
-    if (!in) break;
-  }
-  if (in.bad()) {
-    *error = path + ": cannot read policy: read error";
-    return false;
-  }
-  return true;
+  return false;
 }
 
 }  // namespace
@@ -574,16 +525,14 @@ LoadResult PolicyLoader::load(std::string_view text) {
     policy_->sha256_ = sha256_hex(all);
   }
 
-  if (error_count_ > 0) {
-    std::stable_sort(errors_.begin(), errors_.end(), [&](const auto& a, const auto& b) {
-      return std::tuple(file_order(a.first.file), a.first.line, a.first.column) <
-             std::tuple(file_order(b.first.file), b.first.line, b.first.column);
+  if (errors_.any()) {
+    std::stable_sort(kept_errors_.begin(), kept_errors_.end(), [&](const auto& a, const auto& b) {
+      return std::tuple(file_order(a.where.file), a.where.line, a.where.column) <
+             std::tuple(file_order(b.where.file), b.where.line, b.where.column);
     });
-    for (const auto& [loc, msg] : errors_) result.errors.push_back(loc.to_string() + ": " + msg);
-    if (error_count_ > errors_.size()) {
-      result.errors.push_back(file_ + ": ... and " + std::to_string(error_count_ - errors_.size()) +
-                              " more errors");
-    }
+    for (const LocatedError& e : kept_errors_) result.errors.push_back(e.to_string());
+    if (errors_.dropped() > 0)
+      result.errors.push_back(file_ + ": " + more_errors_line(errors_.dropped()));
     return result;
   }
 

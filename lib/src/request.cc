@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "host_name.h"
 #include "text.h"
 
 namespace authbypass {
@@ -14,23 +15,6 @@ namespace {
 constexpr text::ByteSet kConnectBad("/?#@");
 constexpr text::ByteSet kAuthorityEnd("/?#");
 constexpr text::ByteSet kHostBad(":[]%");
-
-// True iff `host` is a name whose last label is numeric ("ends in a number" in WHATWG
-// terms): browsers and some resolvers read such names as IPv4 addresses (3221225991,
-// 0xc0.0.2.7, 0300.0.2.7, 192.0.2).
-bool ends_in_number(std::string_view host) {
-  std::size_t dot = host.rfind('.');
-  std::string_view last = dot == std::string_view::npos ? host : host.substr(dot + 1);
-  if (last.empty()) return false;
-  if (last.size() >= 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X')) {
-    for (char c : last.substr(2))
-      if (text::hex_value(c) < 0) return false;
-    return true;
-  }
-  for (char c : last)
-    if (!text::is_digit(c)) return false;
-  return true;
-}
 
 constexpr text::ByteSet kTokenChars(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~");

@@ -297,7 +297,7 @@ void icap_common(std::string& t) {
        "icap_service_failure_limit -1\n";
 }
 
-// Decision mode (DESIGN §4; the recipe was checked on Squid 5.7 + c-icap 0.5.10).
+// Decision mode (docs/architecture.md "ICAP service"), checked on Squid 5.7 + c-icap 0.5.10.
 SquidConfig squid_config_icap(const Policy& policy, const SquidConfigOptions& o) {
   std::string why;
   if (!icap::parse_shared_secret(o.secret, &why))

@@ -1,5 +1,5 @@
-// tests/bench/e2e_floor_helper.cpp: the floor for any Squid external ACL helper (issue 11
-// follow-up, tests/bench/e2e_squid.py config "floor-prefilter", row (b0)).
+// tests/bench/e2e_floor_helper.cpp: the floor for any Squid external ACL helper
+// (tests/bench/e2e_squid.py config "floor-prefilter", row (b0)).
 //
 // Answers every request line "<channel-id> OK log=floor tag=authbypass/floor" at once: no
 // policy, no decision, no audit log. Squid's concurrency protocol puts the channel id first

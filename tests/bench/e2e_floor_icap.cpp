@@ -1,5 +1,5 @@
-// tests/bench/e2e_floor_icap.cpp: the floor for any ICAP decision service (issue 11
-// follow-up, tests/bench/e2e_squid.py config "floor-icap-prefilter", row (d0)).
+// tests/bench/e2e_floor_icap.cpp: the floor for any ICAP decision service
+// (tests/bench/e2e_squid.py config "floor-icap-prefilter", row (d0)).
 //
 // A minimal REQMOD server: one epoll thread, loopback only, keep-alive. It answers
 //   OPTIONS  ICAP/1.0 200 (Methods: REQMOD, Allow: 204, no Preview, Max-Connections),
@@ -16,8 +16,8 @@
 //                                       serves until SIGTERM/SIGINT, then prints the
 //                                       transaction counts on stderr.
 //
-// Probe options (tests/bench/e2e_icap_probe.py; each makes the floor look more like
-// c-icap + srv_authbypass in one respect, to see what that respect costs Squid):
+// Probe options (each makes the floor look more like c-icap + srv_authbypass in one
+// respect, to measure what that respect costs Squid):
 //   --via TEXT         add "Via: TEXT" to the adapted request, as c-icap does
 //   --burn-us N        spin N microseconds of CPU per REQMOD before answering
 //   --cicap-options    advertise what c-icap does for srv_authbypass in OPTIONS

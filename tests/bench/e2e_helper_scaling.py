@@ -1,11 +1,11 @@
 #!/usr/bin/python3
-"""Squid throughput vs the helper's children-max and concurrency (issue 8), real Squid 5.7.
+"""Squid throughput vs the helper's children-max and concurrency, real Squid 5.7.
 
     e2e_helper_scaling.py --helper BIN --cli BIN --policy FILE --origin BIN --wrk BIN
                           --json OUT [--rounds N] [--seconds S] [--warmup S]
                           [--conns 8,32] [--time-limit S] [--seed N]
 
-Squids side by side (tests/integration/squidlab.py through e2e_squid.py's BenchLab: the
+Squids side by side (tests/lab/squid.py through e2e_squid.py's BenchLab: the
 fast origin tests/bench/e2e_origin.cc, server keep-alive, external ACL cache off), one
 process each, measured in interleaved order:
 
@@ -44,7 +44,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree from the imports below
-sys.path.insert(0, HERE)
 import e2e_squid as e2e  # noqa: E402  (BenchLab, wrk script and runner, /proc helpers)
 
 MIX = "bypass"

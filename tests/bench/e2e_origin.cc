@@ -1,5 +1,5 @@
-// Static loopback origin for the Squid end-to-end benchmark (tests/bench/e2e_squid.py,
-// issue 8): answers every request with 200 and the same small body, HTTP/1.1 keep-alive
+// Static loopback origin for the Squid end-to-end benchmark (tests/bench/e2e_squid.py):
+// answers every request with 200 and the same small body, HTTP/1.1 keep-alive
 // (Squid's `server_persistent_connections on`) or close when asked. One epoll thread,
 // no parsing beyond the header block and Content-Length, no logging: its capacity is
 // measured in the same run (wrk straight at it) and is far above Squid's, so Squid is what

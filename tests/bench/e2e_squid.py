@@ -1,12 +1,12 @@
 #!/usr/bin/python3
-"""Squid end to end (issue 8): requests/s and p99 latency through real Squid 5.7 on loopback.
+"""Squid end to end: requests/s and p99 latency through real Squid 5.7 on loopback.
 
     e2e_squid.py --helper BIN --cli BIN --policy FILE --origin BIN --wrk BIN --json OUT
                  [--rounds N] [--seconds S] [--warmup S] [--conns N] [--seed N]
                  [--with-icap --module srv_authbypass.so [--icap-seconds S] ...]
                  [--floor-helper BIN] [--floor-icap BIN] [--floor-mixes LIST]
 
-Three Squids (tests/integration/squidlab.py, one process each, started side by side and
+Three Squids (tests/lab/squid.py, one process each, started side by side and
 measured in interleaved order, so machine noise hits them alike):
 
   recipe     the built-in recipe: the policy's rules as plain Squid ACLs (dstdomain,
@@ -19,8 +19,8 @@ measured in interleaved order, so machine noise hits them alike):
   helper     the same helper without the prefilter (`http_access allow authbypass`): every
              request reaches the helper, also those with credentials.
 
-With --with-icap (issue 11), two more Squids, both in ICAP decision mode, and one c-icap
-(tests/icap/icaplab.py: srv_authbypass.so with authbypass.Mode decide and a secret made by
+With --with-icap, two more Squids, both in ICAP decision mode, and one c-icap
+(tests/lab/cicap.py: srv_authbypass.so with authbypass.Mode decide and a secret made by
 `authbypass secret`) that both use, started once before them:
   icap-prefilter  the drop-in `authbypass squid-config --mode icap` writes (the secret, the
                   prefilter: `adaptation_access authbypass_req allow authbypass_candidates`,
@@ -93,10 +93,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-sys.path.insert(0, os.path.join(HERE, "..", "icap"))
-from squidlab import SquidLab  # noqa: E402
-from icaplab import CIcap, _lab_pids  # noqa: E402
+from lab.squid import SquidLab  # noqa: E402
+from lab.procs import children_of, exe_of, proc_cpu_ticks  # noqa: E402
+from lab.cicap import CIcap, _lab_pids  # noqa: E402
 
 CONFIGS = ("recipe", "prefilter", "helper")
 ICAP_CONFIGS = ("icap-prefilter", "icap")
@@ -242,43 +241,12 @@ def vm_hwm_kb(pid: int) -> int:
     return 0
 
 
-def proc_cpu_ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime (after state at [0])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def children_of(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid:
-            out.append(int(d))
-    return out
-
-
-def exe_of(pid: int) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/exe")
-    except OSError:
-        return ""
-
-
 class BenchLab(SquidLab):
     """squidlab's Squid, pointed at the fast origin, with server-side keep-alive and the
     external ACL cache off (cache=0). The generated squid.conf is edited after squidlab
     writes it; every edit is checked, so a change in squidlab fails loudly here.
     origin_port=None keeps squidlab's own Python origin and its
-    server_persistent_connections off (tests/bench/e2e_issue11_setup.py)."""
+    server_persistent_connections off (tests/bench/e2e_ab_no_keepalive.py)."""
 
     def __init__(self, *a, origin_port: int | None, cache0: bool = True, **kw):
         # the hosts of every URL the benchmarks send, from the lab's hosts_file (no DNS):
@@ -471,7 +439,7 @@ class FloorIcap:
 
     def reqmods(self) -> int:
         """REQMOD transactions answered so far (X-Floor-Reqmods of an OPTIONS answer)."""
-        from icaplab import icap_request
+        from lab.cicap import icap_request
         status, lines, _rest = icap_request(self.port, "OPTIONS", timeout=5)
         for l in lines:
             if l.lower().startswith("x-floor-reqmods:"):
@@ -537,7 +505,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=8)
     p.add_argument("--time-limit", type=float, default=0,
                    help="seconds: start no round that would end past this (0: no limit)")
-    g = p.add_argument_group("ICAP decision mode (issue 11; off unless --with-icap)")
+    g = p.add_argument_group("ICAP decision mode (off unless --with-icap)")
     g.add_argument("--with-icap", action="store_true",
                    help="add (d) icap-prefilter and (e) icap: Squid in ICAP decision mode")
     g.add_argument("--module", help="srv_authbypass.so (needed with --with-icap)")
@@ -816,7 +784,7 @@ def main() -> int:
                     of_medians = (res["cells"][f"{cfg}/{mix}"]["median_rps"]
                                   / res["cells"][f"recipe/{mix}"]["median_rps"])
                     val = statistics.median(per_round)
-                    # issue 8: (b) >= 0.9x on every mix; issue 11: (d) >= 0.85x, bypassed URL
+                    # targets: (b) >= 0.9x on every mix; (d) >= 0.85x, bypassed URL
                     target = (0.9 if cfg == "prefilter" else
                               0.85 if cfg == "icap-prefilter" and mix == "bypass" else None)
                     ratios.append({"mix": mix, "config": cfg, "value": val,

@@ -1,4 +1,4 @@
-// Lock-step latency of a Squid external_acl helper over pipes (issue 8): one request in
+// Lock-step latency of a Squid external_acl helper over pipes: one request in
 // flight, as Squid sees a helper child when traffic is light. This process starts PROGRAM
 // with its stdin and stdout on pipes, then, for each request, writes one line and waits
 // for the whole answer line before it writes the next; the time from just before write(2)

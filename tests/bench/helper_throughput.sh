@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Squid helper throughput (issue 4): ext_authbypass_acl against the minimal echo loop and
+# Squid helper throughput: ext_authbypass_acl against the minimal echo loop and
 # squidGuard, on the same 1,000,000 generated request lines, in one run.
 #
 #   tests/bench/helper_throughput.sh [--rounds N] [--lines N] [--seed N] [--write-docs]
@@ -11,7 +11,7 @@
 # generator's revocation hosts and \.crl$; (e) tests/bench/helper_throughput_run.py checks
 # the answers, then times N interleaved rounds of echo / helper / helper+audit / squidGuard,
 # writes build-bench/helper_throughput.json and prints the Markdown section. With
-# --write-docs the section "## Squid helper throughput (issue 4)" of docs/performance.md is
+# --write-docs the section "## Squid helper throughput" of docs/perf/benchmarks.md is
 # rewritten in place (appended if missing). Whole run: about a minute on 2 cores.
 set -euo pipefail
 
@@ -109,5 +109,5 @@ fi
 exec python3 tests/bench/helper_throughput_run.py \
   --helper "$build_dir/helpers/ext_authbypass_acl" --policy config/policy.yaml \
   --echo "$work/helper_echo_baseline" --squidguard-conf "$sg_conf" \
-  --work "$work" --json "$build_dir/helper_throughput.json" --docs docs/performance.md \
+  --work "$work" --json "$build_dir/helper_throughput.json" --docs docs/perf/benchmarks.md \
   "${args[@]}"

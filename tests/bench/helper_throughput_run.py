@@ -6,7 +6,7 @@ of: echo loop, ext_authbypass_acl, ext_authbypass_acl --audit-log, squidGuard (o
 shuffled within each round), each reading the whole input file on stdin with stdout to
 /dev/null. Wall time from time.perf_counter around the child, CPU time and peak RSS from
 os.wait4's rusage of that child. Writes raw numbers as JSON, prints the Markdown section
-for docs/performance.md and, with --write-docs, rewrites that section in place.
+for docs/perf/benchmarks.md and, with --write-docs, rewrites that section in place.
 """
 import argparse
 import collections
@@ -25,7 +25,7 @@ import textwrap
 import threading
 import time
 
-SECTION = "## Squid helper throughput (issue 4)"
+SECTION = "## Squid helper throughput"
 TARGETS = {  # ratio of median lines/s: (numerator, denominator, minimum)
     "helper / echo": ("helper", "echo", 0.4),
     "helper / squidGuard": ("helper", "squidguard", 5.0),
@@ -311,7 +311,7 @@ def render(info, verify, med, ratios):
           f"{fmt_rate(m['lines_per_s_min'])}–{fmt_rate(m['lines_per_s_max'])} | "
           f"{m['wall_s']:.3f} | {m['cpu_s']:.3f} | {m['maxrss_kb'] / 1024:.1f} MB |")
     w("")
-    w("Targets (issue 4), ratios of the median lines/s above:")
+    w("Targets, ratios of the median lines/s above:")
     w("")
     w("| ratio | measured | target | |")
     w("|---|---:|---:|---|")
@@ -364,7 +364,7 @@ def render(info, verify, med, ratios):
     w("- Shared, noisy 2-core machine: compare ratios within one run, not absolute figures "
       "across runs.")
     out = []
-    for para in L:  # wrap prose like the rest of docs/performance.md; tables stay one line
+    for para in L:  # wrap prose like the rest of docs/perf/benchmarks.md; tables stay one line
         if para.startswith(("|", "#")) or not para:
             out.append(para)
         else:

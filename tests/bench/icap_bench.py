@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Measurement half of tests/bench/icap_bench.sh (run that, not this): the ICAP service
-(issue 5) against c-icap's bundled srv_echo, on real c-icap 0.5.10, loopback only.
+against c-icap's bundled srv_echo, on real c-icap 0.5.10, loopback only.
 
 1. Test data with openssl (build-bench/icap_bench/): an EC P-256 CA, a small genuine DER
    CRL (a few KB, made at every run), an HTML impostor of about the same size, and a
@@ -22,7 +22,7 @@
    tell memory kept by glibc's per-thread arenas from per-transfer growth.
 5. Audit logs checked (one event per bypassed transaction, expected verdicts), raw
    numbers to JSON, the Markdown section printed; --write-docs rewrites it in
-   docs/performance.md (only when the run passed). Exit status 1 on any error.
+   docs/perf/benchmarks.md (only when the run passed). Exit status 1 on any error.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
-import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -51,10 +50,13 @@ import time
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 import icap_bench_client as ic  # noqa: E402
+from lab.cicap import stop_c_icap  # noqa: E402
+from lab.ports import free_port  # noqa: E402
+from lab.procs import children_of, proc_cpu_ticks  # noqa: E402
+from lab.testdata import CA_CNF, sha  # noqa: E402
 
-SECTION = "## ICAP service (issue 5)"
+SECTION = "## ICAP service throughput"
 C_ICAP = shutil.which("c-icap") or "/usr/bin/c-icap"
 MODULES_DIR = "/usr/lib/x86_64-linux-gnu/c_icap"
 RUN_USER = "c-icap"
@@ -76,7 +78,7 @@ SMALL_REVOCATIONS = 48          # ~4 KB DER CRL
 BIG_TARGET_BYTES = 100_000_000  # under the module's default crl cap (100 MiB)
 BIG_GEN_VERSION = "1"           # bump to regenerate the cached big CRL
 MEM_TARGET = 16 * 1024 * 1024   # extra RSS of the serving child (16 MiB)
-# Issue 8: full mode moves the 100 MB CRL at least this fraction of srv_echo's MB/s.
+# Target: full mode moves the 100 MB CRL at least this fraction of srv_echo's MB/s.
 BIG_RATIO_TARGET = 0.9
 CELLS = [  # (body, mode): mode picks the service
     ("crl", "echo"), ("crl", "full"), ("crl", "preview"),
@@ -109,20 +111,6 @@ def sh(cmd, cwd=None) -> str:
 # ------------------------------------------------------------------------------------------
 # test data
 
-CA_CNF = """[ca]
-default_ca = bench
-[bench]
-database = {db}
-crlnumber = {crlnumber}
-default_md = sha256
-default_crl_days = 30
-[v3_ca]
-basicConstraints = critical, CA:true
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-"""
-
-
 def run(cmd, cwd):
     r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -141,7 +129,7 @@ def make_ca(d: str):
         return
     with open(os.path.join(d, "ca.cnf"), "w") as f:
         f.write(CA_CNF.format(db="index.txt", crlnumber="crlnumber"))
-    # EC P-256 like tests/icap/testdata.py (see its note on RSA signatures)
+    # EC P-256 like tests/lab/testdata.py (see its note on RSA signatures)
     run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
          "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=authbypass bench CA",
          "-days", "30", "-config", "ca.cnf", "-extensions", "v3_ca"], d)
@@ -165,14 +153,6 @@ def gencrl(d: str, name: str, n: int) -> str:
         if f.startswith(idx) or f == name + ".pem":
             os.remove(os.path.join(d, f))
     return os.path.join(d, name)
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
 
 
 def make_data(work: str, skip_big: bool) -> dict:
@@ -204,7 +184,7 @@ def make_data(work: str, skip_big: bool) -> dict:
         log(f"generating the big CRL ({n_big:,} revocations; cached in {d})")
         t1 = time.monotonic()
         gencrl(d, "big.crl", n_big)
-        digest = file_sha256(big)
+        digest = sha(big)
         with open(stamp_file, "w") as f:
             f.write(f"{stamp}\n{digest}\n")
         out["big_gen_s"] = time.monotonic() - t1
@@ -222,28 +202,6 @@ def make_data(work: str, skip_big: bool) -> dict:
 # ------------------------------------------------------------------------------------------
 # c-icap
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_children(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        if int(fields[1]) == pid:
-            out.append(int(d))
-    return out
-
-
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM in bytes, rchar from /proc/PID/io."""
     out = {}
@@ -259,16 +217,6 @@ def proc_status(pid: int) -> dict[str, int]:
     except OSError:
         pass
     return out
-
-
-def proc_cpu_ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            st = f.read()
-    except OSError:
-        return 0
-    fields = st[st.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime, all threads
 
 
 class CIcapServer:
@@ -381,7 +329,7 @@ Service echo {os.path.join(MODULES_DIR, 'srv_echo.so')}
     def children(self) -> list[int]:
         if self.proc is None:
             return []
-        kids = proc_children(self.proc.pid)
+        kids = children_of(self.proc.pid)
         self.seen_pids.update(kids)
         return kids
 
@@ -395,24 +343,7 @@ Service echo {os.path.join(MODULES_DIR, 'srv_echo.so')}
         p = self.proc
         if p is not None:
             self.children()
-            if p.poll() is None:
-                try:
-                    fd = os.open(self.path("c-icap.ctl"), os.O_WRONLY | os.O_NONBLOCK)
-                    try:
-                        os.write(fd, b"stop")
-                    finally:
-                        os.close(fd)
-                except OSError:
-                    p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.terminate()
-                    try:
-                        p.wait(5)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait(5)
+            stop_c_icap(p, self.path("c-icap.ctl"))
             self.proc = None
         deadline = time.monotonic() + 5
         while True:
@@ -655,7 +586,7 @@ def summarize_big(runs: list[dict]) -> dict:
 
 
 def big_throughput(runs: dict) -> dict:
-    """Issue 8: the 100 MB CRL's throughput is limited by the transport, not by the check,
+    """The 100 MB CRL's throughput is limited by the transport, not by the check,
     when full mode moves it as fast as srv_echo does through the same c-icap: the ratio of
     the median MB/s, and the ratio of each full transfer to the echo transfer after it."""
     full, echo = runs["full"], runs["echo"]
@@ -740,7 +671,7 @@ def markdown(res: dict) -> str:
                  f"{c['median_latency_ms']:.2f} ms | {c['median_cicap_cpu_us']:.0f} | "
                  f"{c['median_client_cpu_us']:.0f} | {outs} |")
     L.append("")
-    L.append("Targets (issue 5; the last row issue 8), ratios of the medians above:")
+    L.append("Targets, ratios of the medians above:")
     L.append("")
     L.append("| ratio | measured | per-round ratios (same round) | target | |")
     L.append("|---|---:|---:|---:|---|")
@@ -847,7 +778,7 @@ def markdown(res: dict) -> str:
 
 
 def wrap(par: str, width: int = 92) -> str:
-    """Wraps a prose paragraph (or a "- " bullet) like the rest of docs/performance.md;
+    """Wraps a prose paragraph (or a "- " bullet) like the rest of docs/perf/benchmarks.md;
     headings, tables and blank lines stay as they are."""
     if not par or par.startswith(("|", "#")):
         return par
@@ -890,7 +821,7 @@ def env_info(module: str) -> dict:
         "host": platform.node(), "cpus": os.cpu_count(), "cpu_model": cpu_model,
         "load_start": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         "git": head + (" (icap/ or lib/ modified)" if dirty else ""),
-        "module_sha256": file_sha256(module),
+        "module_sha256": sha(module),
         "cicap": sh([C_ICAP, "-V"]).splitlines()[0] if sh([C_ICAP, "-V"]) else "c-icap",
         "python": platform.python_version(),
     }

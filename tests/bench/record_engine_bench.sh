@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Records the engine benchmarks: Release build in build-bench/, 10 repetitions in random
 # interleaved order (so machine noise hits every benchmark alike), medians.
-# Writes build-bench/engine_bench.json and prints a Markdown table for docs/performance.md.
+# Writes build-bench/engine_bench.json and prints a Markdown table for docs/perf/benchmarks.md ("Engine").
 #
 #   tests/bench/record_engine_bench.sh [extra benchmark flags, e.g. --benchmark_filter=Host]
 set -euo pipefail

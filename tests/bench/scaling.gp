@@ -1,4 +1,4 @@
-# Plots the engine scaling figures (issue 8); run by tests/bench/scaling.sh:
+# Plots the engine scaling figures; run by tests/bench/scaling.sh:
 #   gnuplot -e "datadir='build-bench/scaling'; out='docs/perf/scaling.png'" tests/bench/scaling.gp
 # datadir holds host.dat, regex.dat and vars.gp from tests/bench/scaling_report.py.
 if (!exists("datadir")) datadir = "build-bench/scaling"

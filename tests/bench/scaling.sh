@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scaling benchmarks (issue 8), one command:
+# Scaling benchmarks, one command:
 #   1. engine: Release build of authbypass_scaling_bench in build-bench/, the BM_Scale_ cases
 #      (decide() and load time vs 10 ... 100,000 host rules and 0 ... 1,000 regex rules),
 #      repetitions in random interleaved order, JSON to build-bench/scaling_bench.json;
@@ -7,7 +7,7 @@
 #   2. with --e2e (as root): Squid 5.7 throughput vs children-max and concurrency
 #      (tests/bench/e2e_helper_scaling.py, wrk on loopback), JSON to
 #      build-bench/e2e_helper_scaling.json
-# Prints the Markdown sections; --write-docs also rewrites them in docs/performance.md.
+# Prints the Markdown sections; --write-docs also rewrites them in docs/perf/benchmarks.md.
 #
 #   tests/bench/scaling.sh [--repetitions N] [--min-time S] [--png FILE] [--e2e | --e2e-only]
 #                          [--e2e-rounds N] [--e2e-seconds S] [--e2e-conns 8,32]
@@ -20,6 +20,8 @@ set -euo pipefail
 
 src_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$src_dir"
+# The Python parts import the shared lab package (tests/lab).
+export PYTHONPATH="$src_dir/tests${PYTHONPATH:+:$PYTHONPATH}"
 build_dir=build-bench
 work="$build_dir/scaling"
 json="$build_dir/scaling_bench.json"

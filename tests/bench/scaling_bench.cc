@@ -1,4 +1,4 @@
-// Engine scaling benchmarks (issue 8): how decide() and loading grow with the size of the
+// Engine scaling benchmarks: how decide() and loading grow with the size of the
 // policy. Run by tests/bench/scaling.sh (Release build in build-bench/, JSON output, plot in
 // docs/perf/scaling.png); not part of record_engine_bench.sh.
 //

@@ -1,10 +1,10 @@
 #!/usr/bin/python3
-"""Renders the scaling figures (issue 8) for tests/bench/scaling.sh.
+"""Renders the scaling figures for tests/bench/scaling.sh.
 
     scaling_report.py engine BENCH_JSON DATA_DIR     # data files for gnuplot + Markdown
     scaling_report.py e2e E2E_JSON                   # Markdown of the Squid part
     ... [--write-docs]                               # also rewrite the section in
-                                                     # docs/performance.md
+                                                     # docs/perf/benchmarks.md
 
 engine: BENCH_JSON is Google Benchmark's JSON (every repetition, no aggregates) of the
 BM_Scale_ cases of authbypass_scaling_bench; writes DATA_DIR/host.dat, regex.dat,
@@ -23,8 +23,8 @@ import sys
 import textwrap
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-DOCS = os.path.join(SRC, "docs", "performance.md")
-ENGINE_SECTION = "## Engine scaling: host rules and regex rules (issue 8)"
+DOCS = os.path.join(SRC, "docs", "perf", "benchmarks.md")
+ENGINE_SECTION = "## Engine scaling: host rules and regex rules"
 E2E_SECTION = "## Squid throughput vs children-max and concurrency"
 NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 HOST_N = (10, 100, 1000, 10000, 100000)
@@ -69,7 +69,7 @@ def fmt_rate(x: float) -> str:
 
 
 def write_section(title: str, text: str, after: str | None = None):
-    """Replaces the section `title` of docs/performance.md (up to the next '## '), or
+    """Replaces the section `title` of docs/perf/benchmarks.md (up to the next '## '), or
     inserts it after the section `after` (or at the end). Re-reads the file right before
     writing and replaces it atomically: other sections are edited by others."""
     with open(DOCS) as f:
@@ -190,9 +190,9 @@ def engine(bench_json: str, data_dir: str) -> str:
               f" this run was under `nice -n 5`); built from"
               f" {git_state(os.path.join(data_dir, 'build-state.txt'))}.")
     L.append("")
-    L.append("![decision time vs number of host rules and of regex rules](perf/scaling.png)")
+    L.append("![decision time vs number of host rules and of regex rules](scaling.png)")
     L.append("")
-    L += wrap("[`docs/perf/scaling.png`](perf/scaling.png): left, decide() against the number of"
+    L += wrap("[`docs/perf/scaling.png`](scaling.png): left, decide() against the number of"
              " host rules; right, against the number of regex rules added to the shipped policy"
              " (log–log; bars: min–max over repetitions; dashed: the shipped policy alone).")
     L.append("")
@@ -250,7 +250,7 @@ def engine(bench_json: str, data_dir: str) -> str:
                if max(x["min_cpu_ns"] for x in h) <= min(x["max_cpu_ns"] for x in h) else
                ": a slow rise, most likely memory — the index and rule tables outgrow the CPU"
                " caches, while the work per decision stays the same")
-            + f"; 10,000 rules: {h[3]['cpu_ns'] / h[0]['cpu_ns']:.2f}× the 10-rule time, issue 3's"
+            + f"; 10,000 rules: {h[3]['cpu_ns'] / h[0]['cpu_ns']:.2f}× the 10-rule time, the engine's"
             " target is ≤ 1.5×): the host index costs one hash lookup for the"
             " request's host and one per parent domain, whatever the number of rules. No"
             " allocation per decision at any size.")
@@ -326,7 +326,7 @@ def e2e(e2e_json: str) -> str:
               " `build-bench/e2e_helper_scaling.json`; `--write-docs` rewrites this section).")
     L.append("")
     L += wrap(f"Setup: {d.get('squid_version', 'Squid')}; one Squid per configuration"
-              f" ({len(d['configs'])}, started side by side with tests/integration/squidlab.py and"
+              f" ({len(d['configs'])}, started side by side with tests/lab/squid.py and"
               " e2e_squid.py's changes: the epoll origin `tests/bench/e2e_origin.cc`, server"
               " keep-alive). Each helper configuration runs `ext_authbypass_acl` with no prefilter"
               " (`http_access allow authbypass`) at `ttl=0 negative_ttl=0 cache=0`, so every"
@@ -482,7 +482,7 @@ def main() -> int:
     if len(args) >= 3 and args[0] == "engine":
         text = engine(args[1], args[2])
         if write:
-            write_section(ENGINE_SECTION, text, after="## Engine (issue 3)")
+            write_section(ENGINE_SECTION, text, after="## Engine")
     elif len(args) >= 2 and args[0] == "e2e":
         text, _d = e2e(args[1])
         if write:

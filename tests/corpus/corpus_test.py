@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lab.testdata import ctl_conf
+
 SKIP = 77
 PACKAGES = ["python3-cryptography-vectors", "ca-certificates", "libgcab-tests", "fwupd-tests",
             "shim-signed", "gcab", "libgcab-1.0-0"]
@@ -96,27 +98,7 @@ def run(cmd: list[str], cwd: Path | None = None, **kw) -> None:
 def build_ctl(work: Path, gcab_root: Path, n_subjects: int, name: str) -> Path:
     """A signed CTL (szOID_CTL SignedData) of n_subjects entries, in a gcab MSZIP cabinet."""
     conf = work / f"{name}.cnf"
-    subjects = "\n".join(f"s{i} = SEQUENCE:subj{i}" for i in range(n_subjects))
-    subj_secs = "\n".join(
-        f"[subj{i}]\nhash = FORMAT:HEX,OCTETSTRING:{i:040x}\nattrs = SET:attrs{i}\n"
-        f"[attrs{i}]\na = SEQUENCE:attr{i}\n[attr{i}]\noid = OID:1.3.6.1.4.1.311.10.11.11\n"
-        f"v = SET:val{i}\n[val{i}]\nv = OCTETSTRING:root{i}\n"
-        for i in range(n_subjects))
-    conf.write_text(f"""asn1 = SEQUENCE:ctl
-[ctl]
-usage = SEQUENCE:usage
-listid = FORMAT:HEX,OCTETSTRING:0102
-seq = INTEGER:0x1234
-this = UTCTIME:261201000000Z
-alg = SEQUENCE:alg
-subjects = SEQUENCE:subjects
-[usage]
-u = OID:1.3.6.1.4.1.311.10.3.9
-[alg]
-a = OID:1.3.14.3.2.26
-[subjects]
-{subjects}
-{subj_secs}""")
+    conf.write_text(ctl_conf(n_subjects))
     body = work / f"{name}.der"
     run(["openssl", "asn1parse", "-genconf", str(conf), "-out", str(body), "-noout"])
     folder = work / name

@@ -48,11 +48,10 @@ import time
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
-from icaplab import CIcap, Checks, IcapLabError, c_icap_available  # noqa: E402
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.checks import Checks, stopped  # noqa: E402
+from lab.cicap import CIcap, IcapLabError, c_icap_available  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) squidlab"
@@ -345,14 +344,8 @@ def main(argv) -> int:
             if not only or only == name:
                 run(name, cli, helper, module, policy, data, tmp, checks, started, **kw)
     for pid in started:
-        alive = os.path.exists(f"/proc/{pid}") and \
-            "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
-        checks.expect(not alive, f"pid {pid} stopped")
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    if checks.failures:
-        print("FAILED:\n  " + "\n  ".join(checks.failures))
-        return 1
-    return 0
+        checks.expect(stopped(pid), f"pid {pid} stopped")
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Integration test: ICAP decision mode (authbypass.Mode decide|both, DESIGN §4). The REQMOD
-service decides which requests skip proxy authentication and marks them
+"""Integration test: ICAP decision mode (authbypass.Mode decide|both; docs/architecture.md,
+"ICAP service"). The REQMOD service decides which requests skip proxy authentication and
+marks them
 "X-Authbypass: <secret> <rule-id>"; Squid 5.7 authenticates in adapted_http_access and
 allows marked requests first. Real c-icap 0.5.10 + srv_authbypass.so, real Squid, the
 shipped policy, and the Squid side exactly as `authbypass squid-config --mode icap` writes
@@ -42,7 +43,6 @@ Exit status: 0 passed, 1 failed, 77 Squid or c-icap not installed.
 from __future__ import annotations
 
 import grp
-import hashlib
 import os
 import re
 import shutil
@@ -55,13 +55,12 @@ import time
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
-from icaplab import (CIcap, IcapLabError, c_icap_available, decode_icap_body,  # noqa: E402
+from lab.cicap import (CIcap, IcapLabError, c_icap_available, decode_icap_body,  # noqa: E402
                      icap_request)
-from icaplab import Checks  # noqa: E402
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.checks import Checks, stopped  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
+from lab.testdata import sha  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) squidlab"
@@ -76,10 +75,6 @@ CRL_URL = "http://crl.lab-ca.test/pki/lab.crl"
 def read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
-
-
-def sha(path: str) -> str:
-    return hashlib.sha256(read(path)).hexdigest()
 
 
 def marks(http_lines: list[str]) -> list[str]:
@@ -690,15 +685,9 @@ def main(argv) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n== cleanup")
     for pid in started:
-        alive = os.path.exists(f"/proc/{pid}") and \
-            "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
-        checks.expect(not alive, f"pid {pid} stopped")
+        checks.expect(stopped(pid), f"pid {pid} stopped")
     print(f"({time.monotonic() - t0:.1f} s)")
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    if checks.failures:
-        print("FAILED:\n  " + "\n  ".join(checks.failures))
-        return 1
-    return 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

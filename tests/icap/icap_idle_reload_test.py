@@ -7,8 +7,9 @@ The same bug class as tests/reliability/idle_helper_stale_policy_test.py (fixed 
 Squid helper): srv_authbypass.so looked at its policy file only from housekeeping(), which
 ran on transactions only. A c-icap child that was idle while the security team wrote a
 valid policy B and then a broken edit C saw only C at its next transaction: C was
-rejected, and the OLD policy A stayed in force (B was never loaded). DESIGN §3/§4: a
-policy that fails to load is logged and the last good one (B) stays in force.
+rejected, and the OLD policy A stayed in force (B was never loaded). The rule
+(docs/architecture.md, "Fail-closed rules"): a policy that fails to load is logged and the
+last good one (B) stays in force.
 
 Decision mode (authbypass.Mode decide): a REQMOD for a host the policy bypasses is
 answered ICAP 200 with "X-Authbypass: <secret> <rule>" added; anything else is a 204.
@@ -41,11 +42,11 @@ import time
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-from icaplab import (CIcap, IcapLabError, _lab_pids, c_icap_available,  # noqa: E402
+from lab.checks import Checks  # noqa: E402
+from lab.cicap import (CIcap, IcapLabError, _lab_pids, c_icap_available,  # noqa: E402
                      decode_icap_body, icap_request)
-from icaplab import SHIPPED_INCLUDE, Checks  # noqa: E402
+from lab.cicap import SHIPPED_INCLUDE  # noqa: E402
 
 SECRET = "3c" * 32
 CLIENT = "10.1.2.3"
@@ -191,10 +192,7 @@ def main(argv) -> int:
     shipped = shipped_children()
     scenario(module, checks, f"the shipped sizing: {shipped} children", None, shipped,
              2 * shipped)
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    for f in checks.failures:
-        print(f"  FAILED: {f}")
-    return 1 if checks.failures else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fault test (issue 9): c-icap with srv_authbypass.so killed (SIGKILL) and restarted while
+"""Fault test: c-icap with srv_authbypass.so killed (SIGKILL) and restarted while
 Squid 5.7 + ext_authbypass_acl carry traffic; the shipped configuration (the Squid
 drop-in's prefilter and ICAP sections, bypass=0, and the c-icap include).
 
@@ -32,7 +32,6 @@ import base64
 import os
 import re
 import signal
-import socket
 import sys
 import threading
 import time
@@ -40,34 +39,14 @@ import time
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
-from icap_squid_test import dropin_icap_conf  # noqa: E402
-from icaplab import CIcap, IcapLabError, _lab_pids, c_icap_available  # noqa: E402
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.checks import Checks  # noqa: E402
+from lab.squid import dropin_icap_conf, proxy_get  # noqa: E402
+from lab.cicap import CIcap, IcapLabError, _lab_pids, c_icap_available  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 UP, DOWN = 4.0, 4.0
-
-
-def http_get(port: int, url: str, ua: str, auth: str | None = None,
-             timeout: float = 20) -> tuple[int, bytes]:
-    host = url.split("/")[2]
-    req = (f"GET {url} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\n"
-           + (f"Proxy-Authorization: Basic {auth}\r\n" if auth else "")
-           + "Connection: close\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(req)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
-    head, _, body = data.partition(b"\r\n\r\n")
-    return (int(m.group(1)) if m else 0), body
 
 
 def main(argv) -> int:
@@ -82,12 +61,8 @@ def main(argv) -> int:
     if not squid_available() or not c_icap_available():
         print("SKIP: squid / curl / openssl / c-icap not installed")
         return 77
-    failures: list[str] = []
-
-    def expect(cond, what):
-        print(f"  {'ok  ' if cond else 'FAIL'}  {what}", flush=True)
-        if not cond:
-            failures.append(what)
+    checks = Checks()
+    failures, expect = checks.failures, checks.expect
 
     crl = open(os.path.join(a.data, "crl.der"), "rb").read()
     page = open(os.path.join(a.data, "page.html"), "rb").read()
@@ -119,7 +94,7 @@ def main(argv) -> int:
                 url = f"{base}?{name}-{n}"
                 t0 = time.monotonic()
                 try:
-                    code, body = http_get(lab.port, url, ua, au)
+                    code, body = proxy_get(lab.port, url, ua, au, timeout=20)
                 except OSError:
                     code, body = -1, b""
                 results.append((name, url, t0, time.monotonic(), code, body == want))

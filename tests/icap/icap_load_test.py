@@ -71,11 +71,10 @@ from concurrent.futures import ThreadPoolExecutor
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
-from icaplab import CIcap, Checks, IcapLabError, c_icap_available  # noqa: E402
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.checks import Checks  # noqa: E402
+from lab.cicap import CIcap, IcapLabError, c_icap_available  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 BURST = 80              # parallel fetches: half impostors, half genuine CRLs
@@ -413,11 +412,7 @@ def main(argv) -> int:
     t0 = time.monotonic()
     run(cli, helper, module, policy, data, checks)
     print(f"({time.monotonic() - t0:.1f} s)")
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    if checks.failures:
-        print("FAILED:\n  " + "\n  ".join(checks.failures))
-        return 1
-    return 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -35,9 +35,9 @@ import time
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-from icaplab import (CIcap, Checks, IcapLabError, c_icap_available,  # noqa: E402
+from lab.checks import Checks  # noqa: E402
+from lab.cicap import (CIcap, IcapLabError, c_icap_available,  # noqa: E402
                      decode_icap_body, icap_request)
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
@@ -225,10 +225,7 @@ def main(argv) -> int:
             decision_mode(module, data, pol, checks)
         except IcapLabError as e:
             checks.expect(False, "lab", str(e))
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    for f in checks.failures:
-        print("  FAILED:", f)
-    return 1 if checks.failures else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """ICAP service test: a real c-icap 0.5.10 with srv_authbypass.so, driven directly by
-c-icap-client and by a raw ICAP client (icaplab.icap_request) for the malformed input
+c-icap-client and by a raw ICAP client (lab.cicap.icap_request) for the malformed input
 c-icap-client cannot send.
 
 usage: icap_service_test.py MODULE DATA_DIR
@@ -28,11 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-from icaplab import (CIcap, IcapLabError, c_icap_available, decode_icap_body,  # noqa: E402
+from lab.cicap import (CIcap, IcapLabError, c_icap_available, decode_icap_body,  # noqa: E402
                      icap_request)
-from icaplab import Checks  # noqa: E402
+from lab.checks import Checks, stopped  # noqa: E402
 
 POLICY = """\
 version: 1
@@ -620,18 +619,12 @@ def main(argv) -> int:
     checks.expect(not ic.leftover_pids, "c-icap children exited with the main process"
                   + (f" (killed {ic.leftover_pids})" if ic.leftover_pids else ""))
     for pid in pids:
-        checks.expect(not os.path.exists(f"/proc/{pid}")
-                      or "Z" in open(f"/proc/{pid}/stat").read().split()[2],
-                      f"c-icap (pid {pid}) stopped")
+        checks.expect(stopped(pid), f"c-icap (pid {pid}) stopped")
     if lab_dir:
         checks.expect(not os.path.exists(lab_dir) or os.environ.get("ICAPLAB_KEEP"),
                       "lab directory removed")
 
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    if checks.failures:
-        print("FAILED:\n  " + "\n  ".join(checks.failures))
-        return 1
-    return 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ Exit status: 0 passed, 1 failed, 77 Squid or c-icap not installed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -38,46 +37,14 @@ from concurrent.futures import ThreadPoolExecutor
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
-from icaplab import CIcap, IcapLabError, c_icap_available  # noqa: E402
-from icaplab import Checks  # noqa: E402
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.cicap import CIcap, IcapLabError, c_icap_available  # noqa: E402
+from lab.checks import Checks, stopped  # noqa: E402
+from lab.squid import LabError, SquidLab, dropin_icap_conf, squid_available  # noqa: E402
+from lab.testdata import sha  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) squidlab"
-DROPIN = os.path.join(SRC, "config", "squid", "authbypass.conf")
-
-
-def dropin_icap_conf(icap_port: int, sections: tuple[int, ...] = (2, 5)) -> str:
-    """Sections of the shipped drop-in (default 2, the prefilter ACLs, and 5, ICAP),
-    uncommented, with the lab's c-icap port. (Section 1, the helper, is squidlab's.)"""
-    with open(DROPIN) as f:
-        text = f.read()
-    keep = []
-    section = 0
-    for line in text.splitlines():
-        m = re.match(r"^# (\d)\. ", line)
-        if m:
-            section = int(m.group(1))
-        if section in sections and re.match(r"^#[a-z]", line):
-            keep.append(line[1:])
-    conf = "\n".join(keep) + "\n"
-    if (5 in sections and "icap_service" not in conf) or (
-            2 in sections and "authbypass_candidates" not in conf):
-        raise LabError("the drop-in has no ICAP section or no authbypass_candidates ACL")
-    return conf.replace("icap://127.0.0.1:1344/", f"icap://127.0.0.1:{icap_port}/")
-
-
-def sha(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
-
-
 # (label, url, file, content type, content_length, rule, kind)
 GENUINE = [
     ("small CRL (crl-files)", "http://crl.lab-ca.test/pki/lab.crl", "crl.der",
@@ -324,15 +291,9 @@ def main(argv) -> int:
         run_mode(mode, helper, module, policy, data, checks, started)
     print("\n== cleanup")
     for pid in started:
-        alive = os.path.exists(f"/proc/{pid}") and \
-            "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
-        checks.expect(not alive, f"pid {pid} stopped")
+        checks.expect(stopped(pid), f"pid {pid} stopped")
     print(f"({time.monotonic() - t0:.1f} s)")
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    if checks.failures:
-        print("FAILED:\n  " + "\n  ".join(checks.failures))
-        return 1
-    return 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

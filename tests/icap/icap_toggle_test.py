@@ -38,11 +38,10 @@ import time
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
-from icaplab import CIcap, Checks, IcapLabError, c_icap_available  # noqa: E402
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.checks import Checks  # noqa: E402
+from lab.cicap import CIcap, IcapLabError, c_icap_available  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 SECRET = "9e" * 32
@@ -257,10 +256,7 @@ def main(argv) -> int:
         run(config, cli, helper, module, policy, data, seconds, checks)
     except (LabError, IcapLabError) as e:
         checks.expect(False, "lab", str(e))
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    for f in checks.failures:
-        print("  FAILED:", f)
-    return 1 if checks.failures else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fault test (issue 9): slow and stalled ICAP clients, endless bodies and an endless
+"""Fault test: slow and stalled ICAP clients, endless bodies and an endless
 ICAP header against a real c-icap 0.5.10 with srv_authbypass.so (verify mode, full).
 
 usage: slowloris_test.py MODULE DATA_DIR [--servers 2] [--threads 4] [--timeout 3]
@@ -66,9 +66,9 @@ import time
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-from icaplab import (CIcap, IcapLabError, c_icap_available, decode_icap_body,  # noqa: E402
+from lab.checks import Checks  # noqa: E402
+from lab.cicap import (CIcap, IcapLabError, c_icap_available, decode_icap_body,  # noqa: E402
                      free_port, icap_request)
 
 POLICY = """\
@@ -82,23 +82,6 @@ rules:
 CLIENT = "10.1.2.3"
 UA = "Microsoft-CryptoAPI/10.0"
 MIB = 1 << 20
-
-
-class Checks:
-    def __init__(self):
-        self.failures: list[str] = []
-        self.limitations: list[str] = []
-
-    def expect(self, cond: bool, what: str, detail: str = "") -> bool:
-        print(("  ok    " if cond else "  FAIL  ") + what
-              + (f"\n        {detail}" if detail and not cond else ""), flush=True)
-        if not cond:
-            self.failures.append(what + (f" ({detail})" if detail else ""))
-        return cond
-
-    def limitation(self, what: str):
-        print("  KNOWN C-ICAP LIMITATION  " + what, flush=True)
-        self.limitations.append(what)
 
 
 # ---- ICAP messages ---------------------------------------------------------------------

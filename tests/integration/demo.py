@@ -3,7 +3,7 @@
 
 usage: demo.py HELPER POLICY [ICAP_MODULE]
 
-Starts Squid + helper + a loopback origin (squidlab.py; every request goes to 127.0.0.1,
+Starts Squid + helper + a loopback origin (tests/lab/squid.py; every request goes to 127.0.0.1,
 the host names in the URLs are never resolved), plays the seed scenario (CryptoAPI CRL
 fetches, the Sign-In Assistant's CONNECT, a browser without and with credentials, the
 evasions), prints a table of expected and actual answers, the helper's audit log and
@@ -21,10 +21,9 @@ import os
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import scenarios  # noqa: E402
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab import scenarios  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 BOLD, RESET = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
 
@@ -37,9 +36,8 @@ def icap_part(helper: str, policy: str, module: str) -> list[str]:
     """Squid + helper + c-icap with srv_authbypass: a verified CRL, a blocked impostor."""
     import subprocess
     import tempfile
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "icap"))
-    from icaplab import CIcap, IcapLabError, c_icap_available  # noqa: E402
-    from icap_squid_test import dropin_icap_conf  # noqa: E402
+    from lab.cicap import CIcap, IcapLabError, c_icap_available  # noqa: E402
+    from lab.squid import dropin_icap_conf  # noqa: E402
     if not c_icap_available():
         return ["c-icap is not installed: run scripts/setup"]
     failures = []

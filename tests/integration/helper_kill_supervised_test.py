@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fault test (issue 9): ext_authbypass_acl SIGKILLed mid-stream behind a Squid that runs
+"""Fault test: ext_authbypass_acl SIGKILLed mid-stream behind a Squid that runs
 as Debian's squid.service runs it (`squid --foreground -sYC`: no -N, a master process that
 supervises a worker "kid" and starts a new kid when one dies).
 
@@ -50,7 +50,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -59,9 +58,9 @@ import time
 import urllib.parse
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.checks import Checks  # noqa: E402
+from lab.squid import LabError, proxy_get, squid_available, SquidLab  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 KNOWN_ABORT = 'assertion failed: Write.cc:40: "EX"'
@@ -84,37 +83,6 @@ CLIENTS = [
 ]
 STEADY_SLACK = 2
 NEVER_PATHS = {("never.kill.test", "/x.crl"), ("probe.kill.test", "/x.exe")}
-
-
-def http_get(port: int, url: str, ua: str, auth: str | None = None) -> int:
-    """One GET through the proxy on a fresh connection: the status, 0 if the connection
-    closed without an answer; OSError (refused...) propagates."""
-    host = url.split("/")[2]
-    req = (f"GET {url} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\n"
-           + (f"Proxy-Authorization: Basic {auth}\r\n" if auth else "")
-           + "Connection: close\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
-        s.sendall(req)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
-    return int(m.group(1)) if m else 0
-
-
-def helper_pids(lab: SquidLab) -> list[int]:
-    pids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if os.readlink(f"/proc/{d}/exe") == lab.helper:
-                    pids.append(int(d))
-            except OSError:
-                pass
-    return sorted(pids)
 
 
 def urlpath(target: str) -> str:
@@ -209,7 +177,7 @@ class Run:
             u = url + (f"?{name}-{n}" if name.startswith("probe") else "")
             t0 = time.monotonic()
             try:
-                code = http_get(self.lab.port, u, ua, auth)
+                code = proxy_get(self.lab.port, u, ua, auth)[0]
             except OSError:
                 code = -1
             self.results.append((name, t0, time.monotonic(), code))
@@ -220,7 +188,7 @@ class Run:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.sample()
-            pids = helper_pids(self.lab)
+            pids = self.lab.helper_pids()
             if pids:
                 return pids
             time.sleep(0.05)
@@ -516,12 +484,8 @@ def main(argv) -> int:
     if not squid_available():
         print("SKIP: squid, basic_ncsa_auth, curl or openssl not installed")
         return 77
-    failures: list[str] = []
-
-    def expect(cond, what):
-        print(f"  {'ok  ' if cond else 'FAIL'}  {what}", flush=True)
-        if not cond:
-            failures.append(what)
+    checks = Checks()
+    failures, expect = checks.failures, checks.expect
 
     tmp = tempfile.mkdtemp(prefix="ab-killsup-")
     policy = os.path.join(tmp, "policy.yaml")

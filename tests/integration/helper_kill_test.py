@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fault test (issue 9): ext_authbypass_acl killed (SIGKILL) mid-stream, behind a real Squid.
+"""Fault test: ext_authbypass_acl killed (SIGKILL) mid-stream, behind a real Squid.
 
 usage: helper_kill_test.py HELPER [--kills N] [--gap SECONDS]
 
@@ -32,16 +32,15 @@ import base64
 import os
 import re
 import signal
-import socket
 import sys
 import tempfile
 import threading
 import time
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.checks import Checks  # noqa: E402
+from lab.squid import LabError, proxy_get, squid_available, SquidLab  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 RECOVERY = 5.0
@@ -53,35 +52,6 @@ rules:
       path_suffix: [.crl]
       user_agent_regex: ['^Microsoft-CryptoAPI/(6\\.[0-3]|10\\.0)$']
 """
-
-
-def http_get(port: int, url: str, ua: str, auth: str | None = None) -> int:
-    host = url.split("/")[2]
-    req = (f"GET {url} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\n"
-           + (f"Proxy-Authorization: Basic {auth}\r\n" if auth else "")
-           + "Connection: close\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
-        s.sendall(req)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
-    return int(m.group(1)) if m else 0
-
-
-def helper_pids(lab: SquidLab) -> set[int]:
-    pids = set()
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if os.readlink(f"/proc/{d}/exe") == lab.helper:
-                    pids.add(int(d))
-            except OSError:
-                pass
-    return pids
 
 
 def run_squid(a, policy: str, kills_left: int, expect, known_aborts: list) -> int:
@@ -105,7 +75,7 @@ def run_squid(a, policy: str, kills_left: int, expect, known_aborts: list) -> in
                 u = url + (f"?{name}-{n}" if name.startswith("probe") else "")
                 t0 = time.monotonic()
                 try:
-                    code = http_get(lab.port, u, ua, au)
+                    code = proxy_get(lab.port, u, ua, au)[0]
                 except OSError:
                     code = -1
                 results.append((name, t0, time.monotonic(), code))
@@ -123,14 +93,14 @@ def run_squid(a, policy: str, kills_left: int, expect, known_aborts: list) -> in
             t.start()
         t_start = time.monotonic()
         time.sleep(1.0)
-        all_pids: set[int] = set(helper_pids(lab))
+        all_pids: set[int] = set(lab.helper_pids())
         t_dead = None  # when Squid itself exited
 
         def squid_dead():
             return lab.squid is None or lab.squid.poll() is not None
 
         for i in range(kills_left):
-            pids = sorted(helper_pids(lab))
+            pids = lab.helper_pids()
             all_pids |= set(pids)
             if not pids:
                 print(f"  kill {i + 1}: no helper running", flush=True)
@@ -142,7 +112,7 @@ def run_squid(a, policy: str, kills_left: int, expect, known_aborts: list) -> in
             end_gap = time.monotonic() + a.gap
             while time.monotonic() < end_gap and t_dead is None:
                 time.sleep(0.05)
-                all_pids |= helper_pids(lab)
+                all_pids |= set(lab.helper_pids())
                 if squid_dead():
                     t_dead = time.monotonic()
             if t_dead is not None:
@@ -212,7 +182,7 @@ def run_squid(a, policy: str, kills_left: int, expect, known_aborts: list) -> in
         print(f"  cache.log: {exited} 'helper exited' lines for {len(kills)} kills; "
               f"{len(all_pids)} helper processes seen")
         if t_dead is None:
-            alive = helper_pids(lab)
+            alive = set(lab.helper_pids())
             expect(bool(alive) and all(p not in alive for _t, p in kills),
                    f"killed helpers are gone and Squid runs new ones ({sorted(alive)})")
         fatal = re.findall(r".*(?:FATAL|crashing too rapidly|assertion failed).*", log)
@@ -251,12 +221,8 @@ def main(argv) -> int:
     if not squid_available():
         print("SKIP: squid, basic_ncsa_auth, curl or openssl not installed")
         return 77
-    failures: list[str] = []
-
-    def expect(cond, what):
-        print(f"  {'ok  ' if cond else 'FAIL'}  {what}", flush=True)
-        if not cond:
-            failures.append(what)
+    checks = Checks()
+    failures, expect = checks.failures, checks.expect
 
     tmp = tempfile.mkdtemp(prefix="ab-kill-")
     policy = os.path.join(tmp, "policy.yaml")

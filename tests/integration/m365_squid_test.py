@@ -20,8 +20,7 @@ import tempfile
 from urllib.parse import urlsplit
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.squid import LabError, SquidLab, prefilter_access, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 OCSP_TYPE = "Content-Type: application/ocsp-request"
@@ -65,11 +64,7 @@ def main(argv) -> int:
                         "--version-file", os.path.join(data, "version.json"),
                         "--service-areas", "Skype,Common", "--connect", "--policy-out", policy],
                        capture_output=True, text=True, check=True)
-        gen = subprocess.run([cli, "squid-config", policy, "--no-icap", "--no-audit"],
-                             capture_output=True, text=True, check=True).stdout
-        access = [line for line in gen.splitlines()
-                  if line.startswith("acl ab_") or line.startswith("acl authbypass_candidates")]
-        access.append("http_access allow authbypass_candidates authbypass")
+        access = prefilter_access(cli, policy)
         with SquidLab(helper, policy, bypass_access="\n".join(access),
                       hosts=[host_of(c[1]) for c in CASES]) as lab:
             for method, target, want in CASES:

@@ -29,9 +29,8 @@ import tempfile
 import time
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from squidlab import LabError, SquidLab, free_port, squid_available  # noqa: E402
+from lab.squid import LabError, SquidLab, free_port, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 SECRET = "6d" * 32

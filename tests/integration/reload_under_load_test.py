@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reload under load (issue 9): a real Squid 5.7 with ext_authbypass_acl under constant
+"""Reload under load: a real Squid 5.7 with ext_authbypass_acl under constant
 load while the policy file is replaced 1,000 times, valid and broken versions alternating.
 
 usage: reload_under_load_test.py HELPER CLI [--steps N] [--period SECONDS]
@@ -22,7 +22,7 @@ Client threads send requests through Squid all the time (3 probe, 1 always, 1 ne
 authenticated). Every probe answer is checked against what the helper had loaded (its
 policy_loaded audit events, sha256 of A or B, time-stamped): it must be the answer of a
 policy the helper had in force while it answered -- never that of a broken file, never a
-mix. It is also classified against the switch timeline (the policy the DESIGN says is in
+mix. It is also classified against the switch timeline (the policy the contract says is in
 force is the last valid one written); an answer to a request sent at t0 and answered at t1
 may come from any policy in force during [t0 - LAG, t1], LAG = the helper's
 --check-interval + 30 ms (the helper looks at the file at most once per interval, then
@@ -62,9 +62,9 @@ import time
 import urllib.parse
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.checks import Checks  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 CHECK_INTERVAL_MS = 25
@@ -188,18 +188,6 @@ class Client(threading.Thread):
             self.results.append((self.name, t0, time.monotonic(), code, ""))
 
 
-def helper_pids(lab: SquidLab) -> set[int]:
-    pids = set()
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if os.readlink(f"/proc/{d}/exe") == lab.helper:
-                    pids.add(int(d))
-            except OSError:
-                pass
-    return pids
-
-
 def cli_check(cli: str, text: str, tmpdir: str) -> int:
     path = os.path.join(tmpdir, "candidate.yaml")
     with open(path, "w") as f:
@@ -218,12 +206,8 @@ def main(argv) -> int:
         print("SKIP: squid, basic_ncsa_auth, curl or openssl not installed")
         return 77
 
-    failures: list[str] = []
-
-    def expect(cond, what):
-        print(f"  {'ok  ' if cond else 'FAIL'}  {what}", flush=True)
-        if not cond:
-            failures.append(what)
+    checks = Checks()
+    failures, expect = checks.failures, checks.expect
 
     import tempfile
     tmp = tempfile.mkdtemp(prefix="ab-reload-")
@@ -241,7 +225,7 @@ def main(argv) -> int:
     # No garbage-collector pauses in the client threads: with 100,000 results a full
     # collection stops every thread for ~100 ms, a gap in which no request reaches the
     # helper, which only looks at the policy file when it gets a request (see
-    # docs/reliability.md, "idle helper keeps an older policy").
+    # docs/reliability.md, "Idle processes keep up with the policy").
     gc.disable()
     lab = SquidLab(a.helper, seed_policy, check_interval_ms=CHECK_INTERVAL_MS, verbose=True,
                    no_helper_cache_because="every answer is checked against the policy switch "
@@ -306,7 +290,7 @@ def main(argv) -> int:
                 timeline.switch(nxt, t_begin, time.monotonic())
                 in_force = nxt
                 if valid_writes % 25 == 0:
-                    for pid in helper_pids(lab):
+                    for pid in lab.helper_pids():
                         os.kill(pid, signal.SIGHUP)
                     kind += "+SIGHUP"
             else:
@@ -323,7 +307,7 @@ def main(argv) -> int:
                 else:
                     lab.write_policy(broken_versions(other)[kind])
             counts[kind] = counts.get(kind, 0) + 1
-            seen_pids |= helper_pids(lab)
+            seen_pids |= set(lab.helper_pids())
             left = deadline - time.monotonic()
             if left > 0:
                 time.sleep(left)
@@ -336,8 +320,8 @@ def main(argv) -> int:
         stop.set()
         for c in clients:
             c.join(15)
-        seen_pids |= helper_pids(lab)
-        alive = helper_pids(lab)
+        seen_pids |= set(lab.helper_pids())
+        alive = set(lab.helper_pids())
 
         print(f"== {len(results)} answers in {run_secs:.1f} s; replacements: "
               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))

@@ -3,7 +3,7 @@
 
 usage: squid_helper_test.py HELPER POLICY
 
-Starts Squid + helper + loopback origin (squidlab.py), then checks:
+Starts Squid + helper + loopback origin (tests/lab/squid.py), then checks:
   * the seed scenario (scenarios.SEED): CryptoAPI CRL fetches bypass, the Sign-In
     Assistant's CONNECT to login.microsoftonline.com:443 bypasses, a browser gets 407
     and 200 with credentials, the evasions get 407;
@@ -29,11 +29,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import scenarios  # noqa: E402
-from scenarios import CRYPTOAPI_10, Case, run_case  # noqa: E402
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab import scenarios  # noqa: E402
+from lab.checks import Checks, stopped  # noqa: E402
+from lab.scenarios import CRYPTOAPI_10, Case, run_case  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 RELOAD_WAIT = 1.6  # > the helper's default --check-interval of 1000 ms
 
@@ -50,20 +50,6 @@ NEW_RULE = """\
 """
 
 BROKEN_TAIL = "\n  - id: broken-edit\n    match: {hosts: [unterminated.example.test\n"
-
-
-class Checks:
-    def __init__(self):
-        self.failures: list[str] = []
-        self.passed = 0
-
-    def expect(self, cond: bool, what: str):
-        if cond:
-            self.passed += 1
-            print(f"  ok    {what}", flush=True)
-        else:
-            self.failures.append(what)
-            print(f"  FAIL  {what}", flush=True)
 
 
 def with_rule(policy_text: str) -> str:
@@ -202,18 +188,12 @@ def main(argv) -> int:
                   f"helpers exited with Squid (had to kill {lab.leftover_pids})"
                   if lab.leftover_pids else "helpers exited with Squid")
     if squid_pid:
-        checks.expect(not os.path.exists(f"/proc/{squid_pid}")
-                      or "Z" in open(f"/proc/{squid_pid}/stat").read().split()[2],
-                      f"squid (pid {squid_pid}) stopped")
+        checks.expect(stopped(squid_pid), f"squid (pid {squid_pid}) stopped")
     if lab_dir:
         checks.expect(not os.path.exists(lab_dir) or os.environ.get("SQUIDLAB_KEEP"),
                       "lab directory removed")
 
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    if checks.failures:
-        print("FAILED:\n  " + "\n  ".join(checks.failures))
-        return 1
-    return 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -17,15 +17,12 @@ Exit status: 0 passed, 1 failed, 77 Squid not installed.
 from __future__ import annotations
 
 import base64
-import os
 import socket
-import subprocess
 import sys
 import urllib.parse
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.squid import LabError, SquidLab, prefilter_access, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 TRUSTEDR = "http://ctldl.windowsupdate.com/msdownload/update/v3/static/trustedr"
@@ -86,11 +83,7 @@ def main(argv) -> int:
     if not squid_available():
         print("squid, basic_ncsa_auth, curl or openssl missing: skipped")
         return 77
-    gen = subprocess.run([cli, "squid-config", policy, "--no-icap", "--no-audit"],
-                         capture_output=True, text=True, check=True).stdout
-    access = [line for line in gen.splitlines()
-              if line.startswith("acl ab_") or line.startswith("acl authbypass_candidates")]
-    access.append("http_access allow authbypass_candidates authbypass")
+    access = prefilter_access(cli, policy)
     hosts = {urllib.parse.urlsplit(u.split("#", 1)[0]).hostname
              for u, _ in GENUINE} | {urllib.parse.urlsplit(u.split("#", 1)[0]).hostname
                                      for u in ATTACKS}

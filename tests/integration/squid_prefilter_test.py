@@ -12,14 +12,12 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.squid import LabError, SquidLab, prefilter_access, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
 MSOSIA = "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 6.1; MSOIDCRL 7.250.4303.0; App msoidsvc.exe)"
@@ -52,11 +50,7 @@ def main(argv) -> int:
     if not squid_available():
         print("squid, basic_ncsa_auth, curl or openssl missing: skipped")
         return 77
-    gen = subprocess.run([cli, "squid-config", policy, "--no-icap", "--no-audit"],
-                         capture_output=True, text=True, check=True).stdout
-    access = [line for line in gen.splitlines()
-              if line.startswith("acl ab_") or line.startswith("acl authbypass_candidates")]
-    access.append("http_access allow authbypass_candidates authbypass")
+    access = prefilter_access(cli, policy)
     stats_dir = tempfile.mkdtemp(prefix="authbypass-prefilter-")
     os.chmod(stats_dir, 0o777)  # the helper runs as Squid's user
     failures = []

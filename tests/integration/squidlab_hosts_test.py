@@ -5,7 +5,7 @@
 Squid looks up the host of every request it forwards (netdb), even with never_direct and
 an originserver peer; the lab has no DNS server on loopback, so without the hosts_file
 each such lookup waits for dns_timeout (30 s), ~25 KB each, and under benchmark load Squid
-grew to gigabytes and stalled (docs/performance.md, "Bypassed only"). Checked here from
+grew to gigabytes and stalled (docs/architecture.md, "Squid and c-icap facts"). Checked here from
 Squid's cache manager: the host is in the IP cache from the hosts file (flag H,
 127.0.0.1), and the number of DNS queries in memory (pool "cbdata idns_query") does not
 grow with the requests. A second lab without the name shows the growth this prevents.
@@ -15,12 +15,10 @@ Exit status: 0 passed, 1 failed, 77 Squid not installed.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 HOST = "crl.microsoft.com"
 REQUESTS = 40
@@ -80,8 +78,8 @@ def main(argv) -> int:
                 failures.append(
                     f"lab without the name: only {after - before} more DNS queries in memory"
                     f" after {REQUESTS} requests; Squid no longer keeps a lookup per forwarded"
-                    " request, so the hosts_file's reason in squidlab.py and"
-                    " docs/performance.md needs a new look")
+                    " request, so the hosts_file's reason in lab/squid.py and"
+                    " docs/architecture.md needs a new look")
     except LabError as e:
         failures.append(f"lab error: {e}")
     for f in failures:

@@ -53,14 +53,13 @@ import time
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
-sys.path.insert(0, os.path.join(SRC, "tests", "icap"))
 
-import scenarios  # noqa: E402
-import testdata  # noqa: E402
-from icap_squid_test import Checks, sha  # noqa: E402
-from icaplab import CIcap, IcapLabError, c_icap_available, _lab_pids  # noqa: E402
-from squidlab import LabError, SquidLab, squid_available  # noqa: E402
+from lab import scenarios  # noqa: E402
+from lab import testdata  # noqa: E402
+from lab.checks import Checks  # noqa: E402
+from lab.testdata import sha  # noqa: E402
+from lab.cicap import CIcap, IcapLabError, c_icap_available, _lab_pids  # noqa: E402
+from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 PACKAGE = "authbypass"
 HELPER = "/usr/lib/squid/ext_authbypass_acl"
@@ -115,10 +114,7 @@ def skip(msg: str) -> int:
 
 
 def summary(checks: Checks) -> int:
-    print(f"\n{checks.passed} passed, {len(checks.failures)} failed")
-    for f in checks.failures:
-        print(f"  FAIL  {f}")
-    return 1 if checks.failures else 0
+    return checks.summary()
 
 
 # ==========================================================================================

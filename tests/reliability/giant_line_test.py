@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fault test (issue 9): a 1 GiB request line to ext_authbypass_acl over a pipe.
+"""Fault test: a 1 GiB request line to ext_authbypass_acl over a pipe.
 
 usage: giant_line_test.py HELPER POLICY [--gib 1] [--max-rss-mb 64] [--max-seconds 40]
                           [--json OUT]

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Regression test for a reload bug found by reload_under_load_test.py (issue 9):
+"""Regression test for a reload bug found by reload_under_load_test.py:
 an ext_authbypass_acl that gets no request while a valid policy is on disk never loads
 it; if a broken edit follows, the helper keeps an *older* policy, not the last good one.
 
@@ -8,7 +8,7 @@ usage: idle_helper_stale_policy_test.py HELPER
   1. policy A (rule `probe` bypasses probe.test) is in force: the probe gets OK;
   2. the helper is idle; policy B (the bypass revoked) is written, valid;
   3. still idle; a broken edit of B is written (a typo);
-  4. the probe: DESIGN §3 says "a new policy that fails to load is logged and the last
+  4. the probe: the rule is "a new policy that fails to load is logged and the last
      good one stays in force" -- the last good policy is B, so ERR is expected; the
      helper answers OK by `probe`: the revoked bypass is back in force until the file
      is fixed. Behind Squid this hits helper children that were idle (children-max > 1:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Memory checks of the engine and the Squid helper (issue 9), recorded in docs/reliability.md.
+# Memory checks of the engine and the Squid helper, recorded in docs/reliability.md.
 #
 # usage: tests/reliability/valgrind.sh [BUILD_DIR] [--quick]
 #   BUILD_DIR  a build with the unit tests and ext_authbypass_acl (default build/test)

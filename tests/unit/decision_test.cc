@@ -1,5 +1,5 @@
-// Engine semantics (DESIGN §2): small inline policies, loaded with load_policy_text and
-// queried with Policy::decide on a pinned date.
+// Engine semantics (docs/architecture.md "Policy"): small inline policies, loaded with
+// load_policy_text and queried with Policy::decide on a pinned date.
 
 #include "authbypass/decision.h"
 
@@ -982,7 +982,8 @@ class DecisionLoad : public ::testing::Test {
   }
 };
 
-// The example of DESIGN §2, with the description quoted (unquoted, its ": " is invalid YAML).
+// The example policy of docs/architecture.md "Policy", with the description quoted (unquoted,
+// its ": " is invalid YAML).
 TEST_F(DecisionLoad, DesignExampleLoads) {
   const LoadResult result = load_policy_text(R"y(version: 1
 rules:

@@ -1,14 +1,15 @@
-// Differential property test (issue 9): random policies and random requests; the engine's
-// Policy::decide must agree with a deliberately naive reference matcher written here from
-// DESIGN §2 — a linear scan over the rules in file order with straightforward checks.
+// Differential property test: random policies and random requests; the engine's
+// Policy::decide must agree with a deliberately naive reference matcher written here from the
+// policy semantics (docs/architecture.md "Policy") — a linear scan over the rules in file order
+// with straightforward checks.
 //
 // The reference works from the generator's own description of each rule (not from the
 // loaded Policy): it applies the defaults (GET/HEAD, port 80), upper-cases methods,
 // lower-cases and strips one trailing dot from host entries, tells names from IP/CIDR
 // entries, does label-boundary suffix matching and CIDR containment bit by bit, CONNECT
 // (no path: path criteria never hold), expiry, shadow (reported, never deciding) and the
-// 1024-byte regex subject bound (docs/design-notes.md). It reuses the request's parsed,
-// normalized fields (host, host_kind, host_ip, port, method, match_path, user agent, src):
+// 1024-byte regex subject bound (docs/architecture.md "Regex cost bound"). It reuses the request's
+// parsed, normalized fields (host, host_kind, host_ip, port, method, match_path, user agent, src):
 // URL normalization has its own tests (request_test.cc).
 //
 // Fixed seed by default; AUTHBYPASS_DIFF_SEED=N picks another, AUTHBYPASS_DIFF_POLICIES=N

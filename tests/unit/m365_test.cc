@@ -1259,5 +1259,28 @@ TEST(M365Changes, BadChanges) {
   EXPECT_NE(patch_text(*r.patch).find("no changes"), std::string::npos);
 }
 
+// The list checks the endpoint and /changes parsers share, with each one's own words.
+TEST(M365Changes, ListShapeErrors) {
+  ChangesResult r = parse_changes("{}", "c.json");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0], "c.json: a /changes answer must be a JSON list of change records, not an object");
+  r = parse_changes("[1]", "c.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.errors[0], "c.json: change record 1: must be an object, not a number");
+  std::string many = "[";
+  for (std::size_t i = 0; i <= kMaxSets * 10; ++i) many += i ? ",{}" : "{}";
+  r = parse_changes(many + "]", "c.json");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0], "c.json: more than 100000 change records");
+  EndpointsResult e = parse_endpoints("[1]", "e.json");
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.errors[0], "e.json: record 1: must be an object (an endpoint set), not a number");
+  std::string sets = "[";
+  for (std::size_t i = 0; i <= kMaxSets; ++i) sets += i ? ",{}" : "{}";
+  e = parse_endpoints(sets + "]", "e.json");
+  ASSERT_EQ(e.errors.size(), 1u);
+  EXPECT_EQ(e.errors[0], "e.json: more than 10000 endpoint sets");
+}
+
 }  // namespace
 }  // namespace authbypass::m365

@@ -1,4 +1,4 @@
-// `tests:` runner and the warnings of DESIGN §2.
+// `tests:` runner and the warnings of docs/architecture.md "Policy".
 #include <gtest/gtest.h>
 
 #include "authbypass/policy_check.h"

@@ -1,4 +1,5 @@
-// `squid-config --mode icap`: the Squid side of ICAP decision mode (DESIGN §4).
+// `squid-config --mode icap`: the Squid side of ICAP decision mode (docs/architecture.md "ICAP
+// service").
 #include <gtest/gtest.h>
 
 #include <sstream>

@@ -1,4 +1,5 @@
-// Audit events (DESIGN §5): one JSON object per line, and the sinks that write them.
+// Audit events (docs/architecture.md "Audit events"): one JSON object per line, and the sinks that
+// write them.
 #pragma once
 
 #include <chrono>
@@ -9,6 +10,8 @@
 #include <string_view>
 
 namespace authbypass {
+
+struct Rule;
 
 // One audit event. Empty strings and negative numbers are left out of the JSON line.
 struct AuditEvent {
@@ -38,6 +41,17 @@ struct AuditEvent {
   // of several events of one request escape them once.
   std::string_view request_json;
 };
+
+// The request an event is about (the engine's view of it, as audited).
+struct AuditRequest {
+  std::string_view src, method, url, host, user_agent;
+};
+
+// The one builder of rule events: `event` of `component` for `req`, naming `rule` (its id,
+// owner and ticket; none when null) under the policy whose hash is `policy_sha256`. The
+// event points into its arguments.
+AuditEvent rule_event(std::string_view component, std::string_view event, const Rule* rule,
+                      std::string_view policy_sha256, const AuditRequest& req);
 
 // Appends the JSON text of `e`'s src, method, url, host and user_agent fields to `out`,
 // for AuditEvent::request_json.

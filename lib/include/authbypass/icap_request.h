@@ -1,6 +1,6 @@
-// ICAP service wire translation (DESIGN §4): the encapsulated HTTP request and response
-// header values, as c-icap hands them over, into a RequestInput for the engine. Pure
-// functions, no I/O (except the shared-secret file's reader and generator at the end):
+// ICAP service wire translation (docs/architecture.md "ICAP service"): the encapsulated HTTP
+// request and response header values, as c-icap hands them over, into a RequestInput for the
+// engine. Pure functions, no I/O (except the shared-secret file's reader and generator at the end):
 // used by srv_authbypass.so, the `authbypass` CLI, their tests and the fuzz target.
 #pragma once
 
@@ -50,8 +50,8 @@ std::string media_type(std::string_view content_type);
 std::string_view trim(std::string_view s);
 
 // ---------------------------------------------------------------------------------------
-// Decision mode (authbypass.Mode decide|both, DESIGN §4): the REQMOD service decides and
-// marks the requests that may skip proxy authentication with
+// Decision mode (authbypass.Mode decide|both, docs/architecture.md "ICAP service"): the REQMOD
+// service decides and marks the requests that may skip proxy authentication with
 //     X-Authbypass: <shared secret> <rule-id>
 // which Squid's `acl ... req_header X-Authbypass ^<secret>\s` recognizes in
 // adapted_http_access. Squid never forwards the header (request_header_access).
@@ -99,7 +99,7 @@ std::optional<std::string_view> marked_rule(std::string_view value, std::string_
 
 enum class HoleAction : std::uint8_t {
   kAllow,             // 204: nothing to check here (or the deciding rule has verify: none)
-  kCheckOcspRequest,  // REQMOD: the body must be a DER OCSP request (DESIGN §4)
+  kCheckOcspRequest,  // REQMOD: the body must be a DER OCSP request of at most 64 KiB
   kCheck,             // RESPMOD: the body must be what `verify` names
   kRefuse,            // 403: cannot be checked (a CONNECT tunnel no policy here bypasses)
 };

@@ -170,7 +170,7 @@ struct RevocationContent {
 RevocationContent revocation_content(const EndpointSet& set);
 
 // ---------------------------------------------------------------------------------------
-// `authbypass m365 import`: chosen sets -> policy YAML (DESIGN §2 schema).
+// `authbypass m365 import`: chosen sets -> policy YAML (docs/architecture.md "Policy").
 //
 // Per revocation set (which must be one by content, RevocationContent::revocation_set):
 // rule m365-<id>-ocsp (its OCSP responders by name: GET, HEAD, POST, port 80, verify:

@@ -1,5 +1,5 @@
-// The policy: YAML schema version 1 (DESIGN §2), loaded whole or not at all into an
-// immutable Policy that any number of threads may share and query.
+// The policy: YAML schema version 1 (docs/architecture.md "Policy"), loaded whole or not at all
+// into an immutable Policy that any number of threads may share and query.
 #pragma once
 
 #include <atomic>
@@ -135,13 +135,13 @@ class Policy {
   std::uint64_t generation() const { return generation_; }
   const Rule* find_rule(std::string_view id) const;
 
-  // The decision for one request on `today` (DESIGN §2). Thread-safe, no I/O, and no
-  // allocation once `ctx` is warm. A malformed request (req.ok() false) always
-  // authenticates. Reads `req` and this policy only; remembers regex outcomes in `ctx`
-  // (the caller's, one per thread), which never changes a decision.
+  // The decision for one request on `today` (docs/architecture.md "Policy"). Thread-safe,
+  // no I/O, and no allocation once `ctx` is warm. A malformed request (req.ok() false)
+  // always authenticates. Reads `req` and this policy only; remembers regex outcomes in
+  // `ctx` (the caller's, one per thread), which never changes a decision.
   Decision decide(const Request& req, Date today, EvalContext& ctx) const;
   // The same decision without memos: every regex a rule reaches is evaluated (for one-off
-  // decisions: explain, policy tests).
+  // decisions: explain, policy tests, one ICAP transaction).
   Decision decide(const Request& req, Date today) const;
 
   // Per-rule criterion checks (slow path, for regex evaluation, `explain` and tests).

@@ -1,4 +1,4 @@
-// Policy review: the policy's own `tests:` and the warnings of DESIGN §2.
+// Policy review: the policy's own `tests:` and the warnings of docs/architecture.md "Policy".
 #pragma once
 
 #include <string>

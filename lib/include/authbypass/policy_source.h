@@ -1,6 +1,6 @@
 // A policy file kept in force: loaded at start, reloaded when it changes or on demand.
 // The policy in force is an immutable snapshot swapped atomically; a file that fails to
-// load never replaces the last good one (DESIGN §3, §4).
+// load never replaces the last good one (docs/architecture.md "Helper", "ICAP service").
 #pragma once
 
 #include <atomic>
@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "authbypass/file_identity.h"
 #include "authbypass/policy.h"
 
 namespace authbypass {
@@ -37,19 +38,12 @@ class PolicySource {
   const std::string& path() const { return path_; }
 
  private:
-  struct Stamp {
-    bool exists = false;
-    unsigned long long dev = 0, ino = 0, size = 0;
-    long long mtime_ns = 0, ctime_ns = 0;
-    bool operator==(const Stamp&) const = default;
-  };
-  static Stamp stamp_of(const std::string& path);
-  std::vector<Stamp> stamps() const;  // of path_ and of the last good policy's other files
+  std::vector<FileIdentity> stamps() const;  // of path_ and of the last good policy's other files
 
   std::string path_;
   std::chrono::milliseconds interval_;
   std::chrono::steady_clock::time_point last_check_{};
-  std::vector<Stamp> last_stamps_;
+  std::vector<FileIdentity> last_stamps_;
   std::atomic<std::shared_ptr<const Policy>> current_;
 };
 

@@ -1,5 +1,5 @@
-// `authbypass report`: the auditors' view of the audit trail (DESIGN §6). Reads helper and
-// ICAP audit logs (JSON lines, plain or gzip) and Squid access logs carrying %ea, in one
+// `authbypass report`: the auditors' view of the audit trail (docs/architecture.md "CLI"). Reads
+// helper and ICAP audit logs (JSON lines, plain or gzip) and Squid access logs carrying %ea, in one
 // streaming pass with bounded memory, and summarizes who went through the proxy without
 // credentials, to where, under which rule, and whether only revocation data passed.
 #pragma once

@@ -1,6 +1,6 @@
-// Revocation-data checker (DESIGN §4): is this HTTP body really a CRL, an OCSP answer, a
-// certificate, a PKCS#7 certs-only bundle or a CAB trust list? Fed incrementally (headers,
-// then body chunks in order), in memory that does not grow with the body. No I/O.
+// Revocation-data checker (docs/architecture.md "ICAP service"): is this HTTP body really a CRL, an
+// OCSP answer, a certificate, a PKCS#7 certs-only bundle or a CAB trust list? Fed incrementally
+// (headers, then body chunks in order), in memory that does not grow with the body. No I/O.
 //
 // It walks the DER structure (definite minimal lengths, the outer object exactly filling
 // the body, the expected tags and OIDs of each kind); PEM forms are base64-decoded on the
@@ -38,7 +38,8 @@ enum class RevocationKind : std::uint8_t {
 std::string_view to_string(
     RevocationKind k);  // "crl", "ocsp", "cert", "pkcs7", "ctl", "ocsp-request"
 
-// Size caps per kind (bytes). Defaults from DESIGN §4; Windows itself stops at 100 MiB.
+// Size caps per kind (bytes), defaults as documented (docs/architecture.md "ICAP service");
+// Windows itself stops at 100 MiB.
 struct RevocationLimits {
   std::uint64_t ocsp = 64ull * 1024;           // OCSP responses and requests
   std::uint64_t cert = 100ull * 1000;          // certificates and PKCS#7 bundles

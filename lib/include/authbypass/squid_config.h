@@ -1,4 +1,4 @@
-// The squid.conf lines that wire a policy into Squid (DESIGN §6 `squid-config`): the
+// The squid.conf lines that wire a policy into Squid (docs/architecture.md "CLI"): the
 // helper, a built-in prefilter derived from the policy so that only candidate requests
 // reach the helper, the http_access order, and the ICAP services.
 #pragma once
@@ -11,9 +11,9 @@
 namespace authbypass {
 
 // helper: the external ACL helper decides before proxy_auth, srv_authbypass verifies.
-// icap: decision mode (DESIGN §4): srv_authbypass (authbypass.Mode both) decides in REQMOD
-// and marks bypassed requests "X-Authbypass: <secret> <rule-id>"; authentication moves
-// to adapted_http_access, where marked requests are allowed first.
+// icap: decision mode (docs/architecture.md "ICAP service"): srv_authbypass (authbypass.Mode both)
+// decides in REQMOD and marks bypassed requests "X-Authbypass: <secret> <rule-id>"; authentication
+// moves to adapted_http_access, where marked requests are allowed first.
 enum class SquidConfigMode { kHelper, kIcap };
 
 struct SquidConfigOptions {

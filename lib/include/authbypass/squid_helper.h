@@ -1,5 +1,5 @@
-// Squid external ACL helper protocol (DESIGN §3): request lines in, answer lines out.
-// Pure translation between Squid's wire format and the engine's RequestInput / Decision;
+// Squid external ACL helper protocol (docs/architecture.md "Helper"): request lines in, answer
+// lines out. Pure translation between Squid's wire format and the engine's RequestInput / Decision;
 // no I/O. Used by ext_authbypass_acl and its tests and fuzz target.
 #pragma once
 
@@ -39,7 +39,8 @@ enum class Token : std::uint8_t {
 struct Format {
   std::vector<Token> tokens;
 
-  // DESIGN §3's default: "%SRC %METHOD %#URI %#>ha{User-Agent}".
+  // The documented default (docs/architecture.md "Helper"):
+  // "%SRC %METHOD %#URI %#>ha{User-Agent}".
   static Format default_format();
   // Parses a space-separated list such as "%SRC %METHOD %#URI %#>ha{User-Agent}". Needs a
   // method and either a URI or a domain; each token at most once. nullopt + *error if not.

@@ -20,6 +20,7 @@ detached), cert-then-zip.pem (a PEM certificate followed by 2 MB of ZIP).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
 import subprocess
@@ -33,6 +34,14 @@ FILES = ["ca.pem", "ca.der", "leaf.pem", "crl.der", "crl.pem", "crl-40k.crl", "c
          "ocsp-resp.der", "ca.p7c", "page.html", "app.exe", "junk20m.bin", "junk1m.bin",
          "big-truncated.crl", "big-corrupt.crl", "crl.der.gz", "crl-appended.crl",
          "ctl.cab", "cert-then-zip.pem", "signed-doc.p7m", "detached.p7s", "prog-stl.cab"]
+
+
+def sha(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
 
 
 def run(*cmd, cwd):
@@ -186,16 +195,22 @@ a = OID:1.3.14.3.2.26
 """
 
 
-def make_signed(d: str):
-    """A CAB trust list (a signed szOID_CTL SignedData as authroot.stl, ~60 KB so that it
-    spans several MSZIP blocks) and SignedData / CAB impostors."""
-    subjects = "".join(f"s{i} = SEQUENCE:subj{i}\n" for i in range(900))
+def ctl_conf(n_subjects: int) -> str:
+    """`openssl asn1parse -genconf` text of a certificate trust list (the content of a
+    szOID_CTL SignedData) with n_subjects entries, each a hash and one attribute."""
+    subjects = "".join(f"s{i} = SEQUENCE:subj{i}\n" for i in range(n_subjects))
     subjects += "".join(
         f"[subj{i}]\nhash = FORMAT:HEX,OCTETSTRING:{i:040x}\nattrs = SET:attrs{i}\n"
         f"[attrs{i}]\na = SEQUENCE:attr{i}\n[attr{i}]\noid = OID:1.3.6.1.4.1.311.10.11.11\n"
-        f"v = SET:val{i}\n[val{i}]\nv = OCTETSTRING:root{i}\n" for i in range(900))
+        f"v = SET:val{i}\n[val{i}]\nv = OCTETSTRING:root{i}\n" for i in range(n_subjects))
+    return CTL_CONF + subjects
+
+
+def make_signed(d: str):
+    """A CAB trust list (a signed szOID_CTL SignedData as authroot.stl, ~60 KB so that it
+    spans several MSZIP blocks) and SignedData / CAB impostors."""
     with open(os.path.join(d, "ctl.cnf"), "w") as f:
-        f.write(CTL_CONF + subjects)
+        f.write(ctl_conf(900))
     run("openssl", "asn1parse", "-genconf", "ctl.cnf", "-out", "ctl.der", "-noout", cwd=d)
     run("openssl", "cms", "-sign", "-binary", "-nodetach", "-econtent_type",
         "1.3.6.1.4.1.311.10.1", "-in", "ctl.der", "-signer", "ca.pem", "-inkey", "ca.key",

@@ -1,9 +1,9 @@
-"""squidlab: a throw-away Squid 5.7 + ext_authbypass_acl + loopback origin, for tests and demos.
+"""lab.squid (SquidLab): a throw-away Squid 5.7 + ext_authbypass_acl + loopback origin, for tests and demos.
 
 Standard library only; run with /usr/bin/python3 (the pyenv python under /root is not
-readable by user `proxy`). Facts it relies on: /work/shared/TESTING.md.
+readable by user `proxy`). Facts it relies on: docs/architecture.md "Squid and c-icap facts".
 
-    from squidlab import SquidLab
+    from lab.squid import SquidLab
     with SquidLab(helper="build/test/helpers/ext_authbypass_acl",
                   policy="config/policy.yaml") as lab:
         lab.get("http://crl.verisign.com/pca3.crl", ua="Microsoft-CryptoAPI/6.1")  # -> 200
@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import http.server
 import json
 import os
 import pwd
@@ -56,11 +55,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
+
+from lab.origin import OriginServer
+from lab.ports import free_port
+from lab.procs import pids_of_exe
 
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
 NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"
@@ -68,8 +70,6 @@ CURL = shutil.which("curl") or "/usr/bin/curl"
 # How Debian's squid.service starts Squid (ExecStart=/usr/sbin/squid --foreground -sYC):
 # no -N, so a master process supervises a worker kid and restarts it when it dies.
 DEBIAN_SERVICE_ARGS = ("--foreground", "-sYC")
-
-ORIGIN_BODY = b"squidlab origin: hello\n"
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHIPPED_DROPIN = os.path.join(os.path.dirname(os.path.dirname(HERE)), "config", "squid",
@@ -107,240 +107,61 @@ class LabError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------
-# Origin server
-# --------------------------------------------------------------------------------------
-
-class _OriginHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"  # one request per connection (server_persistent_connections off)
-    server_version = "squidlab-origin"
-
-    def handle_one_request(self):
-        # A CONNECT tunnel that Squid let through arrives here as a raw TLS ClientHello.
-        try:
-            first = self.rfile.peek(1)[:1]
-        except Exception:  # noqa: BLE001 - connection reset etc.
-            first = b""
-        if first == b"\x16":
-            self.server.record({"method": "TLS", "host": None, "path": None, "body": b""})
-            self.close_connection = True
-            return
-        super().handle_one_request()
-
-    def _answer(self, send_body: bool):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        self.server.record({"method": self.command, "host": self.headers.get("Host"),
-                            "path": self.path, "user_agent": self.headers.get("User-Agent"),
-                            "body": body if len(body) <= 65536 else body[:65536],
-                            "body_len": len(body),
-                            "headers": [(k, v) for k, v in self.headers.items()]})
-        route = self.server.route(self.path)
-        if route is not None:
-            self._answer_route(route, send_body)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(ORIGIN_BODY)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if send_body:
-            try:
-                self.wfile.write(ORIGIN_BODY)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the proxy went away mid-answer (e.g. a Squid kid aborted): fine
-
-    def _answer_route(self, route: "Route", send_body: bool):
-        if route.delay:
-            time.sleep(route.delay)  # e.g. past Squid's read_timeout
-        if route.raw is not None:  # not HTTP: these bytes (maybe none), then close
-            try:
-                if route.raw:
-                    self.wfile.write(route.raw)
-                    self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            self.close_connection = True
-            return
-        if route.revalidate and (self.headers.get("If-None-Match")
-                                 or self.headers.get("If-Modified-Since")):
-            self.send_response(304)  # "your copy is still good", whatever it holds
-            for k, v in route.headers:
-                self.send_header(k, v)
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-            return
-        self.send_response(route.status)
-        if route.content_type is not None:
-            self.send_header("Content-Type", route.content_type)
-        length = route.length() if route.content_length == "auto" else route.content_length
-        if length is not None:
-            self.send_header("Content-Length", str(length))
-        for k, v in route.headers:
-            self.send_header(k, v)
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if not send_body:
-            return
-        try:
-            for chunk in route.chunks():
-                self.wfile.write(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the proxy gave up on this body (e.g. Squid aborted it): fine
-        self.close_connection = True
-
-    def do_GET(self):  # noqa: N802
-        self._answer(True)
-
-    def do_POST(self):  # noqa: N802
-        self._answer(True)
-
-    def do_HEAD(self):  # noqa: N802
-        self._answer(False)
-
-    def do_CONNECT(self):  # noqa: N802 - only the "tunnel" peer gets these
-        self.server.record({"method": "CONNECT", "host": self.path, "path": None,
-                            "user_agent": self.headers.get("User-Agent"), "body": b"",
-                            "headers": [(k, v) for k, v in self.headers.items()]})
-        self.send_response(200, "Connection established")
-        self.end_headers()
-        self.wfile.flush()
-        # The client now starts TLS inside the tunnel; note it and hang up (no TLS here).
-        self.connection.settimeout(5)
-        try:
-            first = self.rfile.read(1)
-        except OSError:
-            first = b""
-        if first == b"\x16":
-            self.server.record({"method": "TLS", "host": self.path, "path": None, "body": b""})
-        self.close_connection = True
-
-    def log_message(self, fmt, *args):  # keep the test output clean
-        pass
-
-
-class Route:
-    """What the origin answers for one registered path."""
-
-    def __init__(self, data: bytes | None = None, file: str | None = None,
-                 content_type: str | None = "application/octet-stream", status: int = 200,
-                 headers: list[tuple[str, str]] | None = None,
-                 content_length: int | str | None = "auto", revalidate: bool = False,
-                 raw: bytes | None = None, delay: float = 0.0):
-        if raw is not None:
-            data = b""
-        if (data is None) == (file is None):
-            raise ValueError("give data or file")
-        # raw: the origin sends these bytes instead of an HTTP response and closes (b"":
-        # it closes at once, answering nothing). delay: seconds it waits before answering.
-        self.raw = raw
-        self.delay = delay
-        self.data, self.file = data, file
-        self.content_type = content_type
-        self.status = status
-        self.headers = list(headers or [])
-        # "auto": the body's real size; None: no Content-Length (the body ends when the
-        # connection closes, HTTP/1.0); an int: that value, true or not.
-        self.content_length = content_length
-        # True: a conditional request (If-None-Match / If-Modified-Since) gets 304
-        self.revalidate = revalidate
-
-    def length(self) -> int:
-        return len(self.data) if self.data is not None else os.path.getsize(self.file)
-
-    def chunks(self, size: int = 64 * 1024):
-        if self.data is not None:
-            for i in range(0, len(self.data), size):
-                yield self.data[i:i + size]
-            return
-        with open(self.file, "rb") as f:
-            while True:
-                b = f.read(size)
-                if not b:
-                    return
-                yield b
-
-
-class OriginServer(http.server.ThreadingHTTPServer):
-    """HTTP server on 127.0.0.1 (free port) in a daemon thread; records requests.
-
-    Squid never tunnels CONNECT to an `originserver` peer ("found 0 destinations", 500
-    ERR_CANNOT_FORWARD), so a second instance plays a parent proxy for CONNECT only: it
-    answers "200 Connection established", records the TLS ClientHello that follows, and
-    hangs up. The client thus sees 200 for an allowed CONNECT, then a TLS failure."""
-
-    daemon_threads = True
-    # listen() backlog: socketserver's default of 5 drops connection attempts of a burst
-    # (each dropped SYN costs the client a 1 s retransmission).
-    request_queue_size = 256
-
-    def __init__(self, name: str = "origin"):
-        self.name = name
-        super().__init__(("127.0.0.1", 0), _OriginHandler)
-        self.port = self.server_address[1]
-        self._lock = threading.Lock()
-        self._requests: list[dict] = []
-        self._routes: dict[str, Route] = {}
-        self._thread = threading.Thread(target=self.serve_forever, name=f"squidlab-{name}",
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
-
-    def record(self, req: dict):
-        req["time"] = time.time()
-        with self._lock:
-            self._requests.append(req)
-
-    def serve(self, path: str, data: bytes | None = None, *, file: str | None = None,
-              content_type: str | None = "application/octet-stream", status: int = 200,
-              headers: list[tuple[str, str]] | None = None,
-              content_length: int | str | None = "auto", revalidate: bool = False,
-              raw: bytes | None = None, delay: float = 0.0) -> Route:
-        """Answers requests for `path` (the request-target's path, query ignored) with
-        this body (bytes, or a file streamed from disk), Content-Type (None: no header),
-        status and extra headers. content_length: "auto" (the real size), None (no
-        Content-Length: the body ends when the connection closes) or a given number.
-        revalidate: answer 304 Not Modified (with `headers`, no body) to any conditional
-        request (If-None-Match or If-Modified-Since), as an origin does to a cache's
-        revalidation.
-        raw: send these bytes instead of an HTTP response, then close (b"": close without
-        answering); delay: wait that many seconds first (an origin that times out)."""
-        r = Route(data, file, content_type, status, headers, content_length, revalidate, raw,
-                  delay)
-        with self._lock:
-            self._routes[path] = r
-        return r
-
-    def route(self, target: str) -> Route | None:
-        path = urllib.parse.urlsplit(target).path if "://" in target else target.split("?", 1)[0]
-        with self._lock:
-            return self._routes.get(path)
-
-    @property
-    def requests(self) -> list[dict]:
-        with self._lock:
-            return list(self._requests)
-
-    def start(self):
-        self._thread.start()
-
-    def stop(self):
-        if self._thread.is_alive():
-            self.shutdown()
-            self._thread.join(5)
-        self.server_close()
-
-
-# --------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (never 3128)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port != 3128:
-            return port
+def dropin_icap_conf(icap_port: int, sections: tuple[int, ...] = (2, 5)) -> str:
+    """Sections of the shipped drop-in (default 2, the prefilter ACLs, and 5, ICAP),
+    uncommented, with the lab's c-icap port. (Section 1, the helper, is squidlab's.)"""
+    with open(SHIPPED_DROPIN) as f:
+        text = f.read()
+    keep = []
+    section = 0
+    for line in text.splitlines():
+        m = re.match(r"^# (\d)\. ", line)
+        if m:
+            section = int(m.group(1))
+        if section in sections and re.match(r"^#[a-z]", line):
+            keep.append(line[1:])
+    conf = "\n".join(keep) + "\n"
+    if (5 in sections and "icap_service" not in conf) or (
+            2 in sections and "authbypass_candidates" not in conf):
+        raise LabError("the drop-in has no ICAP section or no authbypass_candidates ACL")
+    return conf.replace("icap://127.0.0.1:1344/", f"icap://127.0.0.1:{icap_port}/")
+
+
+def prefilter_access(cli: str, policy: str) -> list[str]:
+    """The prefilter `authbypass squid-config POLICY --no-icap` derives (its `acl ab_*` and
+    `acl authbypass_candidates` lines) and the plain bypass line behind it: the lab's
+    bypass_access for tests about the prefilter and the helper, without the ICAP half."""
+    gen = subprocess.run([cli, "squid-config", policy, "--no-icap", "--no-audit"],
+                         capture_output=True, text=True, check=True).stdout
+    access = [line for line in gen.splitlines()
+              if line.startswith(("acl ab_", "acl authbypass_candidates"))]
+    access.append("http_access allow authbypass_candidates authbypass")
+    return access
+
+
+def proxy_get(port: int, url: str, ua: str, auth: str | None = None,
+              timeout: float = 15) -> tuple[int, bytes]:
+    """One GET through the proxy on 127.0.0.1:port on a fresh connection, without curl:
+    (HTTP status, body); status 0 if the connection closed without an answer. `auth` is
+    the base64 of user:password. OSError (refused, timeout...) propagates."""
+    host = url.split("/")[2]
+    req = (f"GET {url} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\n"
+           + (f"Proxy-Authorization: Basic {auth}\r\n" if auth else "")
+           + "Connection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(req)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+    _, _, body = data.partition(b"\r\n\r\n")
+    return (int(m.group(1)) if m else 0), body
 
 
 def _curl_env() -> dict:
@@ -833,6 +654,10 @@ http_access deny all
                     pass
             time.sleep(0.1)
             left = self.group_pids(pgid)
+
+    def helper_pids(self) -> list[int]:
+        """PIDs (sorted) of the running helpers: processes of the lab's copy of the helper."""
+        return pids_of_exe(self.helper)
 
     def _reap_helpers(self):
         """Helpers exit at stdin EOF; kill by PID any still running from our copy."""

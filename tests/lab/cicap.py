@@ -1,9 +1,9 @@
-"""icaplab: a throw-away c-icap 0.5.10 serving srv_authbypass.so on loopback, and a raw
+"""lab.cicap (CIcap): a throw-away c-icap 0.5.10 serving srv_authbypass.so on loopback, and a raw
 ICAP client for requests c-icap-client cannot make (lying Content-Length, malformed
 encapsulated headers, preview of 0 bytes...). Standard library only; run with
-/usr/bin/python3. Facts it relies on: /work/shared/TESTING.md.
+/usr/bin/python3. Facts it relies on: docs/architecture.md "Squid and c-icap facts".
 
-    from icaplab import CIcap
+    from lab.cicap import CIcap
     with CIcap(module="build/test/icap/srv_authbypass.so", policy="config/policy.yaml",
                verify="full") as ic:
         ic.port                     # c-icap on 127.0.0.1:<port>, service "authbypass"
@@ -46,6 +46,8 @@ import tempfile
 import threading
 import time
 
+from lab.ports import free_port
+
 C_ICAP = shutil.which("c-icap") or "/usr/bin/c-icap"
 C_ICAP_CLIENT = shutil.which("c-icap-client") or "/usr/bin/c-icap-client"
 MODULES_DIR = "/usr/lib/x86_64-linux-gnu/c_icap"
@@ -64,32 +66,33 @@ def c_icap_available() -> bool:
     return os.access(C_ICAP, os.X_OK) and os.access(C_ICAP_CLIENT, os.X_OK)
 
 
-# The pass/fail tally the ICAP test scripts print and exit on.
-class Checks:
-    def __init__(self):
-        self.failures: list[str] = []
-        self.passed = 0
-
-    def expect(self, cond: bool, what: str, detail: str = ""):
-        if cond:
-            self.passed += 1
-            print(f"  ok    {what}", flush=True)
-        else:
-            self.failures.append(what + (f" ({detail})" if detail else ""))
-            print(f"  FAIL  {what}" + (f"\n        {detail}" if detail else ""), flush=True)
-
-
 class IcapLabError(RuntimeError):
     pass
 
 
-def free_port() -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in (1344, 3128):
-            return port
+def stop_c_icap(proc: subprocess.Popen, ctl: str):
+    """Stops a c-icap main process started with `-N`: "stop" on its commands FIFO `ctl`,
+    up to 10 s for it to exit, then SIGTERM (5 s), then SIGKILL. Its children are the
+    caller's to reap (they exit with it, or are killed by PID)."""
+    if proc.poll() is not None:
+        return
+    try:
+        fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(fd, b"stop")
+        finally:
+            os.close(fd)
+    except OSError:
+        proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def _lab_pids(marker: str) -> list[int]:
@@ -330,25 +333,7 @@ Include {include}
         p = self.proc
         if p is None:
             return
-        if p.poll() is None:
-            ctl = self.path("c-icap.ctl")
-            try:
-                fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
-                try:
-                    os.write(fd, b"stop")
-                finally:
-                    os.close(fd)
-            except OSError:
-                p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+        stop_c_icap(p, self.path("c-icap.ctl"))
         self.proc = None
         # children of the lab's c-icap (they carry the same command line)
         deadline = time.monotonic() + 5
