@@ -1,16 +1,6 @@
 #include "helper_answers.h"
 
-#include "authbypass/policy.h"
-#include "authbypass/squid_helper.h"
-
 namespace authbypass::helper {
-
-void Answers::decision(std::string_view channel, const Decision& d, std::uint64_t policy) {
-  const std::size_t begin = text_.size();
-  squid::append_decision(text_, channel, d);
-  if (d.bypass() && d.rule != nullptr)
-    bypasses_.push_back({begin, text_.size(), channel.size(), {d.rule->index, policy}});
-}
 
 void Answers::error(std::string_view channel, std::string_view message) {
   squid::append_error(text_, channel, message);

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "authbypass/decision.h"
+#include "authbypass/policy.h"
+#include "authbypass/squid_helper.h"
 
 namespace authbypass::helper {
 
@@ -36,7 +38,12 @@ class Answers {
 
   // "[channel ]OK log=<rule> ..." for a bypass, "[channel ]ERR" otherwise
   // (squid::append_decision). `policy` is the generation of the policy that decided.
-  void decision(std::string_view channel, const Decision& d, std::uint64_t policy);
+  void decision(std::string_view channel, const Decision& d, std::uint64_t policy) {
+    const std::size_t begin = text_.size();
+    squid::append_decision(text_, channel, d);
+    if (d.bypass() && d.rule != nullptr)
+      bypasses_.push_back({begin, text_.size(), channel.size(), {d.rule->index, policy}});
+  }
   // "[channel ]ERR message=..." (squid::append_error).
   void error(std::string_view channel, std::string_view message);
   // "[channel ]BH message=..." (squid::append_broken).

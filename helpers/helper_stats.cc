@@ -9,13 +9,7 @@
 
 namespace authbypass::helper {
 
-void Stats::count(const Decision& d, const std::shared_ptr<const Policy>& policy) {
-  if (d.bypass()) {
-    ++counters.bypass;
-  } else {
-    ++counters.authenticate;
-  }
-  if (file_.empty()) return;
+void Stats::count_rules(const Decision& d, const std::shared_ptr<const Policy>& policy) {
   if (hits_owner_ != policy) fold(policy);
   if (d.bypass() && d.rule) ++hits_[d.rule->index].first;
   for (std::size_t i = 0; i < d.shadow_count; ++i) ++hits_[d.shadow[i]->index].second;

@@ -33,7 +33,10 @@ class Stats {
 
   // Counts one decision of `policy`. Per-rule hits are kept by rule index for the policy
   // in force (no lookup per request) and folded into per-id totals when it changes.
-  void count(const Decision& d, const std::shared_ptr<const Policy>& policy);
+  void count(const Decision& d, const std::shared_ptr<const Policy>& policy) {
+    ++(d.bypass() ? counters.bypass : counters.authenticate);
+    if (!file_.empty()) count_rules(d, policy);
+  }
   // A bypass count() counted that was withdrawn (its audit events were not written): it
   // counts as an authentication refused unaudited, and off its rule's hits.
   void withdrawn(const WithdrawnBypass& w);
@@ -49,6 +52,7 @@ class Stats {
                     void (*say)(const std::string&));
 
  private:
+  void count_rules(const Decision& d, const std::shared_ptr<const Policy>& policy);
   void fold(const std::shared_ptr<const Policy>& policy);
   std::string json(const Policy* policy, std::string_view policy_file) const;
 

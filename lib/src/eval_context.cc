@@ -4,30 +4,26 @@ namespace authbypass {
 
 EvalContext::UserAgent* EvalContext::find_slow(std::uint64_t serial, std::string_view text,
                                                bool claim) {
-  for (std::size_t k = 0; k < recent_.size(); ++k) {
-    if (recent_[k].used && recent_[k].serial == serial) {
-      current_ = static_cast<std::uint8_t>(k);
-      return &recent_[k];
-    }
-  }
-  // The same text under another serial (another Request object parsed it): the entry
-  // answers for the new serial from now on.
+  SerialSlot& slot = by_serial_[serial % kSerialSlots];
   for (std::size_t k = 0; k < recent_.size(); ++k) {
     if (recent_[k].used && recent_[k].text == text) {
-      current_ = static_cast<std::uint8_t>(k);
-      recent_[k].serial = serial;
+      slot = {serial, static_cast<std::uint8_t>(k + 1)};
       return &recent_[k];
     }
   }
   if (!claim) return nullptr;
-  current_ = next_;
+  const std::uint8_t k = next_;
   next_ = static_cast<std::uint8_t>((next_ + 1) % recent_.size());
-  UserAgent& fresh = recent_[current_];
-  fresh.serial = serial;
+  // The entry changes text: no serial may lead to it any more.
+  for (SerialSlot& s : by_serial_) {
+    if (s.entry == k + 1) s = {};
+  }
+  UserAgent& fresh = recent_[k];
   fresh.text.assign(text);
   fresh.used = true;
   fresh.memos = {};
   fresh.next = 0;
+  slot = {serial, static_cast<std::uint8_t>(k + 1)};
   return &fresh;
 }
 

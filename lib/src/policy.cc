@@ -224,10 +224,6 @@ bool Policy::rule_matches_except_hosts(const Rule& r, const Request& req, bool* 
   return true;
 }
 
-Decision Policy::decide(const Request& req, Date today, EvalContext& ctx) const {
-  return decide_impl(req, today, &ctx);
-}
-
 Decision Policy::decide(const Request& req, Date today) const {
   return decide_impl(req, today, nullptr);
 }

@@ -487,11 +487,15 @@ bool Request::parse_client(const RequestInput& in) {
   };
   // User agent and client address.
   if (in.user_agent.size() > kMaxUserAgentLength) return fail("User-Agent longer than 4096 bytes");
-  // A warm Request often sees the same UA again: its lower-case form is kept.
-  if (in.user_agent != recent_ua_[current_ua_].raw) {
+  // A warm Request often sees the same UA again: known by its id when the caller numbers
+  // User-Agents, else by its text; its lower-case form is kept.
+  const std::uint64_t id = in.user_agent_id;
+  if (const RecentUa& cur = recent_ua_[current_ua_];
+      id != 0 ? id != cur.id : in.user_agent != cur.raw) {
     std::size_t k = 0;
     for (; k < recent_ua_.size(); ++k) {
-      if (recent_ua_[k].raw == in.user_agent) break;
+      const RecentUa& r = recent_ua_[k];
+      if (id != 0 ? r.id == id : r.raw == in.user_agent) break;
     }
     if (k == recent_ua_.size()) {  // new: it takes the oldest slot
       k = recent_ua_next_;
@@ -499,6 +503,7 @@ bool Request::parse_client(const RequestInput& in) {
       RecentUa& r = recent_ua_[k];
       r.raw.assign(in.user_agent);
       text::lower_into(r.raw, r.lower);
+      r.id = id;
       r.serial = r.raw.empty() ? 0 : next_user_agent_serial();
     }
     current_ua_ = static_cast<std::uint8_t>(k);

@@ -227,6 +227,12 @@ void append_message(std::string& out, std::string_view message) {
   out += '"';
 }
 
+// Ids for decoded User-Agents, unique in the process (every parser draws from here).
+std::uint64_t next_user_agent_id() {
+  static std::atomic<std::uint64_t> last{0};
+  return last.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
 void append_channel(std::string& out, std::string_view channel) {
   if (!channel.empty()) {
     out += channel;
@@ -468,6 +474,7 @@ const ParsedLine& LineParser::parse(std::string_view line) {
     out_.error = "no URI";
     return out_;
   }
+  std::uint64_t ua_id = 0;
   if (!ua.empty()) {
     // A proxy sees few distinct User-Agents: decode each once and keep the last few.
     UaCacheEntry* hit = nullptr;
@@ -491,12 +498,14 @@ const ParsedLine& LineParser::parse(std::string_view line) {
       hit->error = static_cast<std::uint8_t>(decode_token(ua, true, ua_buf, decoded));
       hit->raw.assign(ua);
       hit->decoded.assign(decoded);
+      hit->id = next_user_agent_id();
       hit->used = true;
     }
     if (hit->error != 0) return fail(static_cast<TokenError>(hit->error), "User-Agent");
     ua = hit->decoded;
+    ua_id = hit->id;
   }
-  out_.input = RequestInput{method, uri, ua, src};
+  out_.input = RequestInput{method, uri, ua, src, ua_id};
   return out_;
 }
 

@@ -19,7 +19,7 @@
 //                          on every path that reaches the rule
 //       UaRegexAnchored    user_agent_regex '^Updater-K/...': literal-prefix check
 //       UaRegex            user_agent_regex 'Updater-K/...' (unanchored): a Boost search
-//                          of the User-Agent (each Request memoizes 4 UA-regex outcomes)
+//                          of the User-Agent (the EvalContext memoizes 4 UA-regex outcomes)
 //   BM_Scale_LoadRegexRules/N  load_policy_text of the shipped policy plus N path regexes
 //
 // The generated regex rules never match the mix, so every one is evaluated for every

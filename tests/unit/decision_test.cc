@@ -588,11 +588,12 @@ TEST_F(DecisionHosts, NoDnsLookups) {
 }
 
 TEST_F(DecisionHosts, UrlHostDecidesAndHostHeaderIsNoInput) {
-  // RequestInput has exactly these four texts: there is nowhere to pass a Host header
-  // (nor anything but the request's own data).
-  auto [method, url, user_agent, src] = RequestInput{};
+  // RequestInput has exactly these fields (four texts and the User-Agent's cache id):
+  // there is nowhere to pass a Host header.
+  auto [method, url, user_agent, src, user_agent_id] = RequestInput{};
   static_assert(std::is_same_v<decltype(url), std::string_view>);
-  (void)method, (void)user_agent, (void)src;
+  static_assert(std::is_same_v<decltype(user_agent_id), std::uint64_t>);
+  (void)method, (void)user_agent, (void)src, (void)user_agent_id;
 
   Load(OneRule("{hosts: [crl.verisign.com]}"));
   EXPECT_TRUE(Authenticates("GET", "http://evil.test/x.crl"));
@@ -1175,6 +1176,34 @@ namespace {
 
 // The caller's memo of User-Agent regex outcomes never carries an answer across policies
 // or User-Agents.
+TEST(EvalContextMemo, SerialsNeverLeadToAnotherText) {
+  // Serials as many Request objects give them: one text under several serials, serials
+  // that share a slot of the context's serial table, and entries reused for new texts.
+  EvalContext ctx;
+  int regex = 0;  // any address names "the regex"
+  constexpr std::uint64_t kPolicy = 7;
+  ctx.remember(1, "Agent/A", &regex, kPolicy, true);
+  EXPECT_EQ(ctx.recall(1, "Agent/A", &regex, kPolicy), 1);
+  EXPECT_EQ(ctx.recall(2, "Agent/A", &regex, kPolicy), 1);  // same text, another serial
+  EXPECT_EQ(ctx.recall(2, "Agent/A", &regex, kPolicy), 1);
+  // A serial sharing serial 1's slot, for another text: not A's answer.
+  EXPECT_EQ(ctx.recall(1 + 64, "Agent/B", &regex, kPolicy), -1);
+  ctx.remember(1 + 64, "Agent/B", &regex, kPolicy, false);
+  EXPECT_EQ(ctx.recall(1 + 64, "Agent/B", &regex, kPolicy), 0);
+  EXPECT_EQ(ctx.recall(1, "Agent/A", &regex, kPolicy), 1);
+  // Enough new texts to reuse every entry, each with the opposite answer: the old serials
+  // of A and B must not reach the entries' new texts.
+  for (std::uint64_t i = 0; i < 16; ++i) {
+    const std::string text = "Other/" + std::to_string(i);
+    ctx.remember(1000 + i, text, &regex, kPolicy, i % 2 == 0);
+    EXPECT_EQ(ctx.recall(1000 + i, text, &regex, kPolicy), i % 2 == 0 ? 1 : 0);
+  }
+  EXPECT_EQ(ctx.recall(1, "Agent/A", &regex, kPolicy), -1);
+  EXPECT_EQ(ctx.recall(2, "Agent/A", &regex, kPolicy), -1);
+  EXPECT_EQ(ctx.recall(1 + 64, "Agent/B", &regex, kPolicy), -1);
+  EXPECT_EQ(ctx.recall(1015, "Other/15", &regex, kPolicy + 1), -1);  // another policy
+}
+
 TEST(DecisionUaRegexMemo, NeverCrossesPoliciesOrUserAgents) {
   auto load = [](const std::string& re) {
     LoadResult r = load_policy_text(

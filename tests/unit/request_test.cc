@@ -923,6 +923,27 @@ TEST(RequestParse, RecentUserAgentsComeBackIntact) {
   }
 }
 
+TEST(RequestParse, UserAgentIdsComeBackIntact) {
+  const std::string uas[] = {
+      "Microsoft-CryptoAPI/10.0", "MSOSIA", "curl/7.88.1", "A", "B", "C", "D", "E", "F", "G"};
+  std::uint64_t ids[std::size(uas)] = {};
+  std::uint64_t next_id = 1;
+  Request req;
+  unsigned x = 777;
+  for (int i = 0; i < 3000; ++i) {
+    x = x * 1103515245u + 12345u;
+    const std::size_t k = (x >> 16) % std::size(uas);
+    if (ids[k] == 0 || (x >> 8) % 17 == 0) ids[k] = next_id++;  // sometimes re-numbered
+    const bool with_id = (x >> 4) % 5 != 0;                     // and sometimes no id at all
+    RequestInput in{"GET", "http://a.b/c", uas[k], "10.0.0.1", with_id ? ids[k] : 0};
+    ASSERT_TRUE(req.parse(in));
+    ASSERT_EQ(req.user_agent, uas[k]);
+    std::string lower = uas[k];
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    ASSERT_EQ(req.user_agent_lower, lower);
+  }
+}
+
 TEST(RequestParse, UserAgentSerialsComeBackIntact) {
   // More distinct User-Agents than parse() keeps lower-cased, in a scrambled order: each
   // parse gives the text as sent, its lower-case form, and a serial that never names two

@@ -147,6 +147,24 @@ TEST_F(LineTest, UserAgentCacheNeverMixesAnswers) {
   }
 }
 
+TEST_F(LineTest, UserAgentIdsNameOneText) {
+  std::map<std::uint64_t, std::string> text_of;
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 40; ++i) {
+      for (LineParser* parser : {&auto_, &yes_}) {
+        const std::string ua = "UA%20" + std::to_string(i % (round == 1 ? 5 : 40));
+        auto p = Keep{*parser}.parse("1 10.0.0.1 GET http%3A%2F%2Fh%2F " + ua + " -");
+        ASSERT_TRUE(p.error.empty()) << p.error;
+        ASSERT_NE(p.input.user_agent_id, 0u);
+        auto [it, fresh] = text_of.emplace(p.input.user_agent_id, std::string(p.input.user_agent));
+        ASSERT_EQ(it->second, p.input.user_agent) << "id " << p.input.user_agent_id;
+      }
+    }
+  }
+  auto p = Keep{auto_}.parse("1 10.0.0.1 GET http%3A%2F%2Fh%2F - -");
+  EXPECT_EQ(p.input.user_agent_id, 0u);  // no User-Agent: no id
+}
+
 TEST_F(LineTest, UserAgentSerialsNameOneText) {
   // The parser's cache of decoded User-Agents (fewer entries than the 40 texts) and the
   // request's serials: one serial never names two texts, whichever parser decoded it.

@@ -11,14 +11,15 @@ namespace authbypass {
 
 // Memos of `user_agent_regex` outcomes for the last few distinct User-Agents (a proxy sees
 // few distinct ones), so that a warm context answers a repeated User-Agent without running
-// its regexes again. A memo is keyed by the User-Agent's text (recognized by its
-// Request::user_agent_serial, one text per serial, else by comparing the text), the regex
-// and the generation of the policy that owns it (Policy::generation(), never reused), so
-// it never carries an answer across User-Agents or policies. Regex faults are never
-// remembered. Does not allocate once it has seen User-Agents as long.
+// its regexes again. A memo is keyed by the User-Agent's text, the regex and the
+// generation of the policy that owns it (Policy::generation(), never reused), so it never
+// carries an answer across User-Agents or policies. A User-Agent is recognized by its
+// Request::user_agent_serial (one text per serial) when this context has seen that serial
+// lately, else by comparing the text. Regex faults are never remembered. Does not allocate
+// once it has seen User-Agents as long.
 //
 // Not thread-safe: one context per thread (the Squid helper keeps one per process, the
-// ICAP service one per transaction). Forgetting it costs only speed: a fresh context, or
+// ICAP service decides without one). Forgetting it costs only speed: a fresh context, or
 // Policy::decide without one, gives the same decisions.
 class EvalContext {
  public:
@@ -47,23 +48,32 @@ class EvalContext {
     bool match = false;
   };
   struct UserAgent {
-    std::uint64_t serial = 0;  // the serial `text` came with last
     std::string text;
     bool used = false;
     std::array<RegexMemo, 4> memos{};
     std::uint8_t next = 0;  // the memo to overwrite next
   };
+  // A serial seen lately and the entry of its text (entry + 1; 0: none). Direct-mapped by
+  // serial: requests parsed by different Request objects carry different serials for one
+  // text, and each finds the entry without comparing the text again.
+  struct SerialSlot {
+    std::uint64_t serial = 0;
+    std::uint8_t entry = 0;
+  };
+  static constexpr std::size_t kSerialSlots = 64;
+
   // The entry for `text` (of serial `serial`); a User-Agent not seen lately takes the
   // oldest entry when `claim`, else nullptr.
   UserAgent* find(std::uint64_t serial, std::string_view text, bool claim) {
-    if (UserAgent& cur = recent_[current_]; cur.used && cur.serial == serial) return &cur;
+    if (const SerialSlot& s = by_serial_[serial % kSerialSlots]; s.entry != 0 && s.serial == serial)
+      return &recent_[s.entry - 1];
     return find_slow(serial, text, claim);
   }
   UserAgent* find_slow(std::uint64_t serial, std::string_view text, bool claim);
 
   std::array<UserAgent, 8> recent_{};
-  std::uint8_t current_ = 0;  // the entry found last
-  std::uint8_t next_ = 0;     // the entry to overwrite next
+  std::array<SerialSlot, kSerialSlots> by_serial_{};
+  std::uint8_t next_ = 0;  // the entry to overwrite next
 };
 
 }  // namespace authbypass

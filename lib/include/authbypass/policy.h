@@ -139,7 +139,9 @@ class Policy {
   // no I/O, and no allocation once `ctx` is warm. A malformed request (req.ok() false)
   // always authenticates. Reads `req` and this policy only; remembers regex outcomes in
   // `ctx` (the caller's, one per thread), which never changes a decision.
-  Decision decide(const Request& req, Date today, EvalContext& ctx) const;
+  Decision decide(const Request& req, Date today, EvalContext& ctx) const {
+    return decide_impl(req, today, &ctx);
+  }
   // The same decision without memos: every regex a rule reaches is evaluated (for one-off
   // decisions: explain, policy tests, one ICAP transaction).
   Decision decide(const Request& req, Date today) const;

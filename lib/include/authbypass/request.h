@@ -25,6 +25,9 @@ struct RequestInput {
   std::string_view url;  // absolute-form "http://host[:port]/path?query"; "host:port" for CONNECT
   std::string_view user_agent;
   std::string_view src;  // client address, IPv4 or IPv6 text
+  // Optional: non-zero ids promise that inputs with the same id have the same user_agent
+  // text (a parser that caches decoded User-Agents numbers them); 0 means "compare".
+  std::uint64_t user_agent_id = 0;
 };
 
 enum class HostKind : std::uint8_t {
@@ -64,6 +67,7 @@ struct RequestFields {
   // User-Agent it saw lately only once); the current one is recent_ua_[current_ua_].
   struct RecentUa {
     std::string raw, lower;
+    std::uint64_t id = 0;      // RequestInput::user_agent_id of `raw` (0: none)
     std::uint64_t serial = 0;  // see Request::user_agent_serial
   };
   std::array<RecentUa, 8> recent_ua_{};

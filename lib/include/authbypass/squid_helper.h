@@ -89,6 +89,7 @@ class LineParser {
   static constexpr std::size_t kUaCacheSize = 16;
   struct UaCacheEntry {
     std::string raw, decoded;
+    std::uint64_t id = 0;  // RequestInput::user_agent_id of `decoded`: new for each fill
     std::uint8_t error = 0;
     bool used = false;
   };
