@@ -24,11 +24,15 @@
 #include <vector>
 
 #include "authbypass/audit.h"
+#include "authbypass/audit_batch.h"
 #include "authbypass/policy.h"
 #include "authbypass/policy_source.h"
 #include "authbypass/request.h"
 #include "authbypass/squid_helper.h"
-#include "authbypass/stats.h"
+#include "batch_writer.h"
+#include "helper_answers.h"
+#include "helper_stats.h"
+#include "line_framer.h"
 
 namespace {
 
@@ -40,6 +44,9 @@ using authbypass::PolicySource;
 using authbypass::Request;
 using authbypass::write_all;
 namespace squid = authbypass::squid;
+namespace helper = authbypass::helper;
+
+constexpr std::string_view kUnaudited = "audit log unwritable (--require-audit)";
 
 volatile sig_atomic_t g_hup = 0;
 extern "C" void on_hup(int) {
@@ -87,7 +94,6 @@ __attribute__((section(".preinit_array"), used)) const PreinitFunction kPreinitS
     authbypass_preinit_signals;
 
 constexpr std::size_t kReadChunk = std::size_t{256} * 1024;
-constexpr std::size_t kEchoPrefix = 64;  // bytes of an over-long line kept to find its id
 
 const char kUsage[] =
     "usage: ext_authbypass_acl --policy FILE [--format TOKENS] [--channel-id auto|yes|no]\n"
@@ -218,207 +224,19 @@ bool parse_args(int argc, char** argv, Options& o, std::string* error, bool* don
   return true;
 }
 
-// Bytes appended without the zero fill of std::string::resize.
-class ByteBuffer {
- public:
-  bool empty() const { return size_ == 0; }
-  std::size_t size() const { return size_; }
-  const char* data() const { return data_.get(); }
-  void clear() { size_ = 0; }
-  void swap(ByteBuffer& o) noexcept {
-    data_.swap(o.data_);
-    std::swap(size_, o.size_);
-    std::swap(cap_, o.cap_);
-  }
-  void reserve(std::size_t n) {
-    if (n <= cap_) return;
-    auto bigger = std::make_unique_for_overwrite<char[]>(n);
-    if (size_ != 0) std::memcpy(bigger.get(), data_.get(), size_);
-    data_ = std::move(bigger);
-    cap_ = n;
-  }
-  // Room for n more bytes at the end, which the caller fills at once.
-  char* extend(std::size_t n) {
-    if (size_ + n > cap_) reserve(std::max(size_ + n, cap_ * 2));
-    char* w = data_.get() + size_;
-    size_ += n;
-    return w;
-  }
-  void append(const void* p, std::size_t n) {
-    if (n != 0) std::memcpy(extend(n), p, n);
-  }
-
- private:
-  std::unique_ptr<char[]> data_;
-  std::size_t size_ = 0, cap_ = 0;
-};
-
-// A batch's audit events as compact records. The main thread only copies each request's
-// fields; format() escapes them and makes the JSON lines (docs/architecture.md "Audit events"), on
-// the writer thread when the batch is big. A record is a kind byte, then for 'L' (a ready line) a
-// u32 length and the bytes; for 'R' (one request's events) the u32 lengths of the five request
-// fields, a u32 event count, that many pointers to the events' fixed fields (strings of a table
-// that `tables` keeps alive) and the fields' bytes; for 'T' the time (system_clock ticks,
-// i64) of the request records after it, written when it changes. Not thread-safe: it
-// belongs to one thread at a time.
-class AuditRecords {
- public:
-  struct Fields {
-    std::string_view src, method, url, host, user_agent;
-  };
-
-  using Table = std::shared_ptr<const std::vector<std::string>>;
-
-  bool empty() const { return raw.empty(); }
-  std::size_t bytes() const { return raw.size(); }  // the records' size, not the JSON's
-  void reserve(std::size_t bytes) { raw.reserve(bytes); }
-  void clear() {
-    raw.clear();
-    events = 0;
-    tables.clear();
-    have_ts = false;
-  }
-  void swap(AuditRecords& o) noexcept {
-    raw.swap(o.raw);
-    std::swap(events, o.events);
-    tables.swap(o.tables);
-    std::swap(ts, o.ts);
-    std::swap(have_ts, o.have_ts);
-  }
-
-  void add_line(std::string_view line) {
-    put('L');
-    put(static_cast<std::uint32_t>(line.size()));
-    raw.append(line.data(), line.size());
-    ++events;
-  }
-
-  // The events of one request, stamped `time` (one time per batch): one per entry of
-  // `fixed`, each the JSON of an event's fixed fields (audit_fixed_fields()), strings of
-  // `table` that stay unchanged while the table lives.
-  void add_request(const Fields& f, std::span<const std::string* const> fixed, const Table& table,
-                   std::chrono::system_clock::time_point time) {
-    if (fixed.empty()) return;
-    if (tables.empty() || tables.back() != table) tables.push_back(table);
-    if (!have_ts || time != ts) {  // held batches: each keeps the time it was read
-      put('T');
-      put(static_cast<std::int64_t>(time.time_since_epoch().count()));
-      ts = time;
-      have_ts = true;
-    }
-    const std::string_view parts[] = {f.src, f.method, f.url, f.host, f.user_agent};
-    std::uint32_t head[7] = {};
-    std::size_t bytes = 0;
-    for (std::size_t i = 0; i < 5; ++i) {
-      head[i] = static_cast<std::uint32_t>(parts[i].size());
-      bytes += parts[i].size();
-    }
-    head[5] = static_cast<std::uint32_t>(fixed.size());
-    char* w = raw.extend(1 + 6 * 4 + fixed.size_bytes() + bytes);
-    *w++ = 'R';
-    std::memcpy(w, head, 6 * 4);
-    w += 6 * 4;
-    std::memcpy(w, fixed.data(), fixed.size_bytes());
-    w += fixed.size_bytes();
-    for (const std::string_view part : parts) {
-      if (part.empty()) continue;
-      std::memcpy(w, part.data(), part.size());
-      w += part.size();
-    }
-    events += fixed.size();
-  }
-
-  // Appends the JSON lines of every record, in order, to `out`. `scratch` is a buffer
-  // kept by the caller between calls.
-  void format(std::string& out, std::string& scratch) const {
-    const char* p = raw.data();
-    const char* const end = p + raw.size();
-    auto u32 = [&p] {
-      std::uint32_t v;
-      std::memcpy(&v, p, 4);
-      p += 4;
-      return v;
-    };
-    std::chrono::system_clock::time_point time{};
-    while (p < end) {
-      const char kind = *p++;
-      if (kind == 'L') {
-        const std::uint32_t n = u32();
-        out.append(p, n);
-        p += n;
-        continue;
-      }
-      if (kind == 'T') {
-        std::int64_t ticks;
-        std::memcpy(&ticks, p, sizeof ticks);
-        p += sizeof ticks;
-        time = std::chrono::system_clock::time_point(std::chrono::system_clock::duration(ticks));
-        continue;
-      }
-      std::uint32_t len[5];
-      for (auto& l : len) l = u32();
-      const std::uint32_t n = u32();
-      const char* fixed = p;
-      p += std::size_t{n} * sizeof(const std::string*);
-      std::string_view field[5];
-      for (std::size_t i = 0; i < 5; ++i) {
-        field[i] = std::string_view(p, len[i]);
-        p += len[i];
-      }
-      AuditEvent e;
-      e.src = field[0];
-      e.method = field[1];
-      e.url = field[2];
-      e.host = field[3];
-      e.user_agent = field[4];
-      if (n > 1) {  // escape the request's fields once for all its events
-        scratch.clear();
-        authbypass::append_audit_request_fields(scratch, e);
-        e.request_json = scratch;
-      }
-      for (std::uint32_t k = 0; k < n; ++k) {
-        const std::string* text;
-        std::memcpy(&text, fixed + std::size_t{k} * sizeof text, sizeof text);
-        e.fixed_json = *text;
-        authbypass::append_audit_json(out, e, time);
-      }
-    }
-  }
-
-  std::size_t events = 0;  // events recorded (a ready line counts as one)
-
- private:
-  template <class T>
-  void put(T v) {
-    raw.append(&v, sizeof v);
-  }
-
-  ByteBuffer raw;
-  std::vector<Table> tables;                   // the tables the records point into
-  std::chrono::system_clock::time_point ts{};  // of the last 'T' record, if have_ts
-  bool have_ts = false;
-};
-
 class Helper {
  public:
   explicit Helper(const Options& o)
       : opts_(o),
         source_(o.policy, std::chrono::milliseconds(o.check_interval_ms)),
-        parser_(o.format, o.channel) {
+        parser_(o.format, o.channel),
+        stats_(o.stats_file),
+        writer_(audit_log_, o.require_audit, kUnaudited) {
     out_.reserve(kReadChunk);
     audit_.reserve(kReadChunk);
-    pending_.reserve(4096);
+    framer_.reserve(4096);
   }
 
-  ~Helper() {
-    if (!writer_.joinable()) return;
-    {
-      std::lock_guard lock(writer_mutex_);
-      writer_stop_ = true;
-    }
-    writer_cv_.notify_all();
-    writer_.join();  // after its batch, if one is still being written
-  }
   Helper(const Helper&) = delete;
   Helper& operator=(const Helper&) = delete;
 
@@ -435,7 +253,7 @@ class Helper {
         say(err + (opts_.require_audit ? " (--require-audit: no bypass until it works)"
                                        : " (audit events are lost)"));
         audit_failed_ = true;
-        ++stats_.audit_errors;
+        ++stats_.counters.audit_errors;
       }
     }
     if (opts_.syslog) audit_log_.enable_syslog("ext_authbypass_acl", opts_.syslog_facility);
@@ -465,62 +283,23 @@ class Helper {
       batch_time_ = std::chrono::system_clock::now();               // one clock read per batch:
       today_ = std::chrono::floor<std::chrono::days>(batch_time_);  // the rules' day, UTC
       policy_ = source_.current();
-      consume(std::string_view(buf, static_cast<std::size_t>(n)));
+      framer_.consume(
+          std::string_view(buf, static_cast<std::size_t>(n)),
+          [this](std::string_view line) { answer(line); },
+          [this](std::string_view prefix) { too_long(prefix); });
       if (!end_batch()) return 1;
       maybe_write_stats(false);
     }
     if (!drain()) return 1;
-    if (!pending_.empty() || discarding_) {  // a last line without LF
-      if (discarding_) {
-        squid::append_error(out_, parser_.channel_of_prefix(prefix_), "line too long");
-      } else {
-        answer(pending_);
-      }
-    }
+    framer_.finish([this](std::string_view line) { answer(line); },
+                   [this](std::string_view prefix) { too_long(prefix); });
     flush_audit();  // and the answers held back, if any
-    write_all(1, out_);
+    write_all(1, out_.text());
     maybe_write_stats(true);
     return 0;
   }
 
  private:
-  // Counters for --stats-file. Per-rule hits are kept by rule index for the policy in
-  // force (no lookup on the hot path) and folded into `by_id` when the policy changes.
-  struct Stats {
-    std::uint64_t lines = 0, bypass = 0, authenticate = 0, bad_lines = 0, malformed_requests = 0,
-                  internal_errors = 0, reloads = 0, reloads_rejected = 0, audit_errors = 0,
-                  refused_unaudited = 0;
-    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> by_id;  // bypass, shadow
-  };
-
-  void count_decision(const Decision& d) {
-    if (!opts_.stats_file.empty() && hits_policy_ != policy_.get()) fold_hits();
-    if (d.bypass()) {
-      ++stats_.bypass;
-    } else {
-      ++stats_.authenticate;
-    }
-    if (opts_.stats_file.empty()) return;
-    if (d.bypass() && d.rule) ++hits_[d.rule->index].first;
-    for (std::size_t i = 0; i < d.shadow_count; ++i) ++hits_[d.shadow[i]->index].second;
-    stats_dirty_ = true;
-  }
-
-  void fold_hits() {
-    if (hits_owner_) {
-      const auto& rules = hits_owner_->rules();
-      for (std::size_t i = 0; i < hits_.size() && i < rules.size(); ++i) {
-        if (hits_[i].first == 0 && hits_[i].second == 0) continue;
-        auto& slot = stats_.by_id[rules[i].id];
-        slot.first += hits_[i].first;
-        slot.second += hits_[i].second;
-      }
-    }
-    hits_owner_ = policy_;
-    hits_policy_ = policy_.get();
-    hits_.assign(policy_ ? policy_->rules().size() : 0, {0, 0});
-  }
-
   // Blocks until stdin is readable. While idle it keeps looking at the policy file every
   // check interval (so a valid edit is loaded even when no request comes, and a later
   // broken edit cannot leave an older policy in force), and writes waiting counters.
@@ -530,11 +309,8 @@ class Helper {
     const long interval = std::max(10L, opts_.check_interval_ms);
     for (;;) {
       int timeout = static_cast<int>(interval);
-      if (!opts_.stats_file.empty() && stats_dirty_) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            last_stats_ + std::chrono::seconds(1) - std::chrono::steady_clock::now());
-        timeout = static_cast<int>(std::clamp<long long>(left.count(), 0, interval));
-      }
+      if (const auto due = stats_.write_due_in())
+        timeout = static_cast<int>(std::min<long long>(due->count(), interval));
       int r = ::poll(&p, 1, timeout);
       if (r != 0) return;    // input, EOF, error or a signal: let read() tell
       if (!drain()) return;  // stdout is gone: the next write says so again
@@ -544,40 +320,9 @@ class Helper {
     }
   }
 
-  // Writes the counters (write_stats_file: a regular file is replaced atomically) if
-  // a second has passed since the last write, or always when `force`. "%p" in FILE is the
-  // helper's PID.
+  // Writes the counters when a write is due (always when `force`); see helper::Stats.
   void maybe_write_stats(bool force) {
-    if (opts_.stats_file.empty()) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (!force && (!stats_dirty_ || now - last_stats_ < std::chrono::seconds(1))) return;
-    last_stats_ = now;
-    stats_dirty_ = false;
-    fold_hits();
-    using authbypass::HelperCounter;
-    authbypass::StatsSnapshot st;
-    st.pid = ::getpid();
-    st.ts = std::chrono::system_clock::now();
-    auto p = source_.current();
-    if (p) st.policy_sha256 = p->sha256();
-    st.policy_file = source_.path();
-    st[HelperCounter::kLines] = stats_.bypass + stats_.authenticate + stats_.bad_lines +
-                                stats_.malformed_requests + stats_.internal_errors;
-    st[HelperCounter::kBypass] = stats_.bypass;
-    st[HelperCounter::kAuthenticate] = stats_.authenticate;
-    st[HelperCounter::kBadLines] = stats_.bad_lines;
-    st[HelperCounter::kMalformedRequests] = stats_.malformed_requests;
-    st[HelperCounter::kInternalErrors] = stats_.internal_errors;
-    st[HelperCounter::kReloads] = stats_.reloads;
-    st[HelperCounter::kReloadsRejected] = stats_.reloads_rejected;
-    st[HelperCounter::kRegexFaults] = p ? p->regex_faults() : 0;
-    st[HelperCounter::kAuditErrors] = stats_.audit_errors;
-    st[HelperCounter::kRefusedUnaudited] = stats_.refused_unaudited;
-    for (const auto& [id, h] : stats_.by_id) st.rules[id] = {h.first, h.second};
-    if (std::string err; !authbypass::write_stats_file(opts_.stats_file, st, &err)) {
-      if (!stats_warned_) say("cannot write the stats file: " + err);
-      stats_warned_ = true;
-    }
+    stats_.write_if_due(force, policy_, source_.current().get(), source_.path(), say);
   }
 
   void housekeeping() {
@@ -603,11 +348,11 @@ class Helper {
     auto p = source_.current();
     const bool loaded = o.kind == Kind::kLoaded;
     if (loaded) {
-      ++stats_.reloads;
+      ++stats_.counters.reloads;
       say("policy " + source_.path() + " loaded (" + std::to_string(p->rules().size()) +
           " rules, sha256 " + p->sha256().substr(0, 12) + ")");
     } else {
-      ++stats_.reloads_rejected;
+      ++stats_.counters.reloads_rejected;
       for (const std::string& err : o.errors) say(err);
       say(p ? "policy not reloaded: the last good policy (sha256 " + p->sha256().substr(0, 12) +
                   ") stays in force"
@@ -635,17 +380,17 @@ class Helper {
     audit_.format(audit_text_, request_json_);
     const bool ok = audit_log_.write(audit_text_);
     const int err = errno;
-    std::vector<std::string> refused;
-    if (!ok && opts_.require_audit) refuse_ok_answers(out_, &refused);
+    std::vector<helper::WithdrawnBypass> refused;
+    if (!ok && opts_.require_audit) out_.withdraw_bypasses(kUnaudited, refused);
     audit_written(ok, err, refused);
     audit_.clear();
   }
 
   // The bookkeeping of one audit write (here or on the writer thread): said once on
   // stderr, counted, and the refused answers taken off the bypass counters.
-  void audit_written(bool ok, int err, const std::vector<std::string>& refused) {
+  void audit_written(bool ok, int err, const std::vector<helper::WithdrawnBypass>& refused) {
     if (!ok) {
-      ++stats_.audit_errors;
+      ++stats_.counters.audit_errors;
       if (!audit_warned_) {
         say(std::string("cannot write the audit log: ") + std::strerror(err) +
             (opts_.require_audit ? " (--require-audit: bypasses refused until it works)" : ""));
@@ -656,41 +401,7 @@ class Helper {
       audit_warned_ = false;
     }
     audit_failed_ = !ok;
-    for (const std::string& id : refused) {
-      ++stats_.refused_unaudited;
-      // The counters said "bypass" for it: it was not one.
-      if (stats_.bypass > 0) --stats_.bypass;
-      ++stats_.authenticate;
-      if (policy_ && hits_policy_ == policy_.get()) {
-        if (const authbypass::Rule* r = policy_->find_rule(id); r && hits_[r->index].first > 0)
-          --hits_[r->index].first;
-      }
-    }
-  }
-
-  // Rewrites the "[id ]OK ..." answer lines of `out` to "[id ]ERR message=..." and adds
-  // the rule id of each to `refused`. Touches nothing else (runs on the writer thread too).
-  static void refuse_ok_answers(std::string& out, std::vector<std::string>* refused) {
-    std::string rewritten;
-    rewritten.reserve(out.size());
-    std::string_view rest = out;
-    while (!rest.empty()) {
-      std::size_t nl = rest.find('\n');
-      std::string_view line = rest.substr(0, nl);
-      rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
-      std::size_t ok = line.starts_with("OK ") ? 0 : line.find(" OK ");
-      if (ok == std::string_view::npos) {
-        rewritten.append(line).append("\n");
-        continue;
-      }
-      std::string_view channel = ok == 0 ? std::string_view() : line.substr(0, ok);
-      squid::append_error(rewritten, channel, "audit log unwritable (--require-audit)");
-      std::string_view after = line.substr(ok == 0 ? 0 : ok + 1);  // "OK log=<rule> ..."
-      std::string_view id;
-      if (after.starts_with("OK log=")) id = after.substr(7, after.find(' ', 7) - 7);
-      refused->emplace_back(id);
-    }
-    out.swap(rewritten);
+    for (const helper::WithdrawnBypass& w : refused) stats_.withdrawn(w);
   }
 
   // Ends a batch: its audit lines, then its answers (a bypass is on record before Squid
@@ -703,11 +414,10 @@ class Helper {
   // answers or kMaxHeldAuditBytes of audit records, so a slow writer makes this thread
   // wait instead of the held batch growing. False when stdout cannot be written.
   bool end_batch() {
-    if (audit_.events >= kOffloadAuditEvents && start_writer()) {
+    if (audit_.events() >= kOffloadAuditEvents && start_writer()) {
       if (out_.size() < kMaxHeldBytes && audit_.bytes() < kMaxHeldAuditBytes) {
-        if (audit_.events < kHandOffEvents) return true;
-        std::lock_guard lock(writer_mutex_);
-        if (job_) return true;  // the writer is still at the last one
+        if (audit_.events() < kHandOffEvents) return true;
+        if (writer_.busy()) return true;  // the writer is still at the last one
       }
       return hand_over();
     }
@@ -720,7 +430,7 @@ class Helper {
     if (out_.empty() && audit_.empty()) return true;
     pollfd p{0, POLLIN, 0};
     if (::poll(&p, 1, 0) > 0) return true;  // more lines at once: they join the held ones
-    if (audit_.events >= kOffloadAuditEvents && writer_.joinable()) return hand_over();
+    if (audit_.events() >= kOffloadAuditEvents && writer_.running()) return hand_over();
     return write_inline();
   }
 
@@ -728,119 +438,39 @@ class Helper {
   bool write_inline() {
     if (!drain()) return false;
     flush_audit();
-    const bool ok = write_all(1, out_);
+    const bool ok = write_all(1, out_.text());
     out_.clear();
     return ok;
   }
 
-  // Gives the held audit records and answers to the writer thread (after its last job).
+  // Gives the held audit records and answers to the writer thread (after its last batch).
   bool hand_over() {
     if (!drain()) return false;
-    {
-      std::lock_guard lock(writer_mutex_);
-      job_audit_.swap(audit_);
-      job_out_.swap(out_);
-      audit_.clear();
-      out_.clear();
-      job_ = true;
-    }
-    writer_cv_.notify_all();
+    writer_.hand_over(audit_, out_);
     return true;
   }
 
   // Waits for the writer thread's batch, if any, and does its bookkeeping. False when
   // that batch's answers could not be written to stdout.
   bool drain() {
-    if (!writer_.joinable()) return true;
-    std::unique_lock lock(writer_mutex_);
-    writer_cv_.wait(lock, [this] { return !job_; });
-    if (!job_done_) return job_out_ok_;
-    job_done_ = false;
-    const bool audit_ok = job_audit_ok_;
-    const int err = job_errno_;
-    std::vector<std::string> refused;
-    refused.swap(job_refused_);
-    lock.unlock();
-    audit_written(audit_ok, err, refused);
-    return job_out_ok_;
+    helper::BatchWriter::Done done;
+    const bool out_ok = writer_.drain(&done);
+    if (done.had_batch) audit_written(done.audit_ok, done.audit_errno, done.withdrawn);
+    return out_ok;
   }
 
   bool start_writer() {
-    if (writer_.joinable()) return true;
-    // The writer never takes SIGHUP: a blocked read() in this thread must see it.
-    sigset_t hup;
-    sigset_t old;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, &old);
-    try {
-      writer_ = std::thread([this] { writer_loop(); });
-    } catch (const std::system_error& e) {
-      say(std::string("no writer thread (") + e.what() + "): writing batches inline");
-    }
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    return writer_.joinable();
+    if (writer_.running()) return true;
+    if (writer_.start()) return true;
+    if (!writer_warned_) say("no writer thread: writing batches inline");
+    writer_warned_ = true;
+    return false;
   }
 
-  void writer_loop() {
-    std::unique_lock lock(writer_mutex_);
-    for (;;) {
-      writer_cv_.wait(lock, [this] { return job_ || writer_stop_; });
-      if (!job_) return;
-      lock.unlock();
-      // The job's buffers and audit_log_ are this thread's until job_ is cleared.
-      bool audit_ok = true;
-      if (!job_audit_.empty()) {
-        job_text_.clear();
-        job_audit_.format(job_text_, job_request_json_);
-        audit_ok = audit_log_.write(job_text_);
-      }
-      const int err = errno;
-      std::vector<std::string> refused;
-      if (!audit_ok && opts_.require_audit) refuse_ok_answers(job_out_, &refused);
-      const bool out_ok = write_all(1, job_out_);
-      job_audit_.clear();
-      job_out_.clear();
-      lock.lock();
-      job_audit_ok_ = audit_ok;
-      job_errno_ = err;
-      job_refused_.swap(refused);
-      job_out_ok_ = job_out_ok_ && out_ok;
-      job_done_ = true;
-      job_ = false;
-      writer_cv_.notify_all();
-    }
-  }
-
-  // Splits a chunk into lines; over-long lines are skipped to their LF and answered ERR.
-  void consume(std::string_view chunk) {
-    while (!chunk.empty()) {
-      std::size_t nl = chunk.find('\n');
-      std::string_view part = chunk.substr(0, nl);
-      if (discarding_) {
-        if (nl == std::string_view::npos) return;
-        squid::append_error(out_, parser_.channel_of_prefix(prefix_), "line too long");
-        if (opts_.debug)
-          say("line too long (over " + std::to_string(squid::kMaxLineBytes) + " bytes)");
-        discarding_ = false;
-      } else if (pending_.size() + part.size() > squid::kMaxLineBytes) {
-        prefix_.assign(pending_.empty() ? part.substr(0, kEchoPrefix)
-                                        : std::string_view(pending_).substr(0, kEchoPrefix));
-        pending_.clear();
-        discarding_ = true;
-        continue;  // re-examine this part in discarding mode
-      } else if (nl == std::string_view::npos) {
-        pending_.append(part);
-        return;
-      } else if (!pending_.empty()) {
-        pending_.append(part);
-        answer(pending_);
-        pending_.clear();
-      } else {
-        answer(part);
-      }
-      chunk.remove_prefix(nl + 1);
-    }
+  // An over-long line (see LineFramer), answered ERR.
+  void too_long(std::string_view prefix) {
+    out_.error(parser_.channel_of_prefix(prefix), "line too long");
+    if (opts_.debug) say("line too long (over " + std::to_string(squid::kMaxLineBytes) + " bytes)");
   }
 
   void answer(std::string_view line) {
@@ -848,111 +478,75 @@ class Helper {
     try {
       parsed = &parser_.parse(line);
       if (!parsed->error.empty()) {
-        squid::append_error(out_, parsed->channel, parsed->error);
-        ++stats_.bad_lines;
+        out_.error(parsed->channel, parsed->error);
+        ++stats_.counters.bad_lines;
         if (opts_.debug) say("bad line: " + std::string(parsed->error));
         return;
       }
       if (!startup_error_.empty()) {
-        squid::append_error(out_, parsed->channel, "helper misconfigured, see cache.log");
+        out_.error(parsed->channel, "helper misconfigured, see cache.log");
         return;
       }
       if (!policy_) {
-        squid::append_error(out_, parsed->channel, "no valid policy, see cache.log");
+        out_.error(parsed->channel, "no valid policy, see cache.log");
         return;
       }
       if (!request_.parse(parsed->input)) {
-        squid::append_error(out_, parsed->channel, request_.error());
-        ++stats_.malformed_requests;
+        out_.error(parsed->channel, request_.error());
+        ++stats_.counters.malformed_requests;
         if (opts_.debug) say("malformed request: " + std::string(request_.error()));
         return;
       }
-      Decision d = policy_->decide(request_, today_);
+      Decision d = policy_->decide(request_, today_, eval_);
       if (d.bypass() && opts_.require_audit && audit_failed_ && drain() &&
           !audit_log_.reopen(nullptr)) {
-        squid::append_error(out_, parsed->channel, "audit log unwritable (--require-audit)");
-        ++stats_.refused_unaudited;
-        count_decision(Decision{});
+        out_.error(parsed->channel, kUnaudited);
+        ++stats_.counters.refused_unaudited;
+        stats_.count(Decision{}, policy_);
         return;
       }
-      squid::append_decision(out_, parsed->channel, d);
-      count_decision(d);
-      if (audit_log_.enabled() && (d.bypass() || d.shadow_count > 0))
-        audit_decision(d, parsed->input.src);
+      out_.decision(parsed->channel, d, policy_->generation());
+      stats_.count(d, policy_);
+      if (audit_log_.enabled() && (d.bypass() || d.shadow_count > 0)) {
+        // src as Squid sent it (Request::parse checked it is an IP address); escaping and
+        // JSON are left to AuditBatch::format() (on the writer thread for a big batch)
+        audit_.add_decision(
+            rule_json_, *policy_, d,
+            {parsed->input.src, request_.method, request_.url, request_.host, request_.user_agent},
+            batch_time_);
+      }
     } catch (const std::exception& e) {
-      squid::append_broken(out_, parsed ? parsed->channel : std::string_view(), "internal error");
-      ++stats_.internal_errors;
+      out_.broken(parsed ? parsed->channel : std::string_view(), "internal error");
+      ++stats_.counters.internal_errors;
       say(std::string("internal error: ") + e.what());
     }
-  }
-
-  // Records the request's bypass and shadow events: its fields are copied as they are,
-  // escaping and JSON are left to AuditRecords::format() (on the writer thread for a big
-  // batch).
-  void audit_decision(const Decision& d, std::string_view src) {
-    const std::string* fixed[1 + authbypass::Decision::kMaxShadow];
-    std::size_t n = 0;
-    if (d.bypass()) fixed[n++] = fixed_fields(*d.rule, false);
-    for (std::size_t i = 0; i < d.shadow_count; ++i) fixed[n++] = fixed_fields(*d.shadow[i], true);
-    // src as Squid sent it (Request::parse checked it is an IP address)
-    audit_.add_request({src, request_.method, request_.url, request_.host, request_.user_agent},
-                       std::span(fixed, n), fixed_, batch_time_);
-  }
-
-  // The escaped component..policy_sha256 fields of a rule's bypass / shadow events, made
-  // once per rule and policy, in fixed_. A new policy gets a new table: records still to be
-  // formatted keep the old one alive. A filled entry never changes.
-  const std::string* fixed_fields(const authbypass::Rule& r, bool shadow) {
-    if (!fixed_ || fixed_policy_ != policy_->generation()) {
-      fixed_policy_ = policy_->generation();
-      fixed_ = std::make_shared<std::vector<std::string>>(policy_->rules().size() * 2);
-    }
-    std::string& text = (*fixed_)[r.index * 2 + (shadow ? 1 : 0)];
-    if (text.empty()) {
-      text = authbypass::audit_fixed_fields(authbypass::rule_event(
-          "helper", shadow ? "shadow" : "bypass", &r, policy_->sha256(), {}));
-    }
-    return &text;
   }
 
   const Options& opts_;
   PolicySource source_;
   squid::LineParser parser_;
   AuditLog audit_log_;
-  AuditRecords audit_;                     // the batch's audit events, not yet formatted
+  authbypass::AuditBatch audit_;  // the batch's audit events, not yet formatted
+  authbypass::RuleEventJson rule_json_{"helper"};
   std::string audit_text_, request_json_;  // flush_audit()'s buffers
   std::string startup_error_;
   std::shared_ptr<const Policy> policy_;
   authbypass::Date today_{};
   Request request_;
-  std::string out_, pending_, prefix_;
-  bool discarding_ = false;
-  Stats stats_;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> hits_;
-  std::shared_ptr<const Policy> hits_owner_;
-  const Policy* hits_policy_ = nullptr;
-  bool stats_dirty_ = false;
-  bool stats_warned_ = false;
-  std::chrono::steady_clock::time_point last_stats_{};
+  authbypass::EvalContext eval_;  // the process's regex memos (one thread decides)
+  helper::LineFramer framer_;
+  helper::Answers out_;  // the batch's answers
+  helper::Stats stats_;
   bool audit_warned_ = false;
   bool audit_failed_ = false;
-  std::shared_ptr<std::vector<std::string>> fixed_;     // see fixed_fields()
-  std::uint64_t fixed_policy_ = 0;                      // the policy generation fixed_ is for
   std::chrono::system_clock::time_point batch_time_{};  // `ts` of the batch's audit events
-  // The writer thread (end_batch): one batch at a time, handed over under writer_mutex_.
+  // The writer thread (end_batch): one batch at a time.
   static constexpr std::size_t kOffloadAuditEvents = 32;
   static constexpr std::size_t kHandOffEvents = 1024;                        // see end_batch()
   static constexpr std::size_t kMaxHeldBytes = std::size_t{256} << 10;       // answers held
   static constexpr std::size_t kMaxHeldAuditBytes = std::size_t{256} << 10;  // records held
-  std::thread writer_;
-  std::mutex writer_mutex_;
-  std::condition_variable writer_cv_;
-  bool job_ = false, job_done_ = false, writer_stop_ = false;
-  bool job_audit_ok_ = true, job_out_ok_ = true;
-  int job_errno_ = 0;
-  AuditRecords job_audit_;
-  std::string job_out_, job_text_, job_request_json_;
-  std::vector<std::string> job_refused_;
+  helper::BatchWriter writer_;  // last: stopped before the buffers and the log it uses
+  bool writer_warned_ = false;
 };
 
 }  // namespace

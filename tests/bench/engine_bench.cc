@@ -433,6 +433,7 @@ void BM_Decide_Default(benchmark::State& state) {
   }
   const Policy& policy = *loaded.policy;
   const auto today = authbypass::today_utc();
+  authbypass::EvalContext ctx;  // the caller's regex memos, as the helper keeps one
   const auto samples = default_mix();
   std::vector<Request> reqs;
   std::string error;
@@ -447,13 +448,13 @@ void BM_Decide_Default(benchmark::State& state) {
   std::uint64_t plain_allocs = 0, plain_decisions = 0, regex_requests = 0, bypasses = 0;
   for (std::size_t i = 0; i < reqs.size(); ++i) {
     const Request& req = reqs[i];
-    const Decision warm = policy.decide(req, today);
+    const Decision warm = policy.decide(req, today, ctx);
     bypasses += warm.bypass() ? 1 : 0;
     const bool regex = may_reach_regex(policy, req, today);
     regex_requests += regex ? 1 : 0;
     const std::uint64_t before = allocs_now();
     for (int k = 0; k < kRounds; ++k) {
-      Decision d = policy.decide(req, today);
+      Decision d = policy.decide(req, today, ctx);
       benchmark::DoNotOptimize(d);
     }
     const std::uint64_t used = allocs_now() - before;
@@ -472,7 +473,7 @@ void BM_Decide_Default(benchmark::State& state) {
   std::size_t i = 0;
   const std::uint64_t before = allocs_now();
   for (auto _ : state) {
-    Decision d = policy.decide(reqs[i++ & kMixMask], today);
+    Decision d = policy.decide(reqs[i++ & kMixMask], today, ctx);
     benchmark::DoNotOptimize(d);
   }
   const std::uint64_t used = allocs_now() - before;
@@ -499,6 +500,7 @@ void BM_Decide_HostRules(benchmark::State& state) {
   }
   const Policy& policy = *loaded.policy;
   const auto today = authbypass::today_utc();
+  authbypass::EvalContext ctx;  // the caller's regex memos, as the helper keeps one
   const auto mix = host_rule_mix(n);
   std::vector<Request> reqs(mix.size());
   std::size_t hits = 0;
@@ -509,7 +511,7 @@ void BM_Decide_HostRules(benchmark::State& state) {
       return;
     }
     // A wrong answer makes the timing meaningless: refuse to report it.
-    const Decision d = policy.decide(reqs[k], today);
+    const Decision d = policy.decide(reqs[k], today, ctx);
     if (d.bypass() != mix[k].expect_bypass) {
       fail(state, "wrong decision for " + s.method + " " + s.url + ": got " +
                       (d.bypass() ? "bypass" : "authenticate"));
@@ -521,7 +523,7 @@ void BM_Decide_HostRules(benchmark::State& state) {
   std::size_t i = 0;
   const std::uint64_t before = allocs_now();
   for (auto _ : state) {
-    Decision d = policy.decide(reqs[i++ & kMixMask], today);
+    Decision d = policy.decide(reqs[i++ & kMixMask], today, ctx);
     benchmark::DoNotOptimize(d);
   }
   const std::uint64_t used = allocs_now() - before;

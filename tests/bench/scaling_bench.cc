@@ -19,7 +19,7 @@
 //                          on every path that reaches the rule
 //       UaRegexAnchored    user_agent_regex '^Updater-K/...': literal-prefix check
 //       UaRegex            user_agent_regex 'Updater-K/...' (unanchored): a Boost search
-//                          of the User-Agent (each Request memoizes 4 UA-regex outcomes)
+//                          of the User-Agent (the EvalContext memoizes 4 UA-regex outcomes)
 //   BM_Scale_LoadRegexRules/N  load_policy_text of the shipped policy plus N path regexes
 //
 // The generated regex rules never match the mix, so every one is evaluated for every
@@ -158,6 +158,7 @@ void BM_Scale_HostRules(benchmark::State& state) {
     return;
   }
   const auto today = authbypass::today_utc();
+  authbypass::EvalContext ctx;  // the caller's regex memos, as the helper keeps one
   const auto mix = host_rule_mix(n);
   std::vector<Request> reqs(mix.size());
   std::size_t hits = 0;
@@ -167,7 +168,7 @@ void BM_Scale_HostRules(benchmark::State& state) {
       fail(state, "request " + s.url + " does not parse: " + std::string(reqs[k].error()));
       return;
     }
-    const Decision d = policy.decide(reqs[k], today);
+    const Decision d = policy.decide(reqs[k], today, ctx);
     if (d.bypass() != mix[k].expect_bypass) {
       fail(state, "wrong decision for " + s.method + " " + s.url + ": got " +
                       (d.bypass() ? "bypass" : "authenticate"));
@@ -179,7 +180,7 @@ void BM_Scale_HostRules(benchmark::State& state) {
   std::size_t i = 0;
   const std::uint64_t before = allocs_now();
   for (auto _ : state) {
-    Decision d = policy.decide(reqs[i++ & kMixMask], today);
+    Decision d = policy.decide(reqs[i++ & kMixMask], today, ctx);
     benchmark::DoNotOptimize(d);
   }
   const std::uint64_t used = allocs_now() - before;
@@ -297,6 +298,7 @@ void scale_regex(benchmark::State& state, RegexFamily f) {
     return;
   }
   const auto today = authbypass::today_utc();
+  authbypass::EvalContext ctx;  // the caller's regex memos, as the helper keeps one
   const auto samples = default_mix();
   std::vector<Request> reqs, ref_reqs;
   if (!parse_all(samples, reqs, &error) || !parse_all(samples, ref_reqs, &error)) {
@@ -305,8 +307,8 @@ void scale_regex(benchmark::State& state, RegexFamily f) {
   }
   std::size_t bypasses = 0, reaching = 0;
   for (std::size_t k = 0; k < reqs.size(); ++k) {
-    const Decision want = shipped.policy->decide(ref_reqs[k], today);
-    const Decision got = policy.decide(reqs[k], today);
+    const Decision want = shipped.policy->decide(ref_reqs[k], today, ctx);
+    const Decision got = policy.decide(reqs[k], today, ctx);
     const bool same_rule = (want.rule == nullptr) == (got.rule == nullptr) &&
                            (want.rule == nullptr || want.rule->id == got.rule->id);
     if (got.bypass() != want.bypass() || !same_rule || got.regex_fault) {
@@ -326,7 +328,7 @@ void scale_regex(benchmark::State& state, RegexFamily f) {
   std::size_t i = 0;
   const std::uint64_t before = allocs_now();
   for (auto _ : state) {
-    Decision d = policy.decide(reqs[i++ & kMixMask], today);
+    Decision d = policy.decide(reqs[i++ & kMixMask], today, ctx);
     benchmark::DoNotOptimize(d);
   }
   const std::uint64_t used = allocs_now() - before;

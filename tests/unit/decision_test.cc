@@ -64,7 +64,11 @@ class DecisionTest : public ::testing::Test {
       return {};
     }
     req_.parse({.method = method, .url = url, .user_agent = ua, .src = src});
-    const Decision d = policy_->decide(req_, date.value_or(D(kToday)));
+    const Decision d = policy_->decide(req_, date.value_or(D(kToday)), ctx_);
+    // The memos in the context never change an answer.
+    const Decision fresh = policy_->decide(req_, date.value_or(D(kToday)));
+    EXPECT_EQ(fresh.rule, d.rule) << url;
+    EXPECT_EQ(fresh.shadow_count, d.shadow_count) << url;
     // Invariants of every decision.
     EXPECT_EQ(d.bypass(), d.verdict == Verdict::kBypass);
     EXPECT_EQ(d.rule != nullptr, d.bypass()) << url;
@@ -122,6 +126,7 @@ class DecisionTest : public ::testing::Test {
 
   std::shared_ptr<const Policy> policy_;
   Request req_;
+  EvalContext ctx_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1169,8 +1174,36 @@ TEST_F(DecisionLint, WarningFormat) {
 namespace authbypass {
 namespace {
 
-// The per-Request memo of User-Agent regex outcomes never carries an answer across
-// policies or User-Agents.
+// The caller's memo of User-Agent regex outcomes never carries an answer across policies
+// or User-Agents.
+TEST(EvalContextMemo, SerialsNeverLeadToAnotherText) {
+  // Serials as many Request objects give them: one text under several serials, serials
+  // that share a slot of the context's serial table, and entries reused for new texts.
+  EvalContext ctx;
+  int regex = 0;  // any address names "the regex"
+  constexpr std::uint64_t kPolicy = 7;
+  ctx.remember(1, "Agent/A", &regex, kPolicy, true);
+  EXPECT_EQ(ctx.recall(1, "Agent/A", &regex, kPolicy), 1);
+  EXPECT_EQ(ctx.recall(2, "Agent/A", &regex, kPolicy), 1);  // same text, another serial
+  EXPECT_EQ(ctx.recall(2, "Agent/A", &regex, kPolicy), 1);
+  // A serial sharing serial 1's slot, for another text: not A's answer.
+  EXPECT_EQ(ctx.recall(1 + 64, "Agent/B", &regex, kPolicy), -1);
+  ctx.remember(1 + 64, "Agent/B", &regex, kPolicy, false);
+  EXPECT_EQ(ctx.recall(1 + 64, "Agent/B", &regex, kPolicy), 0);
+  EXPECT_EQ(ctx.recall(1, "Agent/A", &regex, kPolicy), 1);
+  // Enough new texts to reuse every entry, each with the opposite answer: the old serials
+  // of A and B must not reach the entries' new texts.
+  for (std::uint64_t i = 0; i < 16; ++i) {
+    const std::string text = "Other/" + std::to_string(i);
+    ctx.remember(1000 + i, text, &regex, kPolicy, i % 2 == 0);
+    EXPECT_EQ(ctx.recall(1000 + i, text, &regex, kPolicy), i % 2 == 0 ? 1 : 0);
+  }
+  EXPECT_EQ(ctx.recall(1, "Agent/A", &regex, kPolicy), -1);
+  EXPECT_EQ(ctx.recall(2, "Agent/A", &regex, kPolicy), -1);
+  EXPECT_EQ(ctx.recall(1 + 64, "Agent/B", &regex, kPolicy), -1);
+  EXPECT_EQ(ctx.recall(1015, "Other/15", &regex, kPolicy + 1), -1);  // another policy
+}
+
 TEST(DecisionUaRegexMemo, NeverCrossesPoliciesOrUserAgents) {
   auto load = [](const std::string& re) {
     LoadResult r = load_policy_text(
@@ -1182,21 +1215,46 @@ TEST(DecisionUaRegexMemo, NeverCrossesPoliciesOrUserAgents) {
   };
   auto yes = load("^Agent/1$");
   auto no = load("^Agent/2$");
+  EvalContext ctx;
   Request req;
   ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/1", ""}));
   const Date today = today_utc();
-  EXPECT_TRUE(yes->decide(req, today).bypass());
-  EXPECT_TRUE(yes->decide(req, today).bypass());  // from the memo
-  EXPECT_FALSE(no->decide(req, today).bypass());  // another policy: evaluated afresh
+  EXPECT_TRUE(yes->decide(req, today, ctx).bypass());
+  EXPECT_TRUE(yes->decide(req, today, ctx).bypass());  // from the memo
+  EXPECT_EQ(ctx.recall(req.user_agent_serial, req.user_agent,
+                       &*yes->rules()[0].match.user_agent_regex[0].regex, yes->generation()),
+            1);
+  EXPECT_FALSE(no->decide(req, today, ctx).bypass());  // another policy: evaluated afresh
   ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/2", ""}));
-  EXPECT_FALSE(yes->decide(req, today).bypass());
-  EXPECT_TRUE(no->decide(req, today).bypass());
+  EXPECT_FALSE(yes->decide(req, today, ctx).bypass());
+  EXPECT_TRUE(no->decide(req, today, ctx).bypass());
   ASSERT_TRUE(req.parse({"GET", "http://a.test/x", "Agent/2", ""}));  // same UA, kept
-  EXPECT_TRUE(no->decide(req, today).bypass());
+  EXPECT_TRUE(no->decide(req, today, ctx).bypass());
+  // Many other User-Agents push Agent/1 out; it is evaluated afresh, right again.
+  for (int i = 0; i < 20; ++i) {
+    const std::string ua = "Other/" + std::to_string(i);
+    ASSERT_TRUE(req.parse({"GET", "http://a.test/", ua, ""}));
+    EXPECT_FALSE(yes->decide(req, today, ctx).bypass());
+  }
+  ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/1", ""}));
+  EXPECT_TRUE(yes->decide(req, today, ctx).bypass());
+  // Requests parsed by other Request objects (each numbering its own User-Agents) share
+  // the context without mixing answers.
+  for (int i = 0; i < 10; ++i) {
+    Request a, b;
+    ASSERT_TRUE(a.parse({"GET", "http://a.test/", i % 2 ? "Agent/1" : "Agent/2", ""}));
+    ASSERT_TRUE(b.parse({"GET", "http://a.test/", i % 2 ? "Agent/2" : "Agent/1", ""}));
+    EXPECT_EQ(yes->decide(a, today, ctx).bypass(), i % 2 == 1);
+    EXPECT_EQ(yes->decide(b, today, ctx).bypass(), i % 2 == 0);
+    const Request copy = a;  // a copy is the same User-Agent
+    EXPECT_EQ(copy.user_agent_serial, a.user_agent_serial);
+    EXPECT_NE(a.user_agent_serial, b.user_agent_serial);
+  }
   // A policy freed and another loaded (possibly at the same address) never reuses it.
   no.reset();
   auto again = load("^Agent/1$");
-  EXPECT_FALSE(again->decide(req, today).bypass());
+  ASSERT_TRUE(req.parse({"GET", "http://a.test/", "Agent/2", ""}));
+  EXPECT_FALSE(again->decide(req, today, ctx).bypass());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include <cctype>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -922,9 +923,6 @@ TEST(RequestParse, RecentUserAgentsComeBackIntact) {
   }
 }
 
-// With User-Agent ids (as LineParser numbers its decoded User-Agents), the fields are
-// still the current request's: the same text may come with a new id, and ids are never
-// reused for another text.
 TEST(RequestParse, UserAgentIdsComeBackIntact) {
   const std::string uas[] = {
       "Microsoft-CryptoAPI/10.0", "MSOSIA", "curl/7.88.1", "A", "B", "C", "D", "E", "F", "G"};
@@ -943,6 +941,32 @@ TEST(RequestParse, UserAgentIdsComeBackIntact) {
     std::string lower = uas[k];
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     ASSERT_EQ(req.user_agent_lower, lower);
+  }
+}
+
+TEST(RequestParse, UserAgentSerialsComeBackIntact) {
+  // More distinct User-Agents than parse() keeps lower-cased, in a scrambled order: each
+  // parse gives the text as sent, its lower-case form, and a serial that never names two
+  // texts (also across Request objects and copies).
+  const std::string uas[] = {
+      "Microsoft-CryptoAPI/10.0", "MSOSIA", "curl/7.88.1", "A", "B", "C", "D", "E", "F", "G"};
+  std::map<std::uint64_t, std::string> text_of;
+  Request req, other;
+  unsigned x = 777;
+  for (int i = 0; i < 3000; ++i) {
+    x = x * 1103515245u + 12345u;
+    const std::size_t k = (x >> 16) % std::size(uas);
+    Request& r = (x >> 8) % 7 == 0 ? other : req;
+    ASSERT_TRUE(r.parse(RequestInput{"GET", "http://a.b/c", uas[k], "10.0.0.1"}));
+    ASSERT_EQ(r.user_agent, uas[k]);
+    std::string lower = uas[k];
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    ASSERT_EQ(r.user_agent_lower, lower);
+    const Request copy = r;
+    ASSERT_EQ(copy.user_agent_serial, r.user_agent_serial);
+    ASSERT_EQ(copy.user_agent_lower, lower);
+    auto [it, fresh] = text_of.emplace(r.user_agent_serial, uas[k]);
+    ASSERT_EQ(it->second, uas[k]) << "serial " << r.user_agent_serial;
   }
 }
 

@@ -147,7 +147,6 @@ TEST_F(LineTest, UserAgentCacheNeverMixesAnswers) {
   }
 }
 
-// The User-Agent ids LineParser hands to Request: one id names one text, across parsers.
 TEST_F(LineTest, UserAgentIdsNameOneText) {
   std::map<std::uint64_t, std::string> text_of;
   for (int round = 0; round < 3; ++round) {
@@ -164,6 +163,31 @@ TEST_F(LineTest, UserAgentIdsNameOneText) {
   }
   auto p = Keep{auto_}.parse("1 10.0.0.1 GET http%3A%2F%2Fh%2F - -");
   EXPECT_EQ(p.input.user_agent_id, 0u);  // no User-Agent: no id
+}
+
+TEST_F(LineTest, UserAgentSerialsNameOneText) {
+  // The parser's cache of decoded User-Agents (fewer entries than the 40 texts) and the
+  // request's serials: one serial never names two texts, whichever parser decoded it.
+  std::map<std::uint64_t, std::string> text_of;
+  Request req;
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 40; ++i) {
+      for (LineParser* parser : {&auto_, &yes_}) {
+        const int n = i % (round == 1 ? 5 : 40);
+        const std::string ua = "UA%20" + std::to_string(n);
+        auto p = Keep{*parser}.parse("1 10.0.0.1 GET http%3A%2F%2Fh%2F " + ua + " -");
+        ASSERT_TRUE(p.error.empty()) << p.error;
+        ASSERT_EQ(p.input.user_agent, "UA " + std::to_string(n));
+        ASSERT_TRUE(req.parse(p.input));
+        ASSERT_NE(req.user_agent_serial, 0u);
+        auto [it, fresh] = text_of.emplace(req.user_agent_serial, std::string(req.user_agent));
+        ASSERT_EQ(it->second, req.user_agent) << "serial " << req.user_agent_serial;
+      }
+    }
+  }
+  auto p = Keep{auto_}.parse("1 10.0.0.1 GET http%3A%2F%2Fh%2F - -");
+  ASSERT_TRUE(req.parse(p.input));
+  EXPECT_EQ(req.user_agent_serial, 0u);  // no User-Agent: serial 0
 }
 
 TEST(SquidAnswers, OkErrBh) {

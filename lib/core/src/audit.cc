@@ -167,8 +167,16 @@ void append_audit_request_fields(std::string& out, const AuditEvent& e) {
   field(out, ",\"user_agent\":\"", e.user_agent);
 }
 
-void append_audit_json(std::string& out, const AuditEvent& e,
-                       std::chrono::system_clock::time_point ts) {
+namespace {
+
+// An audit timestamp in two parts: "YYYY-MM-DDTHH:MM:SS" (valid until the thread's next
+// call) and ".mmmZ".
+struct TimestampParts {
+  std::string_view second;
+  char milli[5];
+};
+
+TimestampParts timestamp_parts(std::chrono::system_clock::time_point ts) {
   using namespace std::chrono;
   auto ms = duration_cast<milliseconds>(ts.time_since_epoch()).count();
   // "YYYY-MM-DDTHH:MM:SS" changes once a second: format it once per second per thread.
@@ -185,12 +193,27 @@ void append_audit_json(std::string& out, const AuditEvent& e,
     cached_second = second;
   }
   const int milli = static_cast<int>(ms % 1000);
-  const char stamp[] = {'.', static_cast<char>('0' + milli / 100),
-                        static_cast<char>('0' + milli / 10 % 10),
-                        static_cast<char>('0' + milli % 10), 'Z'};
+  return {cached,
+          {'.', static_cast<char>('0' + milli / 100), static_cast<char>('0' + milli / 10 % 10),
+           static_cast<char>('0' + milli % 10), 'Z'}};
+}
+
+}  // namespace
+
+std::string audit_timestamp(std::chrono::system_clock::time_point ts) {
+  const TimestampParts t = timestamp_parts(ts);
+  std::string text(t.second);
+  text.append(t.milli, sizeof t.milli);
+  return text;
+}
+
+void append_audit_json(std::string& out, const AuditEvent& e,
+                       std::chrono::system_clock::time_point ts) {
+  const TimestampParts parts = timestamp_parts(ts);
+  const char(&stamp)[5] = parts.milli;
   // The common event (fixed fields made beforehand, no numbers, nothing to escape): one
   // resize and plain copies.
-  const std::string_view second_text = cached;
+  const std::string_view second_text = parts.second;
   const std::pair<std::string_view, std::string_view> fields[] = {
       {",\"file\":\"", e.file},
       {",\"src\":\"", e.src},

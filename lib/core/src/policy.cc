@@ -171,6 +171,11 @@ bool Policy::path_match(const Rule& r, const Request& req, bool* regex_fault) co
 }
 
 bool Policy::user_agent_match(const Rule& r, const Request& req, bool* regex_fault) const {
+  return user_agent_match(r, req, regex_fault, nullptr);
+}
+
+bool Policy::user_agent_match(const Rule& r, const Request& req, bool* regex_fault,
+                              EvalContext* ctx) const {
   const Match& m = r.match;
   if (!m.user_agent.empty() &&
       std::none_of(m.user_agent.begin(), m.user_agent.end(), [&](const std::string& s) {
@@ -180,17 +185,15 @@ bool Policy::user_agent_match(const Rule& r, const Request& req, bool* regex_fau
   if (!m.user_agent_regex.empty()) {
     bool fault = false;
     bool ok = any_regex(m.user_agent_regex, &fault, [&](const Regex& re) {
-      Request::UaMemo& memos = req.ua_memo();
-      for (const Request::UaRegexMemo& memo : memos.entries) {
-        if (memo.regex == &re && memo.policy == generation_) {
-          return memo.match ? Regex::Result::kMatch : Regex::Result::kNoMatch;
-        }
+      if (ctx != nullptr) {
+        if (const int known = ctx->recall(req.user_agent_serial, req.user_agent, &re, generation_);
+            known >= 0)
+          return known != 0 ? Regex::Result::kMatch : Regex::Result::kNoMatch;
       }
       Regex::Result res = re.search(req.user_agent);
-      if (res != Regex::Result::kFault) {  // faults are counted every time, never kept
-        memos.entries[memos.next++ % memos.entries.size()] =
-            Request::UaRegexMemo{&re, generation_, res == Regex::Result::kMatch};
-      }
+      if (ctx != nullptr && res != Regex::Result::kFault)  // faults: counted every time
+        ctx->remember(req.user_agent_serial, req.user_agent, &re, generation_,
+                      res == Regex::Result::kMatch);
       return res;
     });
     if (fault) {
@@ -202,7 +205,8 @@ bool Policy::user_agent_match(const Rule& r, const Request& req, bool* regex_fau
   return true;
 }
 
-bool Policy::rule_matches_except_hosts(const Rule& r, const Request& req, bool* fault) const {
+bool Policy::rule_matches_except_hosts(const Rule& r, const Request& req, bool* fault,
+                                       EvalContext* ctx) const {
   // Cheapest criteria first, inline; the calls only for criteria the rule has.
   const Match& m = r.match;
   if (req.method_bit != 0 ? (m.method_bits & req.method_bit) == 0 : !methods_match(r, req))
@@ -214,12 +218,17 @@ bool Policy::rule_matches_except_hosts(const Rule& r, const Request& req, bool* 
   if ((!m.path_prefix.empty() || !m.path_suffix.empty() || !m.path_regex.empty()) &&
       !path_match(r, req, fault))
     return false;
-  if ((!m.user_agent.empty() || !m.user_agent_regex.empty()) && !user_agent_match(r, req, fault))
+  if ((!m.user_agent.empty() || !m.user_agent_regex.empty()) &&
+      !user_agent_match(r, req, fault, ctx))
     return false;
   return true;
 }
 
 Decision Policy::decide(const Request& req, Date today) const {
+  return decide_impl(req, today, nullptr);
+}
+
+Decision Policy::decide_impl(const Request& req, Date today, EvalContext* ctx) const {
   Decision d;
   if (!req.ok()) {
     d.reason = "malformed request";
@@ -235,7 +244,7 @@ Decision Policy::decide(const Request& req, Date today) const {
     if (!r.active(today)) return;
     if (r.mode == Mode::kEnforce && d.rule != nullptr) return;  // first enforce rule wins
     if (scan_all && !hosts_match(r, req)) return;
-    if (!rule_matches_except_hosts(r, req, &d.regex_fault)) return;
+    if (!rule_matches_except_hosts(r, req, &d.regex_fault, ctx)) return;
     if (r.mode == Mode::kEnforce) {
       d.rule = &r;
     } else if (d.shadow_count < Decision::kMaxShadow) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
 
 #include "host_name.h"
@@ -304,6 +305,7 @@ void Request::view_like(const Request& other) {
   };
   user_agent = recent_ua_[current_ua_].raw;
   user_agent_lower = recent_ua_[current_ua_].lower;
+  user_agent_serial = recent_ua_[current_ua_].serial;
   path = repoint(other.path);
   params = repoint(other.params);
   query = repoint(other.query);
@@ -468,6 +470,16 @@ bool Request::parse_impl(const RequestInput& in, bool shortcut) {
   return parse_client(in);
 }
 
+namespace {
+
+// Serials for User-Agent texts, unique in the process (every Request draws from here).
+std::uint64_t next_user_agent_serial() {
+  static std::atomic<std::uint64_t> last{0};
+  return last.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+}  // namespace
+
 bool Request::parse_client(const RequestInput& in) {
   auto fail = [this](const char* msg) {
     error_ = msg;
@@ -476,7 +488,7 @@ bool Request::parse_client(const RequestInput& in) {
   // User agent and client address.
   if (in.user_agent.size() > kMaxUserAgentLength) return fail("User-Agent longer than 4096 bytes");
   // A warm Request often sees the same UA again: known by its id when the caller numbers
-  // User-Agents, else by its text.
+  // User-Agents, else by its text; its lower-case form is kept.
   const std::uint64_t id = in.user_agent_id;
   if (const RecentUa& cur = recent_ua_[current_ua_];
       id != 0 ? id != cur.id : in.user_agent != cur.raw) {
@@ -492,12 +504,13 @@ bool Request::parse_client(const RequestInput& in) {
       r.raw.assign(in.user_agent);
       text::lower_into(r.raw, r.lower);
       r.id = id;
-      r.memo = {};
+      r.serial = r.raw.empty() ? 0 : next_user_agent_serial();
     }
     current_ua_ = static_cast<std::uint8_t>(k);
   }
   user_agent = recent_ua_[current_ua_].raw;
   user_agent_lower = recent_ua_[current_ua_].lower;
+  user_agent_serial = recent_ua_[current_ua_].serial;
   // Parsed every time: an IPv4 parse costs less than comparing with and keeping the last
   // address's text.
   if (in.src.empty()) {

@@ -76,6 +76,10 @@ std::string audit_fixed_fields(const AuditEvent& e);
 void append_audit_json(std::string& out, const AuditEvent& e,
                        std::chrono::system_clock::time_point ts);
 
+// The "ts" text of an audit line for `ts`: RFC 3339 UTC with milliseconds
+// ("2026-01-31T12:34:56.789Z"), exactly as append_audit_json() stamps its lines.
+std::string audit_timestamp(std::chrono::system_clock::time_point ts);
+
 // Appends `s` as a JSON string literal (with quotes), escaped as above.
 void append_json_string(std::string& out, std::string_view s);
 

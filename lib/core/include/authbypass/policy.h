@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "authbypass/decision.h"
+#include "authbypass/eval_context.h"
 #include "authbypass/ip.h"
 #include "authbypass/request.h"
 
@@ -134,8 +135,15 @@ class Policy {
   std::uint64_t generation() const { return generation_; }
   const Rule* find_rule(std::string_view id) const;
 
-  // The decision for one request on `today` (docs/architecture.md "Policy"). Thread-safe, no I/O,
-  // and no allocation. A malformed request (req.ok() false) always authenticates.
+  // The decision for one request on `today` (docs/architecture.md "Policy"). Thread-safe,
+  // no I/O, and no allocation once `ctx` is warm. A malformed request (req.ok() false)
+  // always authenticates. Reads `req` and this policy only; remembers regex outcomes in
+  // `ctx` (the caller's, one per thread), which never changes a decision.
+  Decision decide(const Request& req, Date today, EvalContext& ctx) const {
+    return decide_impl(req, today, &ctx);
+  }
+  // The same decision without memos: every regex a rule reaches is evaluated (for one-off
+  // decisions: explain, policy tests, one ICAP transaction).
   Decision decide(const Request& req, Date today) const;
 
   // Per-rule criterion checks (slow path, for regex evaluation, `explain` and tests).
@@ -145,6 +153,9 @@ class Policy {
   bool src_match(const Rule& r, const Request& req) const;
   bool path_match(const Rule& r, const Request& req, bool* regex_fault) const;
   bool user_agent_match(const Rule& r, const Request& req, bool* regex_fault) const;
+  // The same, recalling and remembering regex outcomes in `ctx` when it is not null.
+  bool user_agent_match(const Rule& r, const Request& req, bool* regex_fault,
+                        EvalContext* ctx) const;
 
   // Number of regex evaluations that hit Boost's complexity limit (non-matches).
   std::uint64_t regex_faults() const { return regex_faults_.load(std::memory_order_relaxed); }
@@ -152,7 +163,9 @@ class Policy {
  private:
   friend class PolicyLoader;
   Policy();
-  bool rule_matches_except_hosts(const Rule& r, const Request& req, bool* fault) const;
+  bool rule_matches_except_hosts(const Rule& r, const Request& req, bool* fault,
+                                 EvalContext* ctx) const;
+  Decision decide_impl(const Request& req, Date today, EvalContext* ctx) const;
 
   std::string file_;
   std::vector<std::string> files_;

@@ -61,30 +61,16 @@ struct RequestFields {
 
   std::string url;  // the URL as given, for logs
 
-  // Engine-internal: outcomes of `user_agent_regex` on one User-Agent, kept with each of
-  // the last few distinct User-Agents parse() saw (a proxy sees few distinct ones). Like
-  // every field, written by the thread that owns this Request; never share one between
-  // threads.
-  struct UaRegexMemo {
-    const void* regex = nullptr;
-    std::uint64_t policy = 0;  // Policy::generation() of the policy that owns `regex`
-    bool match = false;
-  };
-  struct UaMemo {
-    std::array<UaRegexMemo, 4> entries{};
-    std::uint8_t next = 0;  // the entry to overwrite next
-  };
-
  protected:
   std::string error_;
-  // The last distinct User-Agents, with their lower-case form and memos; the current one
-  // is recent_ua_[current_ua_].
+  // The last distinct User-Agents with their lower-case form (parse() lower-cases a
+  // User-Agent it saw lately only once); the current one is recent_ua_[current_ua_].
   struct RecentUa {
     std::string raw, lower;
-    std::uint64_t id = 0;  // RequestInput::user_agent_id of `raw` (0: none)
-    UaMemo memo;
+    std::uint64_t id = 0;      // RequestInput::user_agent_id of `raw` (0: none)
+    std::uint64_t serial = 0;  // see Request::user_agent_serial
   };
-  mutable std::array<RecentUa, 8> recent_ua_{};
+  std::array<RecentUa, 8> recent_ua_{};
   std::uint8_t current_ua_ = 0;
   std::uint8_t recent_ua_next_ = 1;  // the slot to fill next
   std::string match_path_buf_;       // match_path when it differs from the path as sent
@@ -135,8 +121,11 @@ struct Request : RequestFields {
 
   std::string_view user_agent;        // as sent
   std::string_view user_agent_lower;  // ASCII lower-cased copy for literal matching
-  // Engine-internal: the memo of user_agent_regex outcomes for this user_agent.
-  UaMemo& ua_memo() const { return recent_ua_[current_ua_].memo; }
+  // A number for the text of user_agent, unique in the process: two requests (parsed by
+  // any Request objects, copies included) with the same serial have the same User-Agent
+  // text (the same text may come with several serials). 0 is the empty User-Agent's.
+  // Lets an EvalContext recognize a User-Agent without comparing its text.
+  std::uint64_t user_agent_serial = 0;
 
  private:
   bool parse_impl(const RequestInput& in, bool shortcut);

@@ -1,0 +1,168 @@
+// The Squid helper's parts: line framing, answers (and withdrawing bypasses), stats, and
+// the audit batch it records events in.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "authbypass/audit.h"
+#include "authbypass/audit_batch.h"
+#include "authbypass/policy.h"
+#include "helper_answers.h"
+#include "helper_stats.h"
+#include "line_framer.h"
+
+namespace authbypass {
+namespace {
+
+std::shared_ptr<const Policy> TwoRules() {
+  LoadResult r = load_policy_text(
+      "version: 1\nrules:\n"
+      "  - id: crl\n    owner: pki\n    ticket: T-1\n    match: {hosts: [a.test]}\n"
+      "  - id: watch\n    mode: shadow\n    match: {hosts: [a.test]}\n",
+      "p.yaml");
+  EXPECT_TRUE(r.ok()) << ::testing::PrintToString(r.errors);
+  return r.policy;
+}
+
+Decision DecideOn(const Policy& p, const char* url, const char* ua = "UA \"1\"") {
+  Request req;
+  EXPECT_TRUE(req.parse({"GET", url, ua, "192.0.2.1"}));
+  return p.decide(req, today_utc());
+}
+
+// Every split of the input into chunks gives the same lines; an over-long line is
+// reported once with its first bytes, and the lines around it are intact.
+TEST(HelperLineFramer, LinesWhateverTheChunks) {
+  const std::string long_line = "7 " + std::string(squid::kMaxLineBytes + 10, 'x');
+  const std::string input = "1 a\n2 bb\n" + long_line + "\n3 ccc\n4 last";
+  for (std::size_t chunk = 1; chunk <= input.size(); chunk += chunk < 16 ? 1 : 997) {
+    helper::LineFramer f;
+    std::vector<std::string> got;
+    auto line = [&](std::string_view l) { got.emplace_back(l); };
+    auto too_long = [&](std::string_view prefix) {
+      EXPECT_EQ(prefix.size(), helper::LineFramer::kKeptPrefix);
+      got.push_back("TOO LONG " + std::string(prefix.substr(0, 2)));
+    };
+    for (std::size_t at = 0; at < input.size(); at += chunk)
+      f.consume(std::string_view(input).substr(at, chunk), line, too_long);
+    f.finish(line, too_long);
+    EXPECT_EQ(got, (std::vector<std::string>{"1 a", "2 bb", "TOO LONG 7 ", "3 ccc", "4 last"}))
+        << "chunk " << chunk;
+  }
+}
+
+// Withdrawing turns exactly the OK answers into ERR, keeping their channel ids, and names
+// each one's rule by index and policy generation.
+TEST(HelperAnswers, WithdrawTurnsOnlyBypassesIntoErr) {
+  auto p = TwoRules();
+  const Decision bypass = DecideOn(*p, "http://a.test/x");
+  const Decision none = DecideOn(*p, "http://b.test/x");
+  ASSERT_TRUE(bypass.bypass());
+  helper::Answers a;
+  a.decision("0", bypass, p->generation());
+  a.error("1", "bad line: OK log=crl");  // text that looks like an answer is not one
+  a.decision("2", none, p->generation());
+  a.decision("", bypass, p->generation());
+  a.broken("3", "internal error");
+  EXPECT_EQ(a.text(),
+            "0 OK log=crl tag=authbypass/crl\n1 ERR message=\"bad line: OK log=crl\"\n2 ERR\n"
+            "OK log=crl tag=authbypass/crl\n3 BH message=\"internal error\"\n");
+  std::vector<helper::WithdrawnBypass> out;
+  a.withdraw_bypasses("audit log unwritable", out);
+  EXPECT_EQ(a.text(),
+            "0 ERR message=\"audit log unwritable\"\n1 ERR message=\"bad line: OK log=crl\"\n"
+            "2 ERR\nERR message=\"audit log unwritable\"\n3 BH message=\"internal error\"\n");
+  ASSERT_EQ(out.size(), 2u);
+  for (const auto& w : out) {
+    EXPECT_EQ(w.rule_index, 0u);
+    EXPECT_EQ(w.policy, p->generation());
+  }
+  out.clear();
+  a.withdraw_bypasses("again", out);  // nothing left to withdraw
+  EXPECT_TRUE(out.empty());
+}
+
+// A withdrawn bypass counts as an authentication refused unaudited.
+TEST(HelperStats, WithdrawnBypassIsNoBypass) {
+  auto p = TwoRules();
+  helper::Stats s("/nonexistent/stats.json");
+  s.count(DecideOn(*p, "http://a.test/x"), p);
+  s.count(DecideOn(*p, "http://b.test/x"), p);
+  EXPECT_EQ(s.counters.bypass, 1u);
+  EXPECT_EQ(s.counters.authenticate, 1u);
+  s.withdrawn({0, p->generation()});
+  EXPECT_EQ(s.counters.bypass, 0u);
+  EXPECT_EQ(s.counters.authenticate, 2u);
+  EXPECT_EQ(s.counters.refused_unaudited, 1u);
+}
+
+// audit_timestamp() is the "ts" an audit line gets.
+TEST(AuditTimestamp, IsTheLinesTs) {
+  using namespace std::chrono;
+  const system_clock::time_point t = sys_days{2026y / 1 / 31} + 12h + 34min + 56s + 789ms;
+  EXPECT_EQ(audit_timestamp(t), "2026-01-31T12:34:56.789Z");
+  std::string line;
+  AuditEvent e;
+  e.event = "bypass";
+  append_audit_json(line, e, t + 1ms);
+  EXPECT_EQ(line.substr(0, 32), "{\"ts\":\"" + audit_timestamp(t + 1ms) + "\"");
+}
+
+// A batch's lines are the lines append_audit_json() makes of the same events, in order,
+// each stamped with the time it was recorded with.
+TEST(AuditBatch, FormatsAsAppendAuditJson) {
+  using namespace std::chrono;
+  auto p = TwoRules();
+  const system_clock::time_point t1 = sys_days{2026y / 3 / 1} + 1s, t2 = t1 + 5ms;
+  Request req;
+  ASSERT_TRUE(req.parse({"GET", "http://a.test/\"x\"", "UA\n\"1\"", "192.0.2.1"}));
+  const Decision d = p->decide(req, today_utc());
+  ASSERT_TRUE(d.bypass());
+  ASSERT_EQ(d.shadow_count, 1u);
+
+  AuditBatch batch;
+  RuleEventJson json("helper");
+  const AuditBatch::RequestFields f{"192.0.2.1", req.method, req.url, req.host, req.user_agent};
+  batch.add_line("{\"ready\":1}\n");
+  batch.add_decision(json, *p, d, f, t1);
+  batch.add_decision(json, *p, DecideOn(*p, "http://b.test/"), f, t1);  // no events
+  batch.add_decision(json, *p, d, f, t2);
+  EXPECT_EQ(batch.events(), 5u);
+  std::string got, scratch;
+  batch.format(got, scratch);
+
+  std::string want = "{\"ready\":1}\n";
+  for (auto t : {t1, t2}) {
+    for (const Rule* r : {d.rule, d.shadow[0]}) {
+      AuditEvent e;
+      e.component = "helper";
+      e.event = r == d.rule ? "bypass" : "shadow";
+      e.rule = r->id;
+      e.owner = r->owner;
+      e.ticket = r->ticket;
+      e.policy_sha256 = p->sha256();
+      e.src = f.src;
+      e.method = f.method;
+      e.url = f.url;
+      e.host = f.host;
+      e.user_agent = f.user_agent;
+      append_audit_json(want, e, t);
+    }
+  }
+  EXPECT_EQ(got, want);
+
+  AuditBatch other;
+  other.swap(batch);
+  EXPECT_TRUE(batch.empty());
+  std::string again;
+  other.format(again, scratch);
+  EXPECT_EQ(again, want);
+  other.clear();
+  EXPECT_TRUE(other.empty());
+  EXPECT_EQ(other.events(), 0u);
+}
+
+}  // namespace
+}  // namespace authbypass
