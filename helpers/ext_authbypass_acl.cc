@@ -347,17 +347,10 @@ class Helper {
     if (o.kind == Kind::kUnchanged) return;
     auto p = source_.current();
     const bool loaded = o.kind == Kind::kLoaded;
-    if (loaded) {
-      ++stats_.counters.reloads;
-      say("policy " + source_.path() + " loaded (" + std::to_string(p->rules().size()) +
-          " rules, sha256 " + p->sha256().substr(0, 12) + ")");
-    } else {
-      ++stats_.counters.reloads_rejected;
-      for (const std::string& err : o.errors) say(err);
-      say(p ? "policy not reloaded: the last good policy (sha256 " + p->sha256().substr(0, 12) +
-                  ") stays in force"
-            : "no valid policy: answering ERR to every request");
-    }
+    ++(loaded ? stats_.counters.reloads : stats_.counters.reloads_rejected);
+    for (const std::string& m :
+         source_.messages(o, "no valid policy: answering ERR to every request"))
+      say(m);
     std::string why;
     append_audit(authbypass::policy_event("helper", loaded, source_.path(),
                                           p ? std::string_view(p->sha256()) : "", o.errors, why));

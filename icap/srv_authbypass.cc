@@ -525,16 +525,11 @@ class State {
     if (o.kind == Kind::kUnchanged) return;
     auto p = source_.current();
     const bool loaded = o.kind == Kind::kLoaded;
-    if (loaded) {
-      log_msg(1, "policy " + source_.path() + " loaded (" + std::to_string(p->rules().size()) +
-                     " rules, sha256 " + p->sha256().substr(0, 12) + ")");
+    if (loaded)
       stats_dirty_.store(true, std::memory_order_release);  // the snapshot names the policy
-    } else {
-      for (const std::string& err : o.errors) log_msg(1, err);
-      log_msg(1, p ? "policy not reloaded: the last good policy (sha256 " +
-                         p->sha256().substr(0, 12) + ") stays in force"
-                   : "no valid policy: every bypassed request is blocked");
-    }
+    for (const std::string& m :
+         source_.messages(o, "no valid policy: every bypassed request is blocked"))
+      log_msg(1, m);
     std::string why;
     audit(authbypass::policy_event("icap", loaded, source_.path(),
                                    p ? std::string_view(p->sha256()) : "", o.errors, why));

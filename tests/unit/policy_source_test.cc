@@ -66,6 +66,32 @@ TEST_F(PolicySourceTest, LoadsReloadsAndKeepsTheLastGood) {
   EXPECT_NE(src.current()->find_rule("a"), nullptr);
 }
 
+TEST_F(PolicySourceTest, MessagesSayWhatIsInForce) {
+  PolicySource src(path_);
+  write("version: 1\nrules: [\n");
+  auto bad = src.reload();
+  ASSERT_EQ(bad.kind, Kind::kRejected);
+  auto m = src.messages(bad, "no valid policy");
+  ASSERT_EQ(m.size(), bad.errors.size() + 1);
+  EXPECT_EQ(m.front(), bad.errors.front());
+  EXPECT_EQ(m.back(), "no valid policy");
+
+  write(kGood);
+  auto ok = src.reload();
+  ASSERT_EQ(ok.kind, Kind::kLoaded);
+  m = src.messages(ok, "unused");
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0], "policy " + path_ + " loaded (1 rules, sha256 " +
+                      src.current()->sha256().substr(0, 12) + ")");
+
+  write("version: 1\nrules: [\n");
+  bad = src.reload();
+  m = src.messages(bad, "unused");
+  EXPECT_EQ(m.back(), "policy not reloaded: the last good policy (sha256 " +
+                          src.current()->sha256().substr(0, 12) + ") stays in force");
+  EXPECT_TRUE(src.messages(PolicySource::Outcome{}, "unused").empty());
+}
+
 TEST_F(PolicySourceTest, LooksAtTheFileAtMostOncePerInterval) {
   write(kGood);
   PolicySource src(path_, std::chrono::seconds(1));

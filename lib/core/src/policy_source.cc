@@ -41,4 +41,20 @@ PolicySource::Outcome PolicySource::check(std::chrono::steady_clock::time_point 
   return reload();
 }
 
+std::vector<std::string> PolicySource::messages(const Outcome& o,
+                                                std::string_view without_policy) const {
+  std::vector<std::string> out;
+  const auto p = current();
+  if (o.kind == Outcome::Kind::kLoaded && p) {
+    out.push_back("policy " + path_ + " loaded (" + std::to_string(p->rules().size()) +
+                  " rules, sha256 " + p->sha256().substr(0, 12) + ")");
+  } else if (o.kind == Outcome::Kind::kRejected) {
+    out = o.errors;
+    out.push_back(p ? "policy not reloaded: the last good policy (sha256 " +
+                          p->sha256().substr(0, 12) + ") stays in force"
+                    : std::string(without_policy));
+  }
+  return out;
+}
+
 }  // namespace authbypass

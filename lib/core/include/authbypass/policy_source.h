@@ -29,13 +29,18 @@ class PolicySource {
   // Loads the file now, whatever its state.
   Outcome reload();
   // Looks at the file and the files it includes (one stat each) if `check_interval` has
-  // passed since the last look, and reloads if any identity, size or times changed. A file that stays broken is
-  // reported once, not at every look.
+  // passed since the last look, and reloads if any identity, size or times changed. A file that
+  // stays broken is reported once, not at every look.
   Outcome check(std::chrono::steady_clock::time_point now);
 
   // The policy in force; nullptr until a load succeeded. Thread-safe.
   std::shared_ptr<const Policy> current() const { return current_.load(); }
   const std::string& path() const { return path_; }
+
+  // What an operator is told of `o` (the Outcome of the latest reload() or check()):
+  // "policy FILE loaded (N rules, sha256 PREFIX)", or each error followed by what stays in
+  // force (`without_policy` when no policy is). Empty for kUnchanged.
+  std::vector<std::string> messages(const Outcome& o, std::string_view without_policy) const;
 
  private:
   std::vector<FileIdentity> stamps() const;  // of path_ and of the last good policy's other files
