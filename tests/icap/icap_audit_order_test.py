@@ -146,7 +146,7 @@ class Run:
         self.checks.expect(completes, f"{what}: the connection's last write completes the answer",
                            repr(last.data[:60]) + " ... " + repr(last.data[-20:]))
         ev = ev_w[0]
-        self.checks.expect(ev.index < last.index and ev.pid == last.pid,
+        self.checks.expect(ev.done < last.index and ev.pid == last.pid,
                            f"{what}: the audit event was written BEFORE the answer was completed",
                            f"audit write at trace line {ev.index} (thread {ev.pid}), answer's "
                            f"last write at line {last.index} (thread {last.pid}): "

@@ -37,7 +37,8 @@ def strace_command(out: str, *, max_string: int = 1 << 20) -> list[str]:
 
 @dataclass
 class Write:
-    index: int    # position in the trace (the order strace saw the calls start)
+    index: int    # line in the trace where the call started
+    done: int     # line where it returned (index, unless another thread interrupted it)
     pid: int      # the thread
     call: str
     fd: int
@@ -47,6 +48,7 @@ class Write:
 
 
 _ENTRY = re.compile(r"^(?:(\d+)\s+)?(?:[\d:.]+\s+)?(" + "|".join(CALLS) + r")\((\d+)<(.*?)>, (.*)$")
+_RESUMED = re.compile(r"^(?:(\d+)\s+)?(?:[\d:.]+\s+)?<\.\.\. (\w+) resumed>")
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"(\.\.\.)?')
 _ESC = {"n": b"\n", "r": b"\r", "t": b"\t", "v": b"\v", "f": b"\f", '"': b'"', "\\": b"\\"}
 
@@ -77,14 +79,18 @@ def _unescape(s: str) -> bytes:
 
 
 def read_writes(path: str) -> list[Write]:
-    """The write calls of a trace made with strace_command(), in trace order. A call
-    another thread interrupted ("<unfinished ...>") is listed where it started, with the
-    arguments strace printed then."""
+    """The write calls of a trace made with strace_command(), in the order they started.
+    A call another thread interrupted ("<unfinished ...>") is listed where it started,
+    with the arguments strace printed then; `done` is the line of its "resumed" part."""
     writes: list[Write] = []
+    unfinished: dict[int, Write] = {}
     with open(path, encoding="latin-1") as f:
         for n, line in enumerate(f):
             m = _ENTRY.match(line)
             if not m:
+                r = _RESUMED.match(line)
+                if r and int(r.group(1) or 0) in unfinished:
+                    unfinished.pop(int(r.group(1) or 0)).done = n
                 continue
             args = m.group(5)
             data = bytearray()
@@ -92,6 +98,9 @@ def read_writes(path: str) -> list[Write]:
             for s in _STRING.finditer(args):
                 data += _unescape(s.group(1))
                 truncated = truncated or bool(s.group(2))
-            writes.append(Write(n, int(m.group(1) or 0), m.group(2), int(m.group(3)), m.group(4),
-                                bytes(data), truncated))
+            w = Write(n, n, int(m.group(1) or 0), m.group(2), int(m.group(3)), m.group(4),
+                      bytes(data), truncated)
+            writes.append(w)
+            if line.rstrip().endswith("<unfinished ...>"):
+                unfinished[w.pid] = w
     return writes
