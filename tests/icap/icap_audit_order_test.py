@@ -15,8 +15,9 @@ preview), a genuine CRL without preview (204 after the whole body), genuine CRLs
 70 KB (over the hold limit: streamed, the tail released after the check), an impostor
 (403 page), verify none and a bypassed CONNECT (204 at once); Verify preview: a CRL
 identified by its preview (204); decision mode (Mode both): an OCSP POST marked after its
-check (the edited request and its body), a GET marked without body, a forged mark
-stripped, a junk OCSP POST (403 page). Each: its ICAP answer as expected, one event with
+check (the edited request and its body), a GET marked without body (with a shadow event),
+a request only a shadow rule matches (204, the shadow event), a forged mark stripped, a
+junk OCSP POST (403 page). Each: its ICAP answer as expected, one event with
 the expected verdict, written before the answer's last write, by the thread that wrote it.
 Exit status: 0 passed, 1 failed, 77 c-icap or strace not installed.
 """
@@ -51,6 +52,10 @@ rules:
     verify: none
   - id: ord-connect
     match: {hosts: [login.lab.test], methods: [CONNECT], ports: [443]}
+    verify: none
+  - id: ord-observe
+    mode: shadow
+    match: {user_agent_regex: ['^ordertest$']}
     verify: none
 """
 CLIENT = "10.1.2.3"
@@ -122,11 +127,16 @@ class Run:
             detail += f", {http[:1]}, {len(body)} bytes, complete={complete}"
         self.checks.expect(st_ok, f"{what}: ICAP {t['icap']}"
                            + (f", {t['http']}" if t.get("http") else ""), detail)
-        evs = [e for e in events if e.get("url") == url and e.get("event") != "shadow"]
+        evs = [e for e in events if e.get("url") == url and (e.get("event") == "shadow")
+               == (t["event"] == "shadow")]
         self.checks.expect(len(evs) == 1 and evs[0].get("event") == t["event"]
                            and evs[0].get("verdict", "").startswith(t["verdict"]),
                            f"{what}: one `{t['event']}` event, verdict '{t['verdict']}...'",
                            str(evs))
+        if "shadows" in t:
+            sh = [e for e in events if e.get("url") == url and e.get("event") == "shadow"]
+            self.checks.expect(len(sh) == t["shadows"], f"{what}: {t['shadows']} shadow event(s)",
+                               str(sh))
         if "bytes" in t and evs:
             self.checks.expect(evs[0].get("bytes") == t["bytes"],
                                f"{what}: the event counts the {t['bytes']} body bytes seen at "
@@ -207,10 +217,13 @@ def main(argv) -> int:
         r.reqmod("OCSP POST marked after its check", "http://ocsp.lab.test/",
                  post + [f"Content-Length: {len(ocsp)}"], ocsp, icap=200, http="POST",
                  want_body=ocsp, bytes=len(ocsp), event="bypass", verdict="marked, genuine")
-        r.reqmod("GET marked (no body)", "http://crl.lab.test/m.crl",
+        r.reqmod("GET marked (no body), a shadow rule matches too", "http://crl.lab.test/m.crl",
                  ["GET http://crl.lab.test/m.crl HTTP/1.1", "Host: crl.lab.test",
-                  f"User-Agent: {UA}"], icap=200, null_body=True, event="bypass",
-                 verdict="marked")
+                  "User-Agent: ordertest"], icap=200, null_body=True, event="bypass",
+                 verdict="marked", shadows=1)
+        r.reqmod("not bypassed, a shadow rule matches (204 at once)", "http://www.example.com/s",
+                 ["GET http://www.example.com/s HTTP/1.1", "Host: www.example.com",
+                  "User-Agent: ordertest"], icap=204, event="shadow", verdict="")
         r.reqmod("forged mark stripped", "http://www.example.com/f",
                  ["GET http://www.example.com/f HTTP/1.1", "Host: www.example.com",
                   f"User-Agent: {UA}", "X-Authbypass: forged ord-crl"], icap=200,
