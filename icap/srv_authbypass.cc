@@ -767,7 +767,12 @@ struct Txn {
     off = 0;
   }
 
-  // The transaction's audit events, written in one go when it ends.
+  // Writes the transaction's audit events in one go (one write(2)), once: the outcome's
+  // event with the body bytes seen so far, and the decision-mode shadow events. Called
+  // when the verdict is given, BEFORE c-icap delivers it (the 204, the edited request, the
+  // released body's last chunk, the 403 page, the cut): a child that dies after the
+  // delivery has already recorded what it let through. Called again when the transaction
+  // ends, where it writes only what no verdict wrote (an incomplete transaction).
   void write_events() {
     if (!state) return;
     std::vector<AuditEvent> evs;
@@ -952,6 +957,7 @@ void start_block_page(ci_request_t* req, Txn& t) {
   ci_http_response_add_header(req, "X-Authbypass: blocked");
   ci_req_unlock_data(req);
   t.tx.block_page_sent();
+  t.write_events();
 }
 
 // Decision mode: an edit of the request's headers failed. Never pass it on half-edited or
@@ -1086,6 +1092,7 @@ extern "C" int svc_check_preview(char* data, int len, ci_request_t* req) {
   try {
     if (t->tx.action() == Action::kAllow) {
       t->phase = Phase::kDone;
+      t->write_events();
       return CI_MOD_ALLOW204;
     }
     if (t->tx.action() == Action::kBlock) {
@@ -1100,6 +1107,7 @@ extern "C" int svc_check_preview(char* data, int len, ci_request_t* req) {
       ci_req_unlock_data(req);
       t->phase = Phase::kPass;
       if (data && len > 0) consume(*t, data, static_cast<std::size_t>(len));
+      t->write_events();
       return CI_MOD_CONTINUE;
     }
     if (data && len > 0) consume(*t, data, static_cast<std::size_t>(len));
@@ -1119,10 +1127,12 @@ extern "C" int svc_check_preview(char* data, int len, ci_request_t* req) {
           }
           ci_req_unlock_data(req);
           t->phase = Phase::kRelease;
+          t->write_events();
           return CI_MOD_CONTINUE;
         }
         t->phase = Phase::kDone;
         t->drop_buffer();
+        t->write_events();
         return CI_MOD_ALLOW204;
       }
       t->tx.reject();
@@ -1134,6 +1144,7 @@ extern "C" int svc_check_preview(char* data, int len, ci_request_t* req) {
       t->tx.genuine(true);
       t->phase = Phase::kDone;
       t->drop_buffer();
+      t->write_events();
       return CI_MOD_ALLOW204;
     }
     // Full check (or a preview that did not identify the object): keep the data locked
@@ -1171,11 +1182,13 @@ extern "C" int svc_end_of_data(ci_request_t* req) {
         if (ci_req_allow204(req) && !ci_req_sent_data(req)) {
           t->phase = Phase::kDone;
           t->drop_buffer();
+          t->write_events();
           return CI_MOD_ALLOW204;
         }
         ci_req_unlock_data(req);
       }
       t->phase = Phase::kRelease;
+      t->write_events();
       return CI_MOD_DONE;
     }
     t->tx.reject();
@@ -1188,6 +1201,7 @@ extern "C" int svc_end_of_data(ci_request_t* req) {
     t->tx.aborted(t->seen - t->buffered());
     t->phase = Phase::kDone;
     t->drop_buffer();
+    t->write_events();
     return CI_ERROR;
   } catch (const std::exception& e) {
     log_msg(1, std::string("internal error: ") + e.what());
@@ -1233,6 +1247,7 @@ extern "C" int svc_io(char* wbuf, int* wlen, char* rbuf, int* rlen, int iseof, c
             t->tx.aborted(t->seen - t->buffered());
             t->phase = Phase::kDone;
             t->drop_buffer();
+            t->write_events();
             return CI_ERROR;  // closes the ICAP connection: Squid aborts the transfer
           }
         } else if (t->phase == Phase::kHold && t->tx.respmod() && t->buffered() >= kHoldLimit) {

@@ -642,7 +642,75 @@ def case_audit_slow_writer():
     print(f"peak RSS {peak_mb:.1f} MB, {n} answers, {len(urls)} bypass events")
 
 
+def case_audit_order():
+    """A bypass is on record before Squid is told: under strace, the audit log's write of
+    each bypass event has returned before the stdout write that carries its OK starts.
+    One request at a time (the batch written on the main thread) and 20,000 lines in one
+    go (big batches: the audit writer thread). Skipped (77) without strace."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from lab.syscalls import read_writes, strace_available, strace_command
+    if not strace_available():
+        print("SKIP: strace not installed (scripts/setup installs it)")
+        sys.exit(77)
+    tmp = tempfile.mkdtemp(prefix="ab-helper-")
+    audit, trace = os.path.join(tmp, "audit.log"), os.path.join(tmp, "trace")
+    p = subprocess.Popen(strace_command(trace, max_string=1 << 26)
+                         + [HELPER, "--policy", POLICY, "--audit-log", audit],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    urls = {}  # request id -> the bypassed URL
+
+    def line(i, bypass):
+        if not bypass:
+            return f"{i} " + WWW
+        urls[i] = f"http://crl.verisign.com/o{i}.crl"
+        return f"{i} 10.1.2.3 GET http%3A%2F%2Fcrl.verisign.com%2Fo{i}.crl Microsoft-CryptoAPI%2F6.1 -"
+
+    try:
+        for i in range(20):  # one at a time
+            p.stdin.write((line(i, i % 2 == 0) + "\n").encode())
+            p.stdin.flush()
+            got = p.stdout.readline().decode().strip()
+            if got != (f"{i} {OK_CRL}" if i % 2 == 0 else f"{i} ERR"):
+                fail(f"answer {got!r} to request {i}")
+        big = "".join(line(i, i % 2 == 0) + "\n" for i in range(20, 20020))
+        out = p.communicate(big.encode(), timeout=120)[0].decode().splitlines()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if len(out) != 20000 or p.returncode != 0:
+        fail(f"{len(out)} answers to 20000 lines, exit {p.returncode}")
+    writes = read_writes(trace)
+    answered, recorded = {}, {}  # request id -> trace line of the answer's write start
+    for w in writes:
+        if w.truncated:
+            fail(f"strace cut a {w.call} to {w.target}")
+        if w.fd == 1:
+            for ans in w.data.decode().splitlines():
+                if " OK " in ans:
+                    answered.setdefault(int(ans.split()[0]), w.index)
+        elif w.target.endswith("/audit.log"):
+            for ev in w.data.decode().splitlines():
+                e = json.loads(ev)
+                if e.get("event") == "bypass":
+                    recorded.setdefault(e["url"], (w.done, w.pid))
+    late = [i for i, url in urls.items()
+            if i not in answered or url not in recorded or recorded[url][0] >= answered[i]]
+    threads = {recorded[u][1] for u in urls.values() if u in recorded}
+    print(f"  {len(urls)} bypasses, {len(answered)} OK answers, {len(recorded)} bypass "
+          f"events, written by {len(threads)} thread(s); {len(writes)} writes traced")
+    if late:
+        i = late[0]
+        fail(f"{len(late)} bypasses answered before their event was written, e.g. request "
+             f"{i}: event write returned at trace line {recorded.get(urls[i], ('none',))[0]}, "
+             f"answer written from line {answered.get(i, 'none')}")
+    if len(threads) < 2:
+        fail("the big batch did not go through the audit writer thread (one writing thread)")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 CASES = {
+    "audit_order": case_audit_order,
     "audit_batches": case_audit_batches,
     "audit_bursts": case_audit_bursts,
     "audit_slow_writer": case_audit_slow_writer,

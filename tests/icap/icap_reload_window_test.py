@@ -107,8 +107,8 @@ def reqmod(ic: CIcap, lines: list[str], body: bytes | None = None) -> tuple[int,
 
 
 def last_event(ic: CIcap, url: str, count: int = 1) -> dict | None:
-    """The latest event for `url`, once there are `count` (c-icap writes it when the
-    transaction is released, just after the answer): waits up to 3 s."""
+    """The latest event for `url`, once there are `count` (written before the answer; the
+    wait covers an event written at release, e.g. `incomplete`): waits up to 3 s."""
     deadline = time.monotonic() + 3
     while True:
         evs = [e for e in ic.audit_events() if e.get("url") == url]

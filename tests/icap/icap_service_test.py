@@ -74,7 +74,7 @@ UA = "Microsoft-CryptoAPI/10.0"
 
 def wait_events(lab, pred, timeout: float = 5.0) -> list[dict]:
     """The lab's audit events that match pred, once there is at least one (or after timeout):
-    c-icap writes an event when it releases the transaction, just after the answer."""
+    the event is written before the answer (at release for a transaction without verdict)."""
     deadline = time.monotonic() + timeout
     while True:
         evs = [e for e in lab.audit_events() if pred(e)]
@@ -154,7 +154,7 @@ def main(argv) -> int:
 
     def one_event(url, event, rule, what, reason_has: str | None = None, **fields):
         expected_events.append((event, rule, url))
-        # the event is written when c-icap releases the transaction, just after the answer
+        # written before the answer (icap_audit_before_delivery); the wait is for the rest
         deadline = time.monotonic() + 3
         evs = events_for(url)
         while not evs and time.monotonic() < deadline:
@@ -450,7 +450,7 @@ def main(argv) -> int:
         checks.expect(all(s == 204 for s in res), f"60 RESPMOD, 20 at a time: all 204 ({set(res)})")
         for i in range(60):
             expected_events.append(("verified", "lab-crl", f"http://crl.lab.test/par-{i}.crl"))
-        # each event is written when c-icap releases its transaction, just after the answer
+        # each event is written before its answer; parallel transactions: wait for all
         deadline = time.monotonic() + 5
         pev = [e for e in ic.audit_events() if "/par-" in (e.get("url") or "")]
         while len(pev) < 60 and time.monotonic() < deadline:
@@ -558,7 +558,7 @@ def main(argv) -> int:
         st, _l, _r = respmod(ic2, "http://crl.lab.test/x.crl", crl,
                              icap_headers=[f"X-Client-IP: {CLIENT}", "X-Authenticated-User: Ym9i"])
         checks.expect(st == 204, "no valid policy: authenticated requests still get 204")
-        # The event is written just after the answer: wait for it (busy machines).
+        # The event is written before the answer; the wait only covers busy machines.
         def seen(evs):
             return (any(e.get("event") == "policy_rejected" for e in evs)
                     and any(e.get("reason") == "no valid policy loaded" for e in evs))

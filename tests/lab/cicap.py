@@ -120,7 +120,7 @@ class CIcap:
                  debug_level: int = 1, verbose: bool = False,
                  mode: str | None = None, secret: str | None = None,
                  secret_mode: int = 0o600, timeout: int = 60,
-                 keepalive_timeout: int = 60):
+                 keepalive_timeout: int = 60, wrapper: list[str] | None = None):
         self.module_src = os.path.abspath(module)
         self.policy_src = os.path.abspath(policy)
         self.verify = verify
@@ -134,6 +134,9 @@ class CIcap:
         self.secret_mode = secret_mode
         self.timeout = timeout                      # c-icap Timeout (seconds)
         self.keepalive_timeout = keepalive_timeout  # c-icap KeepAliveTimeout (seconds)
+        # A command c-icap runs under (e.g. lab.syscalls.strace_command()): self.proc is
+        # then the wrapper, which must exit when c-icap does.
+        self.wrapper = list(wrapper or [])
         self.dir: str | None = None
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
@@ -292,7 +295,7 @@ Include {include}
     def _start(self, ready_timeout: float, ready_status: int = 200):
         self.log(f"starting c-icap on 127.0.0.1:{self.port}")
         out = open(self.path("c-icap.stdout"), "ab")
-        self.proc = subprocess.Popen([C_ICAP, "-N", "-f", self.conf], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.wrapper + [C_ICAP, "-N", "-f", self.conf], stdin=subprocess.DEVNULL,
                                      stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         out.close()
@@ -422,11 +425,12 @@ def icap_request(port: int, method: str = "RESPMOD", *, service: str = "authbypa
                  res_hdr: list[str] | None = None, body: bytes | None = None,
                  preview: int | None = None, allow204: bool = True,
                  encapsulated: str | None = None, raw_tail: bytes | None = None,
-                 timeout: float = 20) -> tuple[int, list[str], bytes]:
+                 timeout: float = 20, conn: dict | None = None) -> tuple[int, list[str], bytes]:
     """Sends one ICAP request and reads the answer until the server closes or the
     response is complete. Returns (ICAP status, ICAP header lines, rest of the answer:
     encapsulated HTTP headers and chunked body, undecoded). `encapsulated` overrides the
-    computed Encapsulated header; `raw_tail` replaces everything after the ICAP headers."""
+    computed Encapsulated header; `raw_tail` replaces everything after the ICAP headers.
+    `conn`, if given, gets the connection's "local" (host, port) once connected."""
     url = f"icap://127.0.0.1:{port}/{service}"
     rq = _http_block(req_hdr)
     rs = _http_block(res_hdr)
@@ -472,6 +476,8 @@ def icap_request(port: int, method: str = "RESPMOD", *, service: str = "authbypa
                 msg += _chunk(body) + b"0\r\n\r\n"
     sender = None
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        if conn is not None:
+            conn["local"] = s.getsockname()
         if raw_tail is None and preview is None and body is not None and len(body) > 65536:
             head_part, body_part = msg[:len(msg) - len(_chunk(body)) - 5], msg[len(msg) - len(_chunk(body)) - 5:]
             s.sendall(head_part)
