@@ -95,7 +95,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 from lab.squid import SquidLab  # noqa: E402
 from lab.procs import children_of, exe_of, proc_cpu_ticks  # noqa: E402
-from lab.cicap import CIcap, _lab_pids  # noqa: E402
+from lab.cicap import CIcap, lab_pids  # noqa: E402
 
 CONFIGS = ("recipe", "prefilter", "helper")
 ICAP_CONFIGS = ("icap-prefilter", "icap")
@@ -345,7 +345,7 @@ class BenchCIcap(CIcap):
             f.write(text)
 
     def pids(self) -> list[int]:
-        return _lab_pids(self.conf)
+        return lab_pids(self.conf)
 
 
 def icap_dropins(cli: str, policy: str, secret_file: str, url: str, mode: str,

@@ -3,7 +3,7 @@
 # the generated helper input), plain and gzip: MB/s and peak RSS, median of 3 runs.
 #   tests/bench/report_throughput.sh [SIZE_MB]
 # SIZE_MB defaults to 1000 (input cached as build-bench/report_bench/big.log); another size
-# gets its own cached input, big-SIZE_MB.log (tests/bench/run-all uses 300).
+# gets its own cached input, big-SIZE_MB.log (tests/bench/run-all uses 200).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 size_mb=${1:-1000}

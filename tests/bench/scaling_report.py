@@ -186,8 +186,7 @@ def engine(bench_json: str, data_dir: str) -> str:
     L.append("")
     L += wrap(f"Run {ctx.get('date', '?')} on {ctx.get('host_name', '?')}: {ctx.get('num_cpus', '?')}"
               f" CPUs, load average {', '.join(f'{x:.2f}' for x in ctx.get('load_avg', []))} at start"
-              " (shared machine: another engineer's CPU benchmarks and builds ran alongside, and"
-              f" this run was under `nice -n 5`); built from"
+              "; built from"
               f" {git_state(os.path.join(data_dir, 'build-state.txt'))}.")
     L.append("")
     L.append("![decision time vs number of host rules and of regex rules](scaling.png)")
@@ -345,9 +344,8 @@ def e2e(e2e_json: str) -> str:
         os.path.getmtime(e2e_json) - d.get("total_s", 0), datetime.timezone.utc).isoformat(timespec="seconds")
     L += wrap(f"Run {when}:"
               f" load average {', '.join(f'{x:.2f}' for x in d['load_start'])} at start,"
-              f" {', '.join(f'{x:.2f}' for x in d['load_end'])} at end (2 shared cores: wrk, Squids,"
-              " helpers and origin compete with each other and with another engineer's benchmarks;"
-              f" this run under `nice -n 5`); helper binary sha256 {d.get('helper_sha256', '?')}"
+              f" {', '.join(f'{x:.2f}' for x in d['load_end'])} at end (2 cores shared by wrk,"
+              f" the Squids, the helpers and the origin); helper binary sha256 {d.get('helper_sha256', '?')}"
               + (f", built {d['helper_mtime']}" if d.get("helper_mtime") else "")
               + (f", repository HEAD at run time {d['git_head']}" if d.get("git_head") else "") + ";"
               f" whole run {d['total_s']:.0f} s.")

@@ -25,7 +25,7 @@
 set -uo pipefail
 
 all_targets=(fuzz_helper_line fuzz_url fuzz_policy_loader fuzz_policy_structured
-             fuzz_revocation_check fuzz_report fuzz_icap_request)
+             fuzz_revocation_check fuzz_report fuzz_icap_request fuzz_stats)
 
 # The engine files each target is meant to exercise (coverage is reported for these).
 main_files() {
@@ -36,7 +36,8 @@ main_files() {
     fuzz_policy_structured) echo "lib/core/src/policy_loader.cc lib/tools/src/policy_check.cc lib/core/src/policy.cc" ;;
     fuzz_revocation_check) echo "lib/revocation/src/revocation_check.cc" ;;
     fuzz_report) echo "lib/tools/src/report.cc" ;;
-    fuzz_icap_request) echo "lib/core/src/icap_request.cc" ;;
+    fuzz_icap_request) echo "lib/core/src/icap_request.cc lib/icap/src/icap_transaction.cc" ;;
+    fuzz_stats) echo "lib/core/src/stats.cc" ;;
   esac
 }
 

@@ -44,7 +44,7 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 from lab.checks import Checks  # noqa: E402
-from lab.cicap import (CIcap, IcapLabError, _lab_pids, c_icap_available,  # noqa: E402
+from lab.cicap import (CIcap, IcapLabError, lab_pids, c_icap_available,  # noqa: E402
                      decode_icap_body, icap_request)
 from lab.cicap import SHIPPED_INCLUDE  # noqa: E402
 
@@ -96,7 +96,7 @@ def shipped_children() -> int:
 
 def children(ic: CIcap) -> list[int]:
     main = ic.proc.pid if ic.proc else None
-    return sorted(p for p in _lab_pids(ic.conf) if p != main)
+    return sorted(p for p in lab_pids(ic.conf) if p != main)
 
 
 def scenario(module: str, checks: Checks, label: str, servers: int | None,

@@ -42,7 +42,7 @@ SRC = os.path.dirname(os.path.dirname(HERE))
 
 from lab.checks import Checks  # noqa: E402
 from lab.squid import dropin_icap_conf, proxy_get  # noqa: E402
-from lab.cicap import CIcap, IcapLabError, _lab_pids, c_icap_available  # noqa: E402
+from lab.cicap import CIcap, IcapLabError, lab_pids, c_icap_available  # noqa: E402
 from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
@@ -114,7 +114,7 @@ def main(argv) -> int:
         recoveries = []
         for cycle in range(a.cycles):
             time.sleep(UP)
-            pids = sorted(set(_lab_pids(ic.conf)) | {ic.proc.pid})
+            pids = sorted(set(lab_pids(ic.conf)) | {ic.proc.pid})
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)

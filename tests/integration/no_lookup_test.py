@@ -30,6 +30,7 @@ import time
 
 sys.dont_write_bytecode = True
 
+from lab.checks import Checks  # noqa: E402
 from lab.squid import LabError, SquidLab, free_port, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
@@ -74,17 +75,8 @@ def main(argv) -> int:
     if not squid_available():
         print("SKIP: squid / curl / openssl not installed (scripts/setup installs them)")
         return 77
-    failures: list[str] = []
-    passed = 0
-
-    def expect(cond, what, detail=""):
-        nonlocal passed
-        print(f"  {'ok  ' if cond else 'FAIL'}  {what}" + (f"\n        {detail}" if detail and not cond else ""),
-              flush=True)
-        if cond:
-            passed += 1
-        else:
-            failures.append(what)
+    checks = Checks()
+    expect = checks.expect
 
     with tempfile.TemporaryDirectory(prefix="no-lookup-") as tmp:
         secret_file = os.path.join(tmp, "secret")
@@ -123,11 +115,7 @@ def main(argv) -> int:
                            lab.mgr("idns", user=lab.USER)[:600])
             except LabError as e:
                 expect(False, f"[{name}] lab error: {e}")
-    print(f"\n{passed} passed, {len(failures)} failed")
-    if failures:
-        print("FAILED:\n  " + "\n  ".join(failures))
-        return 1
-    return 0
+    return checks.summary()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import sys
 import urllib.parse
 
 sys.dont_write_bytecode = True
+from lab.checks import Checks  # noqa: E402
 from lab.squid import LabError, SquidLab, prefilter_access, squid_available  # noqa: E402
 
 CRYPTOAPI = "Microsoft-CryptoAPI/10.0"
@@ -87,12 +88,8 @@ def main(argv) -> int:
     hosts = {urllib.parse.urlsplit(u.split("#", 1)[0]).hostname
              for u, _ in GENUINE} | {urllib.parse.urlsplit(u.split("#", 1)[0]).hostname
                                      for u in ATTACKS}
-    failures = []
-
-    def expect(ok: bool, what: str):
-        print(f"  {'ok  ' if ok else 'FAIL'}  {what}")
-        if not ok:
-            failures.append(what)
+    checks = Checks()
+    expect = checks.expect
 
     try:
         with SquidLab(helper, policy, bypass_access="\n".join(access), hosts=hosts) as lab:
@@ -111,12 +108,8 @@ def main(argv) -> int:
                 expect(got == 200 and any(p is not None and p.endswith(path) for p in seen),
                        f"with credentials, the origin receives {path!r} as sent: {got}, {seen}")
     except LabError as e:
-        failures.append(f"lab error: {e}")
-    if failures:
-        print("FAILED:\n  " + "\n  ".join(failures))
-        return 1
-    print("passed")
-    return 0
+        expect(False, f"lab error: {e}")
+    return checks.summary()
 
 
 if __name__ == "__main__":

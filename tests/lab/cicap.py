@@ -95,8 +95,9 @@ def stop_c_icap(proc: subprocess.Popen, ctl: str):
             proc.wait(5)
 
 
-def _lab_pids(marker: str) -> list[int]:
-    """PIDs of processes whose command line mentions `marker` (the lab's config path)."""
+def lab_pids(marker: str) -> list[int]:
+    """PIDs of processes whose command line mentions `marker` (the lab's config path):
+    a c-icap lab's main process and its children, found by CIcap.conf."""
     pids = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -109,6 +110,9 @@ def _lab_pids(marker: str) -> list[int]:
         if marker in cmd and int(d) != os.getpid():
             pids.append(int(d))
     return pids
+
+
+_lab_pids = lab_pids  # the former private name, for callers not yet renamed
 
 
 class CIcap:
@@ -341,7 +345,7 @@ Include {include}
         # children of the lab's c-icap (they carry the same command line)
         deadline = time.monotonic() + 5
         while True:
-            pids = _lab_pids(self.conf)
+            pids = lab_pids(self.conf)
             if not pids:
                 return
             if time.monotonic() > deadline:
@@ -359,7 +363,7 @@ Include {include}
         process, which serves no requests)."""
         out = {}
         main = self.proc.pid if self.proc else None
-        for pid in _lab_pids(self.conf):
+        for pid in lab_pids(self.conf):
             if pid == main:
                 continue
             try:

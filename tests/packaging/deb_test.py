@@ -58,7 +58,7 @@ from lab import scenarios  # noqa: E402
 from lab import testdata  # noqa: E402
 from lab.checks import Checks  # noqa: E402
 from lab.testdata import sha  # noqa: E402
-from lab.cicap import CIcap, IcapLabError, c_icap_available, _lab_pids  # noqa: E402
+from lab.cicap import CIcap, IcapLabError, c_icap_available, lab_pids  # noqa: E402
 from lab.squid import LabError, SquidLab, squid_available  # noqa: E402
 
 PACKAGE = "authbypass"
@@ -577,7 +577,7 @@ Include {CICAP_INCLUDE}
     def loaded_module_paths(self) -> set[str]:
         """The srv_authbypass.so files mapped by the lab's c-icap processes."""
         paths = set()
-        for pid in _lab_pids(self.conf):
+        for pid in lab_pids(self.conf):
             try:
                 with open(f"/proc/{pid}/maps") as f:
                     for line in f:
@@ -684,7 +684,7 @@ def test_install(src: str, build_dir: str, version: str, marker: Marker) -> int:
             r = dpkg("--purge", PACKAGE)
             checks.expect(r.returncode == 0 and not is_installed(),
                           "cleanup: the package is purged", r.stdout + r.stderr)
-        left = test_helpers() + [p for _pid, conf in marker.entries() for p in _lab_pids(conf)]
+        left = test_helpers() + [p for _pid, conf in marker.entries() for p in lab_pids(conf)]
         checks.expect(not left, "nothing left running", f"pids {left}")
         kill_pids(left)
         if not is_installed():
@@ -936,7 +936,7 @@ def cleanup(marker: Marker) -> int:
         print("nothing to clean up: the install test did not leave the package installed")
         return 0
     for pid, conf in marker.entries():
-        pids = _lab_pids(conf)
+        pids = lab_pids(conf)
         if pids:
             print(f"stopping {pids} (started by the install test: {conf})")
             kill_pids(pids)

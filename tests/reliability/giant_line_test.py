@@ -39,6 +39,8 @@ import tempfile
 import threading
 import time
 
+from lab.checks import Checks
+
 CRL = b"10.1.2.3 GET http%3A%2F%2Fcrl.verisign.com%2Fpca3.crl Microsoft-CryptoAPI%2F6.1 -"
 WWW = b"10.1.2.3 GET http%3A%2F%2Fwww.example.com%2F Mozilla%2F5.0 -"
 OK_CRL = "OK log=ca-revocation-hosts tag=authbypass/ca-revocation-hosts"
@@ -187,14 +189,12 @@ def main() -> int:
     ap.add_argument("--json")
     a = ap.parse_args()
     giant = int(a.gib * (1 << 30))
-    failures: list[str] = []
+    checks = Checks()
+    failures = checks.failures
     figures: dict[str, dict] = {}
     tmp = tempfile.mkdtemp(prefix="ab-giant-")
 
-    def check(cond: bool, what: str):
-        print(("  ok    " if cond else "  FAIL  ") + what, flush=True)
-        if not cond:
-            failures.append(what)
+    check = checks.expect
 
     def check_memory(case: str, h: Helper, hwm: int, maxrss: int, base: dict[str, int]):
         peak = max(h.rss_samples, default=0)
@@ -324,10 +324,7 @@ def main() -> int:
     if a.json:
         with open(a.json, "w") as f:
             json.dump(figures, f, indent=1)
-    for f_ in failures:
-        print("FAIL: " + f_)
-    print("giant_line_test: " + ("FAILED" if failures else "passed"))
-    return 1 if failures else 0
+    return checks.summary()
 
 
 if __name__ == "__main__":
