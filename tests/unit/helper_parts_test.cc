@@ -1,8 +1,12 @@
 // The Squid helper's parts: line framing, answers (and withdrawing bypasses), stats, and
 // the audit batch it records events in.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -90,12 +94,88 @@ TEST(HelperStats, WithdrawnBypassIsNoBypass) {
   helper::Stats s("/nonexistent/stats.json");
   s.count(DecideOn(*p, "http://a.test/x"), p);
   s.count(DecideOn(*p, "http://b.test/x"), p);
-  EXPECT_EQ(s.counters.bypass, 1u);
-  EXPECT_EQ(s.counters.authenticate, 1u);
+  EXPECT_EQ(s.counters[HelperCounter::kBypass], 1u);
+  EXPECT_EQ(s.counters[HelperCounter::kAuthenticate], 1u);
   s.withdrawn({0, p->generation()});
-  EXPECT_EQ(s.counters.bypass, 0u);
-  EXPECT_EQ(s.counters.authenticate, 2u);
-  EXPECT_EQ(s.counters.refused_unaudited, 1u);
+  EXPECT_EQ(s.counters[HelperCounter::kBypass], 0u);
+  EXPECT_EQ(s.counters[HelperCounter::kAuthenticate], 2u);
+  EXPECT_EQ(s.counters[HelperCounter::kRefusedUnaudited], 1u);
+}
+
+std::vector<std::string> g_said;
+void Say(const std::string& m) {
+  g_said.push_back(m);
+}
+
+std::optional<StatsSnapshot> ReadStats(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::string line;
+  std::getline(in, line);
+  return parse_stats(line);
+}
+
+// The stats file: written once a second at most while counts change, not at all while
+// they do not, always when forced; a failed write said on the first failure and again on
+// the first failure after a write that worked.
+TEST(HelperStats, WriteIfDue) {
+  using std::chrono::milliseconds;
+  auto p = TwoRules();
+  char dir[] = "/tmp/helper_parts_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string sub = std::string(dir) + "/sub";
+  const std::string path = sub + "/h-" + std::to_string(::getpid()) + ".json";
+  ASSERT_EQ(mkdir(sub.c_str(), 0700), 0);
+  g_said.clear();
+  helper::Stats s(sub + "/h-%p.json");
+  const auto t0 = StatsFileWriter::Clock::now();
+  EXPECT_FALSE(s.write_due_in(t0));  // nothing counted: nothing pending
+  s.write_if_due(false, p, p.get(), "p.yaml", Say, t0);
+  EXPECT_FALSE(ReadStats(path));
+
+  s.count(DecideOn(*p, "http://a.test/x"), p);
+  EXPECT_EQ(s.write_due_in(t0), milliseconds(0));
+  s.write_if_due(false, p, p.get(), "p.yaml", Say, t0);
+  auto st = ReadStats(path);
+  ASSERT_TRUE(st);
+  EXPECT_EQ((*st)[HelperCounter::kBypass], 1u);
+  EXPECT_EQ((*st)[HelperCounter::kLines], 1u);
+  EXPECT_EQ(st->policy_file, "p.yaml");
+  EXPECT_EQ(st->policy_sha256, p->sha256());
+  EXPECT_EQ(st->rules["crl"].bypass, 1u);
+  EXPECT_EQ(st->rules["watch"].shadow, 1u);
+
+  s.count(DecideOn(*p, "http://b.test/x"), p);
+  EXPECT_EQ(s.write_due_in(t0 + milliseconds(300)), milliseconds(700));
+  s.write_if_due(false, p, p.get(), "p.yaml", Say, t0 + milliseconds(999));
+  EXPECT_EQ((*ReadStats(path))[HelperCounter::kAuthenticate], 0u);  // too soon
+  s.write_if_due(false, p, p.get(), "p.yaml", Say, t0 + milliseconds(1000));
+  EXPECT_EQ((*ReadStats(path))[HelperCounter::kAuthenticate], 1u);
+  EXPECT_EQ((*ReadStats(path))[HelperCounter::kLines], 2u);
+
+  // Unchanged: not rewritten after a second, only when forced.
+  ASSERT_EQ(std::remove(path.c_str()), 0);
+  s.write_if_due(false, p, p.get(), "p.yaml", Say, t0 + milliseconds(5000));
+  EXPECT_FALSE(ReadStats(path));
+  s.write_if_due(true, p, p.get(), "p.yaml", Say, t0 + milliseconds(5001));
+  EXPECT_TRUE(ReadStats(path));
+  EXPECT_TRUE(g_said.empty());
+
+  // The directory goes: said once; it comes back: written; it goes again: said again.
+  ASSERT_EQ(std::remove(path.c_str()), 0);
+  ASSERT_EQ(rmdir(sub.c_str()), 0);
+  s.write_if_due(true, p, p.get(), "p.yaml", Say, t0 + milliseconds(6000));
+  s.write_if_due(true, p, p.get(), "p.yaml", Say, t0 + milliseconds(7000));
+  EXPECT_EQ(g_said.size(), 1u);
+  ASSERT_EQ(mkdir(sub.c_str(), 0700), 0);
+  s.write_if_due(true, p, p.get(), "p.yaml", Say, t0 + milliseconds(8000));
+  EXPECT_TRUE(ReadStats(path));
+  ASSERT_EQ(std::remove(path.c_str()), 0);
+  ASSERT_EQ(rmdir(sub.c_str()), 0);
+  s.write_if_due(true, p, p.get(), "p.yaml", Say, t0 + milliseconds(9000));
+  ASSERT_EQ(g_said.size(), 2u);
+  EXPECT_NE(g_said[1].find("cannot write the stats file"), std::string::npos) << g_said[1];
+  rmdir(dir);
 }
 
 // audit_timestamp() is the "ts" an audit line gets.
