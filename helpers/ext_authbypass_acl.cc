@@ -370,13 +370,9 @@ class Helper {
   // not on record does not happen), and so do later ones until a write succeeds.
   void flush_audit() {
     if (audit_.empty()) return;
-    audit_text_.clear();
-    audit_.format(audit_text_, request_json_);
-    const bool ok = audit_log_.write(audit_text_);
-    const int err = errno;
-    std::vector<helper::WithdrawnBypass> refused;
-    if (!ok && opts_.require_audit) out_.withdraw_bypasses(kUnaudited, refused);
-    audit_written(ok, err, refused);
+    const auto done = helper::write_audit_batch(audit_log_, audit_, out_, opts_.require_audit,
+                                                kUnaudited, audit_text_, request_json_);
+    audit_written(done.audit_ok, done.audit_errno, done.withdrawn);
     audit_.clear();
   }
 

@@ -1,18 +1,23 @@
 // The Squid helper's parts: line framing, answers (and withdrawing bypasses), stats, and
 // the audit batch it records events in.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "authbypass/audit.h"
 #include "authbypass/audit_batch.h"
 #include "authbypass/policy.h"
+#include "batch_writer.h"
 #include "helper_answers.h"
 #include "helper_stats.h"
 #include "line_framer.h"
@@ -176,6 +181,146 @@ TEST(HelperStats, WriteIfDue) {
   ASSERT_EQ(g_said.size(), 2u);
   EXPECT_NE(g_said[1].find("cannot write the stats file"), std::string::npos) << g_said[1];
   rmdir(dir);
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// fd 1 goes to a file while it lives (the writer thread writes the answers to fd 1).
+class StdoutToFile {
+ public:
+  explicit StdoutToFile(const std::string& path) {
+    std::fflush(stdout);
+    saved_ = ::dup(1);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    EXPECT_GE(fd, 0);
+    ::dup2(fd, 1);
+    ::close(fd);
+  }
+  ~StdoutToFile() {
+    std::fflush(stdout);
+    ::dup2(saved_, 1);
+    ::close(saved_);
+  }
+  StdoutToFile(const StdoutToFile&) = delete;
+  StdoutToFile& operator=(const StdoutToFile&) = delete;
+
+ private:
+  int saved_ = -1;
+};
+
+struct WriterCase {
+  std::string dir, out, log;
+  WriterCase() {
+    char d[] = "/tmp/helper_parts_test.XXXXXX";
+    EXPECT_NE(mkdtemp(d), nullptr);
+    dir = d;
+    out = dir + "/stdout";
+    log = dir + "/audit.log";
+  }
+  ~WriterCase() {
+    std::remove(out.c_str());
+    std::remove(log.c_str());
+    rmdir(dir.c_str());
+  }
+};
+
+// The writer thread writes a batch's audit lines to the log, then its answers to fd 1,
+// unchanged; hand_over() leaves the caller's batch empty; a drain with no batch in hand
+// says so.
+TEST(HelperBatchWriter, WritesAuditLinesThenAnswers) {
+  auto p = TwoRules();
+  WriterCase c;
+  AuditLog log;
+  std::string err;
+  ASSERT_TRUE(log.open_file(c.log, &err)) << err;
+  helper::Answers answers;
+  answers.decision("0", DecideOn(*p, "http://a.test/x"), p->generation());
+  answers.decision("1", DecideOn(*p, "http://b.test/x"), p->generation());
+  const std::string expected(answers.text());
+  AuditBatch audit;
+  audit.add_line("{\"event\":\"one\"}\n");
+  audit.add_line("{\"event\":\"two\"}\n");
+  helper::BatchWriter::Done done;
+  {
+    StdoutToFile redirect(c.out);
+    helper::BatchWriter w(log, true, "unaudited");
+    ASSERT_TRUE(w.start());
+    ASSERT_TRUE(w.drain(&done));
+    EXPECT_FALSE(done.had_batch);
+    w.hand_over(audit, answers);
+    EXPECT_TRUE(audit.empty());
+    EXPECT_TRUE(answers.empty());
+    ASSERT_TRUE(w.drain(&done));
+    EXPECT_FALSE(w.busy());
+  }
+  EXPECT_TRUE(done.had_batch);
+  EXPECT_TRUE(done.audit_ok);
+  EXPECT_TRUE(done.withdrawn.empty());
+  EXPECT_EQ(ReadAll(c.log), "{\"event\":\"one\"}\n{\"event\":\"two\"}\n");
+  EXPECT_EQ(ReadAll(c.out), expected);
+}
+
+// A failed audit write: with withdraw_unaudited every OK answer goes out as ERR and is
+// listed; without it, the answers go out unchanged. Either way the failure and its errno
+// are reported.
+TEST(HelperBatchWriter, FailedAuditWriteWithdrawsBypasses) {
+  auto p = TwoRules();
+  for (bool withdraw : {true, false}) {
+    WriterCase c;
+    AuditLog log;
+    std::string err;
+    ASSERT_TRUE(log.open_file("/dev/full", &err)) << err;
+    helper::Answers answers;
+    answers.decision("0", DecideOn(*p, "http://a.test/x"), p->generation());
+    answers.decision("1", DecideOn(*p, "http://b.test/x"), p->generation());
+    const std::string as_decided(answers.text());
+    AuditBatch audit;
+    audit.add_line("{\"event\":\"bypass\"}\n");
+    helper::BatchWriter::Done done;
+    {
+      StdoutToFile redirect(c.out);
+      helper::BatchWriter w(log, withdraw, "unaudited");
+      ASSERT_TRUE(w.start());
+      w.hand_over(audit, answers);
+      ASSERT_TRUE(w.drain(&done));
+    }
+    EXPECT_TRUE(done.had_batch);
+    EXPECT_FALSE(done.audit_ok);
+    EXPECT_EQ(done.audit_errno, ENOSPC);
+    if (withdraw) {
+      EXPECT_EQ(ReadAll(c.out), "0 ERR message=\"unaudited\"\n1 ERR\n");
+      ASSERT_EQ(done.withdrawn.size(), 1u);
+      EXPECT_EQ(done.withdrawn[0].rule_index, 0u);
+      EXPECT_EQ(done.withdrawn[0].policy, p->generation());
+    } else {
+      EXPECT_EQ(ReadAll(c.out), as_decided);
+      EXPECT_TRUE(done.withdrawn.empty());
+    }
+  }
+}
+
+// The batch function the main thread uses too: nothing to write is a success that writes
+// nothing and withdraws nothing.
+TEST(HelperBatchWriter, EmptyAuditBatchWritesNothing) {
+  auto p = TwoRules();
+  AuditLog log;
+  std::string err;
+  ASSERT_TRUE(log.open_file("/dev/full", &err)) << err;
+  helper::Answers answers;
+  answers.decision("0", DecideOn(*p, "http://a.test/x"), p->generation());
+  const std::string as_decided(answers.text());
+  AuditBatch audit;
+  std::string text, scratch;
+  const auto done =
+      helper::write_audit_batch(log, audit, answers, true, "unaudited", text, scratch);
+  EXPECT_TRUE(done.audit_ok);
+  EXPECT_TRUE(done.withdrawn.empty());
+  EXPECT_EQ(answers.text(), as_decided);
 }
 
 // audit_timestamp() is the "ts" an audit line gets.
