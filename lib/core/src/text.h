@@ -32,6 +32,15 @@ constexpr int hex_value(char c) {
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
+// Appends the `n` bytes at `bytes` to `out` as lower-case hex, two digits a byte.
+inline void append_hex(std::string& out, const unsigned char* bytes, std::size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.reserve(out.size() + 2 * n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out += kHex[bytes[i] >> 4];
+    out += kHex[bytes[i] & 15];
+  }
+}
 constexpr bool is_ctl(unsigned char c) {
   return c < 0x20 || c == 0x7f;
 }
