@@ -41,6 +41,22 @@ inline void append_hex(std::string& out, const unsigned char* bytes, std::size_t
     out += kHex[bytes[i] & 15];
   }
 }
+// The first and the last word of the n >= 4 bytes at p: 8 bytes each when n >= 8 (they
+// overlap when n < 16), else 4 bytes each zero-extended. Fixed-size copies: plain loads.
+inline void load_end_words(const char* p, std::size_t n, std::uint64_t& first,
+                           std::uint64_t& last) {
+  if (n >= 8) {
+    std::memcpy(&first, p, 8);
+    std::memcpy(&last, p + n - 8, 8);
+    return;
+  }
+  std::uint32_t a;
+  std::uint32_t b;
+  std::memcpy(&a, p, 4);
+  std::memcpy(&b, p + n - 4, 4);
+  first = a;
+  last = b;
+}
 constexpr bool is_ctl(unsigned char c) {
   return c < 0x20 || c == 0x7f;
 }
