@@ -60,6 +60,21 @@ void BatchWriter::hand_over(AuditBatch& audit, Answers& answers) {
   cv_.notify_all();
 }
 
+BatchWriter::Done write_audit_batch(AuditLog& log, const AuditBatch& audit, Answers& answers,
+                                    bool withdraw_unaudited, std::string_view why,
+                                    std::string& text, std::string& request_json) {
+  BatchWriter::Done done;
+  done.had_batch = true;
+  if (audit.empty()) return done;
+  text.clear();
+  audit.format(text, request_json);
+  done.audit_ok = log.write(text);
+  if (done.audit_ok) return done;
+  done.audit_errno = errno;
+  if (withdraw_unaudited) answers.withdraw_bypasses(why, done.withdrawn);
+  return done;
+}
+
 void BatchWriter::loop() {
   std::unique_lock lock(mutex_);
   for (;;) {
@@ -67,15 +82,7 @@ void BatchWriter::loop() {
     if (!job_) return;
     lock.unlock();
     // The batch's buffers and log_ are this thread's until job_ is cleared.
-    Done done;
-    done.had_batch = true;
-    if (!audit_.empty()) {
-      text_.clear();
-      audit_.format(text_, request_json_);
-      done.audit_ok = log_.write(text_);
-    }
-    done.audit_errno = errno;
-    if (!done.audit_ok && withdraw_) answers_.withdraw_bypasses(why_, done.withdrawn);
+    Done done = write_audit_batch(log_, audit_, answers_, withdraw_, why_, text_, request_json_);
     const bool out_ok = write_all(1, answers_.text());
     audit_.clear();
     answers_.clear();

@@ -63,4 +63,12 @@ class BatchWriter {
   std::string text_, request_json_;
 };
 
+// Writes one batch's audit lines: formats `audit` into `text` (`request_json` is scratch)
+// and writes them to `log`; when that fails and `withdraw_unaudited`, every OK answer in
+// `answers` becomes ERR `why` (listed in the result). An empty `audit` writes nothing and
+// succeeds. The answers themselves are not written.
+BatchWriter::Done write_audit_batch(AuditLog& log, const AuditBatch& audit, Answers& answers,
+                                    bool withdraw_unaudited, std::string_view why,
+                                    std::string& text, std::string& request_json);
+
 }  // namespace authbypass::helper

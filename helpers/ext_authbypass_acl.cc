@@ -39,6 +39,7 @@ namespace {
 using authbypass::AuditEvent;
 using authbypass::AuditLog;
 using authbypass::Decision;
+using authbypass::HelperCounter;
 using authbypass::Policy;
 using authbypass::PolicySource;
 using authbypass::Request;
@@ -253,7 +254,7 @@ class Helper {
         say(err + (opts_.require_audit ? " (--require-audit: no bypass until it works)"
                                        : " (audit events are lost)"));
         audit_failed_ = true;
-        ++stats_.counters.audit_errors;
+        ++stats_.counters[HelperCounter::kAuditErrors];
       }
     }
     if (opts_.syslog) audit_log_.enable_syslog("ext_authbypass_acl", opts_.syslog_facility);
@@ -347,7 +348,7 @@ class Helper {
     if (o.kind == Kind::kUnchanged) return;
     auto p = source_.current();
     const bool loaded = o.kind == Kind::kLoaded;
-    ++(loaded ? stats_.counters.reloads : stats_.counters.reloads_rejected);
+    ++stats_.counters[loaded ? HelperCounter::kReloads : HelperCounter::kReloadsRejected];
     for (const std::string& m :
          source_.messages(o, "no valid policy: answering ERR to every request"))
       say(m);
@@ -369,13 +370,9 @@ class Helper {
   // not on record does not happen), and so do later ones until a write succeeds.
   void flush_audit() {
     if (audit_.empty()) return;
-    audit_text_.clear();
-    audit_.format(audit_text_, request_json_);
-    const bool ok = audit_log_.write(audit_text_);
-    const int err = errno;
-    std::vector<helper::WithdrawnBypass> refused;
-    if (!ok && opts_.require_audit) out_.withdraw_bypasses(kUnaudited, refused);
-    audit_written(ok, err, refused);
+    const auto done = helper::write_audit_batch(audit_log_, audit_, out_, opts_.require_audit,
+                                                kUnaudited, audit_text_, request_json_);
+    audit_written(done.audit_ok, done.audit_errno, done.withdrawn);
     audit_.clear();
   }
 
@@ -383,7 +380,7 @@ class Helper {
   // stderr, counted, and the refused answers taken off the bypass counters.
   void audit_written(bool ok, int err, const std::vector<helper::WithdrawnBypass>& refused) {
     if (!ok) {
-      ++stats_.counters.audit_errors;
+      ++stats_.counters[HelperCounter::kAuditErrors];
       if (!audit_warned_) {
         say(std::string("cannot write the audit log: ") + std::strerror(err) +
             (opts_.require_audit ? " (--require-audit: bypasses refused until it works)" : ""));
@@ -472,7 +469,7 @@ class Helper {
       parsed = &parser_.parse(line);
       if (!parsed->error.empty()) {
         out_.error(parsed->channel, parsed->error);
-        ++stats_.counters.bad_lines;
+        ++stats_.counters[HelperCounter::kBadLines];
         if (opts_.debug) say("bad line: " + std::string(parsed->error));
         return;
       }
@@ -486,7 +483,7 @@ class Helper {
       }
       if (!request_.parse(parsed->input)) {
         out_.error(parsed->channel, request_.error());
-        ++stats_.counters.malformed_requests;
+        ++stats_.counters[HelperCounter::kMalformedRequests];
         if (opts_.debug) say("malformed request: " + std::string(request_.error()));
         return;
       }
@@ -494,7 +491,7 @@ class Helper {
       if (d.bypass() && opts_.require_audit && audit_failed_ && drain() &&
           !audit_log_.reopen(nullptr)) {
         out_.error(parsed->channel, kUnaudited);
-        ++stats_.counters.refused_unaudited;
+        ++stats_.counters[HelperCounter::kRefusedUnaudited];
         stats_.count(Decision{}, policy_);
         return;
       }
@@ -510,7 +507,7 @@ class Helper {
       }
     } catch (const std::exception& e) {
       out_.broken(parsed ? parsed->channel : std::string_view(), "internal error");
-      ++stats_.counters.internal_errors;
+      ++stats_.counters[HelperCounter::kInternalErrors];
       say(std::string("internal error: ") + e.what());
     }
   }

@@ -1,10 +1,5 @@
 #include "helper_stats.h"
 
-#include <unistd.h>
-
-#include <algorithm>
-
-
 namespace authbypass::helper {
 
 void Stats::count_rules(const Decision& d, const std::shared_ptr<const Policy>& policy) {
@@ -15,9 +10,10 @@ void Stats::count_rules(const Decision& d, const std::shared_ptr<const Policy>& 
 }
 
 void Stats::withdrawn(const WithdrawnBypass& w) {
-  ++counters.refused_unaudited;
-  if (counters.bypass > 0) --counters.bypass;  // the counters said "bypass": it was not one
-  ++counters.authenticate;
+  ++counters[HelperCounter::kRefusedUnaudited];
+  // The counters said "bypass": it was not one.
+  if (counters[HelperCounter::kBypass] > 0) --counters[HelperCounter::kBypass];
+  ++counters[HelperCounter::kAuthenticate];
   if (hits_owner_ && hits_owner_->generation() == w.policy && w.rule_index < hits_.size() &&
       hits_[w.rule_index].first > 0)
     --hits_[w.rule_index].first;
@@ -37,48 +33,32 @@ void Stats::fold(const std::shared_ptr<const Policy>& policy) {
   hits_.assign(policy ? policy->rules().size() : 0, {0, 0});
 }
 
-std::optional<std::chrono::milliseconds> Stats::write_due_in() const {
-  if (file_.empty() || !dirty_) return std::nullopt;
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      last_write_ + std::chrono::seconds(1) - std::chrono::steady_clock::now());
-  return std::max(left, std::chrono::milliseconds(0));
+std::optional<std::chrono::milliseconds> Stats::write_due_in(
+    StatsFileWriter::Clock::time_point now) const {
+  if (!writer_.enabled() || !dirty_) return std::nullopt;
+  return writer_.due_in(now);
 }
 
 void Stats::write_if_due(bool force, const std::shared_ptr<const Policy>& deciding,
                          const Policy* current, std::string_view policy_file,
-                         void (*say)(const std::string&)) {
-  if (file_.empty()) return;
-  const auto now = std::chrono::steady_clock::now();
-  if (!force && (!dirty_ || now - last_write_ < std::chrono::seconds(1))) return;
-  last_write_ = now;
+                         void (*say)(const std::string&), StatsFileWriter::Clock::time_point now) {
+  if (!writer_.due(dirty_, force, now)) return;
   dirty_ = false;
   fold(deciding);
-  if (std::string err; !write_stats_file(file_, snapshot(current, policy_file), &err)) {
-    if (!warned_) say("cannot write the stats file: " + err);
-    warned_ = true;
-  }
+  if (auto failed = writer_.write(snapshot(current, policy_file), now)) say(*failed);
 }
 
 StatsSnapshot Stats::snapshot(const Policy* p, std::string_view policy_file) const {
   const Counters& c = counters;
-  StatsSnapshot st;
-  st.source = StatsSource::kHelper;
-  st.pid = ::getpid();
-  st.ts = std::chrono::system_clock::now();
-  if (p) st.policy_sha256 = p->sha256();
-  st.policy_file = policy_file;
-  st[HelperCounter::kLines] =
-      c.bypass + c.authenticate + c.bad_lines + c.malformed_requests + c.internal_errors;
-  st[HelperCounter::kBypass] = c.bypass;
-  st[HelperCounter::kAuthenticate] = c.authenticate;
-  st[HelperCounter::kBadLines] = c.bad_lines;
-  st[HelperCounter::kMalformedRequests] = c.malformed_requests;
-  st[HelperCounter::kInternalErrors] = c.internal_errors;
-  st[HelperCounter::kReloads] = c.reloads;
-  st[HelperCounter::kReloadsRejected] = c.reloads_rejected;
+  StatsSnapshot st =
+      StatsFileWriter::header(StatsSource::kHelper, p ? p->sha256() : "", policy_file);
+  st.helper = c.n;
+  st[HelperCounter::kLines] = 0;
+  for (HelperCounter k :
+       {HelperCounter::kBypass, HelperCounter::kAuthenticate, HelperCounter::kBadLines,
+        HelperCounter::kMalformedRequests, HelperCounter::kInternalErrors})
+    st[HelperCounter::kLines] += c[k];
   st[HelperCounter::kRegexFaults] = p ? p->regex_faults() : 0;
-  st[HelperCounter::kAuditErrors] = c.audit_errors;
-  st[HelperCounter::kRefusedUnaudited] = c.refused_unaudited;
   for (const auto& [id, h] : by_id_) st.rules[id] = {h.first, h.second};
   return st;
 }

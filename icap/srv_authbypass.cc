@@ -420,7 +420,9 @@ class State {
         remember_audit_identity();
       }
     }
-    write_stats(false);
+    write_stats(false, std::chrono::steady_clock::time_point(
+                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                               std::chrono::nanoseconds(now))));
   }
 
   // How long until housekeeping() next has something to do (the idle watcher's timeout):
@@ -450,27 +452,20 @@ class State {
   // authbypass.StatsFile: this process's snapshot, when it changed (or was never written).
   // From housekeeping() (at most once a second) and when the child stops (`last`). Only
   // in a process that serves transactions (a child), never in c-icap's main process.
-  void write_stats(bool last) {
-    if (config_.stats_file.empty() || counted_in_.load(std::memory_order_relaxed) != ::getpid())
+  void write_stats(bool last, authbypass::StatsFileWriter::Clock::time_point now =
+                                  authbypass::StatsFileWriter::Clock::now()) {
+    if (!stats_writer_.enabled() || counted_in_.load(std::memory_order_relaxed) != ::getpid())
       return;
     std::lock_guard<std::mutex> lk(stats_mu_);
-    if (!stats_dirty_.exchange(false, std::memory_order_acq_rel) && stats_written_) return;
-    authbypass::StatsSnapshot st;
-    st.source = authbypass::StatsSource::kIcap;
-    st.pid = ::getpid();
-    st.ts = std::chrono::system_clock::now();
-    if (auto p = source_.current()) st.policy_sha256 = p->sha256();
-    st.policy_file = config_.policy;
+    const bool changed = stats_dirty_.load(std::memory_order_acquire) || !stats_writer_.written();
+    if (!stats_writer_.due(changed, last && changed, now)) return;
+    stats_dirty_.exchange(false, std::memory_order_acq_rel);
+    const auto p = source_.current();
+    auto st = authbypass::StatsFileWriter::header(authbypass::StatsSource::kIcap,
+                                                  p ? p->sha256() : "", config_.policy);
     for (std::size_t i = 0; i < counts_.size(); ++i)
       st.icap[i] = counts_[i].load(std::memory_order_relaxed);
-    std::string err;
-    if (!authbypass::write_stats_file(config_.stats_file, st, &err)) {
-      if (!stats_warned_) log_msg(1, "cannot write the stats file: " + err);
-      stats_warned_ = true;
-    } else {
-      stats_warned_ = false;
-    }
-    stats_written_ = true;
+    if (auto failed = stats_writer_.write(st, now)) log_msg(1, *failed);
     if (last) log_msg(3, "stats written on exit");
   }
 
@@ -550,8 +545,7 @@ class State {
   std::atomic<pid_t> counted_in_{0};  // the process whose counts_ these are (a child)
   std::atomic<bool> stats_dirty_{false};
   std::mutex stats_mu_;
-  bool stats_written_ = false;  // guarded by stats_mu_
-  bool stats_warned_ = false;   // guarded by stats_mu_
+  authbypass::StatsFileWriter stats_writer_{config_.stats_file};  // guarded by stats_mu_
 };
 
 std::atomic<std::shared_ptr<State>> g_state;

@@ -15,6 +15,7 @@
 #include "authbypass/policy.h"
 #include "error_list.h"
 #include "sha256.h"
+#include "text.h"
 
 namespace authbypass {
 namespace {
@@ -108,6 +109,17 @@ TEST(FileIdentity, TellsEditsAndReplacementsApart) {
 TEST(Sha256, HexOfKnownInputs) {
   EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+// The one hex encoder (digests, secrets, byte names): two lower-case digits a byte,
+// appended.
+TEST(Text, AppendHex) {
+  const unsigned char bytes[] = {0x00, 0x0f, 0xa5, 0xff, 0x10};
+  std::string out = "0x";
+  text::append_hex(out, bytes, sizeof bytes);
+  EXPECT_EQ(out, "0x000fa5ff10");
+  text::append_hex(out, bytes, 0);
+  EXPECT_EQ(out, "0x000fa5ff10");
 }
 
 TEST(ErrorList, KeepsTheFirstFiftyAndCountsTheRest) {

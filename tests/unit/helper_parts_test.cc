@@ -1,14 +1,23 @@
 // The Squid helper's parts: line framing, answers (and withdrawing bypasses), stats, and
 // the audit batch it records events in.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "authbypass/audit.h"
 #include "authbypass/audit_batch.h"
 #include "authbypass/policy.h"
+#include "batch_writer.h"
 #include "helper_answers.h"
 #include "helper_stats.h"
 #include "line_framer.h"
@@ -90,12 +99,228 @@ TEST(HelperStats, WithdrawnBypassIsNoBypass) {
   helper::Stats s("/nonexistent/stats.json");
   s.count(DecideOn(*p, "http://a.test/x"), p);
   s.count(DecideOn(*p, "http://b.test/x"), p);
-  EXPECT_EQ(s.counters.bypass, 1u);
-  EXPECT_EQ(s.counters.authenticate, 1u);
+  EXPECT_EQ(s.counters[HelperCounter::kBypass], 1u);
+  EXPECT_EQ(s.counters[HelperCounter::kAuthenticate], 1u);
   s.withdrawn({0, p->generation()});
-  EXPECT_EQ(s.counters.bypass, 0u);
-  EXPECT_EQ(s.counters.authenticate, 2u);
-  EXPECT_EQ(s.counters.refused_unaudited, 1u);
+  EXPECT_EQ(s.counters[HelperCounter::kBypass], 0u);
+  EXPECT_EQ(s.counters[HelperCounter::kAuthenticate], 2u);
+  EXPECT_EQ(s.counters[HelperCounter::kRefusedUnaudited], 1u);
+}
+
+std::vector<std::string> g_said;
+void Say(const std::string& m) {
+  g_said.push_back(m);
+}
+
+std::optional<StatsSnapshot> ReadStats(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::string line;
+  std::getline(in, line);
+  return parse_stats(line);
+}
+
+// The stats file: written once a second at most while counts change, not at all while
+// they do not, always when forced; a failed write said on the first failure and again on
+// the first failure after a write that worked.
+TEST(HelperStats, WriteIfDue) {
+  using std::chrono::milliseconds;
+  auto p = TwoRules();
+  char dir[] = "/tmp/helper_parts_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string sub = std::string(dir) + "/sub";
+  const std::string path = sub + "/h-" + std::to_string(::getpid()) + ".json";
+  ASSERT_EQ(mkdir(sub.c_str(), 0700), 0);
+  g_said.clear();
+  helper::Stats s(sub + "/h-%p.json");
+  const auto t0 = StatsFileWriter::Clock::now();
+  EXPECT_FALSE(s.write_due_in(t0));  // nothing counted: nothing pending
+  s.write_if_due(false, p, p.get(), "p.yaml", Say, t0);
+  EXPECT_FALSE(ReadStats(path));
+
+  s.count(DecideOn(*p, "http://a.test/x"), p);
+  EXPECT_EQ(s.write_due_in(t0), milliseconds(0));
+  s.write_if_due(false, p, p.get(), "p.yaml", Say, t0);
+  auto st = ReadStats(path);
+  ASSERT_TRUE(st);
+  EXPECT_EQ((*st)[HelperCounter::kBypass], 1u);
+  EXPECT_EQ((*st)[HelperCounter::kLines], 1u);
+  EXPECT_EQ(st->policy_file, "p.yaml");
+  EXPECT_EQ(st->policy_sha256, p->sha256());
+  EXPECT_EQ(st->rules["crl"].bypass, 1u);
+  EXPECT_EQ(st->rules["watch"].shadow, 1u);
+
+  s.count(DecideOn(*p, "http://b.test/x"), p);
+  EXPECT_EQ(s.write_due_in(t0 + milliseconds(300)), milliseconds(700));
+  s.write_if_due(false, p, p.get(), "p.yaml", Say, t0 + milliseconds(999));
+  EXPECT_EQ((*ReadStats(path))[HelperCounter::kAuthenticate], 0u);  // too soon
+  s.write_if_due(false, p, p.get(), "p.yaml", Say, t0 + milliseconds(1000));
+  EXPECT_EQ((*ReadStats(path))[HelperCounter::kAuthenticate], 1u);
+  EXPECT_EQ((*ReadStats(path))[HelperCounter::kLines], 2u);
+
+  // Unchanged: not rewritten after a second, only when forced.
+  ASSERT_EQ(std::remove(path.c_str()), 0);
+  s.write_if_due(false, p, p.get(), "p.yaml", Say, t0 + milliseconds(5000));
+  EXPECT_FALSE(ReadStats(path));
+  s.write_if_due(true, p, p.get(), "p.yaml", Say, t0 + milliseconds(5001));
+  EXPECT_TRUE(ReadStats(path));
+  EXPECT_TRUE(g_said.empty());
+
+  // The directory goes: said once; it comes back: written; it goes again: said again.
+  ASSERT_EQ(std::remove(path.c_str()), 0);
+  ASSERT_EQ(rmdir(sub.c_str()), 0);
+  s.write_if_due(true, p, p.get(), "p.yaml", Say, t0 + milliseconds(6000));
+  s.write_if_due(true, p, p.get(), "p.yaml", Say, t0 + milliseconds(7000));
+  EXPECT_EQ(g_said.size(), 1u);
+  ASSERT_EQ(mkdir(sub.c_str(), 0700), 0);
+  s.write_if_due(true, p, p.get(), "p.yaml", Say, t0 + milliseconds(8000));
+  EXPECT_TRUE(ReadStats(path));
+  ASSERT_EQ(std::remove(path.c_str()), 0);
+  ASSERT_EQ(rmdir(sub.c_str()), 0);
+  s.write_if_due(true, p, p.get(), "p.yaml", Say, t0 + milliseconds(9000));
+  ASSERT_EQ(g_said.size(), 2u);
+  EXPECT_NE(g_said[1].find("cannot write the stats file"), std::string::npos) << g_said[1];
+  rmdir(dir);
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// fd 1 goes to a file while it lives (the writer thread writes the answers to fd 1).
+class StdoutToFile {
+ public:
+  explicit StdoutToFile(const std::string& path) {
+    std::fflush(stdout);
+    saved_ = ::dup(1);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    EXPECT_GE(fd, 0);
+    ::dup2(fd, 1);
+    ::close(fd);
+  }
+  ~StdoutToFile() {
+    std::fflush(stdout);
+    ::dup2(saved_, 1);
+    ::close(saved_);
+  }
+  StdoutToFile(const StdoutToFile&) = delete;
+  StdoutToFile& operator=(const StdoutToFile&) = delete;
+
+ private:
+  int saved_ = -1;
+};
+
+struct WriterCase {
+  std::string dir, out, log;
+  WriterCase() {
+    char d[] = "/tmp/helper_parts_test.XXXXXX";
+    EXPECT_NE(mkdtemp(d), nullptr);
+    dir = d;
+    out = dir + "/stdout";
+    log = dir + "/audit.log";
+  }
+  ~WriterCase() {
+    std::remove(out.c_str());
+    std::remove(log.c_str());
+    rmdir(dir.c_str());
+  }
+};
+
+// The writer thread writes a batch's audit lines to the log, then its answers to fd 1,
+// unchanged; hand_over() leaves the caller's batch empty; a drain with no batch in hand
+// says so.
+TEST(HelperBatchWriter, WritesAuditLinesThenAnswers) {
+  auto p = TwoRules();
+  WriterCase c;
+  AuditLog log;
+  std::string err;
+  ASSERT_TRUE(log.open_file(c.log, &err)) << err;
+  helper::Answers answers;
+  answers.decision("0", DecideOn(*p, "http://a.test/x"), p->generation());
+  answers.decision("1", DecideOn(*p, "http://b.test/x"), p->generation());
+  const std::string expected(answers.text());
+  AuditBatch audit;
+  audit.add_line("{\"event\":\"one\"}\n");
+  audit.add_line("{\"event\":\"two\"}\n");
+  helper::BatchWriter::Done done;
+  {
+    StdoutToFile redirect(c.out);
+    helper::BatchWriter w(log, true, "unaudited");
+    ASSERT_TRUE(w.start());
+    ASSERT_TRUE(w.drain(&done));
+    EXPECT_FALSE(done.had_batch);
+    w.hand_over(audit, answers);
+    EXPECT_TRUE(audit.empty());
+    EXPECT_TRUE(answers.empty());
+    ASSERT_TRUE(w.drain(&done));
+    EXPECT_FALSE(w.busy());
+  }
+  EXPECT_TRUE(done.had_batch);
+  EXPECT_TRUE(done.audit_ok);
+  EXPECT_TRUE(done.withdrawn.empty());
+  EXPECT_EQ(ReadAll(c.log), "{\"event\":\"one\"}\n{\"event\":\"two\"}\n");
+  EXPECT_EQ(ReadAll(c.out), expected);
+}
+
+// A failed audit write: with withdraw_unaudited every OK answer goes out as ERR and is
+// listed; without it, the answers go out unchanged. Either way the failure and its errno
+// are reported.
+TEST(HelperBatchWriter, FailedAuditWriteWithdrawsBypasses) {
+  auto p = TwoRules();
+  for (bool withdraw : {true, false}) {
+    WriterCase c;
+    AuditLog log;
+    std::string err;
+    ASSERT_TRUE(log.open_file("/dev/full", &err)) << err;
+    helper::Answers answers;
+    answers.decision("0", DecideOn(*p, "http://a.test/x"), p->generation());
+    answers.decision("1", DecideOn(*p, "http://b.test/x"), p->generation());
+    const std::string as_decided(answers.text());
+    AuditBatch audit;
+    audit.add_line("{\"event\":\"bypass\"}\n");
+    helper::BatchWriter::Done done;
+    {
+      StdoutToFile redirect(c.out);
+      helper::BatchWriter w(log, withdraw, "unaudited");
+      ASSERT_TRUE(w.start());
+      w.hand_over(audit, answers);
+      ASSERT_TRUE(w.drain(&done));
+    }
+    EXPECT_TRUE(done.had_batch);
+    EXPECT_FALSE(done.audit_ok);
+    EXPECT_EQ(done.audit_errno, ENOSPC);
+    if (withdraw) {
+      EXPECT_EQ(ReadAll(c.out), "0 ERR message=\"unaudited\"\n1 ERR\n");
+      ASSERT_EQ(done.withdrawn.size(), 1u);
+      EXPECT_EQ(done.withdrawn[0].rule_index, 0u);
+      EXPECT_EQ(done.withdrawn[0].policy, p->generation());
+    } else {
+      EXPECT_EQ(ReadAll(c.out), as_decided);
+      EXPECT_TRUE(done.withdrawn.empty());
+    }
+  }
+}
+
+// The batch function the main thread uses too: nothing to write is a success that writes
+// nothing and withdraws nothing.
+TEST(HelperBatchWriter, EmptyAuditBatchWritesNothing) {
+  auto p = TwoRules();
+  AuditLog log;
+  std::string err;
+  ASSERT_TRUE(log.open_file("/dev/full", &err)) << err;
+  helper::Answers answers;
+  answers.decision("0", DecideOn(*p, "http://a.test/x"), p->generation());
+  const std::string as_decided(answers.text());
+  AuditBatch audit;
+  std::string text, scratch;
+  const auto done =
+      helper::write_audit_batch(log, audit, answers, true, "unaudited", text, scratch);
+  EXPECT_TRUE(done.audit_ok);
+  EXPECT_TRUE(done.withdrawn.empty());
+  EXPECT_EQ(answers.text(), as_decided);
 }
 
 // audit_timestamp() is the "ts" an audit line gets.

@@ -4,6 +4,7 @@
 #include "authbypass/stats.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -232,6 +233,55 @@ TEST(Stats, WriteStatsFileNamesItByPid) {
   EXPECT_FALSE(write_stats_file(std::string(dir) + "/no/such/dir/%p.json", s, &err));
   EXPECT_FALSE(err.empty());
   std::remove(path.c_str());
+  rmdir(dir);
+}
+
+// The writer's rules both adapters follow: a changed snapshot at most once a second (the
+// first at once), a forced one always; a failed write reported on the first failure and on
+// the first after a success, never twice in a row.
+TEST(Stats, StatsFileWriterRateAndWarnings) {
+  using Clock = StatsFileWriter::Clock;
+  using std::chrono::milliseconds;
+  char dir[] = "/tmp/stats_test.XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string sub = std::string(dir) + "/sub";
+  StatsFileWriter off;
+  EXPECT_FALSE(off.due(true, true, Clock::now()));
+
+  StatsFileWriter w(sub + "/s-%p.json");
+  const Clock::time_point t0 = Clock::now();
+  EXPECT_TRUE(w.due(true, false, t0));
+  EXPECT_FALSE(w.due(false, false, t0));
+  EXPECT_EQ(w.due_in(t0), milliseconds(0));
+  StatsSnapshot s = StatsFileWriter::header(StatsSource::kIcap, "ab", "/p.yaml");
+  EXPECT_EQ(s.pid, ::getpid());
+  EXPECT_EQ(s.source, StatsSource::kIcap);
+  EXPECT_EQ(s.policy_sha256, "ab");
+  EXPECT_EQ(s.policy_file, "/p.yaml");
+
+  // sub/ does not exist: the first failure is reported, the next one not.
+  auto said = w.write(s, t0);
+  ASSERT_TRUE(said);
+  EXPECT_NE(said->find("cannot write the stats file: "), std::string::npos) << *said;
+  EXPECT_TRUE(w.written());
+  EXPECT_FALSE(w.due(true, false, t0 + milliseconds(999)));
+  EXPECT_EQ(w.due_in(t0 + milliseconds(400)), milliseconds(600));
+  EXPECT_TRUE(w.due(false, true, t0 + milliseconds(1)));
+  EXPECT_TRUE(w.due(true, false, t0 + milliseconds(1000)));
+  EXPECT_FALSE(w.write(s, t0 + milliseconds(1000)));
+
+  // It works: nothing to say; it fails again: said again, once.
+  ASSERT_EQ(mkdir(sub.c_str(), 0700), 0);
+  EXPECT_FALSE(w.write(s, t0 + milliseconds(2000)));
+  const std::string path = sub + "/s-" + std::to_string(::getpid()) + ".json";
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str(), format_stats(s));
+  ASSERT_EQ(std::remove(path.c_str()), 0);
+  ASSERT_EQ(rmdir(sub.c_str()), 0);
+  EXPECT_TRUE(w.write(s, t0 + milliseconds(3000)));
+  EXPECT_FALSE(w.write(s, t0 + milliseconds(4000)));
   rmdir(dir);
 }
 

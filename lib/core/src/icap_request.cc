@@ -248,13 +248,8 @@ std::string generate_shared_secret() {
     ::close(fd);
     if (got < sizeof bytes) throw std::runtime_error("short read from /dev/urandom");
   }
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  out.reserve(2 * sizeof bytes);
-  for (unsigned char b : bytes) {
-    out += kHex[b >> 4];
-    out += kHex[b & 0xf];
-  }
+  authbypass::text::append_hex(out, bytes, sizeof bytes);
   ::explicit_bzero(bytes, sizeof bytes);
   return out;
 }

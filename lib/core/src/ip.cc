@@ -33,17 +33,7 @@ bool parse_ipv4(std::string_view s, IpAddress& out) {
     const std::size_t word = n >= 8 ? 8 : 4;
     std::uint64_t lo = 0;
     std::uint64_t hi = 0;
-    if (word == 8) {  // fixed-size copies: plain loads
-      std::memcpy(&lo, p, 8);
-      std::memcpy(&hi, p + n - 8, 8);
-    } else {
-      std::uint32_t a;
-      std::uint32_t b;
-      std::memcpy(&a, p, 4);
-      std::memcpy(&b, p + n - 4, 4);
-      lo = a;
-      hi = b;
-    }
+    text::load_end_words(p, n, lo, hi);
     // Little-endian: a 4-byte word sits in the low half, zeros above (bytes past the
     // text are never read as digits).
     std::memcpy(t + 3, &lo, 8);

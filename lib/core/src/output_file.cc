@@ -256,8 +256,7 @@ OutputFileResult write_in_place(const std::string& path, const struct stat& st,
   }
   struct stat opened {};
   if (::fstat(fd.get(), &opened) != 0) return system_failure("cannot look at " + path);
-  if ((!S_ISCHR(opened.st_mode) && !S_ISFIFO(opened.st_mode)) || opened.st_dev != st.st_dev ||
-      opened.st_ino != st.st_ino)
+  if ((!S_ISCHR(opened.st_mode) && !S_ISFIFO(opened.st_mode)) || !same_file(opened, st))
     return failure(OutputFileError::io,
                    path + " changed while it was being opened: nothing written; try again");
   if (auto r = foreign_in_shared_dir(path, name, opened); !r) return r;

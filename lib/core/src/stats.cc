@@ -1,5 +1,8 @@
 #include "authbypass/stats.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <bitset>
 #include <climits>
 #include <cstdio>
@@ -297,6 +300,42 @@ bool write_stats_file(std::string_view pattern, const StatsSnapshot& s, std::str
   auto r = write_output_file(path, format_stats(s), o);
   if (!r && error) *error = r.message;
   return static_cast<bool>(r);
+}
+
+std::chrono::milliseconds StatsFileWriter::due_in(Clock::time_point now) const {
+  if (!written_) return std::chrono::milliseconds(0);
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(last_ + kInterval - now);
+  return std::max(left, std::chrono::milliseconds(0));
+}
+
+bool StatsFileWriter::due(bool changed, bool force, Clock::time_point now) const {
+  if (!enabled()) return false;
+  return force || (changed && (!written_ || now - last_ >= kInterval));
+}
+
+StatsSnapshot StatsFileWriter::header(StatsSource source, std::string_view policy_sha256,
+                                      std::string_view policy_file) {
+  StatsSnapshot st;
+  st.source = source;
+  st.pid = ::getpid();
+  st.ts = std::chrono::system_clock::now();
+  st.policy_sha256 = policy_sha256;
+  st.policy_file = policy_file;
+  return st;
+}
+
+std::optional<std::string> StatsFileWriter::write(const StatsSnapshot& s, Clock::time_point now) {
+  last_ = now;
+  written_ = true;
+  std::string err;
+  if (write_stats_file(pattern_, s, &err)) {
+    failing_ = false;
+    return std::nullopt;
+  }
+  const bool report = !failing_;
+  failing_ = true;
+  if (!report) return std::nullopt;
+  return "cannot write the stats file: " + err;
 }
 
 }  // namespace authbypass

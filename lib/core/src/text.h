@@ -32,6 +32,31 @@ constexpr int hex_value(char c) {
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
+// Appends the `n` bytes at `bytes` to `out` as lower-case hex, two digits a byte.
+inline void append_hex(std::string& out, const unsigned char* bytes, std::size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.reserve(out.size() + 2 * n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out += kHex[bytes[i] >> 4];
+    out += kHex[bytes[i] & 15];
+  }
+}
+// The first and the last word of the n >= 4 bytes at p: 8 bytes each when n >= 8 (they
+// overlap when n < 16), else 4 bytes each zero-extended. Fixed-size copies: plain loads.
+inline void load_end_words(const char* p, std::size_t n, std::uint64_t& first,
+                           std::uint64_t& last) {
+  if (n >= 8) {
+    std::memcpy(&first, p, 8);
+    std::memcpy(&last, p + n - 8, 8);
+    return;
+  }
+  std::uint32_t a;
+  std::uint32_t b;
+  std::memcpy(&a, p, 4);
+  std::memcpy(&b, p + n - 4, 4);
+  first = a;
+  last = b;
+}
 constexpr bool is_ctl(unsigned char c) {
   return c < 0x20 || c == 0x7f;
 }

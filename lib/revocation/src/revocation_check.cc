@@ -246,8 +246,9 @@ std::string kind_name(std::size_t index) {
 }
 
 std::string hex_byte(std::uint8_t b) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  return std::string("0x") + kHex[b >> 4] + kHex[b & 15];
+  std::string out = "0x";
+  text::append_hex(out, &b, 1);
+  return out;
 }
 
 std::string tag_name(std::uint8_t t) {

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace authbypass {
 
@@ -136,5 +137,44 @@ std::optional<StatsSnapshot> parse_stats(std::string_view line, std::string* err
 // reader sees the old snapshot or the new one: write_output_file, not flushed to disk,
 // mode 0640 when created). False and *error on failure.
 bool write_stats_file(std::string_view pattern, const StatsSnapshot& s, std::string* error);
+
+// A process's stats file as both adapters keep it: the snapshot's header, at most one
+// write per kInterval unless forced, and which failed writes are reported. Not
+// thread-safe: the caller serialises.
+class StatsFileWriter {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::seconds kInterval{1};
+
+  // `pattern`: the file ("%p" stands for the PID); empty: none, and no write is ever due.
+  explicit StatsFileWriter(std::string pattern = {}) : pattern_(std::move(pattern)) {}
+
+  bool enabled() const { return !pattern_.empty(); }
+  // A write was made (whether or not it succeeded).
+  bool written() const { return written_; }
+
+  // How long from `now` until a changed snapshot may be written (zero: now; the first
+  // write is due at once).
+  std::chrono::milliseconds due_in(Clock::time_point now) const;
+  // Whether to write at `now`: enabled, and `force`, or `changed` and no write within
+  // kInterval before `now`.
+  bool due(bool changed, bool force, Clock::time_point now) const;
+
+  // A snapshot of `source` for this process (pid) at this moment (ts), naming the policy
+  // in force; its counters are zero.
+  static StatsSnapshot header(StatsSource source, std::string_view policy_sha256,
+                              std::string_view policy_file);
+
+  // Writes `s` (write_stats_file) as the write made at `now`. When it fails, the message
+  // to report if it is to be reported: the first failure, and the first failure after a
+  // successful write; nullopt otherwise (a success, or a failure following a failure).
+  std::optional<std::string> write(const StatsSnapshot& s, Clock::time_point now);
+
+ private:
+  std::string pattern_;
+  Clock::time_point last_{};
+  bool written_ = false;
+  bool failing_ = false;
+};
 
 }  // namespace authbypass
