@@ -97,7 +97,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   icap::Translated t = icap::translate({f[0], opt(f[1]), opt(f[2]), opt(f[3])});
   (void)icap::content_length(opt(f[4]));
   (void)icap::status_of(f[5]);
-  (void)icap::media_type(f[6]);
   if (t.ok()) {
     if (t.url.size() > kMaxUrlLength + 1024 + 1024 + 7) __builtin_trap();  // bounded copy
     Request r;

@@ -220,7 +220,7 @@ TEST_F(IcapTransactionTest, RequestBodyMustBeAnOcspRequest) {
   EXPECT_EQ(tx.action(), Action::kBlock);
   end();
   EXPECT_EQ(events.at(0).reason,
-            "request body with Content-Type 'text/plain', not application/ocsp-request");
+            "Content-Type 'text/plain' is not application/ocsp-request");
   EXPECT_EQ(events[0].content_type, "text/plain");
 
   Transaction t2;
@@ -374,6 +374,101 @@ TEST_F(IcapTransactionTest, PreviewIdentificationIsCountedUnchecked) {
   tx.genuine(true);
   EXPECT_EQ(end(64), Counter::kUnchecked);
   EXPECT_EQ(events.at(0).verdict, "identified crl (preview)");
+}
+
+// The preview rule: in VerifyMode preview an identified RESPMOD body passes on its preview;
+// in full mode, or with an empty preview, it is read on.
+TEST_F(IcapTransactionTest, PreviewPassesOnlyInPreviewModeWithData) {
+  const std::string body = crl();
+  const std::string len = std::to_string(body.size());
+  TransactionFacts f = facts("GET http://crl.example.com/a.crl HTTP/1.1", true, true);
+  f.content_length = len;
+  for (VerifyMode vm : {VerifyMode::kFull, VerifyMode::kPreview}) {
+    ctx.verify_mode = vm;
+    Transaction t;
+    t.classify(f, ctx);
+    ASSERT_EQ(t.action(), Action::kCheck);
+    EXPECT_EQ(t.preview_seen(0, false), BodyVerdict::kMore);  // no data in the preview
+    t.check()->feed(body.substr(0, 64));
+    ASSERT_TRUE(t.check()->identified());
+    const BodyVerdict v = t.preview_seen(64, false);
+    std::vector<AuditEvent> evs;
+    if (vm == VerifyMode::kFull) {
+      EXPECT_EQ(v, BodyVerdict::kMore);
+      EXPECT_EQ(t.outcome(), Outcome::kNone);
+    } else {
+      EXPECT_EQ(v, BodyVerdict::kGenuine);
+      EXPECT_EQ(t.end(64, evs), Counter::kUnchecked);
+      EXPECT_EQ(evs.at(0).verdict, "identified crl (preview)");
+    }
+  }
+  // A REQMOD body (an OCSP request) is never passed on its preview.
+  ctx.verify_mode = VerifyMode::kPreview;
+  const std::string req = ocsp_request();
+  const std::string rlen = std::to_string(req.size());
+  TransactionFacts q = facts("POST http://ocsp.example.com/ HTTP/1.1", false, true);
+  q.content_type = "application/ocsp-request";
+  q.content_length = rlen;
+  classify(q);
+  ASSERT_EQ(tx.action(), Action::kCheck);
+  tx.check()->feed(req.substr(0, 8));
+  EXPECT_EQ(tx.preview_seen(8, false), BodyVerdict::kMore);
+}
+
+// The whole body in the preview (or at its end): the check's verdict, given once.
+TEST_F(IcapTransactionTest, BodyFinishedGivesTheVerdict) {
+  const std::string body = crl();
+  const std::string len = std::to_string(body.size());
+  TransactionFacts f = facts("GET http://crl.example.com/a.crl HTTP/1.1", true, true);
+  f.content_length = len;
+  classify(f);
+  tx.check()->feed(body);
+  EXPECT_EQ(tx.preview_seen(body.size(), true), BodyVerdict::kGenuine);
+  EXPECT_EQ(tx.body_finished(), BodyVerdict::kGenuine);  // finish() once, same verdict
+  EXPECT_EQ(end(body.size()), Counter::kVerifiedCrl);
+  EXPECT_EQ(events.at(0).verdict, "genuine crl");
+
+  Transaction t2;  // truncated: rejected with the check's reason
+  t2.classify(f, ctx);
+  t2.check()->feed(body.substr(0, body.size() - 3));
+  EXPECT_EQ(t2.body_finished(), BodyVerdict::kRejected);
+  std::vector<AuditEvent> evs;
+  EXPECT_EQ(t2.end(body.size() - 3, evs), Counter::kBlocked);
+  EXPECT_FALSE(evs.at(0).reason.empty());
+
+  Transaction t3;  // rejected while in the preview
+  f.content_length = "5000";
+  t3.classify(f, ctx);
+  t3.check()->feed("<html>");
+  EXPECT_EQ(t3.preview_seen(6, false), BodyVerdict::kRejected);
+  EXPECT_EQ(t3.outcome(), Outcome::kBlocked);
+}
+
+// A bypassed request body is capped at min(OcspMaxBytes, kMaxRequestBody); a response body
+// is bounded by its check, not by this cap.
+TEST_F(IcapTransactionTest, RequestBodyCapRejectsWithTheEnginesReason) {
+  ctx.limits.ocsp = 1000;
+  TransactionFacts q = facts("POST http://ocsp.example.com/ HTTP/1.1", false, true);
+  q.content_type = "application/ocsp-request";
+  classify(q);
+  ASSERT_EQ(tx.action(), Action::kCheck);
+  EXPECT_EQ(tx.body_cap(), 1000u);
+  EXPECT_FALSE(tx.over_body_cap(1000));
+  EXPECT_TRUE(tx.over_body_cap(1001));
+  EXPECT_FALSE(tx.over_body_cap(5000));  // once
+  EXPECT_EQ(end(1001), Counter::kBlocked);
+  EXPECT_EQ(events.at(0).reason, "request body over the OCSP size cap");
+
+  ctx.limits.ocsp = 10 * 1024 * 1024;
+  Transaction t2;
+  t2.classify(q, ctx);
+  EXPECT_EQ(t2.body_cap(), kMaxRequestBody);
+
+  Transaction t3;
+  TransactionFacts r = facts("GET http://crl.example.com/a.crl HTTP/1.1", true, true);
+  t3.classify(r, ctx);
+  ASSERT_EQ(t3.action(), Action::kCheck);
+  EXPECT_FALSE(t3.over_body_cap(kMaxRequestBody + 1));
 }
 
 TEST_F(IcapTransactionTest, ResponseThePolicyNoLongerBypassesIsCheckedAsRevocation) {

@@ -83,12 +83,6 @@ int status_of(std::string_view line) {
   return code;
 }
 
-std::string media_type(std::string_view ct) {
-  std::string out(trim(ct.substr(0, ct.find(';'))));
-  for (char& c : out) c = text::lower(c);
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------
 // Decision mode.
 

@@ -43,9 +43,6 @@ std::optional<std::int64_t> content_length(std::optional<std::string_view> v);
 // "HTTP/1.1 200 OK" -> 200; -1 if it is not a status line.
 int status_of(std::string_view line);
 
-// The lower-case media type of a Content-Type value (parameters and blanks dropped).
-std::string media_type(std::string_view content_type);
-
 // Blanks (and trailing CR/LF) trimmed from both ends.
 std::string_view trim(std::string_view s);
 

@@ -49,6 +49,17 @@ inline constexpr std::uint64_t kMaxRequestBody = 64 * 1024;
 // service decides and marks), both (decides in REQMOD, verifies in RESPMOD).
 enum class ServiceMode : std::uint8_t { kVerify, kDecide, kBoth };
 
+// authbypass.VerifyMode: full (the whole body is checked) or preview (a RESPMOD body whose
+// ICAP preview identifies it as the expected kind passes on that identification alone).
+enum class VerifyMode : std::uint8_t { kFull, kPreview };
+
+// What the adapter does once the body (or its preview) has been looked at.
+enum class BodyVerdict : std::uint8_t {
+  kMore,      // no verdict yet: read on
+  kGenuine,   // passed (genuine(), done): 204, or decision mode's marked request goes on
+  kRejected,  // rejected (reject(), done): the 403 page, or abort a streamed body
+};
+
 // What the adapter does with the message.
 enum class Action : std::uint8_t {
   kAllow,   // 204, no check
@@ -115,6 +126,7 @@ struct TransactionFacts {
 struct TransactionContext {
   bool initialized = true;  // false: the service did not start (every message blocked)
   ServiceMode mode = ServiceMode::kVerify;
+  VerifyMode verify_mode = VerifyMode::kFull;
   std::shared_ptr<const Policy> policy;       // null: no valid policy
   std::shared_ptr<const std::string> secret;  // decision mode's shared secret
   RevocationLimits limits;
@@ -150,6 +162,24 @@ class Transaction {
   const std::string& rule_id() const { return rule_; }  // "" when no rule is known
   const std::string& url() const { return url_; }
 
+  // The most body bytes the adapter may hold for the check: a bypassed request body (an
+  // OCSP request) min(limits.ocsp, kMaxRequestBody); a response body is bounded by its
+  // check's own caps (no limit here).
+  std::uint64_t body_cap() const { return body_cap_; }
+  // The adapter holds `held` body bytes of a check without a verdict yet: over body_cap()
+  // the transaction is rejected ("request body over the OCSP size cap") and this returns
+  // true, once (the adapter drops what it holds and sends the 403 page).
+  bool over_body_cap(std::uint64_t held);
+  // The ICAP preview was fed to check(); `preview_bytes` of it were body, `whole_body`: it
+  // held the whole body. kRejected when the check rejected it (reject()); with the whole
+  // body, body_finished(); kGenuine when the preview alone passes: a RESPMOD in VerifyMode
+  // preview whose check identified the kind (genuine(true), outcome kIdentified); kMore
+  // otherwise (read on).
+  BodyVerdict preview_seen(std::size_t preview_bytes, bool whole_body);
+  // The whole body was fed to check(): finishes the check (once) and records its verdict
+  // (genuine(false) or reject()). kGenuine or kRejected, never kMore.
+  BodyVerdict body_finished();
+
   // The audited outcome is a 403: kBlocked with `reason`, action kBlock.
   void block(std::string reason);
   // The check rejected the body (or the adapter refused it for `reason`): kBlocked with
@@ -177,7 +207,8 @@ class Transaction {
  private:
   void classify_decide(const TransactionFacts& f, const TransactionContext& c);
   void classify_hole(const TransactionFacts& f, const TransactionContext& c, bool decision_mode);
-  void translate(const TransactionFacts& f);
+  Translated translate(const TransactionFacts& f);
+  void set_rule(const Rule& r);  // the rule, owner and ticket audited
   bool check_ocsp_request(const TransactionFacts& f, const TransactionContext& c);
   void set(Outcome o, std::string reason = {});
 
@@ -192,6 +223,9 @@ class Transaction {
   std::optional<RevocationCheck> check_;
   std::optional<RevocationKind> kind_;  // the kind found genuine
   std::uint64_t aborted_after_ = 0;
+  std::uint64_t body_cap_ = UINT64_MAX;
+  VerifyMode verify_mode_ = VerifyMode::kFull;
+  bool finished_ = false;  // check_->finish() was called
 
   std::shared_ptr<const Policy> policy_;  // keeps rule pointers alive
   std::vector<const Rule*> shadows_;
