@@ -849,7 +849,7 @@ std::optional<std::string_view> view(const std::optional<std::string>& v) {
 
 // Reads the ICAP and HTTP headers into the engine's facts and lets it decide.
 void classify(ci_request_t* req, Txn& t) {
-  using authbypass::icap::ServiceMode;
+  using authbypass::icap::FactsNeeded;
   TransactionFacts f;
   TransactionContext c;
   f.respmod = ci_req_type(req) == ICAP_RESPMOD;
@@ -860,17 +860,14 @@ void classify(ci_request_t* req, Txn& t) {
     c.mode = cfg.service_mode;
     c.limits = cfg.limits;
     c.verify_mode = cfg.mode;
-    if (c.mode != ServiceMode::kDecide || !f.respmod) c.policy = t.state->policy();
-    if (c.mode != ServiceMode::kVerify) c.secret = t.state->secret();
   }
-  const bool decide_reqmod = c.initialized && c.mode != ServiceMode::kVerify && !f.respmod;
   ci_headers_list_t* icap = req->request_header;
   f.authenticated = header(icap, "X-Authenticated-User").has_value();
-  // Outside decision-mode REQMOD an authenticated user's message never came through the
-  // hole, and Mode decide does not verify RESPMOD: both are a 204 whatever else the
-  // headers say, so nothing else is read.
-  if ((f.authenticated && !decide_reqmod) ||
-      (c.initialized && c.mode == ServiceMode::kDecide && f.respmod)) {
+  // Only what the transaction reads is read (and only the snapshots it uses loaded).
+  const FactsNeeded need = Transaction::needs(c.initialized, c.mode, f.respmod, f.authenticated);
+  if (need.policy) c.policy = t.state->policy();
+  if (need.secret) c.secret = t.state->secret();
+  if (!need.http_headers) {
     t.tx.classify(f, c);
     return;
   }
@@ -887,8 +884,8 @@ void classify(ci_request_t* req, Txn& t) {
   std::optional<std::string> mark_value;
   f.has_request = hreq != nullptr;
   f.request = {line, view(host), view(ua), view(client_ip)};
-  if (hreq && decide_reqmod) f.client_sent_mark = has_mark_header(hreq);
-  if (hreq && f.respmod && c.mode != ServiceMode::kVerify) {
+  if (hreq && need.client_sent_mark) f.client_sent_mark = has_mark_header(hreq);
+  if (hreq && need.mark_value) {
     mark_value = header(hreq, "X-Authbypass");
     f.mark_value = view(mark_value);
   }

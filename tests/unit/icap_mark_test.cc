@@ -10,7 +10,7 @@
 #include <set>
 #include <string>
 
-#include "authbypass/icap_request.h"
+#include "authbypass/icap_plan.h"
 
 namespace authbypass::icap {
 namespace {

@@ -632,6 +632,72 @@ TEST_F(IcapTransactionTest, DecideWarnsWithoutClientIp) {
   EXPECT_EQ(tx.warning(), Warning::kNoClientIp);
 }
 
+// needs(): the facts and state the adapter leaves unread change nothing. Every mode, type
+// and user, for a bypassed body, a forged mark and a request no rule bypasses: classified
+// with only the needed facts, the transaction decides as with all of them.
+TEST_F(IcapTransactionTest, NeededFactsAreEnoughToDecide) {
+  const std::string body = crl();
+  const std::string len = std::to_string(body.size());
+  const std::string mark_value = kSecret + " crl";
+  int reduced = 0;
+  for (bool initialized : {true, false})
+    for (ServiceMode mode : {ServiceMode::kVerify, ServiceMode::kDecide, ServiceMode::kBoth})
+      for (bool respmod : {false, true})
+        for (bool authenticated : {false, true})
+          for (std::string_view line : {"GET http://crl.example.com/a.crl HTTP/1.1",
+                                        "GET http://elsewhere.example.net/ HTTP/1.1"})
+            for (bool forged : {false, true}) {
+              TransactionFacts full = facts(line, respmod, true);
+              full.authenticated = authenticated;
+              full.client_sent_mark = forged;
+              full.mark_value = mark_value;
+              full.content_type = "application/pkix-crl";
+              full.content_length = len;
+              TransactionContext c = ctx;
+              c.initialized = initialized;
+              c.mode = mode;
+              Transaction a;
+              a.classify(full, c);
+
+              const FactsNeeded n = Transaction::needs(initialized, mode, respmod, authenticated);
+              TransactionFacts part;
+              part.respmod = respmod;
+              part.has_body = true;
+              part.authenticated = authenticated;
+              if (n.http_headers) {
+                part = full;
+                if (!n.client_sent_mark) part.client_sent_mark = false;
+                if (!n.mark_value) part.mark_value = std::nullopt;
+              }
+              TransactionContext pc = c;
+              if (!n.policy) pc.policy = nullptr;
+              if (!n.secret) pc.secret = nullptr;
+              if (!n.http_headers || !n.policy || !n.secret) ++reduced;
+              Transaction b;
+              b.classify(part, pc);
+              SCOPED_TRACE(testing::Message() << initialized << static_cast<int>(mode) << respmod
+                                              << authenticated << line << forged);
+              EXPECT_EQ(a.action(), b.action());
+              EXPECT_EQ(a.outcome(), b.outcome());
+              EXPECT_EQ(a.warning(), b.warning());
+              EXPECT_EQ(a.strip_marks(), b.strip_marks());
+              EXPECT_EQ(a.mark(), b.mark());
+              EXPECT_EQ(a.rule_id(), b.rule_id());
+              std::vector<AuditEvent> ea, eb;
+              EXPECT_EQ(a.end(0, ea), b.end(0, eb));
+              EXPECT_EQ(ea.size(), eb.size());
+            }
+  EXPECT_GT(reduced, 0);
+  // What is read at all: nothing for an authenticated RESPMOD or Mode decide's RESPMOD;
+  // the secret and the marks only in decision mode.
+  EXPECT_FALSE(Transaction::needs(true, ServiceMode::kVerify, true, true).http_headers);
+  EXPECT_FALSE(Transaction::needs(true, ServiceMode::kDecide, true, false).http_headers);
+  EXPECT_TRUE(Transaction::needs(true, ServiceMode::kDecide, false, true).client_sent_mark);
+  EXPECT_FALSE(Transaction::needs(true, ServiceMode::kVerify, false, false).secret);
+  EXPECT_TRUE(Transaction::needs(true, ServiceMode::kBoth, true, false).mark_value);
+  EXPECT_FALSE(Transaction::needs(false, ServiceMode::kBoth, true, false).policy);
+}
+
 TEST_F(IcapTransactionTest, InternalErrorBlocks) {
   tx.block("internal error");
   EXPECT_EQ(end(), Counter::kBlocked);

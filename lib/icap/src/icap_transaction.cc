@@ -299,6 +299,23 @@ void Transaction::classify_decide(const TransactionFacts& f, const TransactionCo
   if (check_ocsp_request(f, c)) mark_ = mark_header(*c.secret, d.rule->id);
 }
 
+FactsNeeded Transaction::needs(bool initialized, ServiceMode mode, bool respmod,
+                               bool authenticated) {
+  FactsNeeded n;
+  const bool decision_mode = initialized && mode != ServiceMode::kVerify;
+  const bool decide_reqmod = decision_mode && !respmod;
+  // An authenticated user's message never came through the hole (decision-mode REQMOD
+  // still strips a client-sent mark); Mode decide does not verify RESPMOD.
+  if (authenticated && !decide_reqmod) return n;
+  if (decision_mode && respmod && mode == ServiceMode::kDecide) return n;
+  n.http_headers = true;
+  n.policy = initialized && !authenticated;
+  n.secret = decision_mode && !authenticated;
+  n.client_sent_mark = decide_reqmod;
+  n.mark_value = decision_mode && respmod;
+  return n;
+}
+
 void Transaction::classify(const TransactionFacts& f, const TransactionContext& c) {
   respmod_ = f.respmod;
   verify_mode_ = c.verify_mode;

@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "authbypass/audit.h"
-#include "authbypass/icap_request.h"
+#include "authbypass/icap_plan.h"
 #include "authbypass/policy.h"
 #include "authbypass/revocation_check.h"
 #include "authbypass/stats.h"
@@ -133,6 +133,17 @@ struct TransactionContext {
   Date today{};
 };
 
+// Which facts and state classify() reads for a message, given what every message has
+// (its type and the ICAP X-Authenticated-User) and the service's mode: the adapter reads and
+// loads only these, and leaves the rest of TransactionFacts / TransactionContext empty.
+struct FactsNeeded {
+  bool http_headers = false;      // the encapsulated headers and X-Client-IP (the other facts)
+  bool policy = false;            // TransactionContext::policy
+  bool secret = false;            // TransactionContext::secret
+  bool client_sent_mark = false;  // TransactionFacts::client_sent_mark
+  bool mark_value = false;        // TransactionFacts::mark_value
+};
+
 // Something the service should log once (the adapter rate-limits it).
 enum class Warning : std::uint8_t {
   kNone,
@@ -146,6 +157,10 @@ class Transaction {
   // Decides what to do with the message (the table above). May throw (std::bad_alloc);
   // the adapter then calls block("internal error").
   void classify(const TransactionFacts& f, const TransactionContext& c);
+  // What classify() needs to read (FactsNeeded): nothing beyond the message's type for an
+  // authenticated user outside decision-mode REQMOD and for RESPMOD in Mode decide (both a
+  // 204 whatever the headers say).
+  static FactsNeeded needs(bool initialized, ServiceMode mode, bool respmod, bool authenticated);
 
   Action action() const { return action_; }
   Outcome outcome() const { return outcome_; }
