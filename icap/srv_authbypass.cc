@@ -130,8 +130,8 @@ void log_msg(int level, const std::string& msg) {
 // ---------------------------------------------------------------------------------------
 // Configuration (c-icap directives authbypass.*), filled while c-icap reads its config.
 
-using authbypass::icap::VerifyMode;  // authbypass.VerifyMode
 using authbypass::icap::ServiceMode;  // authbypass.Mode
+using authbypass::icap::VerifyMode;   // authbypass.VerifyMode
 
 const char* mode_name(ServiceMode m) {
   switch (m) {
@@ -735,7 +735,7 @@ struct Txn {
   std::shared_ptr<State> state;
   Transaction tx;
   Phase phase = Phase::kHold;
-  bool edited = false;    // apply_edits() ran
+  bool edited = false;  // apply_edits() ran
 
   // Body bytes not yet sent: buf[off..].
   std::string buf;

@@ -219,8 +219,7 @@ TEST_F(IcapTransactionTest, RequestBodyMustBeAnOcspRequest) {
   classify(f);
   EXPECT_EQ(tx.action(), Action::kBlock);
   end();
-  EXPECT_EQ(events.at(0).reason,
-            "Content-Type 'text/plain' is not application/ocsp-request");
+  EXPECT_EQ(events.at(0).reason, "Content-Type 'text/plain' is not application/ocsp-request");
   EXPECT_EQ(events[0].content_type, "text/plain");
 
   Transaction t2;

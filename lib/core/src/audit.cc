@@ -358,6 +358,20 @@ AuditEvent rule_event(std::string_view component, std::string_view event, const 
   return e;
 }
 
+AuditEvent icap_event(std::string_view event, std::string_view policy_sha256,
+                      const AuditRequest& req, const AuditOutcome& o) {
+  AuditEvent e = rule_event("icap", event, nullptr, policy_sha256, req);
+  e.rule = o.rule;
+  e.owner = o.owner;
+  e.ticket = o.ticket;
+  e.status = o.status;
+  e.content_type = o.content_type;
+  e.bytes = o.bytes;
+  e.verdict = o.verdict;
+  e.reason = o.reason;
+  return e;
+}
+
 AuditEvent policy_event(std::string_view component, bool loaded, std::string_view file,
                         std::string_view policy_sha256, std::span<const std::string> errors,
                         std::string& reason_buf) {

@@ -118,8 +118,8 @@ std::optional<std::string> parse_shared_secret(std::string_view content, std::st
     return std::nullopt;
   };
   std::string_view s = content;
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' ||
-                        s.back() == '\t'))
+  while (!s.empty() &&
+         (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t'))
     s.remove_suffix(1);
   if (s.empty()) return fail("is empty");
   for (char c : s) {

@@ -192,15 +192,15 @@ std::optional<Counter> Transaction::end(std::uint64_t bytes_seen, std::vector<Au
     if (!note_.empty()) reason_ = reason_.empty() ? note_ : reason_ + "; " + note_;
     note_.clear();
     verdict_ = verdict_text(outcome_, kind_ ? to_string(*kind_) : "?", aborted_after_);
-    AuditEvent& e = out.emplace_back(rule_event("icap", event_name(outcome_), nullptr, sha_, req));
-    e.rule = rule_;
-    e.owner = owner_;
-    e.ticket = ticket_;
-    e.status = status_;
-    e.content_type = content_type_;
-    e.bytes = static_cast<std::int64_t>(bytes_seen);
-    e.verdict = verdict_;
-    e.reason = reason_;
+    out.push_back(icap_event(event_name(outcome_), sha_, req,
+                             {.rule = rule_,
+                              .owner = owner_,
+                              .ticket = ticket_,
+                              .status = status_,
+                              .content_type = content_type_,
+                              .bytes = static_cast<std::int64_t>(bytes_seen),
+                              .verdict = verdict_,
+                              .reason = reason_}));
     counted = counter_of(outcome_, kind_);
   }
   for (const Rule* r : shadows_) out.push_back(rule_event("icap", "shadow", r, sha_, req));
