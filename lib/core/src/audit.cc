@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <tuple>
 
 #include "authbypass/policy.h"
 #include "text.h"
@@ -361,14 +362,10 @@ AuditEvent rule_event(std::string_view component, std::string_view event, const 
 AuditEvent icap_event(std::string_view event, std::string_view policy_sha256,
                       const AuditRequest& req, const AuditOutcome& o) {
   AuditEvent e = rule_event("icap", event, nullptr, policy_sha256, req);
-  e.rule = o.rule;
-  e.owner = o.owner;
-  e.ticket = o.ticket;
-  e.status = o.status;
-  e.content_type = o.content_type;
-  e.bytes = o.bytes;
-  e.verdict = o.verdict;
-  e.reason = o.reason;
+  // Every outcome fact as given (the rule may be an id alone: a mark named a rule the
+  // policy in force does not have).
+  std::tie(e.rule, e.owner, e.ticket, e.status, e.content_type, e.bytes, e.verdict, e.reason) =
+      std::tie(o.rule, o.owner, o.ticket, o.status, o.content_type, o.bytes, o.verdict, o.reason);
   return e;
 }
 

@@ -2,9 +2,10 @@
 // with a REQMOD or RESPMOD message given the facts the adapter read from the wire, which
 // check its body needs, the typed outcome, the audit events that record it and the
 // statistics counter it counts under. Pure logic, no I/O: the adapter (c-icap callbacks,
-// buffering, the 403 page) reads the headers into TransactionFacts, applies the Action,
-// feeds the body to check(), reports what the body did (genuine, rejected, aborted) and
-// writes the events that end() returns.
+// buffering, the 403 page) reads the headers that needs() names into TransactionFacts,
+// applies the Action, feeds the body to check(), asks for the verdict (preview_seen(),
+// over_body_cap(), body_finished()), reports what only it knows (the page sent, an edit
+// that failed, a late abort, an internal error) and writes the events that end() returns.
 //
 // The decision table (classify):
 //   * Mode decide|both, REQMOD (decision mode): every request comes here. Authenticated,
