@@ -99,6 +99,7 @@ using authbypass::PolicySource;
 using authbypass::RevocationCheck;
 using authbypass::RevocationLimits;
 using authbypass::icap::Action;
+using authbypass::icap::BodyVerdict;
 using authbypass::icap::Transaction;
 using authbypass::icap::TransactionContext;
 using authbypass::icap::TransactionFacts;
@@ -129,9 +130,8 @@ void log_msg(int level, const std::string& msg) {
 // ---------------------------------------------------------------------------------------
 // Configuration (c-icap directives authbypass.*), filled while c-icap reads its config.
 
-enum class VerifyMode { kFull, kPreview };
-
 using authbypass::icap::ServiceMode;  // authbypass.Mode
+using authbypass::icap::VerifyMode;   // authbypass.VerifyMode
 
 const char* mode_name(ServiceMode m) {
   switch (m) {
@@ -724,8 +724,7 @@ struct Txn {
   std::shared_ptr<State> state;
   Transaction tx;
   Phase phase = Phase::kHold;
-  bool finished = false;  // the check's finish() was called
-  bool edited = false;    // apply_edits() ran
+  bool edited = false;  // apply_edits() ran
 
   // Body bytes not yet sent: buf[off..].
   std::string buf;
@@ -839,7 +838,7 @@ std::optional<std::string_view> view(const std::optional<std::string>& v) {
 
 // Reads the ICAP and HTTP headers into the engine's facts and lets it decide.
 void classify(ci_request_t* req, Txn& t) {
-  using authbypass::icap::ServiceMode;
+  using authbypass::icap::FactsNeeded;
   TransactionFacts f;
   TransactionContext c;
   f.respmod = ci_req_type(req) == ICAP_RESPMOD;
@@ -849,17 +848,15 @@ void classify(ci_request_t* req, Txn& t) {
     const Config& cfg = t.state->config();
     c.mode = cfg.service_mode;
     c.limits = cfg.limits;
-    if (c.mode != ServiceMode::kDecide || !f.respmod) c.policy = t.state->policy();
-    if (c.mode != ServiceMode::kVerify) c.secret = t.state->secret();
+    c.verify_mode = cfg.mode;
   }
-  const bool decide_reqmod = c.initialized && c.mode != ServiceMode::kVerify && !f.respmod;
   ci_headers_list_t* icap = req->request_header;
   f.authenticated = header(icap, "X-Authenticated-User").has_value();
-  // Outside decision-mode REQMOD an authenticated user's message never came through the
-  // hole, and Mode decide does not verify RESPMOD: both are a 204 whatever else the
-  // headers say, so nothing else is read.
-  if ((f.authenticated && !decide_reqmod) ||
-      (c.initialized && c.mode == ServiceMode::kDecide && f.respmod)) {
+  // Only what the transaction reads is read (and only the snapshots it uses loaded).
+  const FactsNeeded need = Transaction::needs(c.initialized, c.mode, f.respmod, f.authenticated);
+  if (need.policy) c.policy = t.state->policy();
+  if (need.secret) c.secret = t.state->secret();
+  if (!need.http_headers) {
     t.tx.classify(f, c);
     return;
   }
@@ -876,8 +873,8 @@ void classify(ci_request_t* req, Txn& t) {
   std::optional<std::string> mark_value;
   f.has_request = hreq != nullptr;
   f.request = {line, view(host), view(ua), view(client_ip)};
-  if (hreq && decide_reqmod) f.client_sent_mark = has_mark_header(hreq);
-  if (hreq && f.respmod && c.mode != ServiceMode::kVerify) {
+  if (hreq && need.client_sent_mark) f.client_sent_mark = has_mark_header(hreq);
+  if (hreq && need.mark_value) {
     mark_value = header(hreq, "X-Authbypass");
     f.mark_value = view(mark_value);
   }
@@ -1105,15 +1102,12 @@ extern "C" int svc_check_preview(char* data, int len, ci_request_t* req) {
       return CI_MOD_CONTINUE;
     }
     if (data && len > 0) consume(*t, data, static_cast<std::size_t>(len));
-    if (t->tx.rejected()) {
-      t->tx.reject();
-      start_block_page(req, *t);
-      return CI_MOD_CONTINUE;
-    }
-    if (ci_req_hasalldata(req)) {  // the whole body was in the preview
-      t->finished = true;
-      if (t->tx.check()->finish() == RevocationCheck::State::kGenuine) {
-        t->tx.genuine(false);
+    const std::size_t preview = len > 0 ? static_cast<std::size_t>(len) : 0;
+    switch (t->tx.preview_seen(preview, ci_req_hasalldata(req))) {
+      case BodyVerdict::kRejected:
+        start_block_page(req, *t);
+        return CI_MOD_CONTINUE;
+      case BodyVerdict::kGenuine:
         if (t->tx.decides()) {  // the marked request goes on, with the body it came with
           if (!apply_edits(req, *t)) {
             edit_failed(req, *t);
@@ -1128,18 +1122,8 @@ extern "C" int svc_check_preview(char* data, int len, ci_request_t* req) {
         t->drop_buffer();
         t->write_events();
         return CI_MOD_ALLOW204;
-      }
-      t->tx.reject();
-      start_block_page(req, *t);
-      return CI_MOD_CONTINUE;
-    }
-    if (t->tx.respmod() && t->state->config().mode == VerifyMode::kPreview && len > 0 &&
-        t->tx.check()->identified()) {
-      t->tx.genuine(true);
-      t->phase = Phase::kDone;
-      t->drop_buffer();
-      t->write_events();
-      return CI_MOD_ALLOW204;
+      case BodyVerdict::kMore:
+        break;
     }
     // Full check (or a preview that did not identify the object): keep the data locked
     // and read on; service_io decides when to stream.
@@ -1160,12 +1144,7 @@ extern "C" int svc_end_of_data(ci_request_t* req) {
       return CI_MOD_DONE;
     }
     if (t->tx.action() != Action::kCheck || t->phase == Phase::kDone) return CI_MOD_DONE;
-    if (!t->finished) {
-      t->finished = true;
-      t->tx.check()->finish();
-    }
-    if (t->tx.check()->state() == RevocationCheck::State::kGenuine) {
-      t->tx.genuine(false);
+    if (t->tx.body_finished() == BodyVerdict::kGenuine) {
       if (t->phase == Phase::kHold && t->tx.decides()) {  // send the marked request and its body
         if (!apply_edits(req, *t)) {
           edit_failed(req, *t);
@@ -1185,7 +1164,6 @@ extern "C" int svc_end_of_data(ci_request_t* req) {
       t->write_events();
       return CI_MOD_DONE;
     }
-    t->tx.reject();
     if (t->phase == Phase::kHold) {
       start_block_page(req, *t);
       return CI_MOD_DONE;
@@ -1225,13 +1203,10 @@ extern "C" int svc_io(char* wbuf, int* wlen, char* rbuf, int* rlen, int iseof, c
         n = std::min(n, room);
         *rlen = static_cast<int>(n);
         consume(*t, rbuf, n);
-        if (!t->tx.rejected() && !t->tx.respmod() &&
-            t->buffered() > std::min<std::uint64_t>(t->state->config().limits.ocsp,
-                                                    authbypass::icap::kMaxRequestBody)) {
+        if (t->tx.over_body_cap(t->buffered())) {
           // Belt and braces: an upload never grows past the OCSP cap here.
           t->phase = Phase::kHold;
           t->drop_buffer();
-          t->tx.reject("request body over the OCSP size cap");
           start_block_page(req, *t);
         } else if (t->tx.rejected()) {
           t->tx.reject();

@@ -14,7 +14,7 @@ if ! out=$(build layering_probe_core); then
   echo "$out" | tail -20 >&2
   exit 1
 fi
-for h in revocation_check icap_transaction m365 report squid_config explain policy_check \
+for h in revocation_check icap_transaction icap_plan m365 report squid_config explain policy_check \
          customer_hosting; do
   if out=$(build "layering_probe_$h"); then
     echo "FAIL: a core source can include authbypass/$h.h" >&2

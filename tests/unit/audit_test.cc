@@ -186,6 +186,33 @@ TEST(Audit, FileSinkAppendsAndReopens) {
   EXPECT_NE(err.find("cannot open audit log /nonexistent-dir/audit.log"), std::string::npos);
 }
 
+// An ICAP outcome event carries the request, the policy and every outcome fact it is given.
+TEST(Audit, IcapEventCarriesTheOutcome) {
+  const AuditRequest req{"10.0.0.1", "GET", "http://crl.example.com/a.crl", "crl.example.com",
+                         "ua"};
+  const AuditOutcome o{"crl", "pki",         "CHG-1", 200, "application/pkix-crl",
+                       1234,  "genuine crl", "why"};
+  const AuditEvent e = icap_event("verified", "abc", req, o);
+  EXPECT_EQ(e.component, "icap");
+  EXPECT_EQ(e.event, "verified");
+  EXPECT_EQ(e.policy_sha256, "abc");
+  EXPECT_EQ(e.rule, "crl");
+  EXPECT_EQ(e.owner, "pki");
+  EXPECT_EQ(e.ticket, "CHG-1");
+  EXPECT_EQ(e.src, "10.0.0.1");
+  EXPECT_EQ(e.method, "GET");
+  EXPECT_EQ(e.url, "http://crl.example.com/a.crl");
+  EXPECT_EQ(e.host, "crl.example.com");
+  EXPECT_EQ(e.user_agent, "ua");
+  EXPECT_EQ(e.status, 200);
+  EXPECT_EQ(e.content_type, "application/pkix-crl");
+  EXPECT_EQ(e.bytes, 1234);
+  EXPECT_EQ(e.verdict, "genuine crl");
+  EXPECT_EQ(e.reason, "why");
+  EXPECT_TRUE(e.fixed_json.empty());
+  EXPECT_TRUE(e.request_json.empty());
+}
+
 // Both adapters' policy events come from policy_event().
 TEST(Audit, PolicyEvents) {
   std::string buf;

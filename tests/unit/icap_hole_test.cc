@@ -3,7 +3,7 @@
 // 204 without a check in the direction "the decider bypassed, my policy authenticates".
 #include <gtest/gtest.h>
 
-#include "authbypass/icap_request.h"
+#include "authbypass/icap_plan.h"
 #include "authbypass/policy.h"
 
 namespace authbypass::icap {

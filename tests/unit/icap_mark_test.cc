@@ -1,16 +1,15 @@
 // Decision mode (authbypass.Mode decide|both): the X-Authbypass mark, what the REQMOD
 // service does with client-sent copies, and the shared-secret file.
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdio>
 #include <fstream>
 #include <set>
 #include <string>
 
-#include "authbypass/icap_request.h"
+#include "authbypass/icap_plan.h"
 
 namespace authbypass::icap {
 namespace {
@@ -24,7 +23,7 @@ TEST(IcapMark, HeaderNamesMatchCaseInsensitivelyWithBlanksBeforeTheColon) {
   EXPECT_FALSE(is_mark_header("X-Authbypassed: x"));
   EXPECT_FALSE(is_mark_header("X-Authbypas: x"));
   EXPECT_FALSE(is_mark_header(" X-Authbypass: x"));  // a continuation line, not a header
-  EXPECT_FALSE(is_mark_header("X-Authbypass"));       // no colon
+  EXPECT_FALSE(is_mark_header("X-Authbypass"));      // no colon
   EXPECT_FALSE(is_mark_header("X-Forwarded-For: X-Authbypass: x"));
   EXPECT_FALSE(is_mark_header(""));
   EXPECT_EQ(header_name("X-AUTHBYPASS : junk"), "X-AUTHBYPASS ");

@@ -219,8 +219,7 @@ TEST_F(IcapTransactionTest, RequestBodyMustBeAnOcspRequest) {
   classify(f);
   EXPECT_EQ(tx.action(), Action::kBlock);
   end();
-  EXPECT_EQ(events.at(0).reason,
-            "request body with Content-Type 'text/plain', not application/ocsp-request");
+  EXPECT_EQ(events.at(0).reason, "Content-Type 'text/plain' is not application/ocsp-request");
   EXPECT_EQ(events[0].content_type, "text/plain");
 
   Transaction t2;
@@ -374,6 +373,101 @@ TEST_F(IcapTransactionTest, PreviewIdentificationIsCountedUnchecked) {
   tx.genuine(true);
   EXPECT_EQ(end(64), Counter::kUnchecked);
   EXPECT_EQ(events.at(0).verdict, "identified crl (preview)");
+}
+
+// The preview rule: in VerifyMode preview an identified RESPMOD body passes on its preview;
+// in full mode, or with an empty preview, it is read on.
+TEST_F(IcapTransactionTest, PreviewPassesOnlyInPreviewModeWithData) {
+  const std::string body = crl();
+  const std::string len = std::to_string(body.size());
+  TransactionFacts f = facts("GET http://crl.example.com/a.crl HTTP/1.1", true, true);
+  f.content_length = len;
+  for (VerifyMode vm : {VerifyMode::kFull, VerifyMode::kPreview}) {
+    ctx.verify_mode = vm;
+    Transaction t;
+    t.classify(f, ctx);
+    ASSERT_EQ(t.action(), Action::kCheck);
+    EXPECT_EQ(t.preview_seen(0, false), BodyVerdict::kMore);  // no data in the preview
+    t.check()->feed(body.substr(0, 64));
+    ASSERT_TRUE(t.check()->identified());
+    const BodyVerdict v = t.preview_seen(64, false);
+    std::vector<AuditEvent> evs;
+    if (vm == VerifyMode::kFull) {
+      EXPECT_EQ(v, BodyVerdict::kMore);
+      EXPECT_EQ(t.outcome(), Outcome::kNone);
+    } else {
+      EXPECT_EQ(v, BodyVerdict::kGenuine);
+      EXPECT_EQ(t.end(64, evs), Counter::kUnchecked);
+      EXPECT_EQ(evs.at(0).verdict, "identified crl (preview)");
+    }
+  }
+  // A REQMOD body (an OCSP request) is never passed on its preview.
+  ctx.verify_mode = VerifyMode::kPreview;
+  const std::string req = ocsp_request();
+  const std::string rlen = std::to_string(req.size());
+  TransactionFacts q = facts("POST http://ocsp.example.com/ HTTP/1.1", false, true);
+  q.content_type = "application/ocsp-request";
+  q.content_length = rlen;
+  classify(q);
+  ASSERT_EQ(tx.action(), Action::kCheck);
+  tx.check()->feed(req.substr(0, 8));
+  EXPECT_EQ(tx.preview_seen(8, false), BodyVerdict::kMore);
+}
+
+// The whole body in the preview (or at its end): the check's verdict, given once.
+TEST_F(IcapTransactionTest, BodyFinishedGivesTheVerdict) {
+  const std::string body = crl();
+  const std::string len = std::to_string(body.size());
+  TransactionFacts f = facts("GET http://crl.example.com/a.crl HTTP/1.1", true, true);
+  f.content_length = len;
+  classify(f);
+  tx.check()->feed(body);
+  EXPECT_EQ(tx.preview_seen(body.size(), true), BodyVerdict::kGenuine);
+  EXPECT_EQ(tx.body_finished(), BodyVerdict::kGenuine);  // finish() once, same verdict
+  EXPECT_EQ(end(body.size()), Counter::kVerifiedCrl);
+  EXPECT_EQ(events.at(0).verdict, "genuine crl");
+
+  Transaction t2;  // truncated: rejected with the check's reason
+  t2.classify(f, ctx);
+  t2.check()->feed(body.substr(0, body.size() - 3));
+  EXPECT_EQ(t2.body_finished(), BodyVerdict::kRejected);
+  std::vector<AuditEvent> evs;
+  EXPECT_EQ(t2.end(body.size() - 3, evs), Counter::kBlocked);
+  EXPECT_FALSE(evs.at(0).reason.empty());
+
+  Transaction t3;  // rejected while in the preview
+  f.content_length = "5000";
+  t3.classify(f, ctx);
+  t3.check()->feed("<html>");
+  EXPECT_EQ(t3.preview_seen(6, false), BodyVerdict::kRejected);
+  EXPECT_EQ(t3.outcome(), Outcome::kBlocked);
+}
+
+// A bypassed request body is capped at min(OcspMaxBytes, kMaxRequestBody); a response body
+// is bounded by its check, not by this cap.
+TEST_F(IcapTransactionTest, RequestBodyCapRejectsWithTheEnginesReason) {
+  ctx.limits.ocsp = 1000;
+  TransactionFacts q = facts("POST http://ocsp.example.com/ HTTP/1.1", false, true);
+  q.content_type = "application/ocsp-request";
+  classify(q);
+  ASSERT_EQ(tx.action(), Action::kCheck);
+  EXPECT_EQ(tx.body_cap(), 1000u);
+  EXPECT_FALSE(tx.over_body_cap(1000));
+  EXPECT_TRUE(tx.over_body_cap(1001));
+  EXPECT_FALSE(tx.over_body_cap(5000));  // once
+  EXPECT_EQ(end(1001), Counter::kBlocked);
+  EXPECT_EQ(events.at(0).reason, "request body over the OCSP size cap");
+
+  ctx.limits.ocsp = 10 * 1024 * 1024;
+  Transaction t2;
+  t2.classify(q, ctx);
+  EXPECT_EQ(t2.body_cap(), kMaxRequestBody);
+
+  Transaction t3;
+  TransactionFacts r = facts("GET http://crl.example.com/a.crl HTTP/1.1", true, true);
+  t3.classify(r, ctx);
+  ASSERT_EQ(t3.action(), Action::kCheck);
+  EXPECT_FALSE(t3.over_body_cap(kMaxRequestBody + 1));
 }
 
 TEST_F(IcapTransactionTest, ResponseThePolicyNoLongerBypassesIsCheckedAsRevocation) {
@@ -535,6 +629,72 @@ TEST_F(IcapTransactionTest, DecideWarnsWithoutClientIp) {
   classify(f);
   EXPECT_EQ(tx.action(), Action::kAllow);
   EXPECT_EQ(tx.warning(), Warning::kNoClientIp);
+}
+
+// needs(): the facts and state the adapter leaves unread change nothing. Every mode, type
+// and user, for a bypassed body, a forged mark and a request no rule bypasses: classified
+// with only the needed facts, the transaction decides as with all of them.
+TEST_F(IcapTransactionTest, NeededFactsAreEnoughToDecide) {
+  const std::string body = crl();
+  const std::string len = std::to_string(body.size());
+  const std::string mark_value = kSecret + " crl";
+  int reduced = 0;
+  for (bool initialized : {true, false})
+    for (ServiceMode mode : {ServiceMode::kVerify, ServiceMode::kDecide, ServiceMode::kBoth})
+      for (bool respmod : {false, true})
+        for (bool authenticated : {false, true})
+          for (std::string_view line : {"GET http://crl.example.com/a.crl HTTP/1.1",
+                                        "GET http://elsewhere.example.net/ HTTP/1.1"})
+            for (bool forged : {false, true}) {
+              TransactionFacts full = facts(line, respmod, true);
+              full.authenticated = authenticated;
+              full.client_sent_mark = forged;
+              full.mark_value = mark_value;
+              full.content_type = "application/pkix-crl";
+              full.content_length = len;
+              TransactionContext c = ctx;
+              c.initialized = initialized;
+              c.mode = mode;
+              Transaction a;
+              a.classify(full, c);
+
+              const FactsNeeded n = Transaction::needs(initialized, mode, respmod, authenticated);
+              TransactionFacts part;
+              part.respmod = respmod;
+              part.has_body = true;
+              part.authenticated = authenticated;
+              if (n.http_headers) {
+                part = full;
+                if (!n.client_sent_mark) part.client_sent_mark = false;
+                if (!n.mark_value) part.mark_value = std::nullopt;
+              }
+              TransactionContext pc = c;
+              if (!n.policy) pc.policy = nullptr;
+              if (!n.secret) pc.secret = nullptr;
+              if (!n.http_headers || !n.policy || !n.secret) ++reduced;
+              Transaction b;
+              b.classify(part, pc);
+              SCOPED_TRACE(testing::Message() << initialized << static_cast<int>(mode) << respmod
+                                              << authenticated << line << forged);
+              EXPECT_EQ(a.action(), b.action());
+              EXPECT_EQ(a.outcome(), b.outcome());
+              EXPECT_EQ(a.warning(), b.warning());
+              EXPECT_EQ(a.strip_marks(), b.strip_marks());
+              EXPECT_EQ(a.mark(), b.mark());
+              EXPECT_EQ(a.rule_id(), b.rule_id());
+              std::vector<AuditEvent> ea, eb;
+              EXPECT_EQ(a.end(0, ea), b.end(0, eb));
+              EXPECT_EQ(ea.size(), eb.size());
+            }
+  EXPECT_GT(reduced, 0);
+  // What is read at all: nothing for an authenticated RESPMOD or Mode decide's RESPMOD;
+  // the secret and the marks only in decision mode.
+  EXPECT_FALSE(Transaction::needs(true, ServiceMode::kVerify, true, true).http_headers);
+  EXPECT_FALSE(Transaction::needs(true, ServiceMode::kDecide, true, false).http_headers);
+  EXPECT_TRUE(Transaction::needs(true, ServiceMode::kDecide, false, true).client_sent_mark);
+  EXPECT_FALSE(Transaction::needs(true, ServiceMode::kVerify, false, false).secret);
+  EXPECT_TRUE(Transaction::needs(true, ServiceMode::kBoth, true, false).mark_value);
+  EXPECT_FALSE(Transaction::needs(false, ServiceMode::kBoth, true, false).policy);
 }
 
 TEST_F(IcapTransactionTest, InternalErrorBlocks) {

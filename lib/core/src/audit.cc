@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <tuple>
 
 #include "authbypass/policy.h"
 #include "text.h"
@@ -378,6 +379,16 @@ AuditEvent rule_event(std::string_view component, std::string_view event, const 
   e.url = req.url;
   e.host = req.host;
   e.user_agent = req.user_agent;
+  return e;
+}
+
+AuditEvent icap_event(std::string_view event, std::string_view policy_sha256,
+                      const AuditRequest& req, const AuditOutcome& o) {
+  AuditEvent e = rule_event("icap", event, nullptr, policy_sha256, req);
+  // Every outcome fact as given (the rule may be an id alone: a mark named a rule the
+  // policy in force does not have).
+  std::tie(e.rule, e.owner, e.ticket, e.status, e.content_type, e.bytes, e.verdict, e.reason) =
+      std::tie(o.rule, o.owner, o.ticket, o.status, o.content_type, o.bytes, o.verdict, o.reason);
   return e;
 }
 

@@ -83,12 +83,6 @@ int status_of(std::string_view line) {
   return code;
 }
 
-std::string media_type(std::string_view ct) {
-  std::string out(trim(ct.substr(0, ct.find(';'))));
-  for (char& c : out) c = text::lower(c);
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------
 // Decision mode.
 
@@ -108,62 +102,6 @@ bool is_mark_header(std::string_view line) {
   return true;
 }
 
-std::string mark_header(std::string_view secret, std::string_view rule_id) {
-  std::string h;
-  h.reserve(kMarkHeader.size() + 3 + secret.size() + rule_id.size());
-  h += kMarkHeader;
-  h += ": ";
-  h += secret;
-  h += ' ';
-  h += rule_id;
-  return h;
-}
-
-MarkPlan plan_mark(bool client_sent_mark, bool policy_bypasses) {
-  MarkPlan p;
-  if (client_sent_mark) {
-    p.strip = true;
-    p.forged = true;
-    return p;
-  }
-  p.mark = policy_bypasses;
-  return p;
-}
-
-std::optional<std::string_view> marked_rule(std::string_view value, std::string_view secret) {
-  value = trim(value);
-  if (secret.empty() || value.size() <= secret.size() + 1) return std::nullopt;
-  unsigned char diff = 0;
-  for (std::size_t i = 0; i < secret.size(); ++i)
-    diff |= static_cast<unsigned char>(value[i] ^ secret[i]);
-  const char sep = value[secret.size()];
-  if (diff != 0 || (sep != ' ' && sep != '\t')) return std::nullopt;
-  std::string_view rule = trim(value.substr(secret.size() + 1));
-  if (rule.empty() || rule.find_first_of(" \t") != std::string_view::npos) return std::nullopt;
-  return rule;
-}
-
-HolePlan plan_unauthenticated(bool respmod, bool has_body, bool is_connect, const Rule* decided,
-                              const Rule* marked) {
-  HolePlan p;
-  p.disagrees = decided == nullptr;
-  if (!respmod) {
-    if (has_body) {
-      p.action = HoleAction::kCheckOcspRequest;
-    } else if (is_connect && !decided) {
-      p.action = HoleAction::kRefuse;  // an opaque tunnel nothing here allows
-    }
-    return p;
-  }
-  if (decided) {
-    p.verify = decided->verify;
-  } else {
-    p.verify = marked && marked->verify != Verify::kNone ? marked->verify : Verify::kRevocation;
-  }
-  p.action = p.verify == Verify::kNone ? HoleAction::kAllow : HoleAction::kCheck;
-  return p;
-}
-
 namespace {
 constexpr std::size_t kMinSecret = 32;
 constexpr std::size_t kMaxSecret = 256;
@@ -180,8 +118,8 @@ std::optional<std::string> parse_shared_secret(std::string_view content, std::st
     return std::nullopt;
   };
   std::string_view s = content;
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' ||
-                        s.back() == '\t'))
+  while (!s.empty() &&
+         (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t'))
     s.remove_suffix(1);
   if (s.empty()) return fail("is empty");
   for (char c : s) {

@@ -127,6 +127,40 @@ void Transaction::genuine(bool preview_only) {
   set(preview_only ? Outcome::kIdentified : Outcome::kGenuine);
 }
 
+bool Transaction::over_body_cap(std::uint64_t held) {
+  if (!check_ || rejected() || outcome_ != Outcome::kNone || held <= body_cap_) return false;
+  reject("request body over the OCSP size cap");
+  return true;
+}
+
+BodyVerdict Transaction::preview_seen(std::size_t preview_bytes, bool whole_body) {
+  if (!check_) return BodyVerdict::kMore;
+  if (rejected()) {
+    reject();
+    return BodyVerdict::kRejected;
+  }
+  if (whole_body) return body_finished();
+  if (respmod_ && verify_mode_ == VerifyMode::kPreview && preview_bytes > 0 &&
+      check_->identified()) {
+    genuine(true);
+    return BodyVerdict::kGenuine;
+  }
+  return BodyVerdict::kMore;
+}
+
+BodyVerdict Transaction::body_finished() {
+  if (check_ && !finished_) {
+    finished_ = true;
+    check_->finish();
+  }
+  if (check_ && check_->state() == RevocationCheck::State::kGenuine) {
+    genuine(false);
+    return BodyVerdict::kGenuine;
+  }
+  reject();
+  return BodyVerdict::kRejected;
+}
+
 void Transaction::block_page_sent() {
   audit_ = true;
   outcome_ = Outcome::kBlocked;
@@ -158,15 +192,15 @@ std::optional<Counter> Transaction::end(std::uint64_t bytes_seen, std::vector<Au
     if (!note_.empty()) reason_ = reason_.empty() ? note_ : reason_ + "; " + note_;
     note_.clear();
     verdict_ = verdict_text(outcome_, kind_ ? to_string(*kind_) : "?", aborted_after_);
-    AuditEvent& e = out.emplace_back(rule_event("icap", event_name(outcome_), nullptr, sha_, req));
-    e.rule = rule_;
-    e.owner = owner_;
-    e.ticket = ticket_;
-    e.status = status_;
-    e.content_type = content_type_;
-    e.bytes = static_cast<std::int64_t>(bytes_seen);
-    e.verdict = verdict_;
-    e.reason = reason_;
+    out.push_back(icap_event(event_name(outcome_), sha_, req,
+                             {.rule = rule_,
+                              .owner = owner_,
+                              .ticket = ticket_,
+                              .status = status_,
+                              .content_type = content_type_,
+                              .bytes = static_cast<std::int64_t>(bytes_seen),
+                              .verdict = verdict_,
+                              .reason = reason_}));
     counted = counter_of(outcome_, kind_);
   }
   for (const Rule* r : shadows_) out.push_back(rule_event("icap", "shadow", r, sha_, req));
@@ -176,30 +210,35 @@ std::optional<Counter> Transaction::end(std::uint64_t bytes_seen, std::vector<Au
 
 // The encapsulated HTTP request as the engine's input; its method, URL and User-Agent are
 // kept for the audit event.
-void Transaction::translate(const TransactionFacts& f) {
-  const Translated tr = icap::translate(f.request);
+Translated Transaction::translate(const TransactionFacts& f) {
+  Translated tr = icap::translate(f.request);
   method_ = tr.method;
   url_ = tr.url;
   ua_ = tr.user_agent;
-  if (!tr.ok()) block(tr.error);
+  return tr;
+}
+
+void Transaction::set_rule(const Rule& r) {
+  rule_ = r.id;
+  owner_ = r.owner;
+  ticket_ = r.ticket;
 }
 
 // A bypassed request with a body: only an OCSP request may go up the hole. Either starts
-// the check of its body (true) or blocks it (false).
+// the check of its body (true: a begin() that refused it is blocked by classify()) or
+// blocks it (false).
 bool Transaction::check_ocsp_request(const TransactionFacts& f, const TransactionContext& c) {
   content_type_ = value_or_empty(f.content_type);
   const auto cl = content_length(f.content_length);
-  if (media_type(content_type_) != "application/ocsp-request") {
-    block("request body with Content-Type '" + content_type_.substr(0, 100) +
-          "', not application/ocsp-request");
-    return false;
-  }
+  // The content type is the check's: begin() refuses anything but application/ocsp-request
+  // (classify() then blocks with its reason).
   if (!cl) {
     block("malformed Content-Length in the request");
     return false;
   }
   RevocationLimits rl = c.limits;
   rl.ocsp = std::min<std::uint64_t>(rl.ocsp, kMaxRequestBody);
+  body_cap_ = rl.ocsp;
   check_.emplace(RevocationCheck::for_ocsp_request(rl));
   check_->begin(content_type_, f.content_encoding.value_or(""), *cl);
   action_ = Action::kCheck;
@@ -215,10 +254,7 @@ void Transaction::classify_decide(const TransactionFacts& f, const TransactionCo
   action_ = Action::kAllow;
   if (!f.has_request) return;  // nothing to strip, nothing to mark
   src_ = value_or_empty(f.request.client_ip);
-  const Translated tr = icap::translate(f.request);
-  method_ = tr.method;
-  url_ = tr.url;
-  ua_ = tr.user_agent;
+  const Translated tr = translate(f);
 
   Decision d;
   bool is_connect = false;
@@ -237,11 +273,7 @@ void Transaction::classify_decide(const TransactionFacts& f, const TransactionCo
         warning_ = Warning::kNoClientIp;
     }
   }
-  if (d.bypass()) {
-    rule_ = d.rule->id;
-    owner_ = d.rule->owner;
-    ticket_ = d.rule->ticket;
-  }
+  if (d.bypass()) set_rule(*d.rule);
 
   const MarkPlan plan = plan_mark(f.client_sent_mark, d.bypass());
   strip_marks_ = plan.strip;
@@ -267,8 +299,26 @@ void Transaction::classify_decide(const TransactionFacts& f, const TransactionCo
   if (check_ocsp_request(f, c)) mark_ = mark_header(*c.secret, d.rule->id);
 }
 
+FactsNeeded Transaction::needs(bool initialized, ServiceMode mode, bool respmod,
+                               bool authenticated) {
+  FactsNeeded n;
+  const bool decision_mode = initialized && mode != ServiceMode::kVerify;
+  const bool decide_reqmod = decision_mode && !respmod;
+  // An authenticated user's message never came through the hole (decision-mode REQMOD
+  // still strips a client-sent mark); Mode decide does not verify RESPMOD.
+  if (authenticated && !decide_reqmod) return n;
+  if (decision_mode && respmod && mode == ServiceMode::kDecide) return n;
+  n.http_headers = true;
+  n.policy = initialized && !authenticated;
+  n.secret = decision_mode && !authenticated;
+  n.client_sent_mark = decide_reqmod;
+  n.mark_value = decision_mode && respmod;
+  return n;
+}
+
 void Transaction::classify(const TransactionFacts& f, const TransactionContext& c) {
   respmod_ = f.respmod;
+  verify_mode_ = c.verify_mode;
   const bool decision_mode = c.initialized && c.mode != ServiceMode::kVerify;
   if (decision_mode) {
     if (!f.respmod) {
@@ -307,8 +357,10 @@ void Transaction::classify_hole(const TransactionFacts& f, const TransactionCont
     block("no encapsulated HTTP request headers");
     return;
   }
-  translate(f);
-  if (action_ == Action::kBlock) return;
+  if (const Translated tr = translate(f); !tr.ok()) {
+    block(tr.error);
+    return;
+  }
   if (!c.initialized) {
     block("service not initialized");
     return;
@@ -344,9 +396,7 @@ void Transaction::classify_hole(const TransactionFacts& f, const TransactionCont
   const HolePlan plan = plan_unauthenticated(f.respmod, f.has_body, r.is_connect,
                                              d.bypass() ? d.rule : nullptr, marked);
   if (const Rule* rule = d.bypass() ? d.rule : marked) {
-    rule_ = rule->id;
-    owner_ = rule->owner;
-    ticket_ = rule->ticket;
+    set_rule(*rule);
   } else {
     rule_ = marked_id;
   }

@@ -1586,17 +1586,18 @@ RevocationCheck::State RevocationCheck::begin(std::string_view content_type,
              "' (only identity is checked)");
     return m.state;
   }
+  // An OCSP request check (a body going up the hole) takes its one media type only.
+  if (m.allowed == bit(RevocationKind::kOcspRequest) &&
+      !text::iequals(trim_media_type(content_type), "application/ocsp-request")) {
+    m.reject("Content-Type '" + std::string(content_type.substr(0, 60)) +
+             "' is not application/ocsp-request");
+    return m.state;
+  }
   bool known = false;
   unsigned by_type = kinds_for_content_type(content_type, &known);
   if (!known) {
     m.reject("Content-Type '" + std::string(content_type.substr(0, 60)) +
              "' is not revocation data");
-    return m.state;
-  }
-  if (m.allowed == bit(RevocationKind::kOcspRequest) &&
-      !text::iequals(trim_media_type(content_type), "application/ocsp-request")) {
-    m.reject("Content-Type '" + std::string(content_type.substr(0, 60)) +
-             "' is not application/ocsp-request");
     return m.state;
   }
   m.allowed_now = m.allowed & by_type;

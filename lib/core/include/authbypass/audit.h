@@ -54,6 +54,23 @@ struct AuditRequest {
 AuditEvent rule_event(std::string_view component, std::string_view event, const Rule* rule,
                       std::string_view policy_sha256, const AuditRequest& req);
 
+// What an ICAP transaction's outcome event records beyond its request: the rule as audited
+// (its id alone when this policy does not have the rule a mark named), the response's
+// status, the checked body's Content-Type and size, the verdict and the reason.
+struct AuditOutcome {
+  std::string_view rule, owner, ticket;
+  int status = -1;
+  std::string_view content_type;
+  std::int64_t bytes = -1;
+  std::string_view verdict, reason;
+};
+
+// The one builder of ICAP outcome events: `event` of component "icap" for `req`, under
+// the policy whose hash is `policy_sha256`, with the outcome `o`. The event points into
+// its arguments.
+AuditEvent icap_event(std::string_view event, std::string_view policy_sha256,
+                      const AuditRequest& req, const AuditOutcome& o);
+
 // The one builder of policy events: `policy_loaded` (when `loaded`) or `policy_rejected`
 // of `component` for the policy file `file`. `policy_sha256` names the policy in force
 // afterwards ("" when there is none). A rejection's reason is its `errors` joined by "; ",

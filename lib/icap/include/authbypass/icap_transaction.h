@@ -2,9 +2,10 @@
 // with a REQMOD or RESPMOD message given the facts the adapter read from the wire, which
 // check its body needs, the typed outcome, the audit events that record it and the
 // statistics counter it counts under. Pure logic, no I/O: the adapter (c-icap callbacks,
-// buffering, the 403 page) reads the headers into TransactionFacts, applies the Action,
-// feeds the body to check(), reports what the body did (genuine, rejected, aborted) and
-// writes the events that end() returns.
+// buffering, the 403 page) reads the headers that needs() names into TransactionFacts,
+// applies the Action, feeds the body to check(), asks for the verdict (preview_seen(),
+// over_body_cap(), body_finished()), reports what only it knows (the page sent, an edit
+// that failed, a late abort, an internal error) and writes the events that end() returns.
 //
 // The decision table (classify):
 //   * Mode decide|both, REQMOD (decision mode): every request comes here. Authenticated,
@@ -34,7 +35,7 @@
 #include <vector>
 
 #include "authbypass/audit.h"
-#include "authbypass/icap_request.h"
+#include "authbypass/icap_plan.h"
 #include "authbypass/policy.h"
 #include "authbypass/revocation_check.h"
 #include "authbypass/stats.h"
@@ -48,6 +49,17 @@ inline constexpr std::uint64_t kMaxRequestBody = 64 * 1024;
 // authbypass.Mode: verify (Squid's helper decides, the service checks), decide (the REQMOD
 // service decides and marks), both (decides in REQMOD, verifies in RESPMOD).
 enum class ServiceMode : std::uint8_t { kVerify, kDecide, kBoth };
+
+// authbypass.VerifyMode: full (the whole body is checked) or preview (a RESPMOD body whose
+// ICAP preview identifies it as the expected kind passes on that identification alone).
+enum class VerifyMode : std::uint8_t { kFull, kPreview };
+
+// What the adapter does once the body (or its preview) has been looked at.
+enum class BodyVerdict : std::uint8_t {
+  kMore,      // no verdict yet: read on
+  kGenuine,   // passed (genuine(), done): 204, or decision mode's marked request goes on
+  kRejected,  // rejected (reject(), done): the 403 page, or abort a streamed body
+};
 
 // What the adapter does with the message.
 enum class Action : std::uint8_t {
@@ -115,10 +127,22 @@ struct TransactionFacts {
 struct TransactionContext {
   bool initialized = true;  // false: the service did not start (every message blocked)
   ServiceMode mode = ServiceMode::kVerify;
+  VerifyMode verify_mode = VerifyMode::kFull;
   std::shared_ptr<const Policy> policy;       // null: no valid policy
   std::shared_ptr<const std::string> secret;  // decision mode's shared secret
   RevocationLimits limits;
   Date today{};
+};
+
+// Which facts and state classify() reads for a message, given what every message has
+// (its type and the ICAP X-Authenticated-User) and the service's mode: the adapter reads and
+// loads only these, and leaves the rest of TransactionFacts / TransactionContext empty.
+struct FactsNeeded {
+  bool http_headers = false;      // the encapsulated headers and X-Client-IP (the other facts)
+  bool policy = false;            // TransactionContext::policy
+  bool secret = false;            // TransactionContext::secret
+  bool client_sent_mark = false;  // TransactionFacts::client_sent_mark
+  bool mark_value = false;        // TransactionFacts::mark_value
 };
 
 // Something the service should log once (the adapter rate-limits it).
@@ -134,6 +158,10 @@ class Transaction {
   // Decides what to do with the message (the table above). May throw (std::bad_alloc);
   // the adapter then calls block("internal error").
   void classify(const TransactionFacts& f, const TransactionContext& c);
+  // What classify() needs to read (FactsNeeded): nothing beyond the message's type for an
+  // authenticated user outside decision-mode REQMOD and for RESPMOD in Mode decide (both a
+  // 204 whatever the headers say).
+  static FactsNeeded needs(bool initialized, ServiceMode mode, bool respmod, bool authenticated);
 
   Action action() const { return action_; }
   Outcome outcome() const { return outcome_; }
@@ -149,6 +177,24 @@ class Transaction {
   const std::string& mark() const { return mark_; }
   const std::string& rule_id() const { return rule_; }  // "" when no rule is known
   const std::string& url() const { return url_; }
+
+  // The most body bytes the adapter may hold for the check: a bypassed request body (an
+  // OCSP request) min(limits.ocsp, kMaxRequestBody); a response body is bounded by its
+  // check's own caps (no limit here).
+  std::uint64_t body_cap() const { return body_cap_; }
+  // The adapter holds `held` body bytes of a check without a verdict yet: over body_cap()
+  // the transaction is rejected ("request body over the OCSP size cap") and this returns
+  // true, once (the adapter drops what it holds and sends the 403 page).
+  bool over_body_cap(std::uint64_t held);
+  // The ICAP preview was fed to check(); `preview_bytes` of it were body, `whole_body`: it
+  // held the whole body. kRejected when the check rejected it (reject()); with the whole
+  // body, body_finished(); kGenuine when the preview alone passes: a RESPMOD in VerifyMode
+  // preview whose check identified the kind (genuine(true), outcome kIdentified); kMore
+  // otherwise (read on).
+  BodyVerdict preview_seen(std::size_t preview_bytes, bool whole_body);
+  // The whole body was fed to check(): finishes the check (once) and records its verdict
+  // (genuine(false) or reject()). kGenuine or kRejected, never kMore.
+  BodyVerdict body_finished();
 
   // The audited outcome is a 403: kBlocked with `reason`, action kBlock.
   void block(std::string reason);
@@ -177,7 +223,8 @@ class Transaction {
  private:
   void classify_decide(const TransactionFacts& f, const TransactionContext& c);
   void classify_hole(const TransactionFacts& f, const TransactionContext& c, bool decision_mode);
-  void translate(const TransactionFacts& f);
+  Translated translate(const TransactionFacts& f);
+  void set_rule(const Rule& r);  // the rule, owner and ticket audited
   bool check_ocsp_request(const TransactionFacts& f, const TransactionContext& c);
   void set(Outcome o, std::string reason = {});
 
@@ -192,6 +239,9 @@ class Transaction {
   std::optional<RevocationCheck> check_;
   std::optional<RevocationKind> kind_;  // the kind found genuine
   std::uint64_t aborted_after_ = 0;
+  std::uint64_t body_cap_ = UINT64_MAX;
+  VerifyMode verify_mode_ = VerifyMode::kFull;
+  bool finished_ = false;  // check_->finish() was called
 
   std::shared_ptr<const Policy> policy_;  // keeps rule pointers alive
   std::vector<const Rule*> shadows_;
